@@ -1,0 +1,525 @@
+"""Sender's TOML configuration: the schema, its defaults, validation and rendering.
+
+The schema is one table of dotted keys (`rtmp.listen`, `rtmp.limits.max_chunk_size`, …), each
+with a type, a default and a one-line description. From it come:
+
+* validation of a parsed file (unknown keys and wrong values are errors naming the key, the bad
+  value and what is allowed);
+* `render()`, the complete commented file that `sender init` writes and `sender config set`
+  rewrites — comments come from the schema, so a rewrite never loses them;
+* `parse_value()`, which turns a command-line string into a typed value for `config set`.
+
+No trio, no sockets: the CLI and every daemon read the config through `load()`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import tomli_w
+
+from daemons.core.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/sender/sender.toml")
+CONFIG_ENV = "SENDER_CONFIG"
+
+
+# --- value kinds -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one key's values are checked and parsed from a command-line string."""
+
+    name: str  # what is allowed, shown in errors
+    check: Callable[[Any], Any]  # returns the normalised value or raises ValueError(reason)
+    from_text: Callable[[str], Any]
+
+
+def _check_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("expected a string")
+    if "\x00" in v:
+        raise ValueError("NUL characters are not allowed")
+    return v
+
+
+def _check_bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _bool_from_text(s: str) -> bool:
+    low = s.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_kind(lo: int, hi: int) -> Kind:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        if not lo <= v <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return v
+
+    def from_text(s: str) -> int:
+        try:
+            return int(s.strip().replace("_", ""), 10)
+        except ValueError:
+            raise ValueError(f"expected an integer from {lo} to {hi}") from None
+
+    return Kind(f"an integer from {lo} to {hi}", check, from_text)
+
+
+def _float_kind(lo: float, hi: float) -> Kind:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise ValueError(f"expected a number from {lo:g} to {hi:g}")
+        if not lo <= v <= hi:
+            raise ValueError(f"expected a number from {lo:g} to {hi:g}")
+        return float(v)
+
+    def from_text(s: str) -> float:
+        try:
+            return float(s.strip())
+        except ValueError:
+            raise ValueError(f"expected a number from {lo:g} to {hi:g}") from None
+
+    return Kind(f"a number from {lo:g} to {hi:g}", check, from_text)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (IPv6 as "[::1]:PORT") into host and port; ValueError if malformed."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value or "")
+    if not m:
+        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:1935 or [::]:1935")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError("port must be 0-65535")
+    if m.group(1):
+        ipaddress.IPv6Address(host)  # raises ValueError
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ValueError("expected HOST:PORT with a hostname or IP address")
+    return host, port
+
+
+def _check_listen(v: Any) -> str:
+    parse_listen(_check_str(v))
+    return v
+
+
+def _check_optional_listen(v: Any) -> str:
+    if _check_str(v) == "":
+        return v
+    return _check_listen(v)
+
+
+def _check_url(v: Any) -> str:
+    _check_str(v)
+    if v == "":
+        return v
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL, or \"\" for none")
+    return v.rstrip("/")
+
+
+def _check_path(v: Any) -> str:
+    _check_str(v)
+    return v
+
+
+def _check_str_list(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return list(v)
+
+
+def _list_from_text(s: str) -> list:
+    s = s.strip()
+    if s.startswith("["):
+        try:
+            return tomllib.loads(f"v = {s}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"not a TOML array ({e})") from None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _check_cidrs(v: Any) -> list[str]:
+    out = _check_str_list(v)
+    for item in out:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return out
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+_UNIT_S = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(v: Any) -> float:
+    """Seconds from a duration: a number of seconds or a string like "90s", "15m", "24h", "7d"."""
+    if isinstance(v, bool):
+        raise ValueError("expected a duration such as 90s, 15m, 24h or 7d")
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(v)
+    m = _DURATION.fullmatch(str(v).strip())
+    if not m:
+        raise ValueError("expected a duration such as 90s, 15m, 24h or 7d")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def _check_duration(v: Any) -> Any:
+    parse_duration(v)
+    return v
+
+
+def _duration_from_text(s: str) -> Any:
+    parse_duration(s)
+    try:
+        return int(s)
+    except ValueError:
+        return s.strip()
+
+
+def _enum_kind(*choices: str) -> Kind:
+    allowed = " | ".join(choices)
+
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"expected one of {allowed}")
+        return v
+
+    return Kind(f"one of {allowed}", check, lambda s: s.strip())
+
+
+RENDITION_KINDS = ("source", "transcode")
+_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_RENDITION_FIELDS: dict[str, Kind]  # filled below, after the simple kinds exist
+
+
+def check_rendition(r: Any) -> dict:
+    """One rendition of a ladder: {name, kind, width, height, video_bitrate, …}."""
+    if not isinstance(r, dict):
+        raise ValueError("each rendition must be a table such as {name = \"source\", kind = \"source\"}")
+    unknown = set(r) - set(_RENDITION_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown rendition field {sorted(unknown)[0]!r}; allowed: {', '.join(_RENDITION_FIELDS)}")
+    for req in ("name", "kind"):
+        if req not in r:
+            raise ValueError(f"a rendition needs {req!r}")
+    out = {}
+    for k, v in r.items():
+        try:
+            out[k] = _RENDITION_FIELDS[k].check(v)
+        except ValueError as e:
+            raise ValueError(f"rendition field {k!r}: {e}") from None
+    if not _RENDITION_NAME.fullmatch(out["name"]):
+        raise ValueError("a rendition name is 1-32 of a-z, 0-9, _ and -, starting with a letter or digit")
+    if out["kind"] == "transcode" and not ("height" in out and "video_bitrate" in out):
+        raise ValueError(f"transcoded rendition {out['name']!r} needs height and video_bitrate")
+    return out
+
+
+def _check_ladder(v: Any) -> list[dict]:
+    if not isinstance(v, list) or not v:
+        raise ValueError("expected a non-empty array of rendition tables")
+    out = [check_rendition(r) for r in v]
+    names = [r["name"] for r in out]
+    if len(set(names)) != len(names):
+        raise ValueError("rendition names must be unique")
+    return out
+
+
+STR = Kind("a string", _check_str, lambda s: s)
+BOOL = Kind("true or false", _check_bool, _bool_from_text)
+LISTEN = Kind("HOST:PORT", _check_listen, lambda s: s.strip())
+OPTIONAL_LISTEN = Kind('HOST:PORT, or "" for off', _check_optional_listen, lambda s: s.strip())
+URL = Kind('an http(s) URL, or ""', _check_url, lambda s: s.strip())
+PATH = Kind("a filesystem path", _check_path, lambda s: s)
+STR_LIST = Kind("a list of strings", _check_str_list, _list_from_text)
+CIDRS = Kind("a list of IP addresses or CIDR networks", _check_cidrs, _list_from_text)
+DURATION = Kind("a duration (seconds, or 90s / 15m / 24h / 7d)", _check_duration, _duration_from_text)
+LADDER = Kind(
+    "an array of rendition tables",
+    _check_ladder,
+    lambda s: tomllib.loads(f"v = {s}")["v"],
+)
+_RENDITION_FIELDS = {
+    "name": STR,
+    "kind": _enum_kind(*RENDITION_KINDS),
+    "width": _int_kind(16, 7680),
+    "height": _int_kind(16, 4320),
+    "video_bitrate": _int_kind(50_000, 100_000_000),
+    "audio_bitrate": _int_kind(8_000, 1_000_000),
+    "frame_rate": _float_kind(1, 240),
+    "video_codec": STR,
+    "audio_codec": STR,
+}
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: Kind
+    default: Any
+    doc: str
+
+
+# Defaults that depend on where the install lives are written by `sender init`; these are the
+# system-wide ones (a Debian-style install under /etc, /var/lib and /var/cache).
+SCHEMA: dict[str, Key] = {
+    "node.id": Key(STR, "node-1", "This node's endpoint id in the store (its MediaEndpoint)."),
+    "node.name": Key(STR, "Sender", "Human-readable name of this node."),
+    "node.public_base_url": Key(URL, "http://127.0.0.1:8080", "Base URL viewers and other nodes use to reach this node's HTTP daemon."),
+    "node.state_dir": Key(PATH, "/var/lib/sender", "State directory: the install secret, daemons' local stats."),
+    "rtmp.listen": Key(LISTEN, "0.0.0.0:1935", "RTMP listen address (HOST:PORT). OBS: server rtmp://HOST/live, stream key = the key."),
+    "rtmp.rtmps_listen": Key(OPTIONAL_LISTEN, "", 'RTMPS listen address, e.g. "0.0.0.0:1936"; "" turns RTMPS off. Needs tls_cert and tls_key.'),
+    "rtmp.tls_cert": Key(PATH, "", "PEM certificate chain for RTMPS."),
+    "rtmp.tls_key": Key(PATH, "", "PEM private key for RTMPS."),
+    "rtmp.max_publishers": Key(_int_kind(1, 10_000), 64, "Most RTMP connections at once; more are refused at accept."),
+    "rtmp.allow_takeover": Key(BOOL, False, "Let a new publisher with a valid key replace the connected one (else it is refused)."),
+    "rtmp.auth_failures_per_minute": Key(_int_kind(1, 100_000), 10, "Refused publish attempts allowed per source address per minute before it is locked out."),
+    "rtmp.limits.max_chunk_size": Key(_int_kind(128, 16_777_215), 65536, "Largest chunk size a publisher may set (bytes)."),
+    "rtmp.limits.max_message_size": Key(_int_kind(1024, 268_435_456), 8 * 1024 * 1024, "Largest RTMP message accepted (bytes)."),
+    "rtmp.limits.max_chunk_streams": Key(_int_kind(4, 65_599), 64, "Most chunk streams one connection may open."),
+    "rtmp.limits.handshake_timeout_s": Key(_float_kind(0.1, 600), 10.0, "Seconds a client has to complete the handshake and publish."),
+    "rtmp.limits.idle_timeout_s": Key(_float_kind(0.1, 3600), 30.0, "Seconds without any byte from a publisher before it is dropped."),
+    "http.listen": Key(LISTEN, "0.0.0.0:8080", "HTTP listen address (HLS, watch page, APIs, metrics)."),
+    "http.trusted_proxies": Key(CIDRS, [], "Proxies whose X-Forwarded-* headers are honoured (addresses or CIDRs)."),
+    "http.max_connections": Key(_int_kind(1, 1_000_000), 4096, "Most concurrent HTTP connections."),
+    "http.max_request_body": Key(_int_kind(1024, 1 << 30), 1024 * 1024, "Largest request body accepted (bytes)."),
+    "spool.root": Key(PATH, "/var/cache/sender/spool", "Where parts, segments and playlists are written."),
+    "spool.live_window_segments": Key(_int_kind(3, 10_000), 6, "Segments listed in a live playlist."),
+    "spool.ended_retention": Key(DURATION, "24h", "How long an ended generation's files are kept (e.g. 90s, 15m, 24h, 7d)."),
+    "store.path": Key(PATH, "/var/lib/sender/sender.db", "SQLite store: streams, keys, generations, endpoints, snapshots."),
+    "store.busy_timeout_ms": Key(_int_kind(0, 600_000), 5000, "How long a writer waits for another process's transaction (ms)."),
+    "backend.ffmpeg": Key(STR, "ffmpeg", "ffmpeg executable (name on PATH or absolute path)."),
+    "backend.extra_args": Key(STR_LIST, [], "Extra ffmpeg arguments, inserted before the outputs."),
+    "backend.restart_backoff_max_s": Key(_float_kind(0.1, 600), 10.0, "Longest wait between restarts of a crashed ffmpeg."),
+    "hls.segment_target_s": Key(_float_kind(0.5, 30), 2.0, "Target segment duration; segments cut at the first keyframe at or after it."),
+    "hls.part_target_s": Key(_float_kind(0.05, 5), 0.2, "Target LL-HLS part duration."),
+    "hls.low_latency": Key(BOOL, True, "Publish LL-HLS parts, preload hints and blocking reload."),
+    "renditions.ladder": Key(LADDER, [{"name": "source", "kind": "source"}], "Default ladder for new streams. Example transcode: {name = \"480p\", kind = \"transcode\", height = 480, video_bitrate = 1200000, audio_bitrate = 96000}."),
+    "health.max_playlist_age_s": Key(_float_kind(0.1, 3600), 6.0, "A playlist older than this makes a source stale."),
+    "health.max_segment_lag": Key(_int_kind(0, 10_000), 3, "Segments an edge may trail its source before it is degraded."),
+    "health.max_error_rate": Key(_float_kind(0, 1), 0.05, "Share of failed fetches that makes a source degraded."),
+    "health.max_viewers": Key(_int_kind(0, 100_000_000), 0, "Viewers above which an endpoint is overloaded (0 = no limit)."),
+    "health.max_egress_bps": Key(_int_kind(0, 10**12), 0, "Egress above which an endpoint is overloaded (0 = no limit)."),
+    "health.stats_stale_after_s": Key(_float_kind(0.5, 3600), 15.0, "Local stats older than this make a snapshot degraded."),
+    "snapshot.interval_s": Key(_float_kind(0.1, 3600), 5.0, "Seconds between endpoint snapshots."),
+    "snapshot.history_limit": Key(_int_kind(1, 10_000_000), 1000, "EndpointHistory rows kept per endpoint (oldest dropped)."),
+    "control_plane.report_url": Key(URL, "", 'Where snapshots are POSTed (the control plane); "" for none.'),
+    "control_plane.signing_key_file": Key(PATH, "", "File holding the shared HMAC key that signs reports."),
+    "management.token_verifiers": Key(STR_LIST, [], "Verifiers of management API tokens (create with `sender token create`; never the tokens)."),
+    "log.level": Key(_enum_kind("debug", "info", "warning", "error"), "info", "Daemon log level."),
+}
+
+SECTION_DOCS = {
+    "node": "This node: who it is and where it is reached.",
+    "rtmp": "RTMP/RTMPS ingest (sender-ingest).",
+    "rtmp.limits": "Protocol limits; a publisher breaking one is disconnected.",
+    "http": "HTTP serving (sender-http).",
+    "spool": "Media files: parts, segments, playlists.",
+    "store": "The SQLite store.",
+    "backend": "The media backend (ffmpeg).",
+    "hls": "HLS packaging.",
+    "renditions": "The rendition ladder.",
+    "health": "Thresholds that classify an endpoint healthy / degraded / stale / overloaded.",
+    "snapshot": "Endpoint snapshots (sender-snapshot).",
+    "control_plane": "Reports to the control plane.",
+    "management": "The management API.",
+    "log": "Logging.",
+}
+
+
+def defaults() -> dict[str, Any]:
+    return {k: _copy(v.default) for k, v in SCHEMA.items()}
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, list):
+        return [dict(x) if isinstance(x, dict) else x for x in v]
+    return v
+
+
+# --- the Config value --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: every schema key with a value. Index with dotted keys."""
+
+    values: dict[str, Any]
+    path: Path | None = None
+    explicit: frozenset[str] = field(default_factory=frozenset)  # keys the file set itself
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.values:
+            raise KeyError(key)
+        return self.values[key]
+
+    def listen(self, key: str) -> tuple[str, int]:
+        return parse_listen(self[key])
+
+    def seconds(self, key: str) -> float:
+        return parse_duration(self[key])
+
+    def with_value(self, key: str, value: Any) -> "Config":
+        values = dict(self.values)
+        values[key] = check_value(key, value)
+        return Config(values, self.path, self.explicit | {key})
+
+    def nested(self) -> dict:
+        """The values as nested tables, the shape of the TOML file."""
+        out: dict = {}
+        for key, value in self.values.items():
+            *tables, leaf = key.split(".")
+            node = out
+            for t in tables:
+                node = node.setdefault(t, {})
+            node[leaf] = value
+        return out
+
+
+def check_value(key: str, value: Any) -> Any:
+    spec = SCHEMA.get(key)
+    if spec is None:
+        raise ConfigError(f"unknown config key {key!r}{_suggest(key)}")
+    try:
+        return spec.kind.check(value)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {_show(value)} is not allowed: {e}") from None
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A command-line string typed by the schema (for `sender config set KEY VALUE`)."""
+    spec = SCHEMA.get(key)
+    if spec is None:
+        raise ConfigError(f"unknown config key {key!r}{_suggest(key)}")
+    try:
+        value = spec.kind.from_text(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{key}: {text!r} is not allowed: {e}") from None
+    return check_value(key, value)
+
+
+def _show(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, SCHEMA, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def flatten(tables: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested TOML tables → dotted keys. A table that is a schema leaf (none are) stays a value."""
+    out: dict[str, Any] = {}
+    for k, v in tables.items():
+        dotted = f"{prefix}{k}"
+        if isinstance(v, dict) and dotted not in SCHEMA:
+            if not any(s.startswith(dotted + ".") for s in SCHEMA):
+                raise ConfigError(f"unknown config section [{dotted}]{_suggest(dotted)}")
+            out.update(flatten(v, dotted + "."))
+        else:
+            out[dotted] = v
+    return out
+
+
+def from_text(text: str, path: Path | None = None) -> Config:
+    where = str(path) if path else "config"
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    given = flatten(tables)
+    values = defaults()
+    for key, value in given.items():
+        try:
+            values[key] = check_value(key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e.message}") from None
+    return Config(values, path, frozenset(given))
+
+
+def resolve_path(cli_path: str | os.PathLike | None = None) -> Path:
+    """Which config file: --config, else $SENDER_CONFIG, else /etc/sender/sender.toml."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    p = resolve_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no config at {p}: run `sender init` (or `sender init --dir DIR` and set {CONFIG_ENV}=DIR/sender.toml)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {p}: {e}") from None
+    return from_text(text, p)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def render(config: Config) -> str:
+    """The whole file, every key with its doc as a comment, grouped in schema order."""
+    lines = [
+        "# Sender configuration. Every key is listed with its default or current value.",
+        "# Change values with `sender config set KEY VALUE` or by editing; `sender config validate` checks.",
+        "",
+    ]
+    current_table = None
+    for key, spec in SCHEMA.items():
+        table, leaf = key.rsplit(".", 1)
+        if table != current_table:
+            if current_table is not None:
+                lines.append("")
+            if table in SECTION_DOCS:
+                lines.append(f"# {SECTION_DOCS[table]}")
+            lines.append(f"[{table}]")
+            current_table = table
+        lines.append(f"# {spec.doc}")
+        lines.append(tomli_w.dumps({leaf: config.values[key]}).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def write(config: Config, path: Path) -> None:
+    """Write atomically (temp file + rename), keeping the file's mode."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(config), encoding="utf-8")
+    try:
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o640)
+    os.replace(tmp, path)

@@ -1,0 +1,151 @@
+"""Numbered schema migrations of the store, in the order they were released.
+
+Never edit a released migration: add the next one. Each runs atomically and is recorded in
+`_sqlite_migrations` by sqlite-utils, so a store made by an older Sender upgrades in place.
+Timestamps are UTC ISO-8601 text; booleans are 0/1 integers.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("sender")
+
+
+@MIGRATIONS(name="0001_streams_keys_generations")
+def _m0001(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE streams (
+            id TEXT PRIMARY KEY,
+            slug TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            visibility TEXT NOT NULL DEFAULT 'public'
+                CHECK (visibility IN ('public', 'unlisted', 'private')),
+            auto_start INTEGER NOT NULL DEFAULT 1 CHECK (auto_start IN (0, 1)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        -- Slugs are unique among streams that are not deleted; a deleted slug can be reused.
+        CREATE UNIQUE INDEX streams_live_slug ON streams (slug) WHERE deleted_at IS NULL;
+
+        CREATE TABLE stream_keys (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL REFERENCES streams (id),
+            prefix TEXT NOT NULL UNIQUE,
+            verifier TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE INDEX stream_keys_stream ON stream_keys (stream_id);
+
+        CREATE TABLE stream_generations (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL REFERENCES streams (id),
+            status TEXT NOT NULL CHECK (status IN ('starting', 'live', 'ended', 'failed')),
+            mode TEXT NOT NULL DEFAULT 'origin_ingest',
+            started_at TEXT NOT NULL,
+            live_at TEXT,
+            ended_at TEXT,
+            failure_reason TEXT,
+            discontinuity_count INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        );
+        -- At most one active (starting or live) generation per stream.
+        CREATE UNIQUE INDEX stream_generations_active ON stream_generations (stream_id)
+            WHERE status IN ('starting', 'live');
+        CREATE INDEX stream_generations_stream ON stream_generations (stream_id, started_at);
+        """
+    )
+
+
+@MIGRATIONS(name="0002_media_endpoints")
+def _m0002(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE media_endpoints (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            type TEXT NOT NULL
+                CHECK (type IN ('tribes_origin', 'tribes_edge', 'external_origin', 'external_edge')),
+            node_id TEXT NOT NULL DEFAULT '',
+            public_base_url TEXT NOT NULL DEFAULT '',
+            enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            health_thresholds TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        -- The distribution graph: each endpoint's ordered source endpoints (parent links).
+        CREATE TABLE endpoint_sources (
+            endpoint_id TEXT NOT NULL REFERENCES media_endpoints (id),
+            source_id TEXT NOT NULL REFERENCES media_endpoints (id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (endpoint_id, source_id),
+            UNIQUE (endpoint_id, position),
+            CHECK (endpoint_id != source_id)
+        );
+        """
+    )
+
+
+@MIGRATIONS(name="0003_renditions_snapshots")
+def _m0003(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE renditions (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL REFERENCES streams (id),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('source', 'transcode')),
+            width INTEGER,
+            height INTEGER,
+            video_bitrate INTEGER,
+            audio_bitrate INTEGER,
+            video_codec TEXT,
+            audio_codec TEXT,
+            frame_rate REAL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (stream_id, name)
+        );
+
+        -- The latest snapshot per (endpoint, generation); generation_id '' = the endpoint itself.
+        CREATE TABLE endpoint_snapshots (
+            endpoint_id TEXT NOT NULL REFERENCES media_endpoints (id),
+            generation_id TEXT NOT NULL DEFAULT '',
+            observed_at TEXT NOT NULL,
+            reporter TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('healthy', 'degraded', 'stale', 'offline', 'overloaded')),
+            viewers INTEGER NOT NULL DEFAULT 0,
+            ingress_bps INTEGER NOT NULL DEFAULT 0,
+            egress_bps INTEGER NOT NULL DEFAULT 0,
+            playlist_age_s REAL,
+            last_segment_at TEXT,
+            segment_lag INTEGER,
+            PRIMARY KEY (endpoint_id, generation_id)
+        );
+
+        -- Every snapshot, bounded per endpoint by snapshot.history_limit.
+        CREATE TABLE endpoint_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            endpoint_id TEXT NOT NULL REFERENCES media_endpoints (id),
+            generation_id TEXT NOT NULL DEFAULT '',
+            observed_at TEXT NOT NULL,
+            reporter TEXT NOT NULL,
+            status TEXT NOT NULL,
+            viewers INTEGER NOT NULL DEFAULT 0,
+            ingress_bps INTEGER NOT NULL DEFAULT 0,
+            egress_bps INTEGER NOT NULL DEFAULT 0,
+            playlist_age_s REAL,
+            last_segment_at TEXT,
+            segment_lag INTEGER
+        );
+        CREATE INDEX endpoint_history_endpoint ON endpoint_history (endpoint_id, id);
+        """
+    )

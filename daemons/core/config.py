@@ -401,10 +401,15 @@ class Config:
         return out
 
 
-def check_value(key: str, value: Any) -> Any:
+def require_key(key: str) -> Key:
     spec = SCHEMA.get(key)
     if spec is None:
         raise ConfigError(f"unknown config key {key!r}{_suggest(key)}")
+    return spec
+
+
+def check_value(key: str, value: Any) -> Any:
+    spec = require_key(key)
     try:
         return spec.kind.check(value)
     except ValueError as e:
@@ -413,9 +418,7 @@ def check_value(key: str, value: Any) -> Any:
 
 def parse_value(key: str, text: str) -> Any:
     """A command-line string typed by the schema (for `sender config set KEY VALUE`)."""
-    spec = SCHEMA.get(key)
-    if spec is None:
-        raise ConfigError(f"unknown config key {key!r}{_suggest(key)}")
+    spec = require_key(key)
     try:
         value = spec.kind.from_text(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:

@@ -1,0 +1,31 @@
+"""Shell completion of names from the store (slugs, endpoint ids); silent when there is no install."""
+
+from __future__ import annotations
+
+import os
+
+from daemons.core import config as config_mod
+from daemons.core.install import Install
+
+
+def _store():
+    try:
+        return Install.load(os.environ.get(config_mod.CONFIG_ENV)).open_store(migrate=False)
+    except Exception:  # completion must never print an error into the shell
+        return None
+
+
+def stream_slugs(incomplete: str) -> list[str]:
+    store = _store()
+    if store is None:
+        return []
+    with store:
+        return [r["slug"] for r in store.query("SELECT slug FROM streams WHERE deleted_at IS NULL AND slug LIKE ?", (incomplete + "%",))]
+
+
+def endpoint_ids(incomplete: str) -> list[str]:
+    store = _store()
+    if store is None:
+        return []
+    with store:
+        return [r["id"] for r in store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL AND id LIKE ?", (incomplete + "%",))]

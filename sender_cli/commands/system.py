@@ -1,0 +1,81 @@
+"""`sender init` and `sender status`: laying down an install and seeing what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from daemons.core import config as config_mod
+from daemons.core import domain, install
+from sender_cli import context, render
+from sender_cli.context import JSON_OPTION
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("status")(status)
+
+
+def init(
+    ctx: typer.Context,
+    dir: Path = typer.Option(None, "--dir", help="Put everything (config, store, spool, state) under DIR."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing install's config and secret."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write a complete config with every default, create the store, spool, state and secret."""
+    cli = context.get(ctx)
+    target = None if dir else config_mod.resolve_path(cli.config_path)
+    result = install.init(target, directory=dir, force=force)
+    data = {"config": str(result.config_path), "created": [str(p) for p in result.created]}
+
+    def human() -> None:
+        render.console.print(f"Sender install ready: config {result.config_path}", markup=False)
+        for p in result.created:
+            render.console.print(f"  created {p}", markup=False)
+        if dir:
+            render.console.print(f"Use it with: export SENDER_CONFIG={result.config_path}", markup=False)
+
+    render.emit(data, as_json, human)
+
+
+def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """What this install holds: node, paths, streams, keys, endpoints, live generations."""
+    cli = context.get(ctx)
+    inst = cli.install()
+    store = cli.store()
+    cfg = inst.config
+    streams = domain.streams.list_(store)
+    active = domain.generations.list_(store, active_only=True)
+    data = {
+        "config": str(cfg.path),
+        "node": {"id": cfg["node.id"], "name": cfg["node.name"], "public_base_url": cfg["node.public_base_url"]},
+        "rtmp_listen": cfg["rtmp.listen"],
+        "http_listen": cfg["http.listen"],
+        "store": {"path": cfg["store.path"], "migrations": store.schema_version()},
+        "spool_root": cfg["spool.root"],
+        "streams": len(streams),
+        "keys": len([k for k in domain.keys.list_(store) if not k["revoked_at"]]),
+        "endpoints": len(domain.endpoints.list_(store)),
+        "active_generations": [{"stream": g["stream"], "id": g["id"], "status": g["status"]} for g in active],
+    }
+
+    def human() -> None:
+        render.fields(
+            "Sender status",
+            {
+                "config": data["config"],
+                "node": f"{cfg['node.id']} ({cfg['node.name']})",
+                "public URL": cfg["node.public_base_url"],
+                "RTMP": cfg["rtmp.listen"],
+                "HTTP": cfg["http.listen"],
+                "store": f"{cfg['store.path']} (schema {len(data['store']['migrations'])})",
+                "spool": cfg["spool.root"],
+                "streams": data["streams"],
+                "active keys": data["keys"],
+                "endpoints": data["endpoints"],
+                "live now": [f"{g['stream']} ({g['status']})" for g in active] or "nothing",
+            },
+        )
+
+    render.emit(data, as_json, human)

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from daemons.core.errors import SenderError
 from sender_cli import context, render
-from sender_cli.commands import config_cmd, endpoint, key, rendition, snapshot, stream, system
+from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system
 
 
 class SenderGroup(TyperGroup):
@@ -73,6 +73,8 @@ app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(rendition.app, name="rendition")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(daemon.app, name="daemon")
+app.command("up")(daemon.up)
 
 
 def main() -> None:

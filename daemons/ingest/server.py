@@ -1,0 +1,503 @@
+"""The ingest daemon: a thin trio loop around the sans-IO RTMP connection.
+
+For each TCP (or TLS) connection: feed bytes to `ServerConnection`, act on its events, send what
+it queues. On a publish request the key is checked against the store (off the loop), the stream
+gets its single publisher slot, its generation is continued or started, and a `MediaSink` takes
+the audio/video. A control loop applies admin changes from the store (stop, delete, revoke)
+within half a second; a stats loop writes per-publisher stats for the other daemons.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import trio
+
+from daemons.core import domain
+from daemons.core.domain.common import now_iso
+from daemons.core.install import Install
+from daemons.ingest.ratelimit import FailureLimiter
+from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
+from daemons.media import flv
+from daemons.media import rtmp
+from daemons.runtime import logging as slog
+from daemons.runtime.stats import write_stats
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("ingest")
+
+APP = "live"
+CONTROL_INTERVAL_S = 0.5
+STATS_INTERVAL_S = 1.0
+BITRATE_WINDOW_S = 5.0
+RECEIVE_SIZE = 65536
+CLOSE_GRACE_S = 1.0
+
+
+@dataclass
+class PublisherStats:
+    """What one publisher session measures; `to_json` is what other daemons read."""
+
+    remote: str
+    connected_since: str
+    bytes_in: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+    keyframes: int = 0
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frame_rate: float | None = None
+    last_timestamp_ms: int = 0
+    _samples: deque = field(default_factory=deque, repr=False)  # (time, bytes_in)
+
+    def sample(self, now: float, bytes_in: int) -> None:
+        self.bytes_in = bytes_in
+        self._samples.append((now, bytes_in))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - BITRATE_WINDOW_S:
+            self._samples.popleft()
+
+    def bitrate_bps(self, now: float) -> int:
+        if len(self._samples) < 2:
+            return 0
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        span = max(now - t0, t1 - t0)
+        return int((b1 - b0) * 8 / span) if span > 0 else 0
+
+    def on_metadata(self, data: dict) -> None:
+        w, h, fps = data.get("width"), data.get("height"), data.get("framerate")
+        if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
+            self.width, self.height = self.width or int(w), self.height or int(h)
+        if isinstance(fps, (int, float)) and 0 < fps < 1000:
+            self.frame_rate = float(fps)
+
+    def on_video(self, event: rtmp.VideoData) -> None:
+        if event.is_sequence_header:
+            try:
+                tag = flv.parse_video_tag(event.payload)
+                if tag.codec_id == flv.CODEC_AVC:
+                    config = flv.parse_avc_decoder_config(event.payload[tag.data_offset:])
+                    self.video_codec, self.width, self.height = config.codec_string, config.width, config.height
+            except flv.FLVError as e:
+                log.debug("unreadable video sequence header: %s", e)
+            return
+        self.video_frames += 1
+        self.keyframes += event.is_keyframe
+        self.last_timestamp_ms = event.timestamp
+
+    def on_audio(self, event: rtmp.AudioData) -> None:
+        if event.is_sequence_header:
+            try:
+                tag = flv.parse_audio_tag(event.payload)
+                if tag.sound_format == flv.SOUND_AAC:
+                    self.audio_codec = flv.parse_aac_audio_specific_config(event.payload[tag.data_offset:]).codec_string
+            except flv.FLVError as e:
+                log.debug("unreadable audio sequence header: %s", e)
+            return
+        self.audio_frames += 1
+
+    def to_json(self, now: float) -> dict:
+        return {
+            "remote": self.remote,
+            "connected_since": self.connected_since,
+            "bytes_in": self.bytes_in,
+            "bitrate_bps": self.bitrate_bps(now),
+            "video_frames": self.video_frames,
+            "audio_frames": self.audio_frames,
+            "keyframes": self.keyframes,
+            "video_codec": self.video_codec,
+            "audio_codec": self.audio_codec,
+            "width": self.width,
+            "height": self.height,
+            "frame_rate": self.frame_rate,
+            "media_time_ms": self.last_timestamp_ms,
+        }
+
+
+@dataclass
+class Publisher:
+    """The one connected publisher of a stream."""
+
+    stream: dict
+    generation_id: str
+    key_id: str
+    stats: PublisherStats
+    scope: trio.CancelScope
+    done: trio.Event = field(default_factory=trio.Event)
+    kick_reason: str | None = None
+
+    def kick(self, reason: str) -> None:
+        self.kick_reason = reason
+        self.scope.cancel()
+
+
+class SessionOver(Exception):
+    """Ends a session on purpose (a refused publish), with the reason to log."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PublishRefused(Exception):
+    def __init__(self, code: str, description: str):
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+SinkFactory = Callable[[Path], MediaSink]
+
+
+class IngestDaemon:
+    def __init__(self, install: Install, store: StoreWorker, *, sink_factory: SinkFactory = FLVSpoolSink):
+        self.install = install
+        self.config = install.config
+        self.store = store
+        self.sink_factory = sink_factory
+        self.secret = install.secret()
+        c = self.config
+        self.limits = rtmp.Limits(
+            max_chunk_size=c["rtmp.limits.max_chunk_size"],
+            max_message_size=c["rtmp.limits.max_message_size"],
+            max_chunk_streams=c["rtmp.limits.max_chunk_streams"],
+            handshake_timeout_s=c["rtmp.limits.handshake_timeout_s"],
+            idle_timeout_s=c["rtmp.limits.idle_timeout_s"],
+        )
+        self.failures = FailureLimiter(c["rtmp.auth_failures_per_minute"])
+        self.publishers: dict[str, Publisher] = {}  # stream id → its publisher
+        self._reserved: set[str] = set()  # stream ids between key check and accept
+        self.connections = 0
+        self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        active = await self.store.run(domain.generations.list_, active_only=True, limit=10_000)
+        for g in active:
+            slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
+        async with trio.open_nursery() as nursery:
+            host, port = self.config.listen("rtmp.listen")
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            self.addresses += [("rtmp", *_bound(l)) for l in listeners]
+            nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+            if self.config["rtmp.rtmps_listen"]:
+                ctx = self._tls_context()
+                host, port = self.config.listen("rtmp.rtmps_listen")
+                tls_listeners = [
+                    trio.SSLListener(l, ctx, https_compatible=False) for l in await trio.open_tcp_listeners(port, host=host)
+                ]
+                self.addresses += [("rtmps", *_bound(l.transport_listener)) for l in tls_listeners]
+                nursery.start_soon(trio.serve_listeners, self._handle_tls, tls_listeners)
+            nursery.start_soon(self._control_loop)
+            nursery.start_soon(self._stats_loop)
+            for scheme, h, p in self.addresses:
+                slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
+            task_status.started(self.addresses)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cert, key = self.config["rtmp.tls_cert"], self.config["rtmp.tls_key"]
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            raise RuntimeError(f"RTMPS: cannot load rtmp.tls_cert={cert!r} / rtmp.tls_key={key!r}: {e}") from None
+        return ctx
+
+    async def _handle_tcp(self, stream: trio.SocketStream) -> None:
+        await self._handle(stream, _peer(stream.socket))
+
+    async def _handle_tls(self, stream: trio.SSLStream) -> None:
+        remote = _peer(stream.transport_stream.socket)
+        with trio.move_on_after(self.limits.handshake_timeout_s) as scope:
+            try:
+                await stream.do_handshake()
+            except trio.BrokenResourceError:
+                scope.cancel()
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(stream)
+            return
+        await self._handle(stream, remote)
+
+    async def _handle(self, stream: trio.abc.Stream, remote: str) -> None:
+        if self.connections >= self.config["rtmp.max_publishers"]:
+            slog.log(log, logging.WARNING, "connection refused: rtmp.max_publishers reached", remote=remote)
+            await trio.aclose_forcefully(stream)
+            return
+        self.connections += 1
+        try:
+            await Session(self, stream, remote).run()
+        finally:
+            self.connections -= 1
+
+    # --- publish decisions -----------------------------------------------------------------
+
+    async def admit(self, request: rtmp.PublishRequest, app: str | None, remote: str) -> tuple[dict, str, str]:
+        """Check a publish request; return (stream, generation id, key id) or raise PublishRefused."""
+        source = remote.rsplit(":", 1)[0]
+        if app != APP:
+            raise PublishRefused("NetStream.Publish.BadName", f"unknown application {app!r}: publish to rtmp://HOST/{APP}/<stream key>")
+        if self.failures.blocked(source):
+            slog.log(log, logging.WARNING, "publish refused: too many failed attempts", remote=remote)
+            raise PublishRefused("NetStream.Publish.BadName", "too many failed attempts; try again later")
+        check = await self.store.run(domain.keys.verify, self.secret, request.stream_name)
+        if not check.ok:
+            self.failures.record_failure(source)
+            slog.log(log, logging.WARNING, "publish refused: bad stream key", reason=check.reason, key_prefix=check.prefix or "-", remote=remote)
+            raise PublishRefused("NetStream.Publish.BadName", "invalid stream key")
+        stream = check.stream
+        sid = stream["id"]
+        if sid in self._reserved:
+            raise PublishRefused("NetStream.Publish.BadName", "stream already has a publisher")
+        current = self.publishers.get(sid)
+        if current is not None:
+            if not self.config["rtmp.allow_takeover"]:
+                slog.log(log, logging.WARNING, "publish refused: stream already has a publisher", stream=stream["slug"], remote=remote)
+                raise PublishRefused("NetStream.Publish.BadName", "stream already has a publisher")
+            slog.log(log, logging.INFO, "publisher taken over by a newer one", stream=stream["slug"], remote=remote)
+            current.kick("taken over by a newer publisher")
+        self._reserved.add(sid)
+        try:
+            if current is not None:
+                with trio.move_on_after(CLOSE_GRACE_S * 2):
+                    await current.done.wait()
+            generation = await self.store.run(domain.generations.active, sid)
+            if generation is None:
+                if not stream["auto_start"]:
+                    slog.log(log, logging.WARNING, "publish refused: stream not started", stream=stream["slug"], remote=remote)
+                    raise PublishRefused("NetStream.Publish.Denied", f"stream {stream['slug']} is not started (auto_start is off): start it first")
+                generation, _ = await self.store.run(domain.generations.start, sid)
+                slog.log(log, logging.INFO, "generation started", stream=stream["slug"], generation=generation["id"])
+            else:
+                slog.log(log, logging.INFO, "publisher continues generation", stream=stream["slug"], generation=generation["id"])
+        except BaseException:
+            self._reserved.discard(sid)
+            raise
+        return stream, generation["id"], check.key_id
+
+    def register(self, publisher: Publisher) -> None:
+        sid = publisher.stream["id"]
+        self._reserved.discard(sid)
+        self.publishers[sid] = publisher
+
+    def release(self, stream_id: str) -> None:
+        self._reserved.discard(stream_id)
+
+    def unregister(self, publisher: Publisher) -> None:
+        sid = publisher.stream["id"]
+        if self.publishers.get(sid) is publisher:
+            del self.publishers[sid]
+        publisher.done.set()
+
+    async def open_sink(self, stream: dict, generation_id: str) -> MediaSink:
+        directory = generation_dir(self.install.spool_root, stream["id"], generation_id)
+        sink = self.sink_factory(directory)
+        try:
+            await sink.open()
+        except OSError as e:
+            slog.log(log, logging.ERROR, "media backend cannot start", stream=stream["slug"], generation=generation_id, error=e)
+            await self.store.run(domain.generations.mark_failed, generation_id, f"media backend cannot start: {e}")
+            raise PublishRefused("NetStream.Publish.Failed", "media backend cannot start") from None
+        return sink
+
+    # --- background loops ------------------------------------------------------------------
+
+    async def _control_loop(self) -> None:
+        """Apply admin changes made in the store: ended generations, deleted streams, revoked keys."""
+        while True:
+            await trio.sleep(CONTROL_INTERVAL_S)
+            if not self.publishers:
+                continue
+            pubs = list(self.publishers.values())
+            verdicts = await self.store.run(_publisher_verdicts, [(p.generation_id, p.key_id) for p in pubs])
+            for p, reason in zip(pubs, verdicts):
+                if reason and p.kick_reason is None:
+                    slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
+                    p.kick(reason)
+
+    async def _stats_loop(self) -> None:
+        state_dir = self.install.state_dir
+        while True:
+            now = trio.current_time()
+            payload = {
+                "connections": self.connections,
+                "publishers": [
+                    {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
+                    for p in self.publishers.values()
+                ],
+            }
+            try:
+                await trio.to_thread.run_sync(write_stats, state_dir, "ingest", payload)
+            except OSError as e:
+                log.warning("cannot write stats: %s", e)
+            await trio.sleep(STATS_INTERVAL_S)
+
+
+def _publisher_verdicts(store, pairs: list[tuple[str, str]]) -> list[str | None]:
+    """For each (generation, key): why its publisher must go, or None."""
+    out = []
+    for generation_id, key_id in pairs:
+        gen = store.one("SELECT status FROM stream_generations WHERE id = ?", (generation_id,))
+        key = store.one("SELECT revoked_at FROM stream_keys WHERE id = ?", (key_id,))
+        if gen is None or gen["status"] not in domain.generations.ACTIVE:
+            out.append(f"generation {gen['status'] if gen else 'gone'}")
+        elif key is None or key["revoked_at"]:
+            out.append("stream key revoked")
+        else:
+            out.append(None)
+    return out
+
+
+class Session:
+    """One RTMP connection, from handshake to close."""
+
+    def __init__(self, daemon: IngestDaemon, stream: trio.abc.Stream, remote: str):
+        self.daemon = daemon
+        self.stream = stream
+        self.remote = remote
+        self.conn = rtmp.ServerConnection(limits=daemon.limits)
+        self.publisher: Publisher | None = None
+        self.sink: MediaSink | None = None
+        self.metadata: dict | None = None
+
+    async def run(self) -> None:
+        limits = self.daemon.limits
+        self.scope = trio.CancelScope(deadline=trio.current_time() + limits.handshake_timeout_s)
+        reason = "closed"
+        try:
+            with self.scope:
+                reason = await self._loop(limits.idle_timeout_s)
+            if self.scope.cancelled_caught:  # kicked, or no accepted publish before the deadline
+                pub = self.publisher
+                reason = pub.kick_reason if pub is not None and pub.kick_reason else "handshake timeout"
+                self.conn.close(reason)
+        except SessionOver as over:
+            reason = over.reason
+        except rtmp.RTMPProtocolError as e:
+            reason = f"protocol error: {e}"
+            level = logging.DEBUG if self.publisher is None else logging.WARNING
+            slog.log(log, level, "dropping connection", remote=self.remote, error=e)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            reason = "connection lost"
+        except trio.Cancelled:
+            reason = "server shutting down"
+            self.conn.close(reason)
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish(reason)
+
+    async def _loop(self, idle_timeout: float) -> str:
+        while True:
+            with trio.move_on_after(idle_timeout) as idle:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            if idle.cancelled_caught:
+                self.conn.close("idle timeout")
+                return "idle timeout"
+            self.conn.receive_data(data)
+            while True:
+                event = self.conn.next_event()
+                if event is rtmp.NEED_DATA:
+                    break
+                if isinstance(event, rtmp.ConnectionClosed):
+                    await self._send()
+                    return event.reason
+                await self._on_event(event)
+            await self._send()
+
+    async def _send(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            with trio.fail_after(self.daemon.limits.idle_timeout_s):
+                await self.stream.send_all(out)
+
+    async def _on_event(self, event) -> None:
+        if isinstance(event, (rtmp.VideoData, rtmp.AudioData)):
+            if self.publisher is None:
+                return
+            stats = self.publisher.stats
+            stats.sample(trio.current_time(), self.conn.bytes_received)
+            if isinstance(event, rtmp.VideoData):
+                stats.on_video(event)
+                await self.sink.write(flv.TAG_VIDEO, event.timestamp, event.payload)
+            else:
+                stats.on_audio(event)
+                await self.sink.write(flv.TAG_AUDIO, event.timestamp, event.payload)
+        elif isinstance(event, rtmp.PublishRequest):
+            await self._on_publish(event)
+        elif isinstance(event, rtmp.Metadata):
+            self.metadata = event.data
+            if self.publisher is not None:
+                self.publisher.stats.on_metadata(event.data)
+                await self.sink.metadata(event.data)
+        elif isinstance(event, rtmp.Unpublish):
+            await self._end_publish("unpublished")
+
+    async def _on_publish(self, request: rtmp.PublishRequest) -> None:
+        d = self.daemon
+        try:
+            stream, generation_id, key_id = await d.admit(request, self.conn.app, self.remote)
+        except PublishRefused as refused:
+            self._refuse(refused)
+        try:
+            self.sink = await d.open_sink(stream, generation_id)
+        except BaseException as e:
+            d.release(stream["id"])
+            if isinstance(e, PublishRefused):
+                self._refuse(e)
+            raise
+        stats = PublisherStats(remote=self.remote, connected_since=now_iso())
+        self.publisher = Publisher(stream, generation_id, key_id, stats, self.scope)
+        d.register(self.publisher)
+        if self.metadata:
+            stats.on_metadata(self.metadata)
+            await self.sink.metadata(self.metadata)
+        self.conn.accept_publish()
+        self.scope.deadline = math.inf  # the handshake deadline ends with an accepted publish
+        slog.log(log, logging.INFO, "publishing", stream=stream["slug"], generation=generation_id, remote=self.remote)
+
+    def _refuse(self, refused: PublishRefused) -> None:
+        self.conn.reject_publish(code=refused.code, description=refused.description)
+        raise SessionOver(f"publish refused: {refused.description}") from None
+
+    async def _end_publish(self, reason: str) -> None:
+        pub, sink = self.publisher, self.sink
+        self.publisher = self.sink = None
+        if sink is not None:
+            await sink.aclose()
+        if pub is not None:
+            self.daemon.unregister(pub)
+            s = pub.stats
+            slog.log(
+                log, logging.INFO, "publisher left", reason=reason, stream=pub.stream["slug"], generation=pub.generation_id,
+                bytes_in=s.bytes_in, video_frames=s.video_frames, audio_frames=s.audio_frames,
+            )
+
+    async def _finish(self, reason: str) -> None:
+        with trio.move_on_after(CLOSE_GRACE_S):
+            try:
+                await self._send()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                pass
+        await self._end_publish(reason)
+        await trio.aclose_forcefully(self.stream)
+
+
+def _peer(sock) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound(listener: trio.SocketListener) -> tuple[str, int]:
+    host, port = listener.socket.getsockname()[:2]
+    return host, port

@@ -1,0 +1,79 @@
+"""The narrow interface between ingest and the media pipeline, and its first implementation.
+
+Ingest hands a generation's audio/video to a `MediaSink`: one per connected publisher session,
+opened on publish and closed when the publisher leaves. `FLVSpoolSink` writes what it receives
+as an FLV file in the generation's spool directory (one file per publisher session, numbered);
+the media-pipeline issue replaces it with the ffmpeg backend and packager behind the same calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from daemons.media import flv
+
+FLUSH_BYTES = 256 * 1024
+FLUSH_INTERVAL_S = 0.1
+
+
+class MediaSink(Protocol):
+    async def open(self) -> None: ...
+    async def metadata(self, data: dict) -> None: ...
+    async def metadata(self, data: dict) -> None:
+        self._buffer += flv.encode_script_tag(data)
+
+    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+def generation_dir(spool_root: Path, stream_id: str, generation_id: str) -> Path:
+    return Path(spool_root) / "streams" / stream_id / generation_id
+
+
+class FLVSpoolSink:
+    """Buffers tags and appends them to `<generation>/ingest/<n>.flv` from a worker thread."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory) / "ingest"
+        self.path: Path | None = None
+        self._buffer = bytearray()
+        self._last_flush = 0.0
+        self._file = None
+        self._lock = trio.Lock()
+
+    async def open(self) -> None:
+        def create() -> None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            n = len(list(self.directory.glob("*.flv")))
+            self.path = self.directory / f"{n:04d}.flv"
+            self._file = open(self.path, "xb")
+
+        await trio.to_thread.run_sync(create)
+        self._buffer += flv.flv_header()
+        self._last_flush = trio.current_time()
+
+    async def metadata(self, data: dict) -> None:
+        self._buffer += flv.encode_script_tag(data)
+
+    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None:
+        self._buffer += flv.encode_tag(tag_type, timestamp_ms, body)
+        if len(self._buffer) >= FLUSH_BYTES or trio.current_time() - self._last_flush >= FLUSH_INTERVAL_S:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            self._last_flush = trio.current_time()
+            if data and self._file is not None:
+                f = self._file
+                await trio.to_thread.run_sync(lambda: (f.write(data), f.flush()))
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._flush()
+            if self._file is not None:
+                f, self._file = self._file, None
+                await trio.to_thread.run_sync(f.close)

@@ -1,0 +1,48 @@
+"""Running one daemon: logging, the store worker, signals, systemd notify, clean shutdown.
+
+`run(name, serve, config_path)` is what `sender daemon NAME` calls. `serve(install, store,
+task_status)` is the daemon's own entry; it calls `task_status.started()` once listening, which
+is when systemd hears READY=1. SIGTERM or SIGINT cancels it; the daemon's cancellation handlers
+disconnect clients and close files.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Awaitable, Callable
+
+import trio
+
+from daemons.core.install import Install
+from daemons.runtime import logging as slog
+from daemons.runtime import systemd
+from daemons.runtime.store import StoreWorker
+
+Serve = Callable[..., Awaitable[None]]
+
+
+async def _run(name: str, serve: Serve, install: Install) -> None:
+    log = slog.get(name)
+    store = StoreWorker(await trio.to_thread.run_sync(install.open_store))
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                await nursery.start(serve, install, store)
+                systemd.notify("READY=1\nSTATUS=running")
+                nursery.start_soon(systemd.watchdog_loop)
+                async for signum in signals:
+                    slog.log(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
+                    systemd.notify("STOPPING=1")
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+    slog.log(log, logging.INFO, "stopped")
+
+
+def run(name: str, serve: Serve, config_path: str | None) -> None:
+    install = Install.load(config_path)
+    slog.setup(install.config["log.level"])
+    trio.run(_run, name, serve, install)

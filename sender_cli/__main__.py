@@ -1,0 +1,3 @@
+from sender_cli.app import main
+
+main()

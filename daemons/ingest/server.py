@@ -27,7 +27,7 @@ from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
 from daemons.media import flv
 from daemons.media import rtmp
 from daemons.runtime import logging as slog
-from daemons.runtime.stats import write_stats
+from daemons.core.stats import write_stats
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("ingest")

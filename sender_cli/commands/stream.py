@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from daemons.core import domain
+from daemons.core.stats import read_fresh_stats
 from sender_cli import context, render
 from sender_cli.commands.completion import stream_slugs
 from sender_cli.context import JSON_OPTION
@@ -115,3 +116,26 @@ def stop(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) 
     gen = domain.generations.stop(context.get(ctx).store(), slug)
     msg = f"Generation {gen['id']} ended." if gen else "Nothing was active."
     render.emit(gen, as_json, lambda: render.console.print(msg, markup=False))
+
+
+@app.command("status")
+def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) -> None:
+    """Is it live? The active generation and the connected publisher, as the ingest daemon sees it."""
+    cli = context.get(ctx)
+    store = cli.store()
+    stream = domain.streams.get(store, slug)
+    generation = domain.generations.active(store, stream["id"])
+    ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
+    publisher = next((p for p in ingest.get("publishers", []) if p["stream_id"] == stream["id"]), None)
+    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "stats_updated_at": ingest.get("updated_at")}
+
+    def human() -> None:
+        state = generation["status"] if generation else "idle"
+        render.console.print(f"{stream['slug']}: {state}" + (f" (generation {generation['id']})" if generation else ""), markup=False)
+        if publisher:
+            render.fields("Publisher", publisher, ("remote", "connected_since", "bitrate_bps", "video_codec", "audio_codec",
+                                                   "width", "height", "frame_rate", "video_frames", "bytes_in"))
+        else:
+            render.console.print("No publisher connected.", markup=False)
+
+    render.emit(data, as_json, human)

@@ -10,7 +10,7 @@ import trio
 import trustme
 
 from daemons.core import domain
-from daemons.runtime.stats import read_stats
+from daemons.core.stats import read_stats
 from tests.daemons import rtmp_probe
 from tests.daemons.conftest import (
     add_stream,

@@ -2,13 +2,14 @@
 
 Each daemon writes one JSON file under `<state_dir>/stats/` (atomically, temp + rename) every
 second or so; the HTTP and snapshot daemons read them. A file carries `updated_at` (UTC) and
-`written_monotonic` is avoided on purpose: readers judge staleness by the wall clock stamp.
+readers judge staleness by that stamp. No trio here: the CLI reads these too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from daemons.core.domain.common import now_iso
@@ -31,3 +32,17 @@ def read_stats(state_dir: Path, daemon: str) -> dict | None:
         return json.loads(stats_path(state_dir, daemon).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def stats_age_s(stats: dict) -> float:
+    """Seconds since the stats were written (by their UTC stamp)."""
+    written = datetime.fromisoformat(stats["updated_at"].replace("Z", "+00:00"))
+    return (datetime.now(timezone.utc) - written).total_seconds()
+
+
+def read_fresh_stats(state_dir: Path, daemon: str, max_age_s: float = 5.0) -> dict | None:
+    """The daemon's stats if it wrote them recently, else None (it is down or stuck)."""
+    stats = read_stats(state_dir, daemon)
+    if stats is None or stats_age_s(stats) > max_age_s:
+        return None
+    return stats

@@ -1,0 +1,43 @@
+"""Sans-IO RTMP, server side: enough of the protocol to serve publishers.
+
+Feed bytes to a ``ServerConnection``, take events out, send what it queues::
+
+    conn = ServerConnection(limits=Limits())
+    conn.receive_data(data)            # b"" on EOF
+    while (event := conn.next_event()) is not NEED_DATA:
+        ...                            # PublishRequest -> conn.accept_publish()
+    sock.send(conn.data_to_send())
+
+Modules by concern: ``handshake``, ``chunk`` (chunk stream reader/writer),
+``messages`` (type ids, protocol control and command messages), ``amf0``,
+``events``, ``connection``; ``errors`` holds the one exception.
+"""
+
+from .connection import NEED_DATA, ConnectionState, Limits, ServerConnection
+from .errors import RTMPProtocolError
+from .events import (
+    AudioData,
+    Connect,
+    ConnectionClosed,
+    Event,
+    Metadata,
+    PublishRequest,
+    Unpublish,
+    VideoData,
+)
+
+__all__ = [
+    "NEED_DATA",
+    "AudioData",
+    "Connect",
+    "ConnectionClosed",
+    "ConnectionState",
+    "Event",
+    "Limits",
+    "Metadata",
+    "PublishRequest",
+    "RTMPProtocolError",
+    "ServerConnection",
+    "Unpublish",
+    "VideoData",
+]

@@ -1,0 +1,87 @@
+"""`sender up` as a user runs it: a real process tree, a real ffmpeg publisher, Ctrl-C to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from daemons.core.stats import read_stats
+from tests.daemons.conftest import ffmpeg_publish_cmd, needs_ffmpeg, run_publisher, wait_for
+
+SENDER = str(Path(sys.executable).parent / "sender")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sender(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([SENDER, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@needs_ffmpeg
+async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
+    d = tmp_path / "var"
+    env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
+    port = free_port()
+    assert sender(env, "init", "--dir", str(d)).returncode == 0
+    assert sender(env, "config", "set", "rtmp.listen", f"127.0.0.1:{port}").returncode == 0
+    assert sender(env, "stream", "create", "demo").returncode == 0
+    key = json.loads(sender(env, "key", "create", "demo", "--json").stdout)["key"]
+
+    up = await trio.lowlevel.open_process([SENDER, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        await wait_for(lambda: port_open(port), timeout=20)
+        async with trio.open_nursery() as n:
+            result = {}
+
+            async def publish():
+                result["p"] = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key}", 3))
+
+            n.start_soon(publish)
+            # `sender stream status` sees the publisher through the ingest daemon's stats.
+            await wait_for(lambda: (read_stats(d / "state", "ingest") or {}).get("publishers"), timeout=10)
+            status = json.loads(sender(env, "stream", "status", "demo", "--json").stdout)
+            assert status["generation"]["status"] == "starting"
+            assert status["publisher"]["remote"].startswith("127.0.0.1:")
+        assert result["p"].returncode == 0, result["p"].stderr
+
+        wrong = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key[:-4]}XXXX", 1))
+        assert wrong.returncode != 0
+        assert b"invalid stream key" in wrong.stderr
+
+        # `sender stream stop` ends the generation; `status` reports idle.
+        assert sender(env, "stream", "stop", "demo").returncode == 0
+        assert json.loads(sender(env, "stream", "status", "demo", "--json").stdout)["generation"] is None
+    finally:
+        up.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            code = await up.wait()
+        err = await _read_all(up.stderr)
+    assert code == 0, err
+    assert key not in err  # keys are never logged
+    assert "publish refused: bad stream key" in err
+
+
+async def _read_all(stream) -> str:
+    chunks = []
+    while chunk := await stream.receive_some(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()

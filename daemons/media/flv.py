@@ -156,11 +156,15 @@ class FLVReader:
                 raise FLVError(f"FLV tag of {size} bytes exceeds max_tag_size {self.max_tag_size}")
             if len(buf) - pos < TAG_HEADER_SIZE + size + 4:
                 break
-            timestamp = (buf[pos + 7] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6]
+            timestamp = (
+                (buf[pos + 7] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6]
+            )
             body_start = pos + TAG_HEADER_SIZE
             previous = _U32.unpack_from(buf, body_start + size)[0]
             if previous != TAG_HEADER_SIZE + size:
-                raise FLVError(f"PreviousTagSize {previous} does not match tag size {TAG_HEADER_SIZE + size}")
+                raise FLVError(
+                    f"PreviousTagSize {previous} does not match tag size {TAG_HEADER_SIZE + size}"
+                )
             tags.append(FLVTag(tag_type, timestamp, bytes(buf[body_start : body_start + size])))
             pos = body_start + size + 4
         del buf[:pos]
@@ -227,8 +231,14 @@ def parse_video_tag(body: bytes) -> VideoTagInfo:
             composition_time = _si24(body, 5)
             offset = 8
         return VideoTagInfo(
-            0, fourcc, frame_type, frame_type == 1, packet_type,
-            packet_type == _EX_SEQUENCE_START, composition_time, offset,
+            0,
+            fourcc,
+            frame_type,
+            frame_type == 1,
+            packet_type,
+            packet_type == _EX_SEQUENCE_START,
+            composition_time,
+            offset,
         )
     frame_type = b0 >> 4
     codec_id = b0 & 0x0F
@@ -241,8 +251,14 @@ def parse_video_tag(body: bytes) -> VideoTagInfo:
         if packet_type > 2:
             raise FLVError(f"AVC packet type {packet_type} is not 0..2")
         return VideoTagInfo(
-            codec_id, _LEGACY_FOURCC[codec_id], frame_type, frame_type == 1, packet_type,
-            packet_type == AVC_SEQUENCE_HEADER, _si24(body, 2), 5,
+            codec_id,
+            _LEGACY_FOURCC[codec_id],
+            frame_type,
+            frame_type == 1,
+            packet_type,
+            packet_type == AVC_SEQUENCE_HEADER,
+            _si24(body, 2),
+            5,
         )
     return VideoTagInfo(codec_id, None, frame_type, frame_type == 1, None, False, 0, 1)
 
@@ -287,8 +303,14 @@ def parse_audio_tag(body: bytes) -> AudioTagInfo:
         if packet_type > 1:
             raise FLVError(f"AAC packet type {packet_type} is not 0 or 1")
         return AudioTagInfo(
-            sound_format, rate, size, channels, packet_type,
-            packet_type == AAC_SEQUENCE_HEADER, "mp4a", 2,
+            sound_format,
+            rate,
+            size,
+            channels,
+            packet_type,
+            packet_type == AAC_SEQUENCE_HEADER,
+            "mp4a",
+            2,
         )
     return AudioTagInfo(sound_format, rate, size, channels, None, False, None, 1)
 
@@ -478,7 +500,19 @@ def parse_avc_decoder_config(avcc: bytes) -> AVCDecoderConfig:
 
 
 _AAC_SAMPLE_RATES = (
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
 )
 
 

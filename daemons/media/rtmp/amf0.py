@@ -86,9 +86,6 @@ class _Undefined:
     def __repr__(self) -> str:
         return "UNDEFINED"
 
-    def __bool__(self) -> bool:
-        return False
-
 
 UNDEFINED = _Undefined()
 

@@ -15,8 +15,9 @@ A 24-bit timestamp field of 0xFFFFFF means a 4-byte extended timestamp follows;
 it then also follows every fmt 3 chunk of that chunk stream until a new header.
 
 ``ChunkReader`` parses chunks out of a caller-owned ``bytearray`` at an offset,
-so the connection keeps one buffer and no chunk is copied twice. Limits are
-checked as soon as a header is complete, before any byte of the body is kept.
+so the connection keeps one receive buffer and never re-slices it per chunk.
+Limits are checked as soon as a header is complete, before any byte of the
+body is kept.
 ``ChunkWriter`` emits fmt 0 then fmt 3 chunks: what the server sends is a
 handful of small messages, and a full header is read the same way by every peer.
 """
@@ -114,7 +115,9 @@ class ChunkReader:
         stream = self._streams.get(csid)
         if stream is None:
             if fmt != 0:
-                raise RTMPProtocolError(f"chunk stream {csid} starts with a fmt {fmt} header, not fmt 0")
+                raise RTMPProtocolError(
+                    f"chunk stream {csid} starts with a fmt {fmt} header, not fmt 0"
+                )
             if len(self._streams) >= self._max_chunk_streams:
                 raise RTMPProtocolError(
                     f"more than {self._max_chunk_streams} chunk streams (max_chunk_streams)"
@@ -133,8 +136,17 @@ class ChunkReader:
             delta = ext if extended else stream.delta
             timestamp = (stream.timestamp + delta) & 0xFFFFFFFF
             return self._start(
-                pos, csid, stream, buf, p, timestamp, delta,
-                stream.length, stream.type_id, stream.stream_id, extended,
+                pos,
+                csid,
+                stream,
+                buf,
+                p,
+                timestamp,
+                delta,
+                stream.length,
+                stream.type_id,
+                stream.stream_id,
+                extended,
             )
 
         field = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
@@ -167,8 +179,18 @@ class ChunkReader:
         )
 
     def _start(
-        self, pos: int, csid: int, stream: _ChunkStream | None, buf: bytearray, p: int,
-        timestamp: int, delta: int, length: int, type_id: int, stream_id: int, extended: bool,
+        self,
+        pos: int,
+        csid: int,
+        stream: _ChunkStream | None,
+        buf: bytearray,
+        p: int,
+        timestamp: int,
+        delta: int,
+        length: int,
+        type_id: int,
+        stream_id: int,
+        extended: bool,
     ) -> tuple[int, Message | None]:
         """Begin a message whose header ends at ``p``; ``pos`` is where the chunk began."""
         if length > self._max_message_size:
@@ -232,8 +254,14 @@ def encode_basic_header(fmt: int, csid: int) -> bytes:
 
 
 def encode_chunk_header(
-    fmt: int, csid: int, *, timestamp: int = 0, length: int = 0, type_id: int = 0,
-    stream_id: int = 0, extended: bool | None = None,
+    fmt: int,
+    csid: int,
+    *,
+    timestamp: int = 0,
+    length: int = 0,
+    type_id: int = 0,
+    stream_id: int = 0,
+    extended: bool | None = None,
 ) -> bytes:
     """Encode any chunk header. ``timestamp`` is the absolute timestamp for fmt 0 and
     the delta for fmt 1/2; for fmt 3, pass ``extended=True`` with the value to repeat."""
@@ -262,8 +290,12 @@ class ChunkWriter:
         timestamp = message.timestamp & 0xFFFFFFFF
         extended = timestamp >= EXTENDED_TIMESTAMP
         out += encode_chunk_header(
-            0, csid, timestamp=timestamp, length=len(payload),
-            type_id=message.type_id, stream_id=message.stream_id,
+            0,
+            csid,
+            timestamp=timestamp,
+            length=len(payload),
+            type_id=message.type_id,
+            stream_id=message.stream_id,
         )
         size = self.chunk_size
         out += payload[:size]

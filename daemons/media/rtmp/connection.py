@@ -46,6 +46,11 @@ class Limits:
     handshake_timeout_s: float = 10.0  # enforced by the caller's I/O loop
     idle_timeout_s: float = 30.0  # enforced by the caller's I/O loop
 
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"Limits.{name} must be positive, not {value}")
+
 
 class ConnectionState(enum.Enum):
     HANDSHAKE = "handshake"  # waiting for C0+C1
@@ -144,7 +149,7 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the peer; ``b""`` means the peer closed its side."""
-        if self._state is ConnectionState.CLOSED:
+        if self._state in (ConnectionState.CLOSED, ConnectionState.ERROR):
             return
         if self._eof and data:
             raise RuntimeError("receive_data() after EOF")
@@ -161,11 +166,18 @@ class ServerConnection:
         return out
 
     def next_event(self) -> Event | _NeedData:
-        """Parse buffered bytes until one event is ready; ``NEED_DATA`` if none can be."""
+        """Parse buffered bytes until one event is ready; ``NEED_DATA`` if none can be.
+
+        After a ``PublishRequest``, answer it (accept or reject) before calling
+        again: the peer is waiting for that answer, not sending. Once
+        ``ConnectionClosed`` has been returned, it is returned on every call.
+        """
         if self._error is not None:
             raise RTMPProtocolError(f"connection already failed: {self._error}")
         if self._state is ConnectionState.PUBLISH_REQUESTED:
-            raise RuntimeError("answer the PublishRequest with accept_publish() or reject_publish() first")
+            raise RuntimeError(
+                "answer the PublishRequest with accept_publish() or reject_publish() first"
+            )
         if not self._events:
             try:
                 self._process()
@@ -184,8 +196,12 @@ class ServerConnection:
     def accept_publish(self) -> None:
         """Let the requested publish start: Stream Begin + NetStream.Publish.Start."""
         self._require_publish_request("accept_publish")
-        self._send(m.CSID_PROTOCOL_CONTROL, m.encode_user_control(m.STREAM_BEGIN, self._publish_stream_id))
-        self._send_status("status", "NetStream.Publish.Start", f"{self._stream_name} is now published.")
+        self._send(
+            m.CSID_PROTOCOL_CONTROL, m.encode_user_control(m.STREAM_BEGIN, self._publish_stream_id)
+        )
+        self._send_status(
+            "status", "NetStream.Publish.Start", f"{self._stream_name} is now published."
+        )
         self._state = ConnectionState.PUBLISHING
 
     def reject_publish(
@@ -199,7 +215,9 @@ class ServerConnection:
         self._state = ConnectionState.CONNECTED
         self._stream_name = None
 
-    def close(self, description: str = "Server closed the connection.", code: str = "NetStream.Failed") -> None:
+    def close(
+        self, description: str = "Server closed the connection.", code: str = "NetStream.Failed"
+    ) -> None:
         """End the connection from our side; tell a (would-be) publisher why first.
 
         Queues Unpublish (if publishing) and ConnectionClosed as the next events.
@@ -299,7 +317,9 @@ class ServerConnection:
         elif type_id == m.USER_CONTROL:
             self._on_user_control(message.payload)
         elif type_id == m.AGGREGATE:
-            raise RTMPProtocolError("aggregate messages (type 22) are not supported from publishers")
+            raise RTMPProtocolError(
+                "aggregate messages (type 22) are not supported from publishers"
+            )
         elif type_id not in (m.AMF0_SHARED_OBJECT, m.AMF3_SHARED_OBJECT):
             raise RTMPProtocolError(f"unknown message type {type_id}")
 
@@ -315,7 +335,10 @@ class ServerConnection:
         # Stream Begin/EOF/Dry, SetBufferLength, Ping Response: nothing for a server to do.
 
     def _on_media(self, message: m.Message) -> None:
-        if self._state is not ConnectionState.PUBLISHING or message.stream_id != self._publish_stream_id:
+        if (
+            self._state is not ConnectionState.PUBLISHING
+            or message.stream_id != self._publish_stream_id
+        ):
             return
         payload = message.payload
         if not payload:
@@ -357,7 +380,10 @@ class ServerConnection:
         return timestamp
 
     def _on_data(self, message: m.Message) -> None:
-        if self._state is not ConnectionState.PUBLISHING or message.stream_id != self._publish_stream_id:
+        if (
+            self._state is not ConnectionState.PUBLISHING
+            or message.stream_id != self._publish_stream_id
+        ):
             return
         values = m.decode_data(
             message, max_depth=self.limits.max_amf_depth, max_items=self.limits.max_amf_items
@@ -377,26 +403,22 @@ class ServerConnection:
             self._on_connect(command)
         elif name == "connect":
             raise RTMPProtocolError("second connect on one connection")
-        elif name == "releaseStream":
-            self._send_result(command.transaction_id, None)
-        elif name == "FCPublish":
-            stream = command.args[0] if command.args and isinstance(command.args[0], str) else ""
-            self._send(
-                m.CSID_COMMAND,
-                m.encode_command(
-                    "onFCPublish", 0.0, None, {"code": "NetStream.Publish.Start", "description": stream}
-                ),
-            )
-            self._send_result(command.transaction_id, None)
+        elif name in ("releaseStream", "FCPublish", "FCUnpublish"):
+            if name == "FCPublish":
+                self._send_on_fc_publish(command)
+            elif name == "FCUnpublish":
+                self._end_publish()
+            # Transaction id 0 asks for no answer (GStreamer sends these with 0).
+            if command.transaction_id:
+                self._send_result(command.transaction_id, None)
         elif name == "createStream":
             self._on_create_stream(command)
         elif name == "publish":
             self._on_publish(command, stream_id)
-        elif name == "FCUnpublish":
-            self._end_publish()
-            self._send_result(command.transaction_id, None)
         elif name == "deleteStream":
-            deleted = command.args[0] if command.args and isinstance(command.args[0], float) else None
+            deleted = (
+                command.args[0] if command.args and isinstance(command.args[0], float) else None
+            )
             if deleted == self._publish_stream_id:
                 self._end_publish()
             if deleted is not None and deleted.is_integer():
@@ -447,11 +469,15 @@ class ServerConnection:
         self._state = ConnectionState.CONNECTED
         self._events.append(Connect(app, self._tc_url, dict(params)))
 
+    def _send_on_fc_publish(self, command: m.Command) -> None:
+        name = command.args[0] if command.args and isinstance(command.args[0], str) else ""
+        info = {"code": "NetStream.Publish.Start", "description": name}
+        self._send(m.CSID_COMMAND, m.encode_command("onFCPublish", 0.0, None, info))
+
     def _on_create_stream(self, command: m.Command) -> None:
         if len(self._message_streams) >= self.limits.max_message_streams:
-            raise RTMPProtocolError(
-                f"more than {self.limits.max_message_streams} createStream calls (max_message_streams)"
-            )
+            limit = self.limits.max_message_streams
+            raise RTMPProtocolError(f"more than {limit} createStream calls (max_message_streams)")
         stream_id = self._next_stream_id
         self._next_stream_id += 1
         self._message_streams.add(stream_id)
@@ -461,7 +487,9 @@ class ServerConnection:
         if self._state is ConnectionState.PUBLISHING:
             raise RTMPProtocolError("publish while already publishing")
         if stream_id not in self._message_streams:
-            raise RTMPProtocolError(f"publish on message stream {stream_id}, which createStream did not create")
+            raise RTMPProtocolError(
+                f"publish on message stream {stream_id}, which createStream did not create"
+            )
         args = command.args
         if not args or not isinstance(args[0], str):
             raise RTMPProtocolError("publish without a stream name")
@@ -476,7 +504,9 @@ class ServerConnection:
         """FCUnpublish, deleteStream or closeStream of the published stream: once per publish."""
         if self._state is not ConnectionState.PUBLISHING:
             return
-        self._send_status("status", "NetStream.Unpublish.Success", f"{self._stream_name} is now unpublished.")
+        self._send_status(
+            "status", "NetStream.Unpublish.Success", f"{self._stream_name} is now unpublished."
+        )
         self._events.append(Unpublish(self._stream_name or ""))
         self._state = ConnectionState.CONNECTED
         self._stream_name = None
@@ -485,13 +515,17 @@ class ServerConnection:
 
     def _require_publish_request(self, method: str) -> None:
         if self._state is not ConnectionState.PUBLISH_REQUESTED:
-            raise RuntimeError(f"{method}() needs a pending PublishRequest; state is {self._state.value}")
+            raise RuntimeError(
+                f"{method}() needs a pending PublishRequest; state is {self._state.value}"
+            )
 
     def _send(self, csid: int, message: m.Message) -> None:
         self._writer.write(self._out, csid, message)
 
     def _send_result(self, transaction_id: float, command_object: object, *args: object) -> None:
-        self._send(m.CSID_COMMAND, m.encode_command("_result", transaction_id, command_object, *args))
+        self._send(
+            m.CSID_COMMAND, m.encode_command("_result", transaction_id, command_object, *args)
+        )
 
     def _send_status(self, level: str, code: str, description: str) -> None:
         info = {"level": level, "code": code, "description": description}

@@ -57,7 +57,10 @@ class VideoData:
 
 @dataclass(frozen=True, slots=True)
 class Unpublish:
-    """An accepted publish ended (unpublish command, deleteStream, close or EOF). Once per publish."""
+    """An accepted publish ended: FCUnpublish, deleteStream, closeStream, close() or EOF.
+
+    Exactly once per accepted publish.
+    """
 
     stream_name: str
 

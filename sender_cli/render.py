@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -25,7 +25,7 @@ def error(message: str) -> None:
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # ids and prefixes must stay whole, to be copied
     for r in rows:
         t.add_row(*[_cell(v) for v in r])
     console.print(t)

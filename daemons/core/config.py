@@ -298,6 +298,7 @@ SCHEMA: dict[str, Key] = {
     "rtmp.tls_key": Key(PATH, "", "PEM private key for RTMPS."),
     "rtmp.max_publishers": Key(_int_kind(1, 10_000), 64, "Most RTMP connections at once; more are refused at accept."),
     "rtmp.allow_takeover": Key(BOOL, False, "Let a new publisher with a valid key replace the connected one (else it is refused)."),
+    "rtmp.record": Key(BOOL, False, "Also record each publisher session as FLV in its generation's spool directory (ingest/NNNN.flv)."),
     "rtmp.auth_failures_per_minute": Key(_int_kind(1, 100_000), 10, "Refused publish attempts allowed per source address per minute before it is locked out."),
     "rtmp.limits.max_chunk_size": Key(_int_kind(128, 16_777_215), 65536, "Largest chunk size a publisher may set (bytes)."),
     "rtmp.limits.max_message_size": Key(_int_kind(1024, 268_435_456), 8 * 1024 * 1024, "Largest RTMP message accepted (bytes)."),
@@ -413,7 +414,10 @@ def check_value(key: str, value: Any) -> Any:
     try:
         return spec.kind.check(value)
     except ValueError as e:
-        raise ConfigError(f"{key}: {_show(value)} is not allowed: {e}") from None
+        reason = str(e)
+        if spec.kind.name not in reason:  # e.g. "expected a string" for a HOST:PORT key
+            reason += f" (allowed: {spec.kind.name})"
+        raise ConfigError(f"{key}: {_show(value)} is not allowed: {reason}") from None
 
 
 def parse_value(key: str, text: str) -> Any:
@@ -512,8 +516,26 @@ def render(config: Config) -> str:
             lines.append(f"[{table}]")
             current_table = table
         lines.append(f"# {spec.doc}")
-        lines.append(tomli_w.dumps({leaf: config.values[key]}).rstrip("\n"))
+        lines.append(_toml_line(leaf, config.values[key]))
     return "\n".join(lines) + "\n"
+
+
+def _toml_line(leaf: str, value: Any) -> str:
+    """`leaf = value` under the current table. tomli_w writes a long array of tables as
+    `[[leaf]]` blocks, which would land at the top level here, so those stay inline tables."""
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        items = "".join(f"    {_inline_table(v)},\n" for v in value)
+        return f"{_toml_key(leaf)} = [\n{items}]"
+    return tomli_w.dumps({leaf: value}).rstrip("\n")
+
+
+def _toml_key(key: str) -> str:
+    return tomli_w.dumps({key: 0}).rsplit(" = ", 1)[0]
+
+
+def _inline_table(table: dict) -> str:
+    fields = ", ".join(f"{_toml_key(k)} = {tomli_w.dumps({'v': v}).rstrip(chr(10))[4:]}" for k, v in table.items())
+    return f"{{ {fields} }}"
 
 
 def write(config: Config, path: Path) -> None:

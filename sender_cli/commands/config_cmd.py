@@ -19,9 +19,10 @@ KEY_ARG = typer.Argument(..., help="Dotted key, e.g. rtmp.listen.", autocompleti
 
 
 @app.command("path")
-def path(ctx: typer.Context) -> None:
+def path(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Print which config file is used (--config, $SENDER_CONFIG or the default)."""
-    typer.echo(str(config_mod.resolve_path(context.get(ctx).config_path)))
+    p = str(config_mod.resolve_path(context.get(ctx).config_path))
+    render.emit({"path": p}, as_json, lambda: typer.echo(p))
 
 
 @app.command("show")
@@ -48,16 +49,23 @@ def get(ctx: typer.Context, key: str = KEY_ARG, as_json: bool = JSON_OPTION) -> 
 
 
 @app.command("set")
-def set_(ctx: typer.Context, key: str = KEY_ARG, value: str = typer.Argument(..., help="New value, typed by the schema.")) -> None:
+def set_(
+    ctx: typer.Context,
+    key: str = KEY_ARG,
+    value: str = typer.Argument(..., help="New value, typed by the schema."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Change one key; the value is checked against the schema before the file is rewritten."""
     cfg = context.get(ctx).install().config
     new = cfg.with_value(key, config_mod.parse_value(key, value))
     config_mod.write(new, cfg.path)
-    render.console.print(f"{key} = {new[key]!r}", markup=False)
+    render.emit({"key": key, "value": new[key], "config": str(cfg.path)}, as_json,
+                lambda: render.console.print(f"{key} = {new[key]!r}", markup=False, soft_wrap=True))
 
 
 @app.command("validate")
-def validate(ctx: typer.Context) -> None:
+def validate(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Check the file against the schema (exit 1 and the first problem if it is invalid)."""
     cfg = context.get(ctx).install().config
-    render.console.print(f"{cfg.path}: valid", markup=False)
+    render.emit({"config": str(cfg.path), "valid": True}, as_json,
+                lambda: render.console.print(f"{cfg.path}: valid", markup=False, soft_wrap=True))

@@ -18,6 +18,8 @@ def upsert(store: Store, stream_id: str, rendition: dict) -> dict:
         raise InvalidInput(str(e)) from None
     wanted = {f: r.get(f) for f in FIELDS}
     with store.write() as db:
+        if store.one("SELECT id FROM streams WHERE id = ?", (stream_id,)) is None:
+            raise NotFound(f"no stream {stream_id!r}")
         current = store.one("SELECT * FROM renditions WHERE stream_id = ? AND name = ?", (stream_id, r["name"]))
         now = now_iso()
         if current is None:
@@ -39,3 +41,23 @@ def delete(store: Store, stream_id: str, name: str) -> None:
         if row is None:
             raise NotFound(f"no rendition {name!r} on this stream")
         db["renditions"].delete(row["id"])
+
+
+def record_observed(
+    store: Store,
+    stream_id: str,
+    name: str,
+    *,
+    video_codec: str | None,
+    audio_codec: str | None,
+    width: int | None,
+    height: int | None,
+    frame_rate: float | None,
+) -> None:
+    """Record what the packager really produced for a rendition (codec strings, resolution)."""
+    observed = {"video_codec": video_codec, "audio_codec": audio_codec, "width": width, "height": height, "frame_rate": frame_rate}
+    observed = {k: v for k, v in observed.items() if v is not None}
+    with store.write() as db:
+        row = store.one("SELECT * FROM renditions WHERE stream_id = ? AND name = ?", (stream_id, name))
+        if row is not None and any(row[k] != v for k, v in observed.items()):
+            db["renditions"].update(row["id"], {**observed, "updated_at": now_iso()})

@@ -22,8 +22,10 @@ def _check(snapshot: dict) -> dict:
         raise InvalidInput("a snapshot must be an object")
     unknown = set(snapshot) - set(COLUMNS)
     if unknown:
-        raise InvalidInput(f"unknown snapshot field {sorted(unknown)[0]!r}")
+        raise InvalidInput(f"unknown snapshot field {sorted(unknown, key=str)[0]!r}")
     out = {c: snapshot.get(c) for c in COLUMNS}
+    if not isinstance(out["endpoint_id"], str) or not out["endpoint_id"]:
+        raise InvalidInput(f"endpoint_id {out['endpoint_id']!r} is not allowed: give the id of an endpoint")
     out["generation_id"] = check_text(out["generation_id"] or "", "generation_id", 100)
     out["reporter"] = check_text(out["reporter"] or "", "reporter", 100)
     out["status"] = check_choice(out["status"], "status", STATUSES)

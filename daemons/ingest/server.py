@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from datetime import datetime, timedelta, timezone
 
 import trio
 
 from daemons.core import domain
 from daemons.core.domain.common import now_iso
 from daemons.core.install import Install
+from daemons.ingest.pipeline import GenerationPipeline
 from daemons.ingest.ratelimit import FailureLimiter
 from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
 from daemons.media import flv
@@ -38,6 +39,7 @@ STATS_INTERVAL_S = 1.0
 BITRATE_WINDOW_S = 5.0
 RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
+RETENTION_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -153,15 +155,11 @@ class PublishRefused(Exception):
         self.description = description
 
 
-SinkFactory = Callable[[Path], MediaSink]
-
-
 class IngestDaemon:
-    def __init__(self, install: Install, store: StoreWorker, *, sink_factory: SinkFactory = FLVSpoolSink):
+    def __init__(self, install: Install, store: StoreWorker):
         self.install = install
         self.config = install.config
         self.store = store
-        self.sink_factory = sink_factory
         self.secret = install.secret()
         c = self.config
         self.limits = rtmp.Limits(
@@ -173,6 +171,8 @@ class IngestDaemon:
         )
         self.failures = FailureLimiter(c["rtmp.auth_failures_per_minute"])
         self.publishers: dict[str, Publisher] = {}  # stream id → its publisher
+        self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
+        self.nursery: trio.Nursery | None = None
         self._reserved: set[str] = set()  # stream ids between key check and accept
         self.connections = 0
         self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
@@ -180,10 +180,12 @@ class IngestDaemon:
     # --- serving ---------------------------------------------------------------------------
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        active = await self.store.run(domain.generations.list_, active_only=True, limit=10_000)
-        for g in active:
-            slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
         async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
+                slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
+                stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
+                await self.pipeline(stream, g["id"])
             host, port = self.config.listen("rtmp.listen")
             listeners = await trio.open_tcp_listeners(port, host=host)
             self.addresses += [("rtmp", *_bound(l)) for l in listeners]
@@ -198,6 +200,7 @@ class IngestDaemon:
                 nursery.start_soon(trio.serve_listeners, self._handle_tls, tls_listeners)
             nursery.start_soon(self._control_loop)
             nursery.start_soon(self._stats_loop)
+            nursery.start_soon(self._retention_loop)
             for scheme, h, p in self.addresses:
                 slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
             task_status.started(self.addresses)
@@ -234,6 +237,8 @@ class IngestDaemon:
         self.connections += 1
         try:
             await Session(self, stream, remote).run()
+        except Exception:  # a bug in one session must not take the daemon down
+            log.exception("session failed", extra={"fields": {"remote": remote}})
         finally:
             self.connections -= 1
 
@@ -296,16 +301,36 @@ class IngestDaemon:
             del self.publishers[sid]
         publisher.done.set()
 
-    async def open_sink(self, stream: dict, generation_id: str) -> MediaSink:
-        directory = generation_dir(self.install.spool_root, stream["id"], generation_id)
-        sink = self.sink_factory(directory)
+    async def pipeline(self, stream: dict, generation_id: str) -> GenerationPipeline:
+        """The generation's pipeline, created (or resumed from the spool) on first use."""
+        pipeline = self.pipelines.get(generation_id)
+        if pipeline is None:
+            renditions = await self.store.run(domain.renditions.list_, stream["id"])
+            if not renditions:
+                renditions = [{"name": "source", "kind": "source"}]
+            pipeline = GenerationPipeline(
+                stream=stream, generation_id=generation_id, renditions=renditions,
+                directory=generation_dir(self.install.spool_root, stream["id"], generation_id),
+                config=self.config, store=self.store, nursery=self.nursery,
+            )
+            await pipeline.load()
+            self.pipelines[generation_id] = pipeline
+        return pipeline
+
+    async def open_sinks(self, stream: dict, generation_id: str) -> list[MediaSink]:
+        """The media pipeline's session (plus the FLV recorder when rtmp.record is on)."""
         try:
-            await sink.open()
+            pipeline = await self.pipeline(stream, generation_id)
+            sinks: list[MediaSink] = [pipeline.open_session()]
+            if self.config["rtmp.record"]:
+                sinks.append(FLVSpoolSink(pipeline.directory))
+            for sink in sinks:
+                await sink.open()
         except OSError as e:
             slog.log(log, logging.ERROR, "media backend cannot start", stream=stream["slug"], generation=generation_id, error=e)
             await self.store.run(domain.generations.mark_failed, generation_id, f"media backend cannot start: {e}")
             raise PublishRefused("NetStream.Publish.Failed", "media backend cannot start") from None
-        return sink
+        return sinks
 
     # --- background loops ------------------------------------------------------------------
 
@@ -313,14 +338,34 @@ class IngestDaemon:
         """Apply admin changes made in the store: ended generations, deleted streams, revoked keys."""
         while True:
             await trio.sleep(CONTROL_INTERVAL_S)
-            if not self.publishers:
-                continue
             pubs = list(self.publishers.values())
-            verdicts = await self.store.run(_publisher_verdicts, [(p.generation_id, p.key_id) for p in pubs])
-            for p, reason in zip(pubs, verdicts):
-                if reason and p.kick_reason is None:
-                    slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
-                    p.kick(reason)
+            if pubs:
+                verdicts = await self.store.run(_publisher_verdicts, [(p.generation_id, p.key_id) for p in pubs])
+                for p, reason in zip(pubs, verdicts):
+                    if reason and p.kick_reason is None:
+                        slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
+                        p.kick(reason)
+            if self.pipelines:
+                statuses = await self.store.run(_generation_statuses, list(self.pipelines))
+                for gid, status in statuses.items():
+                    pipeline = self.pipelines[gid]
+                    if status not in domain.generations.ACTIVE and pipeline.session is None:
+                        del self.pipelines[gid]
+                        await pipeline.finish()
+
+    async def _retention_loop(self) -> None:
+        """Remove ended generations' spool directories after spool.ended_retention."""
+        retention = self.config.seconds("spool.ended_retention")
+        root = self.install.spool_root / "streams"
+        while True:
+            dirs = await trio.to_thread.run_sync(lambda: [d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()])
+            if dirs:
+                expired = await self.store.run(_expired_generations, [d.name for d in dirs], retention)
+                for d in dirs:
+                    if d.name in expired and d.name not in self.pipelines:
+                        slog.log(log, logging.INFO, "removing ended generation from the spool", generation=d.name)
+                        await trio.to_thread.run_sync(shutil.rmtree, d, True)
+            await trio.sleep(min(RETENTION_INTERVAL_S, max(retention / 2, 0.5)))
 
     async def _stats_loop(self) -> None:
         state_dir = self.install.state_dir
@@ -328,6 +373,21 @@ class IngestDaemon:
             now = trio.current_time()
             payload = {
                 "connections": self.connections,
+                "generations": [
+                    {
+                        "generation_id": gid,
+                        "stream_id": pl.stream["id"],
+                        "live": pl.live,
+                        "backend_restarts": pl.restarts,
+                        "spool_full": pl.spool.full,
+                        "renditions": {
+                            name: {"last_part": pk.last_part(), "target_duration": pk.target_duration,
+                                   "keyframe_interval_s": pk.keyframe_interval_s, "bandwidth": pk.bandwidth_peak}
+                            for name, pk in pl.packagers.items()
+                        },
+                    }
+                    for gid, pl in self.pipelines.items()
+                ],
                 "publishers": [
                     {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
                     for p in self.publishers.values()
@@ -338,6 +398,25 @@ class IngestDaemon:
             except OSError as e:
                 log.warning("cannot write stats: %s", e)
             await trio.sleep(STATS_INTERVAL_S)
+
+
+def _generation_statuses(store, generation_ids: list[str]) -> dict[str, str]:
+    marks = ",".join("?" * len(generation_ids))
+    rows = store.query(f"SELECT id, status FROM stream_generations WHERE id IN ({marks})", tuple(generation_ids))
+    found = {r["id"]: r["status"] for r in rows}
+    return {g: found.get(g, "gone") for g in generation_ids}
+
+
+def _expired_generations(store, generation_ids: list[str], retention_s: float) -> set[str]:
+    """Generations ended (or failed) longer than the retention ago, and directories the store does not know."""
+    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    marks = ",".join("?" * len(generation_ids))
+    rows = store.query(f"SELECT id, status, ended_at FROM stream_generations WHERE id IN ({marks})", tuple(generation_ids))
+    known = {r["id"]: r for r in rows}
+    return {
+        g for g in generation_ids
+        if g not in known or (known[g]["status"] not in domain.generations.ACTIVE and (known[g]["ended_at"] or "") <= cutoff)
+    }
 
 
 def _publisher_verdicts(store, pairs: list[tuple[str, str]]) -> list[str | None]:
@@ -364,7 +443,7 @@ class Session:
         self.remote = remote
         self.conn = rtmp.ServerConnection(limits=daemon.limits)
         self.publisher: Publisher | None = None
-        self.sink: MediaSink | None = None
+        self.sinks: list[MediaSink] = []
         self.metadata: dict | None = None
 
     async def run(self) -> None:
@@ -426,17 +505,20 @@ class Session:
             stats.sample(trio.current_time(), self.conn.bytes_received)
             if isinstance(event, rtmp.VideoData):
                 stats.on_video(event)
-                await self.sink.write(flv.TAG_VIDEO, event.timestamp, event.payload)
+                tag = flv.TAG_VIDEO
             else:
                 stats.on_audio(event)
-                await self.sink.write(flv.TAG_AUDIO, event.timestamp, event.payload)
+                tag = flv.TAG_AUDIO
+            for sink in self.sinks:
+                await sink.write(tag, event.timestamp, event.payload)
         elif isinstance(event, rtmp.PublishRequest):
             await self._on_publish(event)
         elif isinstance(event, rtmp.Metadata):
             self.metadata = event.data
             if self.publisher is not None:
                 self.publisher.stats.on_metadata(event.data)
-                await self.sink.metadata(event.data)
+                for sink in self.sinks:
+                    await sink.metadata(event.data)
         elif isinstance(event, rtmp.Unpublish):
             await self._end_publish("unpublished")
 
@@ -447,7 +529,7 @@ class Session:
         except PublishRefused as refused:
             self._refuse(refused)
         try:
-            self.sink = await d.open_sink(stream, generation_id)
+            self.sinks = await d.open_sinks(stream, generation_id)
         except BaseException as e:
             d.release(stream["id"])
             if isinstance(e, PublishRefused):
@@ -458,7 +540,8 @@ class Session:
         d.register(self.publisher)
         if self.metadata:
             stats.on_metadata(self.metadata)
-            await self.sink.metadata(self.metadata)
+            for sink in self.sinks:
+                await sink.metadata(self.metadata)
         self.conn.accept_publish()
         self.scope.deadline = math.inf  # the handshake deadline ends with an accepted publish
         slog.log(log, logging.INFO, "publishing", stream=stream["slug"], generation=generation_id, remote=self.remote)
@@ -468,9 +551,9 @@ class Session:
         raise SessionOver(f"publish refused: {refused.description}") from None
 
     async def _end_publish(self, reason: str) -> None:
-        pub, sink = self.publisher, self.sink
-        self.publisher = self.sink = None
-        if sink is not None:
+        pub, sinks = self.publisher, self.sinks
+        self.publisher, self.sinks = None, []
+        for sink in sinks:
             await sink.aclose()
         if pub is not None:
             self.daemon.unregister(pub)

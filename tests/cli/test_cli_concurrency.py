@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from cli_helpers import assert_one_line_error
+from tests.cli.cli_helpers import assert_one_line_error
 from daemons.core import config as cfg
 from daemons.core.store import Store
 

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli_helpers import assert_one_line_error
-from config_values import non_default_text
+from tests.cli.cli_helpers import assert_one_line_error
+from tests.config_values import non_default_text
 from daemons.core import config as cfg
 from daemons.core import domain
 from daemons.core.install import Install

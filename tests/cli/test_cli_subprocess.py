@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from cli_helpers import assert_one_line_error
+from tests.cli.cli_helpers import assert_one_line_error
 from daemons.core import config as cfg
 from daemons.core import domain
 from daemons.core.install import Install, init

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core_hypothesis import core
+from tests.core.core_hypothesis import core
 
-from config_values import bounds, non_default_text
+from tests.config_values import bounds, non_default_text
 from daemons.core import config as cfg
 from daemons.core.config import SCHEMA, Config, ConfigError
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core_hypothesis import core
+from tests.core.core_hypothesis import core
 
 from daemons.core import domain
 from daemons.core.errors import Conflict, InvalidInput, NotFound

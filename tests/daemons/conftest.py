@@ -28,7 +28,7 @@ needs_gst = pytest.mark.skipif(GST is None, reason="GStreamer not installed (run
 def make_install(root: Path, **overrides) -> Install:
     result = install.init(directory=root)
     cfg = config_mod.load(result.config_path)
-    overrides = {"rtmp.listen": "127.0.0.1:0", **overrides}
+    overrides = {"rtmp.listen": "127.0.0.1:0", "rtmp.record": True, **overrides}
     for k, v in overrides.items():
         cfg = cfg.with_value(k, v)
     config_mod.write(cfg, result.config_path)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from daemons.media.rtmp import RTMPProtocolError
 from daemons.media.rtmp.chunk import ChunkReader, ChunkWriter, encode_chunk_header
 from daemons.media.rtmp.messages import Message
-from rtmp_client_bytes import header
+from tests.media.rtmp_client_bytes import header
 
 P100 = bytes(range(100))
 P300 = bytes(i & 0xFF for i in range(300))

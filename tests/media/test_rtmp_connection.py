@@ -21,7 +21,7 @@ from daemons.media.rtmp import (
     VideoData,
     amf0,
 )
-from rtmp_client_bytes import (
+from tests.media.rtmp_client_bytes import (
     CONNECT,
     ServerOutput,
     c2,

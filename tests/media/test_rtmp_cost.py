@@ -10,7 +10,7 @@ import time
 import pytest
 
 from daemons.media.rtmp import NEED_DATA, PublishRequest, ServerConnection
-from rtmp_client_bytes import message, publish_preamble, set_chunk_size
+from tests.media.rtmp_client_bytes import message, publish_preamble, set_chunk_size
 
 SECONDS = 4
 VIDEO_FRAME = b"\x27\x01\x00\x00\x00" + bytes(14_400)  # 25 fps: 2.88 Mbps

@@ -18,7 +18,7 @@ from daemons.media.rtmp import (
     ServerConnection,
 )
 from daemons.media.rtmp.chunk import MAX_HEADER_SIZE
-from rtmp_client_bytes import header, message, publish_preamble
+from tests.media.rtmp_client_bytes import header, message, publish_preamble
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = {name: (DATA / f"{name}_publish.bin").read_bytes() for name in ("ffmpeg", "gstreamer")}

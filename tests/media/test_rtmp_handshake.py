@@ -7,7 +7,7 @@ import pytest
 
 from daemons.media.rtmp import ConnectionState, RTMPProtocolError, ServerConnection
 from daemons.media.rtmp.handshake import server_response
-from rtmp_client_bytes import (
+from tests.media.rtmp_client_bytes import (
     FMS_KEY,
     KEY_TAIL,
     c2,

@@ -1,0 +1,458 @@
+"""A generation's media pipeline in the ingest daemon: backend sessions, packagers, the spool.
+
+`GenerationPipeline` lives while its generation is active in this daemon. It owns one
+`RenditionPackager` per rendition (resumed from the spool's state files after a daemon restart)
+and hands each publisher connection a `BackendSession` — the `MediaSink` the RTMP session feeds.
+A session runs one supervised ffmpeg; if ffmpeg dies while the publisher is still there, it is
+restarted with backoff and the playlists show a discontinuity.
+
+Spool layout (the contract with the HTTP daemon, see docs/arch.md):
+
+    <spool>/streams/<stream_id>/<generation_id>/
+        generation.json          renditions, status (written atomically)
+        master.m3u8
+        <rendition>/init.mp4, <msn>.m4s, <msn>.<part>.m4s
+        <rendition>/index.m3u8   the full live playlist
+        <rendition>/state.json   packager state: what a restarted daemon and the HTTP daemon read
+
+Every file is written to a temporary name and renamed; media files are on disk before the
+playlist that lists them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import trio
+
+from daemons.core import domain
+from daemons.ingest import backend
+from daemons.media import flv, hls
+from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
+from daemons.media.packager import Delete, PackagerConfig, RenditionPackager, Write, utc_now
+from daemons.runtime import logging as slog
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("ingest.pipeline")
+
+RESTART_BACKOFF_START_S = 0.25
+STOP_GRACE_S = 5.0
+MAX_FAILED_STARTS = 5
+AVC_END_OF_SEQUENCE = 2  # flagged as a keyframe by encoders, but carries no picture
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class SpoolWriter:
+    """Applies packager actions to one generation's directory, in order, off the event loop."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._limiter = trio.CapacityLimiter(1)
+        self._deletions: list[tuple[float, str]] = []  # (due, path) heap
+        self.full = False
+
+    async def apply(self, rendition: str, actions: list, published: dict[str, bytes]) -> bool:
+        """Write the actions' files, then the published files (playlists, state). False if the disk refused."""
+        now = trio.current_time()
+        for a in actions:
+            if isinstance(a, Delete):
+                heapq.heappush(self._deletions, (now + a.due_s, str(self.directory / rendition / a.name)))
+        writes = [(self.directory / rendition / a.name, a.data) for a in actions if isinstance(a, Write)]
+
+        def work() -> None:
+            for path, data in writes:
+                atomic_write(path, data)
+            for rel, data in published.items():
+                atomic_write(self.directory / rel, data)
+
+        try:
+            await trio.to_thread.run_sync(work, limiter=self._limiter)
+        except OSError as e:
+            if not self.full:
+                slog.log(log, logging.ERROR, "SPOOL WRITE FAILED: playlists hold back until it recovers", directory=self.directory, error=e)
+            self.full = True
+            return False
+        self.full = False
+        return True
+
+    async def run_deletions(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            due = []
+            while self._deletions and self._deletions[0][0] <= now:
+                due.append(heapq.heappop(self._deletions)[1])
+            if due:
+                await trio.to_thread.run_sync(_unlink_all, due, limiter=self._limiter)
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+class GenerationPipeline:
+    def __init__(self, *, stream: dict, generation_id: str, renditions: list[dict], directory: Path,
+                 config, store: StoreWorker, nursery: trio.Nursery):
+        self.stream = stream
+        self.generation_id = generation_id
+        self.renditions = renditions
+        self.directory = directory
+        self.config = config
+        self.store = store
+        self.nursery = nursery
+        self.packager_config = PackagerConfig(
+            part_target_s=config["hls.part_target_s"],
+            segment_target_s=config["hls.segment_target_s"],
+            live_window_segments=config["spool.live_window_segments"],
+            low_latency=config["hls.low_latency"],
+        )
+        self.spool = SpoolWriter(directory)
+        self.packagers: dict[str, RenditionPackager] = {}
+        self.inits: dict[str, InitSegment] = {}
+        self.live = False
+        self.restarts = 0
+        self.frame_rate: float | None = None
+        self.session: BackendSession | None = None
+        self._master: bytes | None = None
+        self._cancel = trio.CancelScope()
+
+    @property
+    def fields(self) -> dict:
+        return {"stream": self.stream["slug"], "generation": self.generation_id}
+
+    async def load(self) -> None:
+        """Create the directories; continue from the packagers' state files if a daemon left them."""
+
+        def work() -> dict[str, dict | None]:
+            states = {}
+            for r in self.renditions:
+                d = self.directory / r["name"]
+                d.mkdir(parents=True, exist_ok=True)
+                try:
+                    states[r["name"]] = json.loads((d / "state.json").read_text())
+                except FileNotFoundError:
+                    states[r["name"]] = None
+            return states
+
+        states = await trio.to_thread.run_sync(work)
+        for r in self.renditions:
+            state = states[r["name"]]
+            if state is not None:
+                self.packagers[r["name"]] = RenditionPackager.from_state(state, self.packager_config)
+                self.live = True
+            else:
+                self.packagers[r["name"]] = RenditionPackager(r["name"], self.packager_config)
+        if any(states.values()):
+            slog.log(log, logging.INFO, "resumed packager state from the spool", **self.fields)
+        self.nursery.start_soon(self._run_deletions)
+        await self._publish_generation(ended=False)
+
+    async def _run_deletions(self) -> None:
+        with self._cancel:
+            await self.spool.run_deletions()
+
+    def open_session(self) -> "BackendSession":
+        self.session = BackendSession(self)
+        return self.session
+
+    async def finish(self) -> None:
+        """The generation ended: close the playlists with ENDLIST."""
+        for name, p in self.packagers.items():
+            await self._apply(name, p.end())
+        await self._publish_generation(ended=True)
+        self._cancel.cancel()
+        slog.log(log, logging.INFO, "generation playlists ended", **self.fields)
+
+    # --- packaging -------------------------------------------------------------------------
+
+    async def on_output(self, name: str, items: list) -> None:
+        p = self.packagers[name]
+        actions = []
+        now = utc_now()
+        for item in items:
+            if isinstance(item, InitSegment):
+                self.inits[name] = item
+                actions += p.on_init(item)
+                await self.store.run(_record_rendition, self.stream["id"], name, item, self.frame_rate)
+            else:
+                actions += p.on_fragment(item, now)
+        if actions:
+            await self._apply(name, actions)
+
+    async def _apply(self, name: str, actions: list) -> None:
+        p = self.packagers[name]
+        published = {f"{name}/state.json": json.dumps(p.to_state()).encode()}
+        if p.playable:  # no playlist before there is something to play
+            published[f"{name}/index.m3u8"] = p.playlist(self._reports(name)).render().encode()
+        if not await self.spool.apply(name, actions, published):
+            p.drop_open_segment()
+            return
+        if not self.live and all(q.playable for q in self.packagers.values()):
+            self.live = True
+            await self.store.run(domain.generations.mark_live, self.generation_id)
+            slog.log(log, logging.INFO, "generation is live", **self.fields)
+        if self.live:
+            await self._publish_master()
+
+    def _reports(self, name: str) -> tuple[hls.RenditionReport, ...]:
+        reports = []
+        for other, q in self.packagers.items():
+            if other == name:
+                continue
+            last = q.last_part()
+            if last is not None:
+                reports.append(hls.RenditionReport(f"../{other}/index.m3u8", last[0], last[1]))
+        return tuple(reports)
+
+    async def _publish_master(self) -> None:
+        variants = []
+        for r in self.renditions:
+            init = self.inits.get(r["name"])
+            p = self.packagers[r["name"]]
+            codecs = ",".join(t.codec for t in (init.video, init.audio) if t is not None) if init else None
+            video = init.video if init else None
+            estimate = (r.get("video_bitrate") or 0) + (r.get("audio_bitrate") or 0)
+            variants.append(
+                hls.Variant(
+                    uri=f"{r['name']}/index.m3u8",
+                    bandwidth=max(p.bandwidth_peak, estimate, 1),
+                    average_bandwidth=p.average_bandwidth or None,
+                    codecs=codecs,
+                    resolution=(video.width, video.height) if video and video.width else None,
+                    frame_rate=r.get("frame_rate") or self.frame_rate,
+                )
+            )
+        data = hls.MasterPlaylist(tuple(variants)).render().encode()
+        if data != self._master:
+            if await self.spool.apply("", [], {"master.m3u8": data}):
+                self._master = data
+
+    async def _publish_generation(self, *, ended: bool) -> None:
+        doc = {
+            "stream_id": self.stream["id"],
+            "generation_id": self.generation_id,
+            "renditions": [r["name"] for r in self.renditions],
+            "ended": ended,
+            "restarts": self.restarts,
+        }
+        await self.spool.apply("", [], {"generation.json": json.dumps(doc).encode()})
+
+    async def new_backend_session(self) -> None:
+        for p in self.packagers.values():
+            p.start_session()
+
+    async def end_backend_session(self) -> None:
+        for name, p in self.packagers.items():
+            actions = p.end_session()
+            if actions:
+                await self._apply(name, actions)
+
+
+def _record_rendition(store, stream_id: str, name: str, init: InitSegment, frame_rate: float | None) -> None:
+    v, a = init.video, init.audio
+    domain.renditions.record_observed(
+        store, stream_id, name,
+        video_codec=v.codec if v else None, audio_codec=a.codec if a else None,
+        width=v.width if v else None, height=v.height if v else None, frame_rate=frame_rate,
+    )
+
+
+class BackendSession:
+    """One publisher connection's ffmpeg, supervised; the `MediaSink` its RTMP session feeds."""
+
+    def __init__(self, pipeline: GenerationPipeline):
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        self._metadata: dict | None = None
+        self.video_header: bytes | None = None
+        self.audio_header: bytes | None = None
+        self.process: backend.BackendProcess | None = None
+        self.need_keyframe = True
+        self.closing = False
+        self.failed_starts = 0
+        self._scope = trio.CancelScope()
+        self._ready = trio.Event()  # the first ffmpeg takes input (or could not start)
+        self._stopped = trio.Event()
+        self._started = False
+
+    async def open(self) -> None:
+        await self.pipeline.new_backend_session()
+
+    async def metadata(self, data: dict) -> None:
+        self._metadata = data
+        fps = data.get("framerate")
+        if isinstance(fps, (int, float)) and 0 < fps < 1000:
+            self.pipeline.frame_rate = float(fps)
+
+    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None:
+        try:
+            start_point = self._note(tag_type, body)
+        except flv.FLVError as e:
+            slog.log(log, logging.DEBUG, "unreadable tag dropped", error=e, **self.pipeline.fields)
+            return
+        if not self._started:
+            if not start_point:
+                return
+            self._started = True
+            self.pipeline.nursery.start_soon(self._supervise)
+            await self._ready.wait()
+        proc = self.process
+        if proc is None:
+            return  # (re)starting: the new ffmpeg will begin at a keyframe
+        if self.need_keyframe:
+            if not start_point:
+                return
+            self.need_keyframe = False
+        try:
+            await proc.stdin.send_all(flv.encode_tag(tag_type, timestamp_ms, body))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # ffmpeg died; the supervisor restarts it
+
+    def _note(self, tag_type: int, body: bytes) -> bool:
+        """Remember sequence headers; say whether this tag is where a backend may start."""
+        if tag_type == flv.TAG_VIDEO:
+            info = flv.parse_video_tag(body)
+            if info.is_sequence_header:
+                self.video_header = body
+                return False
+            return info.is_keyframe and info.packet_type != AVC_END_OF_SEQUENCE
+        if tag_type == flv.TAG_AUDIO:
+            if flv.parse_audio_tag(body).is_sequence_header:
+                self.audio_header = body
+                return False
+            return self.video_header is None  # an audio-only publisher starts anywhere
+        return False
+
+    def _prelude(self) -> bytes:
+        """What a fresh ffmpeg needs before media: the FLV header, metadata, sequence headers."""
+        out = bytearray(flv.flv_header(has_audio=self.audio_header is not None or self.video_header is None,
+                                       has_video=self.video_header is not None))
+        if self._metadata:
+            out += flv.encode_script_tag(self._metadata)
+        for tag_type, header in ((flv.TAG_VIDEO, self.video_header), (flv.TAG_AUDIO, self.audio_header)):
+            if header is not None:
+                out += flv.encode_tag(tag_type, 0, header)
+        return bytes(out)
+
+    async def _supervise(self) -> None:
+        """Run ffmpeg; restart it with backoff if it dies while the publisher is still here."""
+        try:
+            with self._scope:
+                await self._supervise_loop()
+        finally:
+            self._ready.set()
+            self._stopped.set()
+
+    async def _supervise_loop(self) -> None:
+        p = self.pipeline
+        backoff = RESTART_BACKOFF_START_S
+        while not self.closing:
+            renditions = p.renditions
+            cmd_builder = lambda fds: backend.ffmpeg_command(  # noqa: E731
+                self.config["backend.ffmpeg"], renditions, fds,
+                segment_target_s=self.config["hls.segment_target_s"], extra_args=self.config["backend.extra_args"],
+            )
+            try:
+                proc = backend.spawn(cmd_builder, len(renditions))
+            except OSError as e:
+                slog.log(log, logging.ERROR, "media backend cannot start", error=e, **p.fields)
+                await p.store.run(domain.generations.mark_failed, p.generation_id, f"ffmpeg cannot start: {e}")
+                break
+            produced = await self._run_process(proc)
+            if self.closing:
+                break
+            p.restarts += 1
+            self.failed_starts = 0 if produced else self.failed_starts + 1
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                slog.log(log, logging.ERROR, "media backend keeps failing; generation failed", **p.fields)
+                await p.store.run(domain.generations.mark_failed, p.generation_id, "ffmpeg exits without output")
+                break
+            await p.end_backend_session()
+            await p.new_backend_session()
+            await p.store.run(domain.generations.add_discontinuity, p.generation_id)
+            backoff = RESTART_BACKOFF_START_S if produced else min(backoff * 2, self.config["backend.restart_backoff_max_s"])
+            slog.log(log, logging.WARNING, "media backend exited; restarting", backoff_s=round(backoff, 2), restarts=p.restarts, **p.fields)
+            await trio.sleep(backoff)
+
+    async def _run_process(self, proc: backend.BackendProcess) -> bool:
+        """Feed and read one ffmpeg until it exits; True if it produced any fragment."""
+        p = self.pipeline
+        produced = [False]
+        slog.log(log, logging.INFO, "media backend started", pid=proc.pid, renditions=",".join(r["name"] for r in p.renditions), **p.fields)
+        try:
+            async with trio.open_nursery() as n:
+                for r, out in zip(p.renditions, proc.outputs):
+                    n.start_soon(self._read_output, r["name"], out, produced)
+                n.start_soon(self._log_stderr, proc)
+                try:
+                    await proc.stdin.send_all(self._prelude())
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                self.process = proc
+                self.need_keyframe = True
+                self._ready.set()
+                code = await proc.wait()
+                self.process = None
+                if not self.closing:
+                    slog.log(log, logging.WARNING, "ffmpeg exited", code=code, **p.fields)
+        finally:
+            self.process = None
+            with trio.CancelScope(shield=True):
+                await proc.aclose()
+        return produced[0]
+
+    async def _read_output(self, name: str, stream: trio.lowlevel.FdStream, produced: list) -> None:
+        reader = FMP4Reader()
+        while True:
+            data = await stream.receive_some(1 << 16)
+            if not data:
+                return
+            try:
+                items = reader.feed(data)
+            except FMP4Error as e:
+                slog.log(log, logging.ERROR, "unreadable backend output", rendition=name, error=e, **self.pipeline.fields)
+                return
+            if items:
+                produced[0] = True
+                await self.pipeline.on_output(name, items)
+
+    async def _log_stderr(self, proc: backend.BackendProcess) -> None:
+        buf = b""
+        while chunk := await proc.stderr.receive_some(4096):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    slog.log(log, logging.WARNING, "ffmpeg: " + line.decode(errors="replace").strip()[:500], **self.pipeline.fields)
+
+    async def aclose(self) -> None:
+        """The publisher left: let ffmpeg flush (stdin EOF), close the open segments."""
+        self.closing = True
+        with trio.CancelScope(shield=True):
+            proc = self.process
+            if proc is not None:
+                await trio.aclose_forcefully(proc.stdin)
+                with trio.move_on_after(STOP_GRACE_S):
+                    await self._stopped.wait()
+            self._scope.cancel()
+            if self._started:
+                with trio.move_on_after(STOP_GRACE_S):
+                    await self._stopped.wait()
+            await self.pipeline.end_backend_session()
+            if self.pipeline.session is self:
+                self.pipeline.session = None

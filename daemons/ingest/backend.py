@@ -27,9 +27,13 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # Minimal input probing: the FLV's sequence headers come first, so ffmpeg need not probe; the
-# default probing costs over a second of latency (shared/notes/media-pipeline.md).
-INPUT_ARGS = ["-fflags", "nobuffer", "-flags", "low_delay", "-probesize", "32", "-analyzeduration", "0", "-f", "flv", "-i", "pipe:0"]
-FMP4_ARGS = ["-f", "mp4", "-movflags", "+frag_every_frame+empty_moov+default_base_moof+delay_moov", "-flush_packets", "1"]
+# default probing costs over a second of latency (shared/notes/media-pipeline.md). Not
+# `-fflags nobuffer`: with a pipe it throws away the packets read while probing (the first GOP).
+INPUT_ARGS = ["-probesize", "32", "-analyzeduration", "0", "-f", "flv", "-i", "pipe:0"]
+# One fragment per video frame. `-frag_duration 1` (µs) cuts at every packet, like
+# `+frag_every_frame`, but ffmpeg 5.1's frag_every_frame writes broken AAC durations with -c copy
+# (samples of duration 0, a third of the audio dropped); this form keeps every timeline exact.
+FMP4_ARGS = ["-f", "mp4", "-movflags", "+frag_keyframe+empty_moov+default_base_moof+delay_moov", "-frag_duration", "1", "-flush_packets", "1"]
 
 
 def rendition_output_args(rendition: dict, segment_target_s: float) -> list[str]:

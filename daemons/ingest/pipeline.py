@@ -197,7 +197,9 @@ class GenerationPipeline:
     async def _apply(self, name: str, actions: list) -> None:
         p = self.packagers[name]
         published = {f"{name}/state.json": json.dumps(p.to_state()).encode()}
-        if p.playable:  # no playlist before there is something to play
+        # No playlist before every rendition has something to play: each lists all its siblings
+        # in rendition reports from its first version on.
+        if all(q.playable for q in self.packagers.values()):
             published[f"{name}/index.m3u8"] = p.playlist(self._reports(name)).render().encode()
         if not await self.spool.apply(name, actions, published):
             p.drop_open_segment()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import string
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import m3u8
 import pytest
@@ -32,7 +32,7 @@ from daemons.media.hls import (
 )
 from daemons.media.hls.parse import MAX_PLAYLIST_BYTES, MAX_SEGMENTS
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LL_CONTROL = ServerControl(can_block_reload=True, part_hold_back=0.6, hold_back=6.0, can_skip_until=12.0)
 
 
@@ -388,7 +388,8 @@ def test_skip_request_renders_the_full_playlist_when_no_delta_is_possible(change
 def test_skip_boundary_counts_whole_segments_only():
     # A segment straddling the boundary is kept: 12.4 s is "further", exactly 12.0 s is not.
     assert ll_playlist(partial=2).skippable_segments() == 4
-    assert ll_playlist(partial=0, preload_hint="10.0.m4s", next_program_date_time=None).skippable_segments() == 3
+    just_completed = ll_playlist(partial=0, preload_hint="10.0.m4s", next_program_date_time=None)
+    assert just_completed.skippable_segments() == 3
 
 
 def _fields(playlist: MediaPlaylist) -> dict:
@@ -453,7 +454,8 @@ audio/index.m3u8
     pytest.param(lambda: MediaPlaylist(2, 0, (segment(0), segment(2))), id="msn-gap"),
     pytest.param(lambda: MediaPlaylist(2, 0, (segment(0), segment(1, map_uri=None))), id="map-switched-off"),
     pytest.param(lambda: MediaPlaylist(2, 0, (), preload_hint="0.0.m4s", ended=True), id="hint-when-ended"),
-    pytest.param(lambda: MediaPlaylist(2, 0, (), server_control="CAN-BLOCK-RELOAD=YES"), id="control-not-a-control"),
+    pytest.param(lambda: MediaPlaylist(2, 0, (), server_control="CAN-BLOCK-RELOAD=YES"),
+                 id="control-not-a-control"),
     pytest.param(lambda: Variant("a.m3u8", 100, resolution=(0, 720)), id="zero-width"),
     pytest.param(lambda: Variant("a.m3u8", 100, resolution="1280x720"), id="resolution-string"),
     pytest.param(lambda: Variant("a.m3u8", 100, codecs='avc1"'), id="quote-in-codecs"),
@@ -471,7 +473,7 @@ def test_model_quantizes_to_what_the_text_carries():
     eastern = timezone(timedelta(hours=-5))
     date = datetime(2024, 5, 1, 7, 0, 0, 123_600, tzinfo=eastern)
     assert Segment(0, "0.m4s", 2.0, date).program_date_time == datetime(
-        2024, 5, 1, 12, 0, 0, 124_000, tzinfo=timezone.utc
+        2024, 5, 1, 12, 0, 0, 124_000, tzinfo=UTC
     )
     # Lists are accepted where tuples are stored.
     assert Segment(0, "0.m4s", 2.0, parts=[Part("p", 2.0)]).parts == (Part("p", 2.0),)
@@ -482,6 +484,13 @@ def test_commas_in_quoted_uris_are_fine():
                                             parts=(Part("0.0.m4s?t=a,b", 2.0, True),)),))
     assert parse_media_playlist(playlist.render()) == playlist
     cross_check_with_m3u8(playlist.render(), playlist)
+
+
+def test_zero_valued_attributes_are_not_absent():
+    playlist = MediaPlaylist(2, 0, (), server_control=ServerControl(can_block_reload=False, hold_back=0.0),
+                             part_target=0.0)
+    assert "#EXT-X-SERVER-CONTROL:HOLD-BACK=0.0\n" in playlist.render()
+    assert parse_media_playlist(playlist.render()) == playlist
 
 
 def test_next_segment_state_is_normalized():
@@ -527,6 +536,25 @@ def test_contains_answers_blocking_reloads(msn, part, answered):
     assert ll_playlist(count=10, partial=2).contains(msn, part) is answered
 
 
+@pytest.mark.parametrize(("msn", "part", "rejected"), [
+    (11, None, False),   # last complete segment 9, plus two
+    (12, None, True),
+    (10, 16, False),     # newest part is 10.1; PART-TARGET 0.2 allows 15 parts ahead
+    (10, 17, True),
+    (11, 14, False),     # part 14 of the next segment: 15 parts in, counted conservatively
+    (11, 15, True),
+    (3, 99, False),      # behind the live edge is never too far
+])
+def test_too_far_ahead_for_a_blocking_reload(msn, part, rejected):
+    assert ll_playlist(count=10, partial=2).too_far_ahead(msn, part) is rejected
+
+
+def test_too_far_ahead_without_parts_and_when_ended():
+    assert PLAIN_LIVE.too_far_ahead(105) and not PLAIN_LIVE.too_far_ahead(104)  # 102 + 2
+    assert not PLAIN_LIVE.too_far_ahead(103, 2) and PLAIN_LIVE.too_far_ahead(103, 3)  # limit 3
+    assert not ENDED.too_far_ahead(10**6, 10**6)
+
+
 def test_contains_after_a_segment_completes_and_when_ended():
     just_completed = ll_playlist(partial=0, preload_hint="10.0.m4s", next_program_date_time=None)
     assert just_completed.contains(9, 9)
@@ -570,8 +598,9 @@ def test_parser_tolerates_other_servers_valid_playlists():
     assert playlist.media_sequence == 0
     assert playlist.independent_segments is False
     first, second = playlist.segments
-    assert first == Segment(0, "seg/0.mp4?token=abc", 4.0, T0, map_uri="https://cdn.example.com/live/init.mp4")
-    assert second == Segment(1, "../other/1.mp4", 3.5, map_uri="https://cdn.example.com/live/init.mp4")
+    init = "https://cdn.example.com/live/init.mp4"
+    assert first == Segment(0, "seg/0.mp4?token=abc", 4.0, T0, map_uri=init)
+    assert second == Segment(1, "../other/1.mp4", 3.5, map_uri=init)
     assert playlist.partial_parts == (Part("2.0.mp4", 1.0, True),)
     assert playlist.next_map_uri is None
     assert playlist.preload_hint == "2.1.mp4"
@@ -586,7 +615,8 @@ def test_parser_tolerates_other_servers_valid_playlists():
     pytest.param("#EXTM3U\n#EXTINF:2,\na.ts\n", "EXT-X-TARGETDURATION is required", 3, id="no-target-duration"),
     pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2.5\n", "decimal-integer", 2, id="float-target-duration"),
     pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-TARGETDURATION:2\n", "more than once", 3, id="twice"),
-    pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:-1,\na.ts\n", "decimal-floating-point", 3, id="negative-extinf"),
+    pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:-1,\na.ts\n", "decimal-floating-point", 3,
+                 id="negative-extinf"),
     pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1e3,\na.ts\n", "decimal-floating-point", 3, id="exponent"),
     pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:nan,\na.ts\n", "decimal-floating-point", 3, id="nan"),
     pytest.param("#EXTM3U\n#EXT-X-TARGETDURATION:2\na.ts\n", "without EXTINF", 3, id="uri-without-extinf"),
@@ -680,7 +710,7 @@ uris = st.text(string.ascii_letters + string.digits + "._-/?=&%~,:", min_size=1,
 )
 seconds = st.floats(min_value=0, max_value=100, allow_nan=False)
 dates = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30))]))
+                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
 parts_ = st.builds(Part, uris, seconds, st.booleans())
 
 
@@ -694,7 +724,7 @@ def server_controls(draw) -> ServerControl:
         can_skip_until=can_skip_until,
         can_skip_dateranges=can_skip_until is not None and draw(st.booleans()),
     )
-    if not any(value not in (None, False) for value in fields.values()):
+    if not any(value is not None and value is not False for value in fields.values()):
         fields["can_block_reload"] = True
     return ServerControl(**fields)
 

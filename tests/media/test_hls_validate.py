@@ -6,22 +6,13 @@ check on every reload.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.media.test_hls import (
-    LL_CONTROL,
-    T0,
-    cross_check_with_m3u8,
-    ll_playlist,
-    media_playlists,
-    mutated_playlists,
-    part,
-    segment,
-)
 
 from daemons.media.hls import (
     MasterPlaylist,
@@ -37,6 +28,16 @@ from daemons.media.hls import (
     check_media_playlist,
     check_renditions,
     parse_media_playlist,
+)
+from tests.media.test_hls import (
+    LL_CONTROL,
+    T0,
+    cross_check_with_m3u8,
+    ll_playlist,
+    media_playlists,
+    mutated_playlists,
+    part,
+    segment,
 )
 
 GOOD = ll_playlist()
@@ -75,7 +76,8 @@ def test_syntax_errors_are_violations_too():
 def test_playlist_tags_come_before_the_segments():
     text = GOOD.render().replace("#EXT-X-INDEPENDENT-SEGMENTS\n", "")
     violates(text.replace("\n0.m4s\n", "\n0.m4s\n#EXT-X-INDEPENDENT-SEGMENTS\n"), "4.4.3")
-    check_media_playlist(text.replace("#EXT-X-DISCONTINUITY-SEQUENCE:0\n", "#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n"))
+    sequence = "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
+    check_media_playlist(text.replace(sequence, sequence + "#EXT-X-INDEPENDENT-SEGMENTS\n"))
 
 
 @pytest.mark.parametrize("tag", ["#EXT-X-DISCONTINUITY", '#EXT-X-MAP:URI="init.mp4"',
@@ -97,7 +99,8 @@ def test_one_part_preload_hint():
 def test_no_preload_hint_once_ended():
     ended = edited(GOOD, ended=True, preload_hint=None)
     check_media_playlist(ended.render())
-    text = ended.render().replace("#EXT-X-ENDLIST", '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="10.2.m4s"\n#EXT-X-ENDLIST')
+    hint = '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="10.2.m4s"\n'
+    text = ended.render().replace("#EXT-X-ENDLIST", hint + "#EXT-X-ENDLIST")
     violates(text, "4.4.5.3")
 
 
@@ -120,7 +123,8 @@ def test_delta_update_needs_version_9():
 def test_live_playlist_that_removes_segments_has_no_playlist_type():
     live = ll_playlist(first=5)
     check_media_playlist(live.render())
-    with_type = live.render().replace("#EXT-X-MEDIA-SEQUENCE", "#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-MEDIA-SEQUENCE")
+    sequence = "#EXT-X-MEDIA-SEQUENCE"
+    with_type = live.render().replace(sequence, "#EXT-X-PLAYLIST-TYPE:EVENT\n" + sequence)
     violates(with_type, "6.2.2")
 
 
@@ -286,7 +290,8 @@ def test_delta_update_checks():
     assert check_media_playlist(delta, previous=GOOD) == GOOD
     violates(delta, "RFC 8216bis 4")  # no previous playlist to merge into
     no_skipping = delta.replace("CAN-SKIP-UNTIL=12.0,", "")
-    violates(no_skipping, "6.2.5.1", previous=edited(GOOD, server_control=replace(LL_CONTROL, can_skip_until=None)))
+    without_deltas = edited(GOOD, server_control=replace(LL_CONTROL, can_skip_until=None))
+    violates(no_skipping, "6.2.5.1", previous=without_deltas)
 
 
 def test_delta_update_skips_exactly_the_segments_beyond_the_boundary():
@@ -298,7 +303,8 @@ def test_delta_update_skips_exactly_the_segments_beyond_the_boundary():
         # Segment n's lines start at its EXT-X-PROGRAM-DATE-TIME (segment 0 also has the map).
         starts = [i for i, line in enumerate(body) if line.startswith("#EXT-X-PROGRAM-DATE-TIME")]
         kept = body[starts[skipped]:]
-        return "\n".join(header + [f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}", '#EXT-X-MAP:URI="init.mp4"'] + kept)
+        skip = [f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}", '#EXT-X-MAP:URI="init.mp4"']
+        return "\n".join(header + skip + kept)
 
     assert check_media_playlist(delta(4), previous=GOOD) == GOOD
     # Segment 3 ends 12.4 s before the live edge but only 12.0 s before the end of the last
@@ -322,7 +328,8 @@ def test_reload_continuity_rules():
         (edited(newer, target_duration=3, server_control=replace(LL_CONTROL, hold_back=9.0,
                                                                  can_skip_until=18.0)), "6.2.1"),
         (ll_playlist(first=9), "6.2.2"),                                    # media sequence went back
-        (edited(older, partial_parts=older.partial_parts[:1], preload_hint="20.1.m4s"), "6.2.1"),  # a part vanished
+        # A part vanished.
+        (edited(older, partial_parts=older.partial_parts[:1], preload_hint="20.1.m4s"), "6.2.1"),
     ]
     for playlist, section in cases:
         violates(playlist.render(), section, previous=older)
@@ -407,8 +414,8 @@ def test_renditions_violations(changes, section):
 def test_renditions_undated_one():
     playlists = renditions()
     low = playlists["low/index.m3u8"]
-    playlists["low/index.m3u8"] = edited(low, segments=tuple(replace(s, program_date_time=None) for s in low.segments),
-                                         next_program_date_time=None)
+    undated = tuple(replace(s, program_date_time=None) for s in low.segments)
+    playlists["low/index.m3u8"] = edited(low, segments=undated, next_program_date_time=None)
     with pytest.raises(PlaylistViolation, match="6.2.4"):
         check_renditions(playlists)
 
@@ -592,18 +599,14 @@ def test_live_timelines_pass_every_check(events):
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text() | mutated_playlists())
 def test_checker_fails_only_with_violations(text):
-    try:
+    with contextlib.suppress(PlaylistViolation):
         check_media_playlist(text)
-    except PlaylistViolation:
-        pass
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(media_playlists(), media_playlists())
 def test_checker_on_any_pair_of_models_fails_only_with_violations(playlist, previous):
     for text in (playlist.render(), playlist.render(skip=True)):
-        try:
+        with contextlib.suppress(PlaylistViolation):
             assert check_media_playlist(text, previous=previous) is not None
-        except PlaylistViolation:
-            pass
     assert parse_media_playlist(playlist.render()) == playlist

@@ -6,6 +6,7 @@ from RFC 8216bis, used by the tests and by edge nodes.
     text = playlist.render()                      # full playlist
     delta = playlist.render(skip=True)            # _HLS_skip: Playlist Delta Update
     playlist.contains(msn, part)                  # can a blocking reload be answered?
+    playlist.too_far_ahead(msn, part)             # ... or must it get 400 at once?
     parse_media_playlist(text) == playlist        # exact inverse
     check_media_playlist(text, previous=older)    # raises PlaylistViolation
 

@@ -208,14 +208,16 @@ class MediaPlaylist:
 
     ``segments`` are the complete segments in the live window, numbered from
     ``media_sequence``. ``partial_parts`` are the parts of the segment being built (its msn
-    is ``next_msn``), listed after the last EXTINF; with them, ``next_discontinuity``,
-    ``next_map_uri`` (``None`` means "the same as the last segment's") and
-    ``next_program_date_time`` describe that segment. Both are normalized so that equal
-    playlists render equal text: a ``next_map_uri`` equal to the last segment's map becomes
-    ``None``, and without partial parts the ``next_*`` fields are cleared (their tags would
-    have no part to precede). A playlist with no segments
-    but some partial parts is valid and playable in low-latency mode: it is how a stream
-    becomes watchable before its first keyframe interval is complete.
+    is ``next_msn``), listed after the last EXTINF; ``next_discontinuity``, ``next_map_uri``
+    and ``next_program_date_time`` describe that segment and are written before its first
+    part. A playlist with no segments but some partial parts is valid and playable in
+    low-latency mode: it is how a stream becomes watchable before its first keyframe
+    interval is complete.
+
+    Two normalizations keep "equal playlists render equal text, and parse back equal":
+    a ``next_map_uri`` equal to the last segment's map becomes ``None`` ("the same map"),
+    and without partial parts the ``next_*`` fields are cleared (their tags would have no
+    part to precede; the packager may set them as soon as it knows them).
     """
 
     target_duration: int
@@ -329,6 +331,27 @@ class MediaPlaylist:
         if msn == self.next_msn:
             return part < len(self.partial_parts)
         return False
+
+    def too_far_ahead(self, msn: int, part: int | None = None) -> bool:
+        """Whether a blocking reload asks for a position so far ahead that the server SHOULD
+        answer 400 at once (6.2.5.2): ``msn`` beyond the last complete segment plus two, or
+        ``part`` more than the Advance Part Limit (3 / PART-TARGET below one second, else 3)
+        parts past the newest part listed. Never once the playlist has ended.
+        """
+        if self.ended:
+            return False
+        if msn > self.next_msn + 1:  # last Media Segment is next_msn - 1
+            return True
+        if part is None:
+            return False
+        target = self.part_target
+        limit = round(3 / target, 6) if target is not None and 0 < target < 1 else 3
+        last = self.last_msn_part()
+        last_msn, last_part = (last[0], last[1] if last[1] is not None else -1) if last else (msn, -1)
+        if msn < last_msn:
+            return False
+        ahead = part - last_part if msn == last_msn else part + 1
+        return ahead > limit
 
     def skippable_segments(self) -> int:
         """How many of the oldest segments ``render(skip=True)`` replaces by EXT-X-SKIP.

@@ -205,7 +205,7 @@ class _MediaReader:
             "can_skip_dateranges": attributes.yes("CAN-SKIP-DATERANGES"),
         }
         # CAN-BLOCK-RELOAD=NO alone says nothing: treat it as no SERVER-CONTROL at all.
-        if any(value not in (None, False) for value in fields.values()):
+        if any(value is not None and value is not False for value in fields.values()):
             self.server_control = _build(line, lambda: ServerControl(**fields))
 
     def tag_EXT_X_INDEPENDENT_SEGMENTS(self, line: int, value: str | None) -> None:
@@ -340,7 +340,7 @@ class _MediaReader:
                 last_msn = own[0]
                 if last_part is None:
                     last_part = own[1]
-            reports.append(_build(line, lambda: RenditionReport(uri, last_msn, last_part)))
+            reports.append(_build(line, lambda u=uri, m=last_msn, p=last_part: RenditionReport(u, m, p)))
         return _build(last_line, lambda: playlist(tuple(reports)))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import PlaylistError
 
@@ -99,7 +99,7 @@ def check_datetime(name: str, value: object) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value.isoformat()}")
     try:
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
         whole = utc.replace(microsecond=0)
         return whole + timedelta(milliseconds=round(utc.microsecond / 1000))
     except OverflowError as e:
@@ -277,5 +277,5 @@ def parse_datetime(raw: str, what: str, line: int | None) -> datetime:
     except (ValueError, OverflowError):
         raise PlaylistError(f"{what}: not an ISO 8601 date-time: {raw!r}", line) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value

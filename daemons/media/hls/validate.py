@@ -225,7 +225,7 @@ def _check_parts(playlist: MediaPlaylist) -> None:
     if target is None:
         raise _spec("4.4.3.7", "It is REQUIRED if a Playlist contains one or more EXT-X-PART tags",
                     "EXT-X-PART without EXT-X-PART-INF")
-    for msn, parts, complete in parents:
+    for msn, parts, _complete in parents:
         for index, part in enumerate(parts):
             if part.duration > target + _EPSILON:
                 raise _spec(
@@ -540,7 +540,9 @@ def _positions(playlist: MediaPlaylist) -> list[tuple[tuple[int, int | None], fl
     return positions
 
 
-def _check_report(reporter: str, sibling: str, playlist: MediaPlaylist, reported: tuple[int, int | None]) -> None:
+def _check_report(
+    reporter: str, sibling: str, playlist: MediaPlaylist, reported: tuple[int, int | None]
+) -> None:
     actual = playlist.last_msn_part()
     if actual is None or reported == actual:
         return

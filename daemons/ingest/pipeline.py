@@ -198,9 +198,11 @@ class GenerationPipeline:
         p = self.packagers[name]
         published = {f"{name}/state.json": json.dumps(p.to_state()).encode()}
         # No playlist before every rendition has something to play: each lists all its siblings
-        # in rendition reports from its first version on.
+        # in rendition reports from its first version on. A change in one rendition changes
+        # every sibling's reports, so all playlists are rendered again.
         if all(q.playable for q in self.packagers.values()):
-            published[f"{name}/index.m3u8"] = p.playlist(self._reports(name)).render().encode()
+            for other, q in self.packagers.items():
+                published[f"{other}/index.m3u8"] = q.playlist(self._reports(other)).render().encode()
         if not await self.spool.apply(name, actions, published):
             p.drop_open_segment()
             return
@@ -212,6 +214,8 @@ class GenerationPipeline:
             await self._publish_master()
 
     def _reports(self, name: str) -> tuple[hls.RenditionReport, ...]:
+        if not self.packager_config.low_latency:
+            return ()
         reports = []
         for other, q in self.packagers.items():
             if other == name:

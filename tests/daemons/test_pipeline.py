@@ -62,7 +62,7 @@ class PlaylistWatcher:
             for part in current[r].partial_parts:
                 assert (self.directory / r / part.uri).exists()
         if len(current) > 1:
-            check_renditions(current)
+            check_renditions({f"{r}/index.m3u8": playlist for r, playlist in current.items()})
         self.previous = current
         self.seen += 1
 
@@ -108,8 +108,12 @@ async def test_publish_makes_a_valid_ll_hls_generation(ingest):
     assert playlist.segments[0].msn == 0
     for seg in playlist.segments:
         assert seg.duration <= playlist.target_duration + 0.5
-    # ffprobe reads the master playlist (through the file system) with the source's codecs.
-    info = ffprobe_json("-live_start_index", "0", "-count_packets", "-show_streams", str(gen_dir / "master.m3u8"))
+    # Once the generation is stopped (ENDLIST), ffprobe reads the whole of it through the master
+    # playlist, from the file system, with the source's codecs.
+    with ingest.install.open_store() as store:
+        domain.generations.stop(store, "demo")
+    await wait_for(lambda: "#EXT-X-ENDLIST" in read_playlist(gen_dir), timeout=10)
+    info = ffprobe_json("-count_packets", "-show_streams", str(gen_dir / "master.m3u8"))
     kinds = {st["codec_type"]: st for st in info["streams"]}
     assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
     assert (kinds["video"]["width"], kinds["video"]["height"]) == (320, 240)

@@ -1,0 +1,456 @@
+"""What every benchmark here shares: tool checks, free ports, machine facts, the source clip,
+ffmpeg publishers, and CPU/RSS accounting of a process tree from /proc.
+
+No Sender imports: a benchmark drives Sender the way an admin does (the `sender` CLI and its
+daemons as separate processes), so the same harness measures Sender and its peers alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+CACHE_DIR = BENCH_DIR / ".cache"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+APT_HINT = "apt-get install nginx libnginx-mod-rtmp ffmpeg"
+NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+
+
+class SetupError(Exception):
+    """The benchmark cannot run or its setup failed; the message says what to do."""
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+
+def require_tools(*, nginx: bool) -> dict[str, str]:
+    """Paths of ffmpeg/ffprobe (and nginx + the RTMP module); SetupError naming what is missing."""
+    tools = {name: shutil.which(name) for name in ("ffmpeg", "ffprobe")}
+    if nginx:
+        tools["nginx"] = shutil.which("nginx") or next(
+            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+        )
+    missing = [name for name, path in tools.items() if path is None]
+    if nginx and not NGINX_RTMP_MODULE.exists():
+        missing.append(f"libnginx-mod-rtmp ({NGINX_RTMP_MODULE})")
+    if missing:
+        raise SetupError(f"missing: {', '.join(missing)}; install them with: {APT_HINT}")
+    return tools  # type: ignore[return-value]
+
+
+def sender_cli() -> Path:
+    """The `sender` console script of the checkout's venv (or of the running interpreter)."""
+    for candidate in (Path(sys.executable).parent / "sender", REPO / ".venv" / "bin" / "sender"):
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("sender")
+    if found:
+        return Path(found)
+    raise SetupError("the `sender` command is not installed: run `bash .ci/bootstrap` in the checkout (it creates .venv)")
+
+
+def export_revision(rev: str, dest: Path) -> str:
+    """`git archive REV` of the checkout into `dest`; returns the commit's short hash.
+
+    Run the `sender` script with PYTHONPATH=dest (and a cwd outside the checkout) to measure that
+    commit instead of the working tree: the venv's editable install comes after PYTHONPATH.
+    """
+    commit = run_checked(["git", "-C", str(REPO), "rev-parse", "--verify", "--short", f"{rev}^{{commit}}"],
+                         f"resolving git revision {rev!r}").stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", "--format=tar", commit], stdout=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, capture_output=True, text=True)
+    archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise SetupError(f"cannot export revision {rev} ({commit}) into {dest}: {untar.stderr.strip()}")
+    return commit
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str, *, interval_s: float = 0.1,
+               alive: Callable[[], str | None] | None = None) -> object:
+    """Poll `condition` until it returns something truthy; SetupError after `timeout_s`.
+
+    `alive` returns None while the things waited on still run, or why they do not (ends the wait early).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if alive is not None and (problem := alive()):
+            raise SetupError(f"{what}: {problem}")
+        if time.monotonic() > deadline:
+            raise SetupError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def run_checked(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise SetupError(f"{what} failed (exit {proc.returncode}): {' | '.join(detail)}")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int | None:
+    """Signal one process we started and wait; SIGKILL after `timeout_s`. Returns its exit code."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        except ProcessLookupError:
+            pass
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- machine facts ---------------------------------------------------------------------------
+
+
+def _first_line(cmd: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = (proc.stdout or proc.stderr).strip()
+    return out.splitlines()[0] if out else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def script_python(script: Path) -> str:
+    """The Python version a console script runs under (from its shebang)."""
+    try:
+        shebang = script.read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        shebang = ""
+    interpreter = shebang[2:].strip().split()[0] if shebang.startswith("#!") else sys.executable
+    return _first_line([interpreter, "-c", "import sys, platform; print(platform.python_implementation(), sys.version.split()[0])"]) or "unknown"
+
+
+def dpkg_version(package: str) -> str | None:
+    return _first_line(["dpkg-query", "-W", "-f", "${Version}", package])
+
+
+def git_revision() -> str:
+    rev = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "unknown"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return f"{rev}{' + uncommitted changes' if dirty else ''}"
+
+
+def machine_facts(tools: dict[str, str]) -> dict:
+    facts = {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "sender_revision": git_revision(),
+        "sender_python": script_python(sender_cli()),
+        "ffmpeg": " ".join((_first_line([tools["ffmpeg"], "-hide_banner", "-version"]) or "ffmpeg ?").split()[:3]),
+    }
+    if "nginx" in tools:
+        facts["nginx"] = _first_line([tools["nginx"], "-v"])
+        facts["libnginx-mod-rtmp"] = dpkg_version("libnginx-mod-rtmp")
+    return facts
+
+
+# --- the source clip -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceClip:
+    """A pre-encoded FLV that publishers loop with `-c copy`, so publishing costs almost nothing."""
+
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    video_bitrate: str = "3M"
+    audio_bitrate: str = "128k"
+    gop: int = 60  # 2 s at 30 fps
+    seconds: int = 20
+
+    def encode_args(self) -> list[str]:
+        return [
+            "-f", "lavfi", "-i", f"testsrc2=size={self.width}x{self.height}:rate={self.fps}",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-t", str(self.seconds), "-map", "0:v", "-map", "1:a",
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-b:v", self.video_bitrate, "-maxrate", self.video_bitrate, "-bufsize", self.video_bitrate,
+            "-g", str(self.gop), "-keyint_min", str(self.gop), "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", self.audio_bitrate, "-ar", "48000", "-ac", "2",
+            "-f", "flv",
+        ]
+
+    def path(self) -> Path:
+        digest = hashlib.sha256(" ".join(self.encode_args()).encode()).hexdigest()[:10]
+        return CACHE_DIR / f"testsrc2-{self.width}x{self.height}p{self.fps}-{self.video_bitrate}-{self.seconds}s-{digest}.flv"
+
+    def ensure(self, ffmpeg: str) -> Path:
+        """Encode once; later runs reuse the cached file."""
+        path = self.path()
+        if path.exists() and path.stat().st_size > 0:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            run_checked([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *self.encode_args(), str(tmp)],
+                        "encoding the source clip", timeout=600)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def probe(self, ffprobe: str) -> dict:
+        """Duration and average total bitrate of the cached file."""
+        path = self.path()
+        out = run_checked([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                          "probing the source clip").stdout.strip()
+        duration = float(out)
+        return {
+            "file": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
+            "description": f"{self.width}x{self.height}p{self.fps} H.264 (x264 veryfast, -b:v/-maxrate/-bufsize "
+                           f"{self.video_bitrate}, GOP {self.gop}) + AAC {self.audio_bitrate}, testsrc2 + sine",
+            "duration_s": round(duration, 2),
+            "total_bitrate_mbps": round(path.stat().st_size * 8 / duration / 1e6, 3),
+        }
+
+
+# --- publishers ------------------------------------------------------------------------------
+
+
+@dataclass
+class Publishers:
+    """N ffmpeg processes looping the clip into RTMP URLs (`-re -stream_loop -1 -c copy`)."""
+
+    ffmpeg: str
+    clip: Path
+    log_dir: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self, urls: list[str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for i, url in enumerate(urls):
+            log = self.log_dir / f"publisher-{i + 1}.log"
+            with open(log, "wb") as f:
+                proc = subprocess.Popen(
+                    [self.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "warning", "-re", "-stream_loop", "-1",
+                     "-i", str(self.clip), "-c", "copy", "-f", "flv", url],
+                    stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                )
+            self.procs.append(proc)
+            self.logs.append(log)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.poll() is None]
+
+    def problem(self) -> str | None:
+        """None while every publisher runs; otherwise which one stopped and its last log lines."""
+        for i, (proc, log) in enumerate(zip(self.procs, self.logs)):
+            if proc.poll() is not None:
+                return f"publisher {i + 1} exited with {proc.returncode}: {tail(log) or '(no output)'}"
+        return None
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            stop_process(proc, timeout_s=5)
+        self.procs.clear()
+
+
+# --- process accounting ----------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on; comm may hold spaces
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """utime + stime (all threads) of the given processes, in clock ticks."""
+    return sum(cpu_split_ticks(pids))
+
+
+def cpu_split_ticks(pids: list[int]) -> tuple[int, int]:
+    """(utime, stime) (all threads) of the given processes, in clock ticks."""
+    user = system = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields:
+            user += int(fields[11])
+            system += int(fields[12])
+    return user, system
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def rss_kb(pids: list[int]) -> tuple[int, int]:
+    """(sum of VmRSS, sum of Pss) in kB; Pss splits pages shared between the processes fairly."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+                    break
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return rss, pss
+
+
+def system_busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # exclude guest columns, already counted in user
+    return total - idle, total
+
+
+@dataclass
+class Window:
+    """CPU and memory of a process tree (and of the publishers, and of the machine) over a time span."""
+
+    root_pid: int
+    other_pids: Callable[[], list[int]] = lambda: []
+    interval_s: float = 0.5
+    _start: dict = field(default_factory=dict)
+    rss_samples: list[int] = field(default_factory=list)
+    pss_samples: list[int] = field(default_factory=list)
+    pids_seen: set[int] = field(default_factory=set)
+
+    def begin(self) -> None:
+        pids = descendants(self.root_pid)
+        self.pids_seen.update(pids)
+        self._start = {
+            "t": time.monotonic(), "pids": pids, "split": cpu_split_ticks(pids),
+            "per_pid": {pid: cpu_ticks([pid]) for pid in pids},
+            "others": (others := self.other_pids()), "other_ticks": cpu_ticks(others),
+            "system": system_busy_ticks(),
+        }
+        self.sample_memory()
+
+    def sample_memory(self) -> None:
+        pids = descendants(self.root_pid)
+        self.pids_seen.update(pids)
+        rss, pss = rss_kb(pids)
+        self.rss_samples.append(rss)
+        self.pss_samples.append(pss)
+
+    def run_for(self, seconds: float, check: Callable[[], None] | None = None) -> None:
+        deadline = self._start["t"] + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self.interval_s, left))
+            self.sample_memory()
+            if check is not None:
+                check()
+
+    def end(self) -> dict:
+        t = time.monotonic()
+        elapsed = t - self._start["t"]
+        # Processes that were in the tree at the start keep counting even if new ones appeared.
+        pids = sorted(set(descendants(self.root_pid)) | set(self._start["pids"]))
+        # (A process of the tree that exits during the window takes its ticks with it: they are undercounted.)
+        user1, system1 = cpu_split_ticks(pids)
+        user, system = user1 - self._start["split"][0], system1 - self._start["split"][1]
+        ticks = user + system
+        other_ticks = cpu_ticks(self._start["others"]) - self._start["other_ticks"]
+        by_name: dict[str, dict] = {}
+        for pid in pids:
+            entry = by_name.setdefault(process_name(pid), {"processes": 0, "cpu_pct_of_core": 0.0, "rss_mb_at_end": 0.0})
+            entry["processes"] += 1
+            # A process that exited during the window reads as 0 ticks: count nothing for it rather than less than 0.
+            used = max(0, cpu_ticks([pid]) - self._start["per_pid"].get(pid, 0))
+            entry["cpu_pct_of_core"] += 100.0 * used / CLK_TCK / elapsed
+            entry["rss_mb_at_end"] += rss_kb([pid])[0] / 1024
+        busy0, total0 = self._start["system"]
+        busy1, total1 = system_busy_ticks()
+        ncpu = os.cpu_count() or 1
+        return {
+            "seconds": round(elapsed, 2),
+            "cpu_pct_of_core": 100.0 * ticks / CLK_TCK / elapsed,
+            "cpu_user_share": user / ticks if ticks else None,  # the rest is kernel time (stime)
+            "publishers_cpu_pct_of_core": 100.0 * other_ticks / CLK_TCK / elapsed,
+            "machine_busy_pct_of_core": 100.0 * ncpu * (busy1 - busy0) / max(1, total1 - total0),
+            "rss_mb_peak": max(self.rss_samples) / 1024,
+            "rss_mb_mean": sum(self.rss_samples) / len(self.rss_samples) / 1024,
+            "pss_mb_mean": sum(self.pss_samples) / len(self.pss_samples) / 1024,
+            "processes": len(pids),
+            "by_process_name": by_name,
+            "memory_samples": len(self.rss_samples),
+        }

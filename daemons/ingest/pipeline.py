@@ -31,6 +31,7 @@ from pathlib import Path
 import trio
 
 from daemons.core import domain
+from daemons.core.errors import SenderError
 from daemons.ingest import backend
 from daemons.media import flv, hls
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
@@ -208,8 +209,11 @@ class GenerationPipeline:
             return
         if not self.live and all(q.playable for q in self.packagers.values()):
             self.live = True
-            await self.store.run(domain.generations.mark_live, self.generation_id)
-            slog.log(log, logging.INFO, "generation is live", **self.fields)
+            try:
+                await self.store.run(domain.generations.mark_live, self.generation_id)
+                slog.log(log, logging.INFO, "generation is live", **self.fields)
+            except SenderError as e:  # stopped by an admin meanwhile: the playlists still close properly
+                slog.log(log, logging.INFO, "generation not marked live", reason=e.message, **self.fields)
         if self.live:
             await self._publish_master()
 
@@ -360,6 +364,8 @@ class BackendSession:
         try:
             with self._scope:
                 await self._supervise_loop()
+        except Exception:  # a bug here must not take the daemon (and every other stream) down
+            log.exception("media backend supervisor failed", extra={"fields": self.pipeline.fields})
         finally:
             self._ready.set()
             self._stopped.set()

@@ -64,7 +64,7 @@ async def test_ffmpeg_publish_is_handed_on_as_valid_flv(ingest):
     assert int(video["nb_read_frames"]) == 75
     with ingest.install.open_store() as store:
         gen = domain.generations.active(store, s.stream["id"])
-    assert gen is not None and gen["status"] == "starting"  # live is the packager's call
+    assert gen is not None and gen["status"] == "live"  # the packager made it playable
     assert path.parent.parent.name == gen["id"]
 
 

@@ -186,7 +186,7 @@ async def test_publisher_gone_and_back_continues_with_a_discontinuity(ingest):
 
 
 async def test_admin_stop_ends_the_playlists_and_retention_removes_them(nursery, tmp_path):
-    inst = make_install(tmp_path / "var", **{"spool.ended_retention": "1s"})
+    inst = make_install(tmp_path / "var", **{"spool.ended_retention": "4s"})
     running = await start_ingest(nursery, inst)
     s = add_stream(inst)
     async with trio.open_nursery() as n:

@@ -58,9 +58,10 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
             n.start_soon(publish)
             # `sender stream status` sees the publisher through the ingest daemon's stats.
             await wait_for(lambda: (read_stats(d / "state", "ingest") or {}).get("publishers"), timeout=10)
-            status = json.loads(sender(env, "stream", "status", "demo", "--json").stdout)
-            assert status["generation"]["status"] == "starting"
+            # ... and the generation goes live once the packager has its first part.
+            status = await wait_for(lambda: (st := json.loads(sender(env, "stream", "status", "demo", "--json").stdout))["generation"]["status"] == "live" and st, timeout=10)
             assert status["publisher"]["remote"].startswith("127.0.0.1:")
+            assert status["publisher"]["video_codec"].startswith("avc1.")
         assert result["p"].returncode == 0, result["p"].stderr
 
         wrong = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key[:-4]}XXXX", 1))

@@ -58,6 +58,8 @@ class PublisherStats:
     height: int | None = None
     frame_rate: float | None = None
     last_timestamp_ms: int = 0
+    keyframe_interval_s: float | None = None  # the publisher's GOP, measured
+    _last_keyframe_ms: int | None = None
     _samples: deque = field(default_factory=deque, repr=False)  # (time, bytes_in)
 
     def sample(self, now: float, bytes_in: int) -> None:
@@ -91,8 +93,12 @@ class PublisherStats:
                 log.debug("unreadable video sequence header: %s", e)
             return
         self.video_frames += 1
-        self.keyframes += event.is_keyframe
         self.last_timestamp_ms = event.timestamp
+        if event.is_keyframe and len(event.payload) > 1 and event.payload[1] != 2:  # not AVC end-of-sequence
+            self.keyframes += 1
+            if self._last_keyframe_ms is not None and event.timestamp > self._last_keyframe_ms:
+                self.keyframe_interval_s = (event.timestamp - self._last_keyframe_ms) / 1000
+            self._last_keyframe_ms = event.timestamp
 
     def on_audio(self, event: rtmp.AudioData) -> None:
         if event.is_sequence_header:
@@ -119,6 +125,7 @@ class PublisherStats:
             "width": self.width,
             "height": self.height,
             "frame_rate": self.frame_rate,
+            "keyframe_interval_s": self.keyframe_interval_s,
             "media_time_ms": self.last_timestamp_ms,
         }
 

@@ -127,7 +127,9 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
     generation = domain.generations.active(store, stream["id"])
     ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
     publisher = next((p for p in ingest.get("publishers", []) if p["stream_id"] == stream["id"]), None)
-    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "stats_updated_at": ingest.get("updated_at")}
+    warnings = gop_warnings(publisher, cli.install().config["hls.segment_target_s"])
+    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "warnings": warnings,
+            "stats_updated_at": ingest.get("updated_at")}
 
     def human() -> None:
         state = generation["status"] if generation else "idle"
@@ -137,5 +139,19 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
                                                    "width", "height", "frame_rate", "video_frames", "bytes_in"))
         else:
             render.console.print("No publisher connected.", markup=False)
+        for w in warnings:
+            render.err_console.print(f"warning: {w}", markup=False)
 
     render.emit(data, as_json, human)
+
+
+def gop_warnings(publisher: dict | None, segment_target_s: float) -> list[str]:
+    """A keyframe interval longer than the segment target makes long segments and more latency."""
+    gop = (publisher or {}).get("keyframe_interval_s")
+    if gop is None or gop <= segment_target_s + 0.05:
+        return []
+    return [
+        f"the publisher sends a keyframe every {gop:.2f} s, longer than hls.segment_target_s = {segment_target_s:g} s: "
+        f"segments are {gop:.2f} s long and viewers sit further behind. In OBS: Settings → Output → "
+        f"Streaming → Keyframe Interval = {max(1, int(segment_target_s))} s (ffmpeg: -g <frame rate × {segment_target_s:g}>)."
+    ]

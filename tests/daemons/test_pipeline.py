@@ -11,8 +11,10 @@ import time
 import trio
 
 from daemons.core import domain
+from daemons.core.stats import read_stats
 from daemons.media.hls import parse_media_playlist
 from daemons.media.hls.validate import check_media_playlist, check_renditions
+from sender_cli.commands.stream import gop_warnings
 from tests.daemons.conftest import (
     FFPROBE,
     add_stream,
@@ -237,3 +239,35 @@ async def test_two_rendition_ladder_keeps_up_with_real_time(nursery, tmp_path):
     assert result["elapsed"] < seconds * 1.15
     master = (pipeline.directory / "master.m3u8").read_text()
     assert "RESOLUTION=640x360" in master and "RESOLUTION=426x240" in master
+
+
+async def test_long_keyframe_interval_still_plays_with_an_honest_target_duration(ingest):
+    s = add_stream(ingest.install)
+    # 25 fps with a keyframe every 100 frames: a 4 s GOP against the 2 s segment target.
+    cmd = ffmpeg_publish_cmd(ingest.url(s.key), 9)
+    cmd[cmd.index("-g") + 1] = "100"
+    async with trio.open_nursery() as n:
+        result = {}
+
+        async def publish():
+            result["p"] = await run_publisher(cmd)
+
+        n.start_soon(publish)
+        stats = await wait_for(lambda: _publisher(ingest, s.stream["id"], "keyframe_interval_s"), timeout=15)
+        assert abs(stats["keyframe_interval_s"] - 4.0) < 0.05
+        [warning] = gop_warnings(stats, ingest.install.config["hls.segment_target_s"])
+        assert "4.00 s" in warning and "Keyframe Interval" in warning
+        await wait_for(lambda: "p" in result, timeout=30)
+    assert result["p"].returncode == 0, result["p"].stderr
+    await wait_for(lambda: s.stream["id"] not in ingest.daemon.publishers)
+    gen_dir = generation_dir(ingest, s.stream["id"])
+    playlist = check_media_playlist(read_playlist(gen_dir))
+    assert playlist.target_duration == 4
+    assert [round(seg.duration) for seg in playlist.segments][:2] == [4, 4]
+
+
+def _publisher(running, stream_id, field):
+    for p in (read_stats(running.install.state_dir, "ingest") or {}).get("publishers", []):
+        if p["stream_id"] == stream_id and p.get(field):
+            return p
+    return None

@@ -1,0 +1,1 @@
+"""End-to-end tests: real publishers, real daemons, a real browser (headless Chromium)."""

@@ -37,6 +37,8 @@ from daemons.media import flv, hls
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
 from daemons.media.packager import Delete, PackagerConfig, RenditionPackager, Write, utc_now
 from daemons.runtime import logging as slog
+from daemons.runtime import spool_events
+from daemons.runtime.spool_events import SpoolEventSender
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("ingest.pipeline")
@@ -108,7 +110,7 @@ def _unlink_all(paths: list[str]) -> None:
 
 class GenerationPipeline:
     def __init__(self, *, stream: dict, generation_id: str, renditions: list[dict], directory: Path,
-                 config, store: StoreWorker, nursery: trio.Nursery):
+                 config, store: StoreWorker, nursery: trio.Nursery, events: SpoolEventSender | None = None):
         self.stream = stream
         self.generation_id = generation_id
         self.renditions = renditions
@@ -123,6 +125,7 @@ class GenerationPipeline:
             low_latency=config["hls.low_latency"],
         )
         self.spool = SpoolWriter(directory)
+        self.events = events
         self.packagers: dict[str, RenditionPackager] = {}
         self.inits: dict[str, InitSegment] = {}
         self.live = False
@@ -207,6 +210,10 @@ class GenerationPipeline:
         if not await self.spool.apply(name, actions, published):
             p.drop_open_segment()
             return
+        if self.events is not None and f"{name}/index.m3u8" in published:
+            last = p.last_part()
+            if last is not None:
+                self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last))
         if not self.live and all(q.playable for q in self.packagers.values()):
             self.live = True
             try:

@@ -29,6 +29,7 @@ from daemons.media import flv
 from daemons.media import rtmp
 from daemons.runtime import logging as slog
 from daemons.core.stats import write_stats
+from daemons.runtime.spool_events import SpoolEventSender
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("ingest")
@@ -180,6 +181,7 @@ class IngestDaemon:
         self.publishers: dict[str, Publisher] = {}  # stream id → its publisher
         self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
         self.nursery: trio.Nursery | None = None
+        self.events = SpoolEventSender(install.state_dir)
         self._reserved: set[str] = set()  # stream ids between key check and accept
         self.connections = 0
         self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
@@ -187,30 +189,33 @@ class IngestDaemon:
     # --- serving ---------------------------------------------------------------------------
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
-                slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
-                stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
-                await self.pipeline(stream, g["id"])
-            host, port = self.config.listen("rtmp.listen")
-            listeners = await trio.open_tcp_listeners(port, host=host)
-            self.addresses += [("rtmp", *_bound(l)) for l in listeners]
-            nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
-            if self.config["rtmp.rtmps_listen"]:
-                ctx = self._tls_context()
-                host, port = self.config.listen("rtmp.rtmps_listen")
-                tls_listeners = [
-                    trio.SSLListener(l, ctx, https_compatible=False) for l in await trio.open_tcp_listeners(port, host=host)
-                ]
-                self.addresses += [("rtmps", *_bound(l.transport_listener)) for l in tls_listeners]
-                nursery.start_soon(trio.serve_listeners, self._handle_tls, tls_listeners)
-            nursery.start_soon(self._control_loop)
-            nursery.start_soon(self._stats_loop)
-            nursery.start_soon(self._retention_loop)
-            for scheme, h, p in self.addresses:
-                slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
-            task_status.started(self.addresses)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
+                    slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
+                    stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
+                    await self.pipeline(stream, g["id"])
+                host, port = self.config.listen("rtmp.listen")
+                listeners = await trio.open_tcp_listeners(port, host=host)
+                self.addresses += [("rtmp", *_bound(l)) for l in listeners]
+                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+                if self.config["rtmp.rtmps_listen"]:
+                    ctx = self._tls_context()
+                    host, port = self.config.listen("rtmp.rtmps_listen")
+                    tls_listeners = [
+                        trio.SSLListener(l, ctx, https_compatible=False) for l in await trio.open_tcp_listeners(port, host=host)
+                    ]
+                    self.addresses += [("rtmps", *_bound(l.transport_listener)) for l in tls_listeners]
+                    nursery.start_soon(trio.serve_listeners, self._handle_tls, tls_listeners)
+                nursery.start_soon(self._control_loop)
+                nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self._retention_loop)
+                for scheme, h, p in self.addresses:
+                    slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
+                task_status.started(self.addresses)
+        finally:
+            self.events.close()
 
     def _tls_context(self) -> ssl.SSLContext:
         cert, key = self.config["rtmp.tls_cert"], self.config["rtmp.tls_key"]
@@ -318,7 +323,7 @@ class IngestDaemon:
             pipeline = GenerationPipeline(
                 stream=stream, generation_id=generation_id, renditions=renditions,
                 directory=generation_dir(self.install.spool_root, stream["id"], generation_id),
-                config=self.config, store=self.store, nursery=self.nursery,
+                config=self.config, store=self.store, nursery=self.nursery, events=self.events,
             )
             await pipeline.load()
             self.pipelines[generation_id] = pipeline

@@ -128,7 +128,10 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
     ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
     publisher = next((p for p in ingest.get("publishers", []) if p["stream_id"] == stream["id"]), None)
     warnings = gop_warnings(publisher, cli.install().config["hls.segment_target_s"])
-    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "warnings": warnings,
+    pipeline = next((g for g in ingest.get("generations", []) if generation and g["generation_id"] == generation["id"]), None)
+    if pipeline and pipeline.get("spool_full"):
+        warnings.append(f"the spool ({cli.install().config['spool.root']}) refuses writes: viewers get no new parts. Free space.")
+    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "pipeline": pipeline, "warnings": warnings,
             "stats_updated_at": ingest.get("updated_at")}
 
     def human() -> None:

@@ -13,6 +13,7 @@ import trio
 from daemons.core import domain
 from daemons.core.stats import read_stats
 from daemons.media.hls import parse_media_playlist
+from daemons.runtime.spool_events import SpoolEventReceiver
 from daemons.media.hls.validate import check_media_playlist, check_renditions
 from sender_cli.commands.stream import gop_warnings
 from tests.daemons.conftest import (
@@ -271,3 +272,25 @@ def _publisher(running, stream_id, field):
         if p["stream_id"] == stream_id and p.get(field):
             return p
     return None
+
+
+async def test_readers_are_woken_for_every_new_part(ingest):
+    receiver = SpoolEventReceiver(ingest.install.state_dir, "test-reader")
+    await receiver.bind()
+    try:
+        s = add_stream(ingest.install)
+        async with trio.open_nursery() as n:
+            n.start_soon(run_publisher, ffmpeg_publish_cmd(ingest.url(s.key), 3))
+            events = []
+            with trio.fail_after(15):
+                while len(events) < 5:
+                    events.append(await receiver.receive())
+        path, msn, part = events[-1]
+        stream_id, generation_id, rendition = path.split("/")
+        assert stream_id == s.stream["id"] and rendition == "source"
+        # Each wake-up names a part the playlist on disk already lists.
+        playlist = parse_media_playlist(read_playlist(generation_dir(ingest, stream_id)))
+        assert playlist.contains(msn, part)
+        assert [e[1:] for e in events] == sorted(e[1:] for e in events)
+    finally:
+        receiver.close()

@@ -5,9 +5,10 @@ with `Write`/`Delete` actions (file names relative to the rendition directory) a
 rendition's playlist as a `hls.MediaPlaylist`. The caller performs the actions in order — a file
 is always whole on disk before the playlist that lists it is published.
 
-The timeline is the video track (the audio track for audio-only streams). A part closes when one
-more frame would take it past the part target, and before every keyframe, so a part that starts
-with a keyframe is INDEPENDENT. A segment closes at the first keyframe at or after the segment
+The timeline is the video track (the audio track for audio-only streams). A part closes when the
+next video frame arrives and would take it past the part target, or starts a segment — not
+earlier: the audio that ffmpeg interleaves after a video frame belongs to that frame's part, and a
+part closed early would push it into the next part, or lose it at a segment boundary. A segment closes at the first keyframe at or after the segment
 target; a publisher whose keyframe interval is longer gets longer segments and an honest
 TARGETDURATION. Each backend session (a publisher connection, an ffmpeg restart) starts with a
 discontinuity; media sequence numbers run on across sessions for the whole generation.
@@ -207,10 +208,6 @@ class RenditionPackager:
         o.part_duration += duration
         o.part_fragments += 1
         self._last_frame_s = duration
-        # Close now if the next frame of the same length would not fit: the part is published
-        # without waiting for that frame.
-        if o.part_duration + duration > self.config.part_target_s + 1e-6:
-            actions += self._close_part()
         return actions
 
     def _close_part(self) -> list[Action]:

@@ -1,11 +1,17 @@
 """End to end: ffmpeg publishes RTMP → the real ingest daemon packages LL-HLS into the spool → the
 spool is served over real HTTP on 127.0.0.1 → hls.js in headless Chromium plays the master
-playlist (issue 4's acceptance), and ffprobe reads it over the same HTTP.
+playlist, and ffprobe reads it over the same HTTP (issue 4's acceptance).
 
 sender-http does not exist yet, so the test serves the spool with a small static file server of
-its own (plain files: blocking-reload and skip directives are ignored and answered with the
-current playlist, as any static web server or CDN without LL-HLS support would). The player page
-(player.html) and hls.js (vendor/, see vendor/README.md) are served from the same origin.
+its own: plain files, so blocking-reload and skip directives (_HLS_msn, _HLS_part, _HLS_skip) are
+ignored and answered with the current playlist, as a static web server or a CDN without LL-HLS
+support would. The player page (player.html) and hls.js (vendor/, see vendor/README.md) come from
+the same origin.
+
+Two viewers watch: one opens the page the moment the master playlist appears (the first viewer of
+a new broadcast), one once the playlist lists whole segments (a viewer joining a running stream).
+Both must play through hls.js on MediaSource (never Chromium's native HLS) with no fatal error.
+The test prints what hls.js reported (latency, stalls, errors) for each.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -44,9 +52,10 @@ CHROMIUM_ARGS = [
     "--no-proxy-server", "--autoplay-policy=no-user-gesture-required",
 ]
 
-PUBLISH_S = 10          # the publisher runs this long; the page plays while it does
+PUBLISH_S = 15          # the publisher runs this long; the viewers play while it does
 PLAYED_S = 2.0          # acceptance: hls.js plays at least this much media
-PLAY_TIMEOUT_S = 20     # from page load to PLAYED_S played (or a fatal hls.js error)
+PLAY_TIMEOUT_S = 20     # from a viewer's page load to PLAYED_S played (or a fatal hls.js error)
+LATE_JOIN_SEGMENTS = 2  # the second viewer opens once the playlist lists this many whole segments
 
 pytestmark = [
     needs_ffmpeg,
@@ -59,7 +68,8 @@ pytestmark = [
 
 
 class _SpoolRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves /e2e/<file> from this folder and every other path from the spool root."""
+    """GET /e2e/<file> from this folder; GET [/viewer/<name>]/<path> from the spool root (the
+    optional prefix only tells the viewers' requests apart in the log)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as a real player's HTTP server would
     content_types = {
@@ -70,19 +80,26 @@ class _SpoolRequestHandler(http.server.SimpleHTTPRequestHandler):
         ".js": "text/javascript; charset=utf-8",
     }
 
+    def _route(self) -> tuple[str, str, str]:
+        """(viewer, directory, path inside it) for this request."""
+        path = urlsplit(self.path).path
+        if path.startswith("/e2e/"):
+            return "", str(E2E_DIR), path[len("/e2e"):]
+        viewer = ""
+        if path.startswith("/viewer/"):
+            viewer, _, rest = path[len("/viewer/"):].partition("/")
+            path = "/" + rest
+        return viewer, str(self.server.spool_root), path
+
     def translate_path(self, path: str) -> str:
-        if urlsplit(path).path.startswith("/e2e/"):
-            self.directory = str(E2E_DIR)
-            path = path[len("/e2e"):]
-        else:
-            self.directory = str(self.server.spool_root)
-        return super().translate_path(path)  # drops the query (_HLS_msn, _HLS_part, _HLS_skip)
+        _, self.directory, inner = self._route()
+        return super().translate_path(inner)
 
     def guess_type(self, path) -> str:
         return self.content_types.get(Path(path).suffix, "application/octet-stream")
 
     def do_GET(self) -> None:
-        # Playlists are rewritten many times a second; Last-Modified has whole seconds, so a
+        # Playlists are rewritten several times a second; Last-Modified has whole seconds, so a
         # conditional request could get a 304 for a playlist that did change. Always send it.
         del self.headers["If-Modified-Since"]
         super().do_GET()
@@ -92,7 +109,8 @@ class _SpoolRequestHandler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def log_request(self, code="-", size="-") -> None:
-        self.server.requests.append((urlsplit(self.path).path, int(getattr(code, "value", code))))
+        viewer, _, path = self._route()
+        self.server.requests.append((viewer, path, int(getattr(code, "value", code))))
 
     def log_message(self, format, *args) -> None:
         pass
@@ -103,7 +121,7 @@ class SpoolHTTPServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, spool_root: Path):
         self.spool_root = spool_root
-        self.requests: list[tuple[str, int]] = []  # (path, status) of every request answered
+        self.requests: list[tuple[str, str, int]] = []  # (viewer, path, status), every request answered
         self.connection_errors = 0  # e.g. a player aborting a request it no longer needs
         super().__init__(("127.0.0.1", 0), _SpoolRequestHandler)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -126,37 +144,53 @@ class SpoolHTTPServer(http.server.ThreadingHTTPServer):
         self._thread.join(timeout=5)
 
 
-# --- the browser side (Playwright's sync API, in one worker thread) ---------------------------
+# --- the browser side (Playwright's sync API, all in one worker thread) -----------------------
 
 
-def play_in_chromium(page_url: str, publisher_done: threading.Event, deadline: float) -> dict:
-    """Loads the player page, waits until hls.js has played PLAYED_S seconds (or failed fatally),
-    then keeps sampling the player until the publisher is done. Returns what the page reported.
-    Every wait is bounded by `deadline` (time.monotonic()); the browser is always closed."""
-    console: list[str] = []
+@dataclass
+class Viewer:
+    name: str
+    ready: Callable[[], bool]  # when this viewer opens the page (called from the browser thread)
+    opened: float | None = None  # time.monotonic() when the page had loaded
+    at_played: dict | None = None  # the player's status once PLAYED_S had played, or it failed
+    samples: list[dict] = field(default_factory=list)  # while the publisher ran, after that
+    final: dict | None = None  # the status when the publisher was done
+    console: list[str] = field(default_factory=list)  # the page's console errors and warnings
+
+
+STATUS = "playerStatus()"
+
+
+def watch_in_chromium(viewers: list[Viewer], page_url: Callable[[Viewer], str], publisher_done: threading.Event, deadline: float) -> None:
+    """Opens each viewer's page once it is ready, waits until each has played PLAYED_S (or hit a
+    fatal hls.js error, or PLAY_TIMEOUT_S passed), then samples the players until the publisher is
+    done. Every wait ends by `deadline` (time.monotonic()); the browser is always closed."""
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=20_000)
         try:
-            page = browser.new_page()
-            page.on("console", lambda m: m.type in ("error", "warning") and console.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            page.goto(page_url, wait_until="load", timeout=10_000)
-            started = time.monotonic()
-            page.wait_for_function(
-                f"() => {{ const s = window.playerStatus(); return s.fatal !== null || s.played >= {PLAYED_S}; }}",
-                polling=100,
-                timeout=max(1.0, min(PLAY_TIMEOUT_S, deadline - time.monotonic())) * 1000,
-            )
-            at_played = page.evaluate("playerStatus()")
-            at_played["seconds_to_play"] = time.monotonic() - started
-            samples = []
-            while at_played["fatal"] is None and time.monotonic() < deadline and not publisher_done.wait(0.25):
-                s = page.evaluate("playerStatus()")
-                samples.append({k: s[k] for k in ("currentTime", "latency", "pdtLatency", "waiting")})
-                if s["fatal"] is not None:
-                    break
-            final = page.evaluate("playerStatus()")
-            return {"at_played": at_played, "final": final, "samples": samples, "console": console}
+            pages = {}
+            while any(v.at_played is None for v in viewers) and time.monotonic() < deadline:
+                for v in viewers:
+                    if v.name not in pages and v.ready():
+                        page = pages[v.name] = browser.new_context().new_page()
+                        page.on("console", lambda m, v=v: m.type in ("error", "warning") and v.console.append(f"{m.type}: {m.text}"))
+                        page.on("pageerror", lambda e, v=v: v.console.append(f"pageerror: {e}"))
+                        page.goto(page_url(v), wait_until="load", timeout=10_000)
+                        v.opened = time.monotonic()
+                    elif v.name in pages and v.at_played is None:
+                        status = pages[v.name].evaluate(STATUS)
+                        waited = time.monotonic() - v.opened
+                        if status["fatal"] is not None or status["played"] >= PLAYED_S or waited > PLAY_TIMEOUT_S:
+                            v.at_played = {**status, "seconds_to_play": waited}
+                time.sleep(0.1)  # poll interval of the condition above
+            while not publisher_done.wait(0.25) and time.monotonic() < deadline:
+                for v in viewers:
+                    if v.name in pages:
+                        s = pages[v.name].evaluate(STATUS)
+                        v.samples.append({k: s[k] for k in ("currentTime", "latency", "pdtLatency", "waiting", "fatal")})
+            for v in viewers:
+                if v.name in pages:
+                    v.final = pages[v.name].evaluate(STATUS)
         finally:
             browser.close()
 
@@ -164,19 +198,43 @@ def play_in_chromium(page_url: str, publisher_done: threading.Event, deadline: f
 # --- the test ----------------------------------------------------------------------------------
 
 
-def _ffprobe_over_http(url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-rw_timeout", "5000000", "-show_streams", "-of", "json", url],
-        capture_output=True, text=True, timeout=20, env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def _median(values):
     values = sorted(v for v in values if v is not None)
     return values[len(values) // 2] if values else None
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _viewer_report(v: Viewer, requests: list[tuple[str, str, int]]) -> list[str]:
+    name = f"[{v.name}]"
+    if v.at_played is None:
+        return [f"{name} never opened or never reported (ready={v.ready()})"]
+    a, final = v.at_played, v.final or v.at_played
+    mine = [(path, status) for viewer, path, status in requests if viewer == v.name]
+    parts = [path for path, _ in mine if path.count(".") == 2 and path.endswith(".m4s")]
+    refetched = sum(n - 1 for n in Counter(parts).values())
+    lines = [
+        f"{name} hls.js {a['hlsVersion']} on MediaSource (Hls.isSupported()={a['hlsSupported']}, src {a['videoSrc'][:5]}…, "
+        f"native canPlayType={a['nativeHls']!r} not used); LL-HLS parts seen: {a['lowLatency']}",
+        f"{name} played {a['played']:.2f} s {a['seconds_to_play']:.2f} s after page load; then hls.latency={_fmt(a['latency'])} s "
+        f"(target {_fmt(a['targetLatency'])} s), wall clock - PROGRAM-DATE-TIME={_fmt(a['pdtLatency'])} s",
+        f"{name} while the publisher ran: median hls.latency={_fmt(_median(x['latency'] for x in v.samples))} s, "
+        f"median PDT latency={_fmt(_median(x['pdtLatency'] for x in v.samples))} s ({len(v.samples)} samples); "
+        f"stalls={final['waiting']}, parts buffered={final['partsBuffered']}, segments buffered={final['fragsBuffered']}, "
+        f"playlist loads={final['levelLoads']}",
+        f"{name} HTTP: {len(mine)} requests {dict(Counter(status for _, status in mine))}, "
+        f"{len(parts)} part requests of which {refetched} re-fetched a part already fetched",
+    ]
+    lines += [f"{name} HTTP {status}: {path}" for path, status in mine if status >= 400][:10]
+    lines += [
+        f"{name} hls.js error event: {e['type']}/{e['details']} fatal={e['fatal']} status={e['status']} url={e['url']} {e['reason'] or ''}"
+        for e in final["errors"][:10]
+    ]
+    lines += [f"{name} hls.js said: {w}" for w in final["warnings"][:10]]
+    lines += [f"{name} console: {c}" for c in v.console[:10]]
+    return lines
 
 
 async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_path, capsys, record_property):
@@ -197,65 +255,72 @@ async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_pat
 
             n.start_soon(publish)
             pipeline = await wait_for(lambda: next(iter(running.daemon.pipelines.values()), None), timeout=15)
-            await wait_for(lambda: pipeline.live and (pipeline.directory / "master.m3u8").exists(), timeout=15)
-            master_path = "/" + quote(str((pipeline.directory / "master.m3u8").relative_to(inst.spool_root)))
-            master_url = server.base_url + master_path
-            page_url = f"{server.base_url}/e2e/player.html?src={quote(master_path, safe='')}"
+            master = pipeline.directory / "master.m3u8"
+            await wait_for(lambda: pipeline.live and master.exists(), timeout=15)
+            generation_path = "/" + quote(str(pipeline.directory.relative_to(inst.spool_root)))
+            [variant] = [line for line in master.read_text().splitlines() if line and not line.startswith("#")]
+            media_playlist = pipeline.directory / variant
+
+            def segments_listed() -> int:
+                try:
+                    return media_playlist.read_text().count("#EXTINF")
+                except FileNotFoundError:
+                    return 0
 
             async def probe():
-                result["ffprobe"] = await trio.to_thread.run_sync(_ffprobe_over_http, master_url)
+                # ffprobe's HLS reader knows no LL-HLS parts: it needs whole segments listed.
+                await wait_for(lambda: segments_listed() >= 1, timeout=15)
+                env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+                with trio.fail_after(20):
+                    out = await trio.run_process(
+                        [FFPROBE, "-v", "error", "-rw_timeout", "5000000", "-show_streams", "-of", "json",
+                         f"{server.base_url}/viewer/ffprobe{generation_path}/master.m3u8"],
+                        capture_stdout=True, capture_stderr=True, check=False, env=env,
+                    )
+                result["ffprobe"] = out
 
             n.start_soon(probe)
-            # Playwright's sync API runs in one worker thread; every wait in it is bounded.
-            deadline = time.monotonic() + PUBLISH_S + 15
-            result["browser"] = await trio.to_thread.run_sync(play_in_chromium, page_url, publisher_done, deadline)
+            viewers = [
+                Viewer("first", ready=lambda: True),
+                Viewer("joining", ready=lambda: segments_listed() >= LATE_JOIN_SEGMENTS),
+            ]
 
-    browser = result["browser"]
-    at_played, final = browser["at_played"], browser["final"]
-    statuses = {}
-    for path, status in server.requests:
-        statuses.setdefault(status, []).append(path)
-    problems = [f"{e['type']}/{e['details']} fatal={e['fatal']} status={e['status']} url={e['url']} {e['reason'] or ''}" for e in final["errors"]]
+            def page_url(v: Viewer) -> str:
+                src = f"/viewer/{v.name}{generation_path}/master.m3u8"
+                return f"{server.base_url}/e2e/player.html?src={quote(src, safe='')}"
 
-    report = [
-        f"hls.js {at_played['hlsVersion']} in {CHROMIUM} (MSE, Hls.isSupported()={at_played['hlsSupported']}, "
-        f"native canPlayType={at_played['nativeHls']!r}, low-latency parts={at_played['lowLatency']})",
-        f"played {at_played['played']:.2f} s of media {at_played['seconds_to_play']:.2f} s after page load; "
-        f"hls.latency={at_played['latency']:.3f} s (target {at_played['targetLatency']:.3f} s), "
-        f"PROGRAM-DATE-TIME latency={_fmt(at_played['pdtLatency'])} s",
-        f"while the publisher ran: median hls.latency={_fmt(_median(x['latency'] for x in browser['samples']))} s, "
-        f"median PDT latency={_fmt(_median(x['pdtLatency'] for x in browser['samples']))} s over {len(browser['samples'])} samples; "
-        f"final hls.latency={_fmt(final['latency'])} s, stalls={final['waiting']}, "
-        f"parts buffered={final['partsBuffered']}, segments buffered={final['fragsBuffered']}, playlist loads={final['levelLoads']}",
-        f"HTTP: {len(server.requests)} requests, by status {({k: len(v) for k, v in sorted(statuses.items())})}, "
-        f"connection errors {server.connection_errors}",
-    ]
-    report += [f"HTTP {status}: {sorted(set(paths))[:10]}" for status, paths in sorted(statuses.items()) if status >= 400]
-    report += [f"hls.js error event: {p}" for p in problems[:20]]
-    report += [f"hls.js log: {w}" for w in final["warnings"][:20]]
-    report += [f"console: {c}" for c in browser["console"][:20]]
+            deadline = time.monotonic() + PUBLISH_S + PLAY_TIMEOUT_S
+            await trio.to_thread.run_sync(watch_in_chromium, viewers, page_url, publisher_done, deadline)
+
+    report = [f"HTTP server: {len(server.requests)} requests, {server.connection_errors} connections dropped mid-request"]
+    for v in viewers:
+        report += _viewer_report(v, server.requests)
+    text = "\n".join(report)
     with capsys.disabled():
-        print("\n[e2e hls.js] " + "\n[e2e hls.js] ".join(report))
-    record_property("hlsjs_latency_s", at_played["latency"])
-    record_property("hlsjs_report", "\n".join(report))
+        print("\n[e2e hls.js] " + text.replace("\n", "\n[e2e hls.js] "))
+    record_property("hlsjs_report", text)
+    for v in viewers:
+        record_property(f"hlsjs_latency_s_{v.name}", v.at_played and v.at_played["latency"])
 
-    # hls.js (not Chromium's native HLS) played the live master playlist, with no fatal error.
-    assert at_played["hlsSupported"] is True
-    assert at_played["attached"] and at_played["videoSrc"].startswith("blob:"), at_played["videoSrc"]
-    assert at_played["fatal"] is None and final["fatal"] is None, "\n".join(report)
-    assert at_played["played"] >= PLAYED_S and at_played["currentTime"] - at_played["playingAt"] >= PLAYED_S - 0.5, report
-    assert (at_played["videoWidth"], at_played["videoHeight"]) == (320, 240)
-    assert at_played["lowLatency"] is True  # hls.js read the LL-HLS parts
-    assert at_played["latency"] is not None and 0 < at_played["latency"] < 10
+    for v in viewers:
+        a = v.at_played
+        assert a is not None, f"viewer {v.name} never reported\n{text}"
+        # hls.js on MediaSource (not Chromium's native HLS) played the live master playlist.
+        assert a["hlsSupported"] is True and a["attached"], text
+        assert a["videoSrc"].startswith("blob:"), a["videoSrc"]
+        assert a["fatal"] is None and v.final is not None and v.final["fatal"] is None, text
+        assert a["played"] >= PLAYED_S and a["currentTime"] - a["playingAt"] >= PLAYED_S - 0.5, text
+        assert (a["videoWidth"], a["videoHeight"]) == (320, 240)
+        assert a["lowLatency"] is True, text  # hls.js read the LL-HLS parts
+        assert a["latency"] is not None and 0 < a["latency"] < 15, text
 
     # ffprobe read the same master playlist over the same HTTP while it was live.
-    kinds = {st["codec_type"]: st for st in result["ffprobe"]["streams"]}
+    assert result["ffprobe"].returncode == 0, result["ffprobe"].stderr
+    kinds = {st["codec_type"]: st for st in json.loads(result["ffprobe"].stdout)["streams"]}
     assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
+    assert (kinds["video"]["width"], kinds["video"]["height"]) == (320, 240)
 
     assert result["publisher"].returncode == 0, result["publisher"].stderr
-    # Every playlist, part and segment the players asked for was there.
-    assert not [p for st, paths in statuses.items() if st >= 400 for p in paths if p.startswith("/streams/")], statuses
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    # Everything the players asked for in the spool was there.
+    missing = [(viewer, path) for viewer, path, status in server.requests if status >= 400 and path.startswith("/streams/")]
+    assert not missing, missing

@@ -1,5 +1,6 @@
 """What every benchmark here shares: tool checks, free ports, machine facts, the source clip,
-ffmpeg publishers, and CPU/RSS accounting of a process tree from /proc.
+ffmpeg publishers, CPU/RSS accounting of a process tree from /proc, a frozen copy of the working
+tree, inotify (for first-seen times of files) and percentiles.
 
 No Sender imports: a benchmark drives Sender the way an admin does (the `sender` CLI and its
 daemons as separate processes), so the same harness measures Sender and its peers alike.
@@ -7,18 +8,22 @@ daemons as separate processes), so the same harness measures Sender and its peer
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import platform
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -78,6 +83,33 @@ def export_revision(rev: str, dest: Path) -> str:
     if archive.wait() != 0 or untar.returncode != 0:
         raise SetupError(f"cannot export revision {rev} ({commit}) into {dest}: {untar.stderr.strip()}")
     return commit
+
+
+def snapshot_worktree(dest: Path) -> str:
+    """Copy the checkout's working tree as it is now (tracked and untracked, not ignored files) into `dest`.
+
+    Like `export_revision`, but of uncommitted work: run the `sender` script with PYTHONPATH=dest so
+    that someone editing the checkout while a benchmark runs does not change the code under test
+    halfway. Returns a description: the HEAD commit, and which files differ from it.
+    """
+    listed = run_checked(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         "listing the working tree").stdout
+    for rel in filter(None, listed.split("\0")):
+        src = REPO / rel
+        if src.is_file():  # a tracked file deleted in the working tree is simply absent
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    head = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "unknown"
+    changed = run_checked(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+                          "git status").stdout.splitlines()
+    changed = [line[3:] for line in changed if line.strip()]
+    if not changed:
+        return head
+    digest = hashlib.sha256()
+    for rel in sorted(changed):
+        f = dest / rel
+        digest.update(rel.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"(deleted)"))
+    return f"{head} + uncommitted changes to {', '.join(sorted(changed))} (sha256 {digest.hexdigest()[:10]})"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -356,6 +388,15 @@ def process_name(pid: int) -> str:
         return "?"
 
 
+def process_cmdline(pid: int) -> list[str]:
+    """argv of a running process ([] if it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
 def rss_kb(pids: list[int]) -> tuple[int, int]:
     """(sum of VmRSS, sum of Pss) in kB; Pss splits pages shared between the processes fairly."""
     rss = pss = 0
@@ -454,3 +495,91 @@ class Window:
             "by_process_name": by_name,
             "memory_samples": len(self.rss_samples),
         }
+
+
+# --- first-seen times of files: inotify ------------------------------------------------------
+
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("=iIII")  # struct inotify_event: int wd; uint32 mask, cookie, len; then the name
+_EVENT_HEADER = _EVENT.size
+
+
+class Inotify:
+    """Linux inotify through libc (no dependency): when a file was renamed into place or closed.
+
+    `read()` returns the events with the monotonic time the reader woke up for them: files that
+    appear by rename (temporary name, then `rename`) are seen within microseconds, without the
+    cost and the granularity of polling.
+    """
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        fd = self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd = fd
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+        self.paths: dict[int, Path] = {}
+
+    def watch(self, path: Path, mask: int = IN_MOVED_TO | IN_CLOSE_WRITE) -> int:
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), ctypes.c_uint32(mask))
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}")
+        self.paths[wd] = Path(path)
+        return wd
+
+    def read(self, timeout_s: float) -> tuple[float, list[tuple[Path, int, str]]]:
+        """Wait up to `timeout_s`; (when woken, [(directory, mask, name), ...])."""
+        if not self._poll.poll(max(0, int(timeout_s * 1000))):
+            return time.monotonic(), []
+        at = time.monotonic()
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return at, []
+        events, pos = [], 0
+        while pos + _EVENT_HEADER <= len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+            name = data[pos + _EVENT_HEADER:pos + _EVENT_HEADER + length].rstrip(b"\0").decode(errors="replace")
+            pos += _EVENT_HEADER + length
+            if wd in self.paths:
+                events.append((self.paths[wd], mask, name))
+        return at, events
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                raise
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def distribution(values: Sequence[float]) -> dict:
+    """n, min, median, p95, max of a list of numbers (None for an empty list)."""
+    return {
+        "n": len(values),
+        "min": min(values) if values else None,
+        "median": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values) if values else None,
+    }

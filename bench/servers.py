@@ -92,6 +92,11 @@ class SenderIngest:
             return False
         return all(any(f.is_file() and f.stat().st_size > 0 for f in self._generation_dir(p).rglob("*")) for p in pubs)
 
+    @property
+    def spool_streams(self) -> Path:
+        """`<spool.root>/streams`: one directory per stream, then per generation (docs/arch.md)."""
+        return self.root / "spool" / "streams"
+
     def _generation_dir(self, publisher: dict) -> Path:
         return self.root / "spool" / "streams" / publisher.get("stream_id", "?") / publisher.get("generation_id", "?")
 
@@ -268,6 +273,10 @@ class NginxRtmp:
 
     def bytes_in(self) -> tuple[float, int]:
         return time.time(), sum(self._streams().get(n, 0) for n in self.names)
+
+    def playlist(self, name: str) -> Path:
+        """The HLS playlist nginx-rtmp writes for stream `name` (`hls_path/<name>.m3u8`)."""
+        return self.hls / f"{name}.m3u8"
 
     def output_bytes(self) -> None:
         return None  # HLS fragments are deleted as the playlist slides: no running total on disk

@@ -61,6 +61,10 @@ class RunningIngest:
         port = self.port if scheme == "rtmp" else next(p for s, _, p in self.daemon.addresses if s == scheme)
         return f"{scheme}://{self.host}:{port}/live/{key}"
 
+    async def publisher_left(self, stream_id: str) -> None:
+        """Wait until the daemon has closed the stream's session and its sinks (files complete)."""
+        await wait_for(lambda: stream_id not in self.daemon.publishers)
+
     def generation_dirs(self, stream_id: str) -> list[Path]:
         root = self.install.spool_root / "streams" / stream_id
         return sorted(root.iterdir()) if root.exists() else []

@@ -28,7 +28,9 @@ from tests.daemons.conftest import (
 FRAME_S = 1 / 25
 
 
-def flv_files(running, stream_id: str):
+async def flv_files(running, stream_id: str):
+    """The session's recordings, once the publisher has left (its sink flushes on close)."""
+    await running.publisher_left(stream_id)
     return sorted(p for d in running.generation_dirs(stream_id) for p in (d / "ingest").glob("*.flv"))
 
 
@@ -59,7 +61,7 @@ async def test_ffmpeg_publish_is_handed_on_as_valid_flv(ingest):
         assert (stats["width"], stats["height"]) == (320, 240)
         assert stats["remote"].startswith("127.0.0.1:")
     assert result["p"].returncode == 0, result["p"].stderr
-    [path] = flv_files(ingest, s.stream["id"])
+    [path] = await flv_files(ingest, s.stream["id"])
     video = assert_flv(path)["video"]
     assert int(video["nb_read_frames"]) == 75
     with ingest.install.open_store() as store:
@@ -81,7 +83,7 @@ async def test_gstreamer_publish_is_handed_on_as_valid_flv(ingest):
     s = add_stream(ingest.install)
     result = await run_publisher(gst_publish_cmd(ingest.url(s.key), 75))
     assert result.returncode == 0, result.stderr
-    [path] = flv_files(ingest, s.stream["id"])
+    [path] = await flv_files(ingest, s.stream["id"])
     codecs = assert_flv(path)
     assert int(codecs["video"]["nb_read_frames"]) == 75
 
@@ -123,7 +125,7 @@ async def test_second_publisher_is_refused_and_first_is_unaffected(ingest):
         await wait_for(lambda: s.stream["id"] in ingest.daemon.publishers)
         assert await rtmp_probe.status_of(ingest.host, ingest.port, s.key) == "NetStream.Publish.BadName"
     assert result["p"].returncode == 0, result["p"].stderr
-    [path] = flv_files(ingest, s.stream["id"])
+    [path] = await flv_files(ingest, s.stream["id"])
     assert_flv(path)
 
 
@@ -163,7 +165,7 @@ async def test_rtmps_publish(nursery, tmp_path):
     s = add_stream(inst)
     result = await run_publisher(ffmpeg_publish_cmd(running.url(s.key, "rtmps"), 3))
     assert result.returncode == 0, result.stderr
-    [path] = flv_files(running, s.stream["id"])
+    [path] = await flv_files(running, s.stream["id"])
     assert_flv(path)
 
 
@@ -284,7 +286,7 @@ async def test_survives_garbage_connections_while_publishing(ingest):
             for _ in range(20):
                 attackers.start_soon(attack, 50)  # 1,000 connections in all
     assert result["p"].returncode == 0, result["p"].stderr
-    [path] = flv_files(ingest, s.stream["id"])
+    [path] = await flv_files(ingest, s.stream["id"])
     assert_flv(path, duration=4.0)
     await wait_for(lambda: ingest.daemon.connections == 0)
 

@@ -97,7 +97,7 @@ async def test_publish_makes_a_valid_ll_hls_generation(ingest):
         watch.cancel()
     assert result["p"].returncode == 0, result["p"].stderr
     assert watcher.seen > 10
-    await wait_for(lambda: s.stream["id"] not in ingest.daemon.publishers)
+    await ingest.publisher_left(s.stream["id"])
     with ingest.install.open_store() as store:
         gen = domain.generations.active(store, s.stream["id"])
         [rendition] = domain.renditions.list_(store, s.stream["id"])
@@ -178,7 +178,7 @@ async def test_publisher_gone_and_back_continues_with_a_discontinuity(ingest):
         await trio.sleep(5)  # the scenario: the publisher is away for five seconds
         second = await run_publisher(ffmpeg_publish_cmd(ingest.url(s.key), 3))
         assert second.returncode == 0, second.stderr
-        await wait_for(lambda: s.stream["id"] not in ingest.daemon.publishers)
+        await ingest.publisher_left(s.stream["id"])
         scope.cancel()
     watcher = gen_dir_box["w"]
     assert watcher.seen > 20
@@ -231,7 +231,7 @@ async def test_two_rendition_ladder_keeps_up_with_real_time(nursery, tmp_path):
         await wait_for(lambda: "p" in result, timeout=60)
         watch.cancel()
     assert result["p"].returncode == 0, result["p"].stderr
-    await wait_for(lambda: s.stream["id"] not in running.daemon.publishers)
+    await running.publisher_left(s.stream["id"])
     for name in ("360p", "240p"):
         playlist = parse_media_playlist(read_playlist(pipeline.directory, name))
         listed = sum(seg.duration for seg in playlist.segments)
@@ -260,7 +260,7 @@ async def test_long_keyframe_interval_still_plays_with_an_honest_target_duration
         assert "4.00 s" in warning and "Keyframe Interval" in warning
         await wait_for(lambda: "p" in result, timeout=30)
     assert result["p"].returncode == 0, result["p"].stderr
-    await wait_for(lambda: s.stream["id"] not in ingest.daemon.publishers)
+    await ingest.publisher_left(s.stream["id"])
     gen_dir = generation_dir(ingest, s.stream["id"])
     playlist = check_media_playlist(read_playlist(gen_dir))
     assert playlist.target_duration == 4

@@ -13,7 +13,7 @@ Spool layout (the contract with the HTTP daemon, see docs/arch.md):
         master.m3u8
         <rendition>/init.mp4, <msn>.m4s, <msn>.<part>.m4s
         <rendition>/index.m3u8   the full live playlist
-        <rendition>/state.json   packager state: what a restarted daemon and the HTTP daemon read
+        <rendition>/state.json   packager state (closed segments; rewritten once per segment): what a restarted daemon reads
 
 Every file is written to a temporary name and renamed; media files are on disk before the
 playlist that lists them.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -46,6 +47,7 @@ log = slog.get("ingest.pipeline")
 RESTART_BACKOFF_START_S = 0.25
 STOP_GRACE_S = 5.0
 MAX_FAILED_STARTS = 5
+BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
 AVC_END_OF_SEQUENCE = 2  # flagged as a keyframe by encoders, but carries no picture
 
 
@@ -133,6 +135,8 @@ class GenerationPipeline:
         self.frame_rate: float | None = None
         self.session: BackendSession | None = None
         self._master: bytes | None = None
+        self._states: dict[str, bytes] = {}
+        self._bandwidth_recorded_at = -math.inf
         self._cancel = trio.CancelScope()
 
     @property
@@ -178,6 +182,8 @@ class GenerationPipeline:
         """The generation ended: close the playlists with ENDLIST."""
         for name, p in self.packagers.items():
             await self._apply(name, p.end())
+        if self.live:
+            await self._publish_master(final=True)
         await self._publish_generation(ended=True)
         self._cancel.cancel()
         slog.log(log, logging.INFO, "generation playlists ended", **self.fields)
@@ -200,7 +206,11 @@ class GenerationPipeline:
 
     async def _apply(self, name: str, actions: list) -> None:
         p = self.packagers[name]
-        published = {f"{name}/state.json": json.dumps(p.to_state()).encode()}
+        published = {}
+        # The state holds closed segments only: it changes once per segment, not once per part.
+        state = json.dumps(p.to_state()).encode()
+        if state != self._states.get(name):
+            published[f"{name}/state.json"] = state
         # No playlist before every rendition has something to play: each lists all its siblings
         # in rendition reports from its first version on. A change in one rendition changes
         # every sibling's reports, so all playlists are rendered again.
@@ -210,6 +220,8 @@ class GenerationPipeline:
         if not await self.spool.apply(name, actions, published):
             p.drop_open_segment()
             return
+        if f"{name}/state.json" in published:
+            self._states[name] = state
         if self.events is not None and f"{name}/index.m3u8" in published:
             last = p.last_part()
             if last is not None:
@@ -236,7 +248,7 @@ class GenerationPipeline:
                 reports.append(hls.RenditionReport(f"../{other}/index.m3u8", last[0], last[1]))
         return tuple(reports)
 
-    async def _publish_master(self) -> None:
+    async def _publish_master(self, *, final: bool = False) -> None:
         variants = []
         for r in self.renditions:
             init = self.inits.get(r["name"])
@@ -258,6 +270,17 @@ class GenerationPipeline:
         if data != self._master:
             if await self.spool.apply("", [], {"master.m3u8": data}):
                 self._master = data
+        await self._record_bandwidth(variants, final=final)
+
+    async def _record_bandwidth(self, variants: list[hls.Variant], *, final: bool = False) -> None:
+        """Into the store once every rendition has a measured average, then at most every 10 s."""
+        now = trio.current_time()
+        if not all(v.average_bandwidth for v in variants):
+            return
+        if final or now - self._bandwidth_recorded_at >= BANDWIDTH_RECORD_INTERVAL_S:
+            self._bandwidth_recorded_at = now
+            measured = {v.uri.split("/", 1)[0]: (v.bandwidth, v.average_bandwidth) for v in variants}
+            await self.store.run(domain.renditions.record_bandwidth, self.stream["id"], measured)
 
     async def _publish_generation(self, *, ended: bool) -> None:
         doc = {

@@ -15,8 +15,11 @@ SLUG_ARG = typer.Argument(..., help="Stream slug (or id).", autocompletion=strea
 
 
 def _table(rows: list[dict]) -> None:
-    render.table("Renditions", ("name", "kind", "width", "height", "video bps", "audio bps", "fps"),
-                 ((r["name"], r["kind"], r["width"], r["height"], r["video_bitrate"], r["audio_bitrate"], r["frame_rate"]) for r in rows))
+    render.table("Renditions", ("name", "kind", "width", "height", "video bps", "audio bps", "fps", "codecs", "measured avg/peak bps"),
+                 ((r["name"], r["kind"], r["width"], r["height"], r["video_bitrate"], r["audio_bitrate"], r["frame_rate"],
+                   ",".join(c for c in (r["video_codec"], r["audio_codec"]) if c) or None,
+                   f"{r['measured_average_bandwidth']}/{r['measured_bandwidth']}" if r["measured_bandwidth"] else None)
+                  for r in rows))
 
 
 @app.command("upsert")

@@ -123,6 +123,14 @@ async def test_publish_makes_a_valid_ll_hls_generation(ingest):
     assert int(kinds["video"]["nb_read_packets"]) == 150  # every frame published is playable
     master = (gen_dir / "master.m3u8").read_text()
     assert rendition["video_codec"] in master and "RESOLUTION=320x240" in master
+    # The measured bandwidth is recorded when the generation ends: what the master announces.
+    def recorded():
+        with ingest.install.open_store() as store:
+            [row] = domain.renditions.list_(store, s.stream["id"])
+        return row["measured_bandwidth"] and row
+    row = await wait_for(recorded)
+    assert 0 < row["measured_average_bandwidth"] <= row["measured_bandwidth"]
+    assert f"BANDWIDTH={row['measured_bandwidth']},AVERAGE-BANDWIDTH={row['measured_average_bandwidth']}" in master
 
 
 async def _run_in(scope, fn):

@@ -61,3 +61,12 @@ def record_observed(
         row = store.one("SELECT * FROM renditions WHERE stream_id = ? AND name = ?", (stream_id, name))
         if row is not None and any(row[k] != v for k, v in observed.items()):
             db["renditions"].update(row["id"], {**observed, "updated_at": now_iso()})
+
+
+def record_bandwidth(store: Store, stream_id: str, measured: dict[str, tuple[int, int | None]]) -> None:
+    """Record each rendition's measured bandwidth: name → (peak segment bits/s, average bits/s)."""
+    with store.write() as db:
+        for name, (peak, average) in measured.items():
+            row = store.one("SELECT id FROM renditions WHERE stream_id = ? AND name = ?", (stream_id, name))
+            if row is not None:
+                db["renditions"].update(row["id"], {"measured_bandwidth": peak, "measured_average_bandwidth": average})

@@ -149,3 +149,27 @@ def _m0003(db: Database) -> None:
         CREATE INDEX endpoint_history_endpoint ON endpoint_history (endpoint_id, id);
         """
     )
+
+
+@MIGRATIONS(name="0004_measured_bandwidth_player_events")
+def _m0004(db: Database) -> None:
+    db.executescript(
+        """
+        -- What the packager measured (bits/s over the live window): peak segment and average.
+        ALTER TABLE renditions ADD COLUMN measured_bandwidth INTEGER;
+        ALTER TABLE renditions ADD COLUMN measured_average_bandwidth INTEGER;
+
+        -- Recent player telemetry, bounded by http.telemetry_keep_events.
+        CREATE TABLE player_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            received_at TEXT NOT NULL,
+            stream_id TEXT NOT NULL,
+            generation_id TEXT,
+            session_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value REAL,
+            detail TEXT
+        );
+        CREATE INDEX player_events_stream ON player_events (stream_id, id);
+        """
+    )

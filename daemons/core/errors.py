@@ -15,12 +15,16 @@ class SenderError(Exception):
     code = "error"
     http_status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message
+        self.field = field  # the offending input field, where one is to blame
 
     def to_json(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
 
 
 class ConfigError(SenderError):

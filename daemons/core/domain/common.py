@@ -25,22 +25,23 @@ def check_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(
             f"{what} {value!r} is not allowed: use 1-64 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
+            "starting and ending with a letter or digit",
+            field=what,
         )
     return value
 
 
 def check_text(value: object, what: str, max_len: int = 200) -> str:
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string")
+        raise InvalidInput(f"{what} must be a string", field=what)
     if len(value) > max_len or any(ord(c) < 32 for c in value):
-        raise InvalidInput(f"{what} must be at most {max_len} printable characters")
+        raise InvalidInput(f"{what} must be at most {max_len} printable characters", field=what)
     return value
 
 
 def check_choice(value: object, what: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise InvalidInput(f"{what} {value!r} is not allowed: use one of {', '.join(choices)}")
+        raise InvalidInput(f"{what} {value!r} is not allowed: use one of {', '.join(choices)}", field=what)
     return value  # type: ignore[return-value]
 
 

@@ -23,7 +23,7 @@ from daemons.core import domain
 from daemons.core.domain.common import now_iso
 from daemons.core.install import Install
 from daemons.ingest.pipeline import GenerationPipeline
-from daemons.ingest.ratelimit import FailureLimiter
+from daemons.runtime.ratelimit import WindowLimiter
 from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
 from daemons.media import flv
 from daemons.media import rtmp
@@ -177,7 +177,7 @@ class IngestDaemon:
             handshake_timeout_s=c["rtmp.limits.handshake_timeout_s"],
             idle_timeout_s=c["rtmp.limits.idle_timeout_s"],
         )
-        self.failures = FailureLimiter(c["rtmp.auth_failures_per_minute"])
+        self.failures = WindowLimiter(c["rtmp.auth_failures_per_minute"])
         self.publishers: dict[str, Publisher] = {}  # stream id → its publisher
         self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
         self.nursery: trio.Nursery | None = None
@@ -266,7 +266,7 @@ class IngestDaemon:
             raise PublishRefused("NetStream.Publish.BadName", "too many failed attempts; try again later")
         check = await self.store.run(domain.keys.verify, self.secret, request.stream_name)
         if not check.ok:
-            self.failures.record_failure(source)
+            self.failures.record(source)
             slog.log(log, logging.WARNING, "publish refused: bad stream key", reason=check.reason, key_prefix=check.prefix or "-", remote=remote)
             raise PublishRefused("NetStream.Publish.BadName", "invalid stream key")
         stream = check.stream

@@ -16,6 +16,7 @@ from sender_cli import context, render
 # Every daemon that exists, in start order: name → module whose main(config_path) runs it.
 DAEMONS = {
     "ingest": "daemons.ingest.main",
+    "http": "daemons.http.main",
 }
 
 app = typer.Typer(help="Run one daemon in the foreground (what its systemd unit runs).", no_args_is_help=True)

@@ -333,3 +333,10 @@ def test_any_string_value_survives_render_and_load(text):
     c = Config(cfg.defaults()).with_value("node.name", text).with_value("backend.extra_args", [text, "-y"])
     loaded = cfg.from_text(cfg.render(c))
     assert loaded["node.name"] == text and loaded["backend.extra_args"] == [text, "-y"]
+
+
+def test_shipped_config_file_lists_every_default():
+    from pathlib import Path
+
+    shipped = Path(__file__).parents[2] / "config" / "sender.toml"
+    assert shipped.read_text() == cfg.render(cfg.from_text("")), "regenerate config/sender.toml from the schema"

@@ -1,0 +1,1 @@
+"""sender-http: HLS serving, playback and management APIs, telemetry, metrics."""

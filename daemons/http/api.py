@@ -1,0 +1,217 @@
+"""The quart-trio part of the HTTP daemon: playback API, player telemetry, management API,
+health, metrics, OpenAPI. (HLS bytes never come through here: see app.py.)
+
+Every error is JSON: `{"error": {"code", "message"[, "field"]}}` with the matching status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from daemons.core import domain
+from daemons.core.domain import playback
+from daemons.core.errors import InvalidInput, SenderError
+from daemons.http import management, metrics, openapi
+
+TELEMETRY_MAX_BODY = 16 * 1024
+TELEMETRY_MAX_EVENTS = 50
+EVENT_KINDS = ("startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json",
+                    headers={**NO_STORE, **(headers or {})})
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return json_response({"error": error}, status)
+
+
+def create_api(ctx) -> QuartTrio:
+    app = QuartTrio("sender-http")
+    app.config["MAX_CONTENT_LENGTH"] = ctx.config["http.max_request_body"]
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+
+    @app.errorhandler(SenderError)
+    async def sender_error(e: SenderError):
+        return json_response(e.to_json(), e.http_status)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(e: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}.get(e.code, "http_error")
+        return error_response(e.code, code, e.description or e.name)
+
+    # --- health and metrics -----------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz():
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz():
+        checks = {}
+        try:
+            await ctx.store.run(lambda s: s.query("SELECT 1"))
+            checks["store"] = "ok"
+        except Exception as e:  # noqa: BLE001 - any failure means not ready, said in the answer
+            checks["store"] = f"error: {e}"
+        root = ctx.install.spool_root
+        checks["spool"] = "ok" if os.access(root, os.W_OK | os.X_OK) else f"error: {root} is not writable"
+        ready = all(v == "ok" for v in checks.values())
+        return json_response({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_route():
+        return Response(metrics.render(ctx), content_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE)
+
+    @app.get("/api/openapi.json")
+    async def openapi_route():
+        return json_response(openapi.document(), headers={"Cache-Control": "max-age=300"})
+
+    # --- playback -----------------------------------------------------------------------
+
+    @app.get("/api/streams")
+    async def streams_list():
+        rows = await ctx.store.run(_public_streams)
+        return json_response({"streams": rows}, headers={"Cache-Control": "max-age=2"})
+
+    @app.get("/api/streams/<slug>/playback")
+    async def playback_route(slug: str):
+        entry = ctx.directory.by_slug.get(slug)
+        if entry is None:
+            await ctx.directory.refresh()  # created a moment ago?
+            entry = ctx.directory.by_slug.get(slug)
+        if entry is None:
+            return error_response(404, "not_found", f"no stream {slug!r}")
+        token = request.args.get("token")
+        if entry.visibility == "private" and not playback.token_valid(ctx.secret, entry.id, token):
+            return error_response(403, "forbidden", "this stream is private: a valid playback token is required")
+        doc = await ctx.store.run(playback.info, entry.id)
+        doc["low_latency"] = ctx.config["hls.low_latency"]
+        doc["master_url"] = None
+        gid = doc["generation_id"]
+        if gid and doc["status"] in ("live", "ended"):
+            master = ctx.install.spool_root / "streams" / entry.id / gid / "master.m3u8"
+            if master.exists():
+                url = f"{ctx.base_url_of(request.scope)}/hls/{entry.id}/{gid}/master.m3u8"
+                if entry.visibility == "private":
+                    url += f"?token={token}"
+                doc["master_url"] = url
+        doc["viewers"] = _viewers_of(ctx, entry.id)
+        cache = "private, no-store" if entry.visibility == "private" else "max-age=1"
+        return json_response(doc, headers={"Cache-Control": cache})
+
+    # --- player telemetry -------------------------------------------------------------
+
+    @app.post("/api/player/events")
+    async def player_events():
+        client = ctx.client_of(request.scope)
+        if ctx.telemetry_limiter.blocked(client):
+            return error_response(429, "rate_limited", "too many player events from this address; slow down",)
+        body = await request.get_data(cache=False)
+        if len(body) > TELEMETRY_MAX_BODY:
+            return error_response(413, "body_too_large", f"player events are limited to {TELEMETRY_MAX_BODY} bytes")
+        batch = _parse_events(body)
+        entry = ctx.directory.by_slug.get(batch["stream"])
+        if entry is None:
+            raise InvalidInput(f"no stream {batch['stream']!r}", field="stream")
+        for _ in batch["events"]:
+            ctx.telemetry_limiter.record(client)
+        for e in batch["events"]:
+            ctx.counters.player_events[e["kind"]] += 1
+        await ctx.store.run(_store_events, entry.id, batch, ctx.config["http.telemetry_keep_events"])
+        return json_response({"accepted": len(batch["events"])}, 202)
+
+    # --- management API (Legion) ------------------------------------------------------
+
+    @app.post("/api/admin/management")
+    async def management_route():
+        body = await request.get_data(cache=False)
+        status, payload = await management.handle(ctx, body, request.headers.get("Authorization"))
+        return json_response(payload, status)
+
+    return app
+
+
+def _viewers_of(ctx, stream_id: str) -> int:
+    renditions = [r for w in metrics.all_worker_stats(ctx) for r in w.get("viewers", ()) if r["stream_id"] == stream_id]
+    from daemons.http.state import viewers_per_stream
+
+    return viewers_per_stream(renditions).get(stream_id, 0)
+
+
+def _public_streams(store) -> list[dict]:
+    rows = store.query(
+        """SELECT s.id, s.slug, s.title, g.id AS generation_id, g.status, g.started_at
+           FROM streams s LEFT JOIN stream_generations g
+             ON g.stream_id = s.id AND g.status IN ('starting', 'live')
+           WHERE s.deleted_at IS NULL AND s.visibility = 'public' ORDER BY s.slug"""
+    )
+    return [
+        {"slug": r["slug"], "title": r["title"], "status": playback.status_of({"status": r["status"]} if r["status"] else None),
+         "generation_id": r["generation_id"], "started_at": r["started_at"]}
+        for r in rows
+    ]
+
+
+def _parse_events(body: bytes) -> dict:
+    """{"session_id", "stream", "generation_id"?, "events": [{"kind", "value"?, "detail"?}]} checked field by field."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body must be a JSON object") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("the body must be a JSON object")
+    unknown = set(doc) - {"session_id", "stream", "generation_id", "events"}
+    if unknown:
+        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    session = doc.get("session_id")
+    if not isinstance(session, str) or not _SESSION_ID.fullmatch(session):
+        raise InvalidInput("session_id must be 8-64 letters, digits, '-' or '_'", field="session_id")
+    if not isinstance(doc.get("stream"), str) or not doc["stream"]:
+        raise InvalidInput("stream must be the stream's slug", field="stream")
+    gid = doc.get("generation_id")
+    if gid is not None and (not isinstance(gid, str) or not re.fullmatch(r"gen_[0-9a-f]{16}", gid)):
+        raise InvalidInput("generation_id must be a generation id or absent", field="generation_id")
+    events = doc.get("events")
+    if not isinstance(events, list) or not 1 <= len(events) <= TELEMETRY_MAX_EVENTS:
+        raise InvalidInput(f"events must be a list of 1 to {TELEMETRY_MAX_EVENTS} events", field="events")
+    out = []
+    for i, e in enumerate(events):
+        where = f"events[{i}]"
+        if not isinstance(e, dict) or set(e) - {"kind", "value", "detail"}:
+            raise InvalidInput(f"{where} must be an object with kind, value, detail", field=where)
+        if e.get("kind") not in EVENT_KINDS:
+            raise InvalidInput(f"{where}.kind must be one of {', '.join(EVENT_KINDS)}", field=f"{where}.kind")
+        value = e.get("value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e9 < value < 1e9):
+            raise InvalidInput(f"{where}.value must be a number", field=f"{where}.value")
+        detail = e.get("detail")
+        if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
+            raise InvalidInput(f"{where}.detail must be a string of at most 500 characters", field=f"{where}.detail")
+        out.append({"kind": e["kind"], "value": value, "detail": detail})
+    return {"session_id": session, "stream": doc["stream"], "generation_id": gid, "events": out}
+
+
+def _store_events(store, stream_id: str, batch: dict, keep: int) -> None:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    rows = [
+        {"received_at": now, "stream_id": stream_id, "generation_id": batch["generation_id"],
+         "session_id": batch["session_id"], "kind": e["kind"], "value": e["value"], "detail": e["detail"]}
+        for e in batch["events"]
+    ]
+    with store.write() as db:
+        db["player_events"].insert_all(rows)
+        db.execute("DELETE FROM player_events WHERE id <= (SELECT MAX(id) FROM player_events) - ?", (keep,))

@@ -1,0 +1,102 @@
+"""The HTTP daemon's ASGI application: HLS on a raw ASGI path, everything else through Quart.
+
+`/hls/…` is the hot path (thousands of players, every part): it goes straight to
+`HLSHandler`, which costs a regex and a dict lookup before the bytes. The APIs, metrics and
+pages are a quart-trio app (`api.py`), where a framework's conveniences are worth their cost.
+`HTTPContext` is what both share: the install, the store worker, and the worker's in-memory
+state (streams, viewers, counters, spool view).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from daemons.core.install import Install
+from daemons.http.hls import HLSHandler
+from daemons.http.spool_view import FileCache, SpoolView
+from daemons.http.state import Counters, StreamDirectory, ViewerTracker
+from daemons.runtime.ratelimit import WindowLimiter
+from daemons.runtime.store import StoreWorker
+
+
+@dataclass
+class HTTPContext:
+    install: Install
+    store: StoreWorker
+    worker: int = 0
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        c = self.install.config
+        self.config = c
+        self.secret = self.install.secret()
+        self.directory = StreamDirectory(self.store)
+        self.viewers = ViewerTracker(c["http.viewer_window_s"])
+        self.spool = SpoolView(self.install.spool_root, self.install.state_dir, name=f"http-{self.worker}")
+        self.files = FileCache(self.install.spool_root, c["http.file_cache_bytes"])
+        self.telemetry_limiter = WindowLimiter(c["http.telemetry_events_per_minute"])
+        self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in c["http.trusted_proxies"]]
+
+    @property
+    def stats_name(self) -> str:
+        return f"http-{self.worker}"
+
+    # --- who is asking: X-Forwarded-* only from trusted proxies ---------------------------
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
+
+    def client_of(self, scope) -> str:
+        """The viewer's address: the peer, or the nearest untrusted hop of X-Forwarded-For when
+        the peer is a trusted proxy."""
+        peer = (scope.get("client") or ("unknown", 0))[0]
+        if not self.trusted_proxies or not self._trusted(peer):
+            return peer
+        forwarded = _header(scope, b"x-forwarded-for")
+        if not forwarded:
+            return peer
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    def base_url_of(self, scope) -> str:
+        """scheme://host as the viewer sees this server (X-Forwarded-Proto/Host from trusted proxies)."""
+        peer = (scope.get("client") or ("unknown", 0))[0]
+        scheme = scope.get("scheme", "http")
+        host = _header(scope, b"host") or self.config["node.public_base_url"].split("://", 1)[-1]
+        if self.trusted_proxies and self._trusted(peer):
+            scheme = (_header(scope, b"x-forwarded-proto") or scheme).split(",")[0].strip()
+            host = (_header(scope, b"x-forwarded-host") or host).split(",")[0].strip()
+        return f"{scheme}://{host}"
+
+
+def _header(scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+class SenderApp:
+    """The ASGI entry: /hls/ → HLSHandler, the rest → the Quart app."""
+
+    def __init__(self, ctx: HTTPContext):
+        from daemons.http.api import create_api
+
+        self.ctx = ctx
+        self.api = create_api(ctx)
+        self.hls = HLSHandler(spool=ctx.spool, files=ctx.files, directory=ctx.directory, viewers=ctx.viewers,
+                              counters=ctx.counters, secret=ctx.secret, client_of=ctx.client_of)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["raw_path"].startswith(b"/hls/"):
+            await self.hls(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)

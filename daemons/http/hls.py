@@ -1,0 +1,306 @@
+"""HLS serving: the hot path, as a raw ASGI handler (no framework between hypercorn and the bytes).
+
+URLs are generation-scoped and matched exactly, on the raw path (no percent-decoding, so no
+encoded dots or slashes; every component has a fixed alphabet), which is why no request can name
+a file outside the spool:
+
+    /hls/<stream_id>/<generation_id>/master.m3u8
+    /hls/<stream_id>/<generation_id>/<rendition>/index.m3u8   ?_HLS_msn=&_HLS_part=&_HLS_skip=
+    /hls/<stream_id>/<generation_id>/<rendition>/init.mp4 | init-<n>.mp4
+    /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s
+
+Visibility is checked first, before any byte of playback data: unknown or deleted streams 404;
+private streams need `?token=` (a playback token), which is then carried into every URI of the
+playlists served to that viewer. Blocking playlist reload and preload-hint holds follow RFC
+8216bis 6.2.5.2 and wait on the rendition's one `RenditionView` event (see spool_view.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote
+
+import trio
+
+from daemons.core.domain import playback
+from daemons.http.spool_view import FileCache, RenditionView, SpoolView
+from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
+
+PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
+MP4_TYPE = b"video/mp4"
+IMMUTABLE = b"max-age=31536000, immutable"
+ENDED_PLAYLIST_MAX_AGE = 3600
+LIVE_PLAYLIST_MAX_AGE = 1
+
+_ID = rb"(st_[0-9a-f]{16})/(gen_[0-9a-f]{16})"
+_RENDITION = rb"([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)"
+ROUTE = re.compile(
+    rb"/hls/" + _ID + rb"/(?:(master\.m3u8)|" + _RENDITION
+    + rb"/(index\.m3u8|init(?:-[0-9]{1,6})?\.mp4|([0-9]{1,12})(?:\.([0-9]{1,6}))?\.m4s))"
+)
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"content-length, content-range, etag, age"),
+]
+PREFLIGHT = CORS + [
+    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+    (b"access-control-allow-headers", b"range, x-playback-session-id, if-none-match"),
+    (b"access-control-max-age", b"86400"),
+    (b"content-length", b"0"),
+]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str, cache: bytes = b"no-store"):
+        self.status, self.message, self.cache = status, message, cache
+
+
+@dataclass(slots=True)
+class Request:
+    kind: str
+    stream_id: str
+    generation_id: str
+    rendition: str | None
+    filename: str
+    query: dict[str, str]
+    headers: dict[bytes, bytes]
+    head: bool
+    private: bool
+
+
+class HLSHandler:
+    def __init__(self, *, spool: SpoolView, files: FileCache, directory: StreamDirectory, viewers: ViewerTracker,
+                 counters: Counters, secret: bytes, client_of):
+        self.spool = spool
+        self.files = files
+        self.directory = directory
+        self.viewers = viewers
+        self.counters = counters
+        self.secret = secret
+        self.client_of = client_of  # scope → the viewer's address (trusted proxies honoured)
+        self.root = str(spool.root)
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = "hls"
+        try:
+            method = scope["method"]
+            if method == "OPTIONS":
+                await _send(send, 204, PREFLIGHT, b"", head=True)
+                self.counters.count("preflight", 204, 0)
+                return
+            if method not in ("GET", "HEAD"):
+                raise Refused(405, "use GET or HEAD")
+            req = self._parse(scope)
+            kind = req.kind
+            if kind == "playlist":
+                status, headers, body = await self._media_playlist(req, scope)
+            elif kind == "master":
+                status, headers, body = self._master(req)
+            else:
+                status, headers, body = await self._media_file(req)
+        except Refused as r:
+            status, body = r.status, (r.message + "\n").encode()
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", r.cache)]
+            req = None
+        await _send(send, status, headers + CORS + [(b"content-length", b"%d" % len(body))], body,
+                    head=scope["method"] == "HEAD")
+        self.counters.count(kind, status, 0 if scope["method"] == "HEAD" else len(body))
+
+    # --- request ------------------------------------------------------------------------
+
+    def _parse(self, scope) -> Request:
+        m = ROUTE.fullmatch(scope["raw_path"])
+        if m is None:
+            raise Refused(404, "not found")
+        sid, gid, master, rendition, filename = (g.decode() if g else None for g in m.group(1, 2, 3, 4, 5))
+        stream = self.directory.by_id.get(sid)
+        if stream is None:
+            raise Refused(404, "no such stream")
+        qs = scope["query_string"]
+        query = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
+        private = stream.visibility == "private"
+        if private and not playback.token_valid(self.secret, sid, query.get("token")):
+            raise Refused(403, "this stream is private: a valid playback token is required")
+        if master:
+            kind, filename = "master", master
+        elif filename == "index.m3u8":
+            kind = "playlist"
+        elif filename.endswith(".mp4"):
+            kind = "init"
+        elif m.group(7) is not None:
+            kind = "part"
+        else:
+            kind = "segment"
+        headers = dict(scope["headers"])
+        return Request(kind, sid, gid, rendition, filename, query, headers, scope["method"] == "HEAD", private)
+
+    def _token_query(self, req: Request) -> bytes:
+        return b"token=" + quote(req.query["token"], safe="").encode() if req.private else b""
+
+    def _cache(self, req: Request, directive: bytes) -> bytes:
+        return (b"private, " if req.private else b"public, ") + directive
+
+    # --- playlists ----------------------------------------------------------------------
+
+    async def _media_playlist(self, req: Request, scope):
+        msn, part, skip = _directives(req.query)
+        view = self.spool.rendition(req.stream_id, req.generation_id, req.rendition)
+        if view.playlist is None:
+            raise Refused(404, "this rendition has no playlist (yet)")
+        self.viewers.seen(req.stream_id, req.generation_id, req.rendition, session_key(
+            req.query.get("session") or req.headers.get(b"x-playback-session-id", b"").decode("latin-1"),
+            self.client_of(scope), req.headers.get(b"user-agent", b"").decode("latin-1")))
+        blocking = msn is not None and not view.playlist.ended
+        if blocking:
+            await self._hold_for(view, msn, part)
+        playlist = view.playlist
+        if playlist.ended:
+            cache = self._cache(req, b"max-age=%d" % ENDED_PLAYLIST_MAX_AGE)
+        elif blocking:
+            # The answer to one (msn, part) never changes: caches may keep it (CDN appendix).
+            cache = self._cache(req, b"max-age=%d" % (3 * playlist.target_duration))
+        else:
+            cache = self._cache(req, b"max-age=%d" % LIVE_PLAYLIST_MAX_AGE)
+        etag = view.etag[:-1] + (b'-d"' if skip else b'"')
+        headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", etag),
+                   (b"last-modified", view.last_modified)]
+        if req.headers.get(b"if-none-match") == etag:
+            return 304, headers, b""
+        return 200, headers, view.render(skip=skip, query=self._token_query(req))
+
+    async def _hold_for(self, view: RenditionView, msn: int, part: int | None) -> None:
+        playlist = view.playlist
+        if playlist.too_far_ahead(msn, part):
+            raise Refused(400, f"_HLS_msn={msn} is too far ahead of the live edge")
+        if playlist.contains(msn, part):
+            return
+        self.counters.blocked_now += 1
+        try:
+            with trio.move_on_after(3 * playlist.target_duration):
+                while not view.playlist.contains(msn, part):
+                    await view.wait_change()
+                return
+        finally:
+            self.counters.blocked_now -= 1
+        raise Refused(503, "the requested segment or part did not arrive in time")
+
+    def _master(self, req: Request):
+        path = f"{self.root}/{req.stream_id}/{req.generation_id}/master.m3u8"
+        entry = self.files.get(path)
+        if entry is None:
+            raise Refused(404, "this generation has no master playlist (yet)")
+        ended = self._generation_ended(req)
+        cache = self._cache(req, b"max-age=%d" % (ENDED_PLAYLIST_MAX_AGE if ended else LIVE_PLAYLIST_MAX_AGE))
+        headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", entry.etag),
+                   (b"last-modified", entry.last_modified)]
+        if req.headers.get(b"if-none-match") == entry.etag:
+            return 304, headers, b""
+        return 200, headers, _with_query_cached(entry, self._token_query(req))
+
+    def _generation_ended(self, req: Request) -> bool:
+        views = [v for p, v in self.spool.views.items() if p.startswith(f"{req.stream_id}/{req.generation_id}/")]
+        return bool(views) and all(v.playlist is not None and v.playlist.ended for v in views)
+
+    # --- media files --------------------------------------------------------------------
+
+    async def _media_file(self, req: Request):
+        path = f"{self.root}/{req.stream_id}/{req.generation_id}/{req.rendition}/{req.filename}"
+        entry = self.files.get(path)
+        if entry is None and req.kind == "part":
+            entry = await self._wait_for_hinted_part(req, path)
+        if entry is None:
+            # Not there (yet): a cache must not keep this answer.
+            raise Refused(404, "no such file (yet)")
+        headers = [(b"content-type", MP4_TYPE), (b"cache-control", self._cache(req, IMMUTABLE)),
+                   (b"etag", entry.etag), (b"last-modified", entry.last_modified), (b"accept-ranges", b"bytes")]
+        if req.headers.get(b"if-none-match") == entry.etag:
+            return 304, headers, b""
+        data = entry.data
+        range_header = req.headers.get(b"range")
+        if range_header is not None:
+            span = _byte_range(range_header.decode("latin-1"), len(data))
+            if span is None:
+                return 416, headers + [(b"content-range", b"bytes */%d" % len(data))], b""
+            if span is not ...:
+                start, end = span
+                headers.append((b"content-range", b"bytes %d-%d/%d" % (start, end, len(data))))
+                return 206, headers, data[start:end + 1]
+        return 200, headers, data
+
+    async def _wait_for_hinted_part(self, req: Request, path: str):
+        """A part requested before it exists is held only if the playlist hints it (EXT-X-PRELOAD-HINT)."""
+        view = self.spool.rendition(req.stream_id, req.generation_id, req.rendition)
+        playlist = view.playlist
+        if playlist is None or playlist.preload_hint != req.filename:
+            return None
+        self.counters.blocked_now += 1
+        try:
+            with trio.move_on_after(3 * playlist.target_duration):
+                while True:
+                    await view.wait_change()
+                    entry = self.files.get(path)
+                    if entry is not None:
+                        return entry
+                    if view.playlist.preload_hint != req.filename:
+                        return None  # the packager moved on without it (e.g. a dropped segment)
+        finally:
+            self.counters.blocked_now -= 1
+        raise Refused(503, "the hinted part did not arrive in time")
+
+
+def _with_query_cached(entry, query: bytes) -> bytes:
+    if not query:
+        return entry.data
+    from daemons.http.spool_view import with_query
+
+    return with_query(entry.data, query)
+
+
+def _directives(query: dict[str, str]) -> tuple[int | None, int | None, bool]:
+    """_HLS_msn, _HLS_part, _HLS_skip, checked (6.2.5.2): 400 for anything malformed."""
+    msn = _non_negative(query, "_HLS_msn")
+    part = _non_negative(query, "_HLS_part")
+    if part is not None and msn is None:
+        raise Refused(400, "_HLS_part needs _HLS_msn")
+    skip = query.get("_HLS_skip")
+    if skip not in (None, "YES", "v2"):
+        raise Refused(400, "_HLS_skip must be YES or v2")
+    return msn, part, skip is not None
+
+
+def _non_negative(query: dict[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise Refused(400, f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _byte_range(header: str, size: int):
+    """(start, end) inclusive for one satisfiable range; ... to ignore the header (several
+    ranges, or a unit we do not serve); None when unsatisfiable (416)."""
+    m = _RANGE.fullmatch(header.strip())
+    if m is None:
+        return ...
+    first, last = m.groups()
+    if not first and not last:
+        return ...
+    if not first:  # the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return None
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return None
+    return start, end
+
+
+async def _send(send, status: int, headers: list, body: bytes, *, head: bool) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})

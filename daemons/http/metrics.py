@@ -1,0 +1,124 @@
+"""`/metrics`: Prometheus text exposition of every worker's counters and the ingest daemon's stats.
+
+Each HTTP worker writes its counters and viewers to `<state_dir>/stats/http-<n>.json` once a
+second; a scrape, whichever worker answers it, adds up the fresh files of its siblings and its own
+live numbers, so `http.workers` > 1 is one set of series. prometheus-client does the exposition
+format (escaping, types, HELP); the collector below only reads state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from daemons.core.stats import read_fresh_stats
+from daemons.http.state import viewers_per_stream
+
+STATS_FRESH_S = 5.0
+
+
+def worker_stats(ctx) -> dict:
+    """This worker's numbers, as written to its stats file and added up by scrapes."""
+    now = trio.current_time()
+    return {
+        "worker": ctx.worker,
+        **ctx.counters.to_json(),
+        "viewers": ctx.viewers.snapshot(),
+        "playlists": [
+            {"path": path, "age_s": round(now - v.changed_at, 3)}
+            for path, v in ctx.spool.views.items()
+            if v.playlist is not None and not v.playlist.ended
+        ],
+    }
+
+
+def all_worker_stats(ctx) -> list[dict]:
+    """Fresh stats of every worker, this one's live."""
+    out = [worker_stats(ctx)]
+    stats_dir = ctx.install.state_dir / "stats"
+    for path in sorted(stats_dir.glob("http-*.json")):
+        name = path.stem
+        if name == ctx.stats_name:
+            continue
+        doc = read_fresh_stats(ctx.install.state_dir, name, STATS_FRESH_S)
+        if doc is not None:
+            out.append(doc)
+    return out
+
+
+class SenderCollector:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def collect(self):
+        ctx = self.ctx
+        workers = all_worker_stats(ctx)
+        slug = {sid: e.slug for sid, e in ctx.directory.by_id.items()}
+
+        requests, sent, events = Counter(), Counter(), Counter()
+        blocked = 0
+        renditions: list[dict] = []
+        for w in workers:
+            for kind, code, n in w.get("requests", ()):
+                requests[(kind, str(code))] += n
+            sent.update(w.get("bytes_sent", {}))
+            events.update(w.get("player_events", {}))
+            blocked += w.get("blocked_now", 0)
+            renditions += w.get("viewers", ())
+
+        m = CounterMetricFamily("sender_http_requests", "HTTP responses by kind of request and status code.", labels=["kind", "code"])
+        for (kind, code), n in sorted(requests.items()):
+            m.add_metric([kind, code], n)
+        yield m
+        m = CounterMetricFamily("sender_http_bytes_sent", "Response body bytes sent, by kind of request.", labels=["kind"])
+        for kind, n in sorted(sent.items()):
+            m.add_metric([kind], n)
+        yield m
+        yield GaugeMetricFamily("sender_hls_blocked_requests", "Blocking playlist reloads and preload-hint requests being held.", value=blocked)
+        m = CounterMetricFamily("sender_player_events", "Player telemetry events received, by kind.", labels=["kind"])
+        for kind, n in sorted(events.items()):
+            m.add_metric([kind], n)
+        yield m
+
+        m = GaugeMetricFamily("sender_viewers", "Active viewers (distinct player sessions) per stream.", labels=["stream"])
+        for sid, n in sorted(viewers_per_stream(renditions).items()):
+            m.add_metric([slug.get(sid, sid)], n)
+        yield m
+        per_rendition: Counter = Counter()
+        for r in renditions:
+            per_rendition[(r["stream_id"], r["rendition"])] += r["viewers"]
+        m = GaugeMetricFamily("sender_rendition_viewers", "Active viewers per stream and rendition (per worker, summed).", labels=["stream", "rendition"])
+        for (sid, rendition), n in sorted(per_rendition.items()):
+            m.add_metric([slug.get(sid, sid), rendition], n)
+        yield m
+
+        m = GaugeMetricFamily("sender_playlist_age_seconds", "Seconds since a live rendition's playlist last changed.", labels=["stream", "generation", "rendition"])
+        ages: dict[str, float] = {}
+        for w in workers:
+            for p in w.get("playlists", ()):
+                ages[p["path"]] = min(p["age_s"], ages.get(p["path"], p["age_s"]))
+        for path, age in sorted(ages.items()):
+            sid, gid, rendition = path.split("/")
+            m.add_metric([slug.get(sid, sid), gid, rendition], age)
+        yield m
+
+        ingest = read_fresh_stats(ctx.install.state_dir, "ingest", STATS_FRESH_S) or {}
+        publishers = ingest.get("publishers", [])
+        yield GaugeMetricFamily("sender_ingest_publishers", "Publishers connected to the ingest daemon.", value=len(publishers))
+        m = GaugeMetricFamily("sender_ingest_bitrate_bits", "Bits per second received from each stream's publisher.", labels=["stream"])
+        for p in publishers:
+            m.add_metric([slug.get(p["stream_id"], p["stream_id"])], p.get("bitrate_bps") or 0)
+        yield m
+        m = GaugeMetricFamily("sender_spool_full", "1 while the packager cannot write a generation's files (disk full).", labels=["stream"])
+        for g in ingest.get("generations", ()):
+            m.add_metric([slug.get(g["stream_id"], g["stream_id"])], 1 if g.get("spool_full") else 0)
+        yield m
+
+
+def render(ctx) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SenderCollector(ctx))
+    return generate_latest(registry)

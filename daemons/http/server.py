@@ -1,0 +1,77 @@
+"""sender-http: one worker process — the ASGI app on hypercorn, plus its background loops.
+
+Background loops: the stream directory (visibility, once a second), the spool view (spool
+events → waiters), and the stats writer (counters and viewers → `stats/http-<n>.json` every
+second, read by `/metrics` in sibling workers and by the snapshot daemon).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from daemons.core.install import Install
+from daemons.core.stats import write_stats
+from daemons.http import asgi_server, metrics
+from daemons.http.app import HTTPContext, SenderApp
+from daemons.runtime import logging as slog
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("sender.http")
+
+STATS_INTERVAL_S = 1.0
+MAX_REQUEST_HEAD = 16 * 1024  # request line + headers
+BACKLOG = 4096
+
+
+class HTTPDaemon:
+    def __init__(self, install: Install, store: StoreWorker, *, worker: int = 0, sockets: list[socket.socket] | None = None):
+        self.install = install
+        self.ctx = HTTPContext(install, store, worker)
+        self.sockets = sockets
+        self.addresses: list[tuple[str, str, int]] = []
+
+    def hypercorn_config(self) -> HypercornConfig:
+        c = self.install.config
+        hc = HypercornConfig()
+        hc.keep_alive_timeout = c["http.keep_alive_s"]
+        hc.h11_max_incomplete_size = MAX_REQUEST_HEAD
+        hc.graceful_timeout = 2.0
+        hc.accesslog = None
+        hc.errorlog = slog.get("sender.http.hypercorn")
+        hc.include_server_header = False
+        return hc
+
+    def bind(self) -> list[socket.socket]:
+        host, port = self.install.config.listen("http.listen")
+        reuse_port = self.install.config["http.workers"] > 1
+        return [asgi_server.bind_socket(host, port, reuse_port=reuse_port, backlog=BACKLOG)]
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        ctx = self.ctx
+        sockets = self.sockets or self.bind()
+        app = SenderApp(ctx)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ctx.directory.run)
+            await nursery.start(ctx.spool.run)
+            nursery.start_soon(self._stats_loop)
+            await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets,
+                                self.install.config["http.max_connections"])
+            for sock in sockets:
+                host, port = sock.getsockname()[:2]
+                self.addresses.append(("http", host, port))
+                slog.log(log, logging.INFO, "listening", address=f"http://{host}:{port}", worker=ctx.worker)
+            task_status.started(self.addresses)
+
+    async def _stats_loop(self) -> None:
+        state_dir = self.install.state_dir
+        while True:
+            payload = metrics.worker_stats(self.ctx)
+            try:
+                await trio.to_thread.run_sync(write_stats, state_dir, self.ctx.stats_name, payload)
+            except OSError as e:
+                slog.log(log, logging.WARNING, "cannot write stats", error=e)
+            await trio.sleep(STATS_INTERVAL_S)

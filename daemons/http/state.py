@@ -1,0 +1,119 @@
+"""What one HTTP worker keeps in memory between requests: streams, viewers, counters.
+
+* `StreamDirectory` — every stream's id, slug and visibility, re-read from the store once a
+  second, so the HLS hot path checks visibility with a dict lookup instead of a query.
+* `ViewerTracker` — active viewers per stream, generation and rendition: each media playlist
+  request marks its session seen; a session counts while seen within the window.
+* `Counters` — request, byte and event counters exported at `/metrics` and in the worker's
+  stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import trio
+
+from daemons.runtime.store import StoreWorker
+
+DIRECTORY_REFRESH_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    id: str
+    slug: str
+    title: str
+    visibility: str
+
+
+class StreamDirectory:
+    def __init__(self, store: StoreWorker):
+        self.store = store
+        self.by_id: dict[str, StreamEntry] = {}
+        self.by_slug: dict[str, StreamEntry] = {}
+        self.loaded = trio.Event()
+
+    async def refresh(self) -> None:
+        rows = await self.store.run(
+            lambda s: s.query("SELECT id, slug, title, visibility FROM streams WHERE deleted_at IS NULL")
+        )
+        entries = [StreamEntry(r["id"], r["slug"], r["title"], r["visibility"]) for r in rows]
+        self.by_id = {e.id: e for e in entries}
+        self.by_slug = {e.slug: e for e in entries}
+        self.loaded.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.refresh()
+        task_status.started()
+        while True:
+            await trio.sleep(DIRECTORY_REFRESH_S)
+            await self.refresh()
+
+
+def session_key(session_id: str | None, client: str, user_agent: str) -> str:
+    """The player's own session id when it sends one, else a hash of address + user agent."""
+    if session_id:
+        return "s:" + session_id[:64]
+    return "h:" + hashlib.blake2b(f"{client}\0{user_agent}".encode(), digest_size=9).hexdigest()
+
+
+class ViewerTracker:
+    """Sessions seen per (stream, generation, rendition) within a sliding window."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._seen: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+
+    def seen(self, stream_id: str, generation_id: str, rendition: str, session: str) -> None:
+        self._seen[(stream_id, generation_id, rendition)][session] = trio.current_time()
+
+    def prune(self) -> None:
+        horizon = trio.current_time() - self.window_s
+        for key in list(self._seen):
+            sessions = self._seen[key]
+            for s in [s for s, t in sessions.items() if t < horizon]:
+                del sessions[s]
+            if not sessions:
+                del self._seen[key]
+
+    def snapshot(self) -> list[dict]:
+        """Active viewers per rendition, and each session once per stream (a player switching
+        renditions is one viewer)."""
+        self.prune()
+        out = []
+        for (sid, gid, rendition), sessions in sorted(self._seen.items()):
+            out.append({"stream_id": sid, "generation_id": gid, "rendition": rendition, "viewers": len(sessions),
+                        "sessions": sorted(sessions)})
+        return out
+
+
+def viewers_per_stream(renditions: list[dict]) -> dict[str, int]:
+    """Distinct sessions per stream across renditions (and across workers' snapshots)."""
+    sessions: dict[str, set[str]] = defaultdict(set)
+    for r in renditions:
+        sessions[r["stream_id"]].update(r.get("sessions", ()))
+    return {sid: len(s) for sid, s in sessions.items()}
+
+
+@dataclass
+class Counters:
+    requests: Counter = field(default_factory=Counter)  # (kind, status code) → count
+    bytes_sent: Counter = field(default_factory=Counter)  # kind → bytes
+    player_events: Counter = field(default_factory=Counter)  # event kind → count
+    blocked_now: int = 0  # blocking playlist / preload-hint requests being held
+
+    def count(self, kind: str, status: int, nbytes: int) -> None:
+        self.requests[(kind, status)] += 1
+        if nbytes:
+            self.bytes_sent[kind] += nbytes
+
+    def to_json(self) -> dict:
+        return {
+            "requests": [[k, c, n] for (k, c), n in sorted(self.requests.items())],
+            "bytes_sent": dict(self.bytes_sent),
+            "player_events": dict(self.player_events),
+            "blocked_now": self.blocked_now,
+        }

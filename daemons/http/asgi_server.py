@@ -55,6 +55,7 @@ async def serve(app, config: Config, sockets: list[socket.socket], max_connectio
             await TCPServer(wrapped, config, context, ConnectionState(lifespan_state.copy()), stream)
         finally:
             limiter.release_on_behalf_of(token)
+            await trio.aclose_forcefully(stream)  # hypercorn's own close may have been cancelled
 
     async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -94,6 +95,8 @@ async def serve(app, config: Config, sockets: list[socket.socket], max_connectio
                         with trio.CancelScope(shield=True):
                             await context.terminated.set()
         finally:
+            for sock in sockets:
+                sock.close()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(config.graceful_timeout):
                     try:

@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import trio
 
 from daemons.core.stats import read_stats
-from tests.daemons.conftest import ffmpeg_publish_cmd, needs_ffmpeg, run_publisher, wait_for
+from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg, run_publisher, wait_for
 
 SENDER = str(Path(sys.executable).parent / "sender")
 
@@ -40,20 +41,22 @@ def port_open(port: int) -> bool:
 async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
     d = tmp_path / "var"
     env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
-    port = free_port()
+    port, http_port = free_port(), free_port()
     assert sender(env, "init", "--dir", str(d)).returncode == 0
     assert sender(env, "config", "set", "rtmp.listen", f"127.0.0.1:{port}").returncode == 0
+    assert sender(env, "config", "set", "http.listen", f"127.0.0.1:{http_port}").returncode == 0
     assert sender(env, "stream", "create", "demo").returncode == 0
+    assert sender(env, "stream", "create", "hidden", "--visibility", "private").returncode == 0
     key = json.loads(sender(env, "key", "create", "demo", "--json").stdout)["key"]
 
     up = await trio.lowlevel.open_process([SENDER, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        await wait_for(lambda: port_open(port), timeout=20)
+        await wait_for(lambda: port_open(port) and port_open(http_port), timeout=20)
         async with trio.open_nursery() as n:
             result = {}
 
             async def publish():
-                result["p"] = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key}", 3))
+                result["p"] = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key}", 6))
 
             n.start_soon(publish)
             # `sender stream status` sees the publisher through the ingest daemon's stats.
@@ -62,6 +65,18 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
             status = await wait_for(lambda: (st := json.loads(sender(env, "stream", "status", "demo", "--json").stdout))["generation"]["status"] == "live" and st, timeout=10)
             assert status["publisher"]["remote"].startswith("127.0.0.1:")
             assert status["publisher"]["video_codec"].startswith("avc1.")
+            # The HTTP daemon serves it: the playback API's master URL plays in ffprobe.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as c:
+                info = (await c.get("/api/streams/demo/playback")).json()
+                assert info["status"] == "live" and info["master_url"]
+                media_url = info["master_url"].replace("master.m3u8", "source/index.m3u8")
+                await wait_for_async(lambda: _has_segment(c, media_url), timeout=10)
+                probe = await trio.run_process([FFPROBE, "-v", "error", "-show_streams", "-of", "json", info["master_url"]],
+                                               capture_stdout=True, capture_stderr=True)
+                kinds = {s["codec_type"] for s in json.loads(probe.stdout)["streams"]}
+                assert kinds == {"video", "audio"}
+                # A private stream answers nothing without a token.
+                assert (await c.get("/api/streams/hidden/playback")).status_code == 403
         assert result["p"].returncode == 0, result["p"].stderr
 
         wrong = await run_publisher(ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{port}/live/{key[:-4]}XXXX", 1))
@@ -79,6 +94,16 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
     assert code == 0, err
     assert key not in err  # keys are never logged
     assert "publish refused: bad stream key" in err
+
+
+async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:
+    return "#EXTINF" in (await client.get(url)).text
+
+
+async def wait_for_async(predicate, timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while not await predicate():
+            await trio.sleep(0.1)
 
 
 async def _read_all(stream) -> str:

@@ -1,18 +1,83 @@
-"""Entry point of sender-http (`sender daemon http`)."""
+"""Entry point of sender-http (`sender daemon http`): one worker, or a small supervised pool.
+
+With `http.workers` = N > 1 this process is worker 0: it binds the listen address with
+SO_REUSEPORT and starts workers 1..N-1 as child processes on the same port (the kernel spreads
+connections over them), each dying with it (PR_SET_PDEATHSIG) and restarted with backoff if it
+crashes. Each worker has its own spool view, caches and counters; `/metrics` adds them up.
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
 
 import trio
 
 from daemons.core.install import Install
 from daemons.http.server import HTTPDaemon
 from daemons.runtime import daemon
+from daemons.runtime import logging as slog
+from daemons.runtime.children import die_with_parent
 from daemons.runtime.store import StoreWorker
+
+log = slog.get("sender.http")
+
+WORKER_ENV = "SENDER_HTTP_WORKER"  # "<index>:<port>" for a child worker
+RESTART_BACKOFF_S = (0.5, 30.0)
 
 
 async def serve(install: Install, store: StoreWorker, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    await HTTPDaemon(install, store).serve(task_status=task_status)
+    worker, port = _worker_from_env()
+    http = HTTPDaemon(install, store, worker=worker, port=port)
+    workers = install.config["http.workers"]
+    if worker != 0 or workers == 1:
+        await http.serve(task_status=task_status)
+        return
+    async with trio.open_nursery() as nursery:
+        addresses = await nursery.start(http.serve)
+        bound_port = addresses[0][2]
+        for index in range(1, workers):
+            nursery.start_soon(_supervise_worker, install, index, bound_port)
+        task_status.started(addresses)
+
+
+def _worker_from_env() -> tuple[int, int | None]:
+    raw = os.environ.get(WORKER_ENV)
+    if not raw:
+        return 0, None
+    index, port = raw.split(":")
+    return int(index), int(port)
+
+
+async def _supervise_worker(install: Install, index: int, port: int) -> None:
+    backoff = RESTART_BACKOFF_S[0]
+    env = {**os.environ, WORKER_ENV: f"{index}:{port}"}
+    cmd = [sys.executable, "-m", "daemons.http.main", str(install.config.path)]
+    while True:
+        proc = await trio.lowlevel.open_process(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+        started = trio.current_time()
+        try:
+            code = await proc.wait()
+        finally:
+            if proc.returncode is None:  # we are stopping: stop the worker cleanly, then surely
+                with trio.CancelScope(shield=True):
+                    proc.send_signal(signal.SIGTERM)
+                    with trio.move_on_after(5):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
+        slog.log(log, logging.WARNING, "http worker exited; restarting", worker=index, code=code, backoff_s=backoff)
+        await trio.sleep(backoff)
+        backoff = RESTART_BACKOFF_S[0] if trio.current_time() - started > 60 else min(backoff * 2, RESTART_BACKOFF_S[1])
 
 
 def main(config_path: str | None = None) -> None:
     daemon.run("http", serve, config_path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

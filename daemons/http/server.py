@@ -8,7 +8,6 @@ second, read by `/metrics` in sibling workers and by the snapshot daemon).
 from __future__ import annotations
 
 import logging
-import socket
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -28,10 +27,10 @@ BACKLOG = 4096
 
 
 class HTTPDaemon:
-    def __init__(self, install: Install, store: StoreWorker, *, worker: int = 0, sockets: list[socket.socket] | None = None):
+    def __init__(self, install: Install, store: StoreWorker, *, worker: int = 0, port: int | None = None):
         self.install = install
         self.ctx = HTTPContext(install, store, worker)
-        self.sockets = sockets
+        self.port = port  # a pool's workers share the port the first one bound
         self.addresses: list[tuple[str, str, int]] = []
 
     def hypercorn_config(self) -> HypercornConfig:
@@ -48,11 +47,11 @@ class HTTPDaemon:
     def bind(self) -> list[socket.socket]:
         host, port = self.install.config.listen("http.listen")
         reuse_port = self.install.config["http.workers"] > 1
-        return [asgi_server.bind_socket(host, port, reuse_port=reuse_port, backlog=BACKLOG)]
+        return [asgi_server.bind_socket(host, self.port or port, reuse_port=reuse_port, backlog=BACKLOG)]
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         ctx = self.ctx
-        sockets = self.sockets or self.bind()
+        sockets = self.bind()
         app = SenderApp(ctx)
         async with trio.open_nursery() as nursery:
             await nursery.start(ctx.directory.run)

@@ -14,7 +14,6 @@ a worker thread that may exit while ffmpeg runs.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -23,8 +22,7 @@ from typing import Callable
 
 import trio
 
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
+from daemons.runtime.children import die_with_parent
 
 # Minimal input probing: the FLV's sequence headers come first, so ffmpeg need not probe; the
 # default probing costs over a second of latency (shared/notes/media-pipeline.md). Not
@@ -101,13 +99,6 @@ def spawn(build_command: Callable[[list[int]], list[str]], n_outputs: int) -> Ba
     """Start ffmpeg on the calling (main) thread; see the module docstring for why.
 
     `build_command` gets the child's file descriptors for the outputs (for `pipe:FD`)."""
-    parent = os.getpid()
-
-    def child_setup() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the daemon died before prctl took effect
-            os._exit(1)
-
     stdin_r, stdin_w = os.pipe()
     err_r, err_w = os.pipe()
     outs = [os.pipe() for _ in range(n_outputs)]
@@ -120,7 +111,7 @@ def spawn(build_command: Callable[[list[int]], list[str]], n_outputs: int) -> Ba
             stderr=err_w,
             pass_fds=child_ends,
             start_new_session=True,
-            preexec_fn=child_setup,
+            preexec_fn=die_with_parent(),
             close_fds=True,
         )
     except BaseException:

@@ -2,11 +2,12 @@
 spool is served over real HTTP on 127.0.0.1 → hls.js in headless Chromium plays the master
 playlist, and ffprobe reads it over the same HTTP (issue 4's acceptance).
 
-sender-http does not exist yet, so the test serves the spool with a small static file server of
-its own: plain files, so blocking-reload and skip directives (_HLS_msn, _HLS_part, _HLS_skip) are
-ignored and answered with the current playlist, as a static web server or a CDN without LL-HLS
-support would. The player page (player.html) and hls.js (vendor/, see vendor/README.md) come from
-the same origin.
+It runs twice: through sender-http (blocking reload, preload hints, delta updates; the page comes
+from another origin, so CORS is exercised too), and through a small static file server of the
+test's own: plain files, so blocking-reload and skip directives (_HLS_msn, _HLS_part, _HLS_skip)
+are ignored and answered with the current playlist, as a static web server or a CDN without
+LL-HLS support would. The player page (player.html) and hls.js (vendor/, see vendor/README.md)
+always come from the static server.
 
 Two viewers watch: one opens the page the moment the master playlist appears (the first viewer of
 a new broadcast), one once the playlist lists whole segments (a viewer joining a running stream).
@@ -31,6 +32,7 @@ import pytest
 import trio
 from playwright.sync_api import sync_playwright
 
+from tests.http.conftest import start_http
 from tests.daemons.conftest import (
     FFPROBE,
     add_stream,
@@ -237,10 +239,12 @@ def _viewer_report(v: Viewer, requests: list[tuple[str, str, int]]) -> list[str]
     return lines
 
 
-async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_path, capsys, record_property):
-    inst = make_install(tmp_path / "var")
+@pytest.mark.parametrize("via", ["sender-http", "static-files"])
+async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_path, capsys, record_property, via):
+    inst = make_install(tmp_path / "var", **{"http.listen": "127.0.0.1:0"})
     running = await start_ingest(nursery, inst)
     s = add_stream(inst)
+    http = await start_http(nursery, inst) if via == "sender-http" else None
     publisher_done = threading.Event()
     result: dict = {}
 
@@ -258,6 +262,11 @@ async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_pat
             master = pipeline.directory / "master.m3u8"
             await wait_for(lambda: pipeline.live and master.exists(), timeout=15)
             generation_path = "/" + quote(str(pipeline.directory.relative_to(inst.spool_root)))
+            if http is not None:
+                await http.daemon.ctx.directory.refresh()
+                base = f"{http.base_url}/hls{generation_path.removeprefix('/streams')}"
+            else:
+                base = None
             [variant] = [line for line in master.read_text().splitlines() if line and not line.startswith("#")]
             media_playlist = pipeline.directory / variant
 
@@ -274,7 +283,7 @@ async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_pat
                 with trio.fail_after(20):
                     out = await trio.run_process(
                         [FFPROBE, "-v", "error", "-rw_timeout", "5000000", "-show_streams", "-of", "json",
-                         f"{server.base_url}/viewer/ffprobe{generation_path}/master.m3u8"],
+                         f"{base}/master.m3u8" if base else f"{server.base_url}/viewer/ffprobe{generation_path}/master.m3u8"],
                         capture_stdout=True, capture_stderr=True, check=False, env=env,
                     )
                 result["ffprobe"] = out
@@ -286,13 +295,15 @@ async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_pat
             ]
 
             def page_url(v: Viewer) -> str:
-                src = f"/viewer/{v.name}{generation_path}/master.m3u8"
+                src = f"{base}/master.m3u8" if base else f"/viewer/{v.name}{generation_path}/master.m3u8"
                 return f"{server.base_url}/e2e/player.html?src={quote(src, safe='')}"
 
             deadline = time.monotonic() + PUBLISH_S + PLAY_TIMEOUT_S
             await trio.to_thread.run_sync(watch_in_chromium, viewers, page_url, publisher_done, deadline)
 
     report = [f"HTTP server: {len(server.requests)} requests, {server.connection_errors} connections dropped mid-request"]
+    if http is not None:
+        report.append(f"sender-http answered: {dict(sorted(http.daemon.ctx.counters.requests.items()))}")
     for v in viewers:
         report += _viewer_report(v, server.requests)
     text = "\n".join(report)
@@ -324,3 +335,6 @@ async def test_hlsjs_in_chromium_plays_the_live_master_playlist(nursery, tmp_pat
     # Everything the players asked for in the spool was there.
     missing = [(viewer, path) for viewer, path, status in server.requests if status >= 400 and path.startswith("/streams/")]
     assert not missing, missing
+    if http is not None:
+        failed = {k: n for k, n in http.daemon.ctx.counters.requests.items() if k[1] >= 400}
+        assert not failed, failed

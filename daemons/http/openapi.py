@@ -1,7 +1,459 @@
-"""The OpenAPI document of every HTTP route. Placeholder until built."""
+"""The OpenAPI 3.1 document of every HTTP route, served at `/api/openapi.json`.
+
+Built once per process (`document()` is cached: treat the answer as read-only) from the
+sections below, one function per family of routes. `docs/openapi.json` is this document,
+written by `python -m daemons.http.openapi > docs/openapi.json`; tests/http/test_openapi.py
+fails when it drifts, when a route of the Quart app or of the HLS handler is missing here, and
+when schemathesis, driven by this document, gets a 5xx from a live daemon.
+
+Adding a route: add its path item to the matching section (or a new section listed in
+`SECTIONS`), then regenerate docs/openapi.json.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import sys
 
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1"
+
+# --- shared patterns (the same alphabets the code checks) --------------------------------
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+STREAM_ID_PATTERN = r"^st_[0-9a-f]{16}$"
+GENERATION_ID_PATTERN = r"^gen_[0-9a-f]{16}$"
+RENDITION_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+MEDIA_FILE_PATTERN = r"^(?:init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.m4s)$"
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended"]
+STREAM_STATUSES = ["offline", "starting", "live", "ended"]
+VISIBILITIES = ["public", "unlisted", "private"]
+
+MANAGEMENT_METHODS = [
+    "capabilities",
+    "stream.get", "stream.list", "stream.create", "stream.update", "stream.delete",
+    "stream.start", "stream.stop", "stream.status", "stream.playback_token",
+    "stream_key.create", "stream_key.revoke",
+    "media_endpoints.upsert", "media_endpoints.list",
+    "renditions.upsert",
+    "endpoint_snapshots.report",
+]
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MP4_TYPE = "video/mp4"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+def _text(description: str) -> dict:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+# --- components -------------------------------------------------------------------------
+
+def _schemas() -> dict:
+    return {
+        "Error": {
+            "type": "object",
+            "description": "Every error answer of the JSON routes.",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "description": "Machine-readable, e.g. `invalid_input`, `not_found`, `forbidden`, `rate_limited`, `body_too_large`."},
+                        "message": {"type": "string", "description": "What was wrong, for a human."},
+                        "field": {"type": "string", "description": "The offending input field, where one is to blame (e.g. `events[3].kind`)."},
+                    },
+                },
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"enum": ["ready", "not ready"]},
+                "checks": {
+                    "type": "object",
+                    "description": "One entry per check (`store`, `spool`): `ok` or `error: <why>`.",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "StreamSummary": {
+            "type": "object",
+            "required": ["slug", "title", "status", "generation_id", "started_at"],
+            "properties": {
+                "slug": {"type": "string", "pattern": SLUG_PATTERN},
+                "title": {"type": "string"},
+                "status": {"enum": STREAM_STATUSES},
+                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
+                "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+            },
+        },
+        "StreamList": {
+            "type": "object",
+            "required": ["streams"],
+            "properties": {"streams": {"type": "array", "items": _ref("StreamSummary")}},
+        },
+        "Rendition": {
+            "type": "object",
+            "required": ["name", "kind"],
+            "properties": {
+                "name": {"type": "string", "pattern": RENDITION_PATTERN},
+                "kind": {"enum": ["source", "transcode"]},
+                "width": _nullable({"type": "integer"}),
+                "height": _nullable({"type": "integer"}),
+                "frame_rate": _nullable({"type": "number"}),
+                "video_codec": _nullable({"type": "string"}),
+                "audio_codec": _nullable({"type": "string"}),
+                "measured_bandwidth": _nullable({"type": "integer", "description": "Peak bits per second, measured by the packager."}),
+                "measured_average_bandwidth": _nullable({"type": "integer", "description": "Average bits per second, measured by the packager."}),
+            },
+        },
+        "Playback": {
+            "type": "object",
+            "description": "What a player needs to start.",
+            "required": ["stream", "status", "generation_id", "started_at", "live_at", "ended_at",
+                         "master_url", "low_latency", "renditions", "viewers"],
+            "properties": {
+                "stream": {
+                    "type": "object",
+                    "required": ["id", "slug", "title", "visibility"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
+                        "slug": {"type": "string", "pattern": SLUG_PATTERN},
+                        "title": {"type": "string"},
+                        "visibility": {"enum": VISIBILITIES},
+                    },
+                },
+                "status": {"enum": STREAM_STATUSES},
+                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
+                "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+                "live_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+                "ended_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+                "master_url": _nullable({"type": "string", "format": "uri",
+                                         "description": "The generation's master playlist (carrying `?token=` for private streams); null until there is one."}),
+                "low_latency": {"type": "boolean"},
+                "renditions": {"type": "array", "items": _ref("Rendition")},
+                "viewers": {"type": "integer", "minimum": 0},
+            },
+        },
+        "PlayerEvent": {
+            "type": "object",
+            "required": ["kind"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"enum": EVENT_KINDS},
+                "value": _nullable({"type": "number", "exclusiveMinimum": -1e9, "exclusiveMaximum": 1e9}),
+                "detail": _nullable({"type": "string", "maxLength": 500}),
+            },
+        },
+        "PlayerEventBatch": {
+            "type": "object",
+            "required": ["session_id", "stream", "events"],
+            "additionalProperties": False,
+            "properties": {
+                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+                "stream": {"type": "string", "minLength": 1, "description": "The stream's slug."},
+                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
+                "events": {"type": "array", "minItems": 1, "maxItems": 50, "items": _ref("PlayerEvent")},
+            },
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["accepted"],
+            "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 50}},
+        },
+        "ManagementRequest": {
+            "type": "object",
+            "description": "A JSON-RPC 2.0-style call. The `capabilities` method answers each method's parameters in detail.",
+            "required": ["method"],
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "method": {"enum": MANAGEMENT_METHODS},
+                "params": {"type": "object", "description": "The method's named parameters (see `capabilities`).",
+                           "additionalProperties": True},
+                "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
+                       "description": "Echoed in the answer."},
+            },
+        },
+        "ManagementResponse": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["jsonrpc", "id", "result"],
+                    "properties": {
+                        "jsonrpc": {"const": "2.0"},
+                        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+                        "result": {"description": "The method's answer."},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["jsonrpc", "id", "error"],
+                    "properties": {
+                        "jsonrpc": {"const": "2.0"},
+                        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+                        "error": _ref("ManagementError"),
+                    },
+                },
+            ],
+        },
+        "ManagementError": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "integer", "description": "JSON-RPC codes (-32700 parse error, -32600 invalid request, "
+                                                          "-32601 unknown method, -32602 invalid params) or Sender's own."},
+                "message": {"type": "string"},
+                "data": {"description": "Details, e.g. `{\"code\": \"not_found\", \"field\": \"slug\"}`."},
+            },
+        },
+    }
+
+
+def _components() -> dict:
+    return {
+        "schemas": _schemas(),
+        "securitySchemes": {
+            "managementToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A management API token (`sender token create`); the install keeps only its verifier "
+                               "(`management.token_verifiers`).",
+            },
+        },
+    }
+
+
+# --- sections: one per family of routes --------------------------------------------------
+
+def _health_paths() -> dict:
+    return {
+        "/healthz": {"get": {
+            "operationId": "healthz", "tags": ["operations"], "summary": "Liveness: the process answers.",
+            "responses": {"200": _json(_ref("Health"), "Alive.")},
+        }},
+        "/readyz": {"get": {
+            "operationId": "readyz", "tags": ["operations"], "summary": "Readiness: the store answers and the spool is writable.",
+            "responses": {"200": _json(_ref("Readiness"), "Ready."),
+                          "503": _json(_ref("Readiness"), "Not ready; `checks` says why.")},
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "tags": ["operations"],
+            "summary": "Prometheus metrics of every HTTP worker and of the ingest daemon.",
+            "responses": {"200": {"description": "Prometheus text exposition format 0.0.4.",
+                                  "content": {PROMETHEUS_TYPE: {"schema": {"type": "string"}}}}},
+        }},
+        "/api/openapi.json": {"get": {
+            "operationId": "openapi", "tags": ["operations"], "summary": "This document.",
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+        }},
+    }
+
+
+def _playback_paths() -> dict:
+    return {
+        "/api/streams": {"get": {
+            "operationId": "listStreams", "tags": ["playback"], "summary": "Public streams, by slug.",
+            "responses": {"200": _json(_ref("StreamList"), "The public streams (unlisted and private ones never appear).")},
+        }},
+        "/api/streams/{slug}/playback": {"get": {
+            "operationId": "getPlayback", "tags": ["playback"],
+            "summary": "What a player needs to start watching a stream.",
+            "parameters": [
+                {"name": "slug", "in": "path", "required": True, "schema": {"type": "string", "pattern": SLUG_PATTERN}},
+                {"name": "token", "in": "query", "required": False,
+                 "description": "A playback token; required for private streams.", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _json(_ref("Playback"), "The stream's playback information."),
+                "403": _error("A private stream, without a valid playback token."),
+                "404": _error("No such stream."),
+            },
+        }},
+    }
+
+
+def _telemetry_paths() -> dict:
+    return {
+        "/api/player/events": {"post": {
+            "operationId": "postPlayerEvents", "tags": ["telemetry"],
+            "summary": "Player telemetry: a batch of 1 to 50 events from one player session.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlayerEventBatch")}}},
+            "responses": {
+                "202": _json(_ref("Accepted"), "Stored."),
+                "400": _error("Invalid batch; `field` names the culprit."),
+                "413": _error("The body is over 16 KiB."),
+                "429": _error("Too many events from this address."),
+            },
+        }},
+    }
+
+
+def _management_paths() -> dict:
+    return {
+        "/api/admin/management": {"post": {
+            "operationId": "management", "tags": ["management"],
+            "summary": "The management API (JSON-RPC 2.0 style), as Legion calls it.",
+            "description": "One method call per request. Method errors are answered with 200 and an `error` member; "
+                           "call `capabilities` for the parameters and answers of every method.",
+            "security": [{"managementToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ManagementRequest")}}},
+            "responses": {
+                "200": _json(_ref("ManagementResponse"), "The method's result, or its error."),
+                "400": _json(_ref("ManagementResponse"), "The body is not JSON or not a call."),
+                "401": _json({"type": "object"}, "No bearer token."),
+                "403": _json({"type": "object"}, "A token that is not valid."),
+                "413": _json({"type": "object"}, "The body is too big."),
+            },
+        }},
+    }
+
+
+def _hls_paths() -> dict:
+    """The raw-ASGI HLS routes (hls.py): generation-scoped, matched on the raw path."""
+    path_params = [
+        {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": STREAM_ID_PATTERN}},
+        {"name": "generation_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": GENERATION_ID_PATTERN}},
+    ]
+    rendition = {"name": "rendition", "in": "path", "required": True, "schema": {"type": "string", "pattern": RENDITION_PATTERN}}
+    token = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "A playback token; required for private streams (and carried into every URI of the playlists served)."}
+    if_none_match = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+    session = {"name": "X-Playback-Session-Id", "in": "header", "required": False, "schema": {"type": "string"},
+               "description": "Counts the viewer (else the address and user agent do)."}
+    playlist_headers = {"Cache-Control": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}
+    refused = {
+        "403": _text("A private stream, without a valid playback token."),
+        "404": _text("No such stream, or no such file (yet)."),
+    }
+
+    def family(op_id: str, summary: str, parameters: list, responses: dict, *, in_rendition: bool = True) -> dict:
+        """GET, HEAD and the CORS preflight of one HLS URL kind."""
+        get = {"operationId": op_id, "tags": ["hls"], "summary": summary, "parameters": parameters,
+               "responses": responses}
+        head = {**get, "operationId": f"{op_id}Head", "summary": f"{summary} (headers only)",
+                "responses": {code: {"description": r["description"]} for code, r in responses.items()}}
+        options = {"operationId": f"{op_id}Preflight", "tags": ["hls"], "summary": "CORS preflight.",
+                   "responses": {"204": {"description": "Allowed: GET, HEAD, OPTIONS from any origin."}}}
+        return {"parameters": path_params + ([rendition] if in_rendition else []),
+                "get": get, "head": head, "options": options}
+
+    playlist = lambda description: {"description": description, "headers": playlist_headers,  # noqa: E731
+                                    "content": {PLAYLIST_TYPE: {"schema": {"type": "string"}}}}
+    return {
+        "/hls/{stream_id}/{generation_id}/master.m3u8": family(
+            "hlsMaster", "The generation's master (multivariant) playlist.",
+            [token, if_none_match],
+            {"200": playlist("The master playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused},
+            in_rendition=False,
+        ),
+        "/hls/{stream_id}/{generation_id}/{rendition}/index.m3u8": family(
+            "hlsMediaPlaylist", "A rendition's media playlist, with LL-HLS blocking reload and delta updates.",
+            [
+                {"name": "_HLS_msn", "in": "query", "required": False,
+                 "description": "Blocking reload: answer once this media sequence number is in the playlist.",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
+                {"name": "_HLS_part", "in": "query", "required": False,
+                 "description": "With `_HLS_msn`: wait for this part of that segment.",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
+                {"name": "_HLS_skip", "in": "query", "required": False, "description": "Delta update.",
+                 "schema": {"enum": ["YES", "v2"]}},
+                token, if_none_match, session,
+            ],
+            {"200": playlist("The media playlist."), "304": {"description": "Not modified (If-None-Match)."},
+             "400": _text("Malformed or contradictory `_HLS_*` directives, or `_HLS_msn` too far ahead."),
+             **refused,
+             "503": _text("Blocking reload: the segment or part did not arrive in time (3 target durations).")},
+        ),
+        "/hls/{stream_id}/{generation_id}/{rendition}/{file}": family(
+            "hlsMediaFile", "An init section (`init.mp4`, `init-N.mp4`), a segment (`N.m4s`) or a part (`N.M.m4s`).",
+            [
+                {"name": "file", "in": "path", "required": True, "schema": {"type": "string", "pattern": MEDIA_FILE_PATTERN}},
+                token, if_none_match,
+                {"name": "Range", "in": "header", "required": False, "description": "One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`).",
+                 "schema": {"type": "string"}},
+            ],
+            {"200": {"description": "The file (immutable).", "content": {MP4_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+             "206": {"description": "The requested byte range.", "content": {MP4_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+             "304": {"description": "Not modified (If-None-Match)."},
+             **refused,
+             "416": {"description": "Range not satisfiable."},
+             "503": _text("A preload-hinted part did not arrive in time (3 target durations).")},
+        ),
+    }
+
+
+def _page_paths() -> dict:
+    """HTML pages: `/`, `/watch/{slug}`, `/admin` are to come; add their path items here
+    (`"/watch/{slug}": {"get": {..., "tags": ["pages"], "responses": {"200": {"content": {"text/html": ...}}}}}`)."""
+    return {}
+
+
+SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _management_paths, _hls_paths, _page_paths)
+
+TAGS = [
+    {"name": "operations", "description": "Health, readiness, metrics, this document."},
+    {"name": "playback", "description": "What players and pages need to find and start streams."},
+    {"name": "telemetry", "description": "What players report."},
+    {"name": "management", "description": "The management API Legion drives."},
+    {"name": "hls", "description": "LL-HLS playlists and media, generation-scoped (served outside the web framework)."},
+    {"name": "pages", "description": "HTML pages."},
+]
+
+
+@functools.cache
 def document() -> dict:
-    return {"openapi": "3.1.0", "info": {"title": "Sender HTTP API", "version": "1"}, "paths": {}}
+    """The OpenAPI document (cached: do not mutate it)."""
+    paths: dict = {}
+    for section in SECTIONS:
+        for path, item in section().items():
+            assert path not in paths, f"{path} is described twice"
+            paths[path] = item
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Sender HTTP API",
+            "version": API_VERSION,
+            "description": "Playback, telemetry, management and LL-HLS routes of sender-http. Every error of a JSON "
+                           "route is `{\"error\": {\"code\", \"message\"[, \"field\"]}}`; HLS errors are plain text.",
+        },
+        "tags": TAGS,
+        "paths": paths,
+        "components": _components(),
+    }
+
+
+def dumps() -> str:
+    """docs/openapi.json's text."""
+    return json.dumps(document(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(dumps())

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import platform
+import re
 import select
 import shutil
 import signal
@@ -583,3 +584,135 @@ def distribution(values: Sequence[float]) -> dict:
         "p95": percentile(values, 95),
         "max": max(values) if values else None,
     }
+
+
+# --- HTTP benchmarks: wrk, nginx as a plain HTTP server, file descriptors --------------------
+
+WRK_APT_HINT = "apt-get install wrk"
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_BINARY_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+_METRIC_UNITS = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def find_nginx() -> str | None:
+    """The nginx binary (a plain HTTP server is enough: no RTMP module needed)."""
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+
+def require_wrk(*, install: bool = True) -> str:
+    """Path of wrk (Debian's `wrk` package). Missing: installed with apt-get when running as root
+    (as .ci/bootstrap does for the tools Sender needs), else SetupError with the apt command."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"wrk is missing: {WRK_APT_HINT} -y -q --no-install-recommends", file=sys.stderr, flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "wrk"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0:  # perhaps stale package lists: refresh once and retry
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "wrk"],
+                                  capture_output=True, text=True, env=env, timeout=600)
+        found = shutil.which("wrk")
+        if found:
+            return found
+        raise SetupError(f"installing wrk failed: {' | '.join((proc.stderr or proc.stdout).strip().splitlines()[-3:])}")
+    raise SetupError(f"missing: wrk; install it with: {WRK_APT_HINT}")
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's RLIMIT_NOFILE (children inherit it) to `want` if allowed (root may also
+    raise the hard limit), else to the hard limit. Returns the soft limit now in effect."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _wrk_seconds(text: str) -> float | None:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * _WRK_UNITS[m.group(2)] if m else None
+
+
+def parse_wrk(text: str) -> dict:
+    """Requests/s, bytes/s, latency (mean, stdev, max, and percentiles with --latency), errors
+    from wrk's text output. Transfer/sec is in binary units (wrk's 1 KB = 1024 B)."""
+    out: dict = {"requests_per_s": None, "bytes_per_s": None, "latency_s": {}, "requests": None,
+                 "seconds": None, "bytes": None, "socket_errors": {}, "non_2xx_3xx": 0}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if m := re.match(r"Requests/sec:\s+([\d.]+)", line):
+            out["requests_per_s"] = float(m.group(1))
+        elif m := re.match(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", line):
+            out["bytes_per_s"] = float(m.group(1)) * _BINARY_UNITS[m.group(2)]
+        elif m := re.match(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", line):
+            out["latency_s"].update(mean=_wrk_seconds(m.group(1)), stdev=_wrk_seconds(m.group(2)),
+                                    max=_wrk_seconds(m.group(3)))
+        elif m := re.fullmatch(r"(50|75|90|99)%\s+(\S+)", line):
+            out["latency_s"][f"p{m.group(1)}"] = _wrk_seconds(m.group(2))
+        elif m := re.match(r"(\d+) requests in ([\d.]+\w+), ([\d.]+)([KMGT]?B) read", line):
+            out["requests"] = int(m.group(1))
+            out["seconds"] = _wrk_seconds(m.group(2))
+            out["bytes"] = float(m.group(3)) * _BINARY_UNITS[m.group(4)]
+        elif m := re.match(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", line):
+            out["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+        elif m := re.match(r"Non-2xx or 3xx responses: (\d+)", line):
+            out["non_2xx_3xx"] = int(m.group(1))
+    if out["requests_per_s"] is None:
+        raise SetupError(f"cannot read wrk's output: {' | '.join(text.strip().splitlines()[-4:])}")
+    return out
+
+
+def run_wrk(wrk: str, url: str, *, threads: int = 2, connections: int = 64, seconds: float = 10.0,
+            timeout: str = "5s") -> dict:
+    """`wrk -tT -cC -dDs --latency URL`, parsed; also the CPU wrk itself used (from the rusage of
+    reaped children around the run), so a reader can see how much of the machine the load took."""
+    import resource
+
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", timeout, "--latency", url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        raise SetupError(f"wrk did not finish within {seconds + 60:.0f} s: {' '.join(cmd)}") from None
+    elapsed = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SetupError(f"wrk failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
+    result = parse_wrk(proc.stdout)
+    result["command"] = " ".join(cmd)
+    result["wrk_cpu_pct_of_core"] = 100.0 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / elapsed
+    return result
+
+
+def wrk_version(wrk: str) -> str | None:
+    line = _first_line([wrk, "--version"])
+    return " ".join(line.split()[:2]) if line else None
+
+
+def python_package_version(python: str, package: str) -> str | None:
+    """A package's version as installed for the interpreter `python` (e.g. the checkout's venv)."""
+    return _first_line([python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"])
+
+
+def http_machine_facts(tools: dict[str, str], venv_python: str) -> dict:
+    """`machine_facts` plus what the HTTP benchmarks use: wrk, nginx, hypercorn/trio/h11 versions."""
+    facts = machine_facts({"ffmpeg": tools.get("ffmpeg", "ffmpeg"), **tools})
+    facts.pop("ffmpeg", None)
+    facts.pop("libnginx-mod-rtmp", None)
+    if "wrk" in tools:
+        facts["wrk"] = wrk_version(tools["wrk"])
+    if "nginx" in tools:
+        facts["nginx"] = _first_line([tools["nginx"], "-v"])
+    for package in ("hypercorn", "trio", "h11", "quart-trio"):
+        facts[package] = python_package_version(venv_python, package)
+    return facts

@@ -354,15 +354,16 @@ def _hls_paths() -> dict:
         "404": _text("No such stream, or no such file (yet)."),
     }
 
-    def family(op_id: str, summary: str, parameters: list, responses: dict, *, in_rendition: bool = True) -> dict:
-        """GET, HEAD and the CORS preflight of one HLS URL kind."""
+    def family(op_id: str, summary: str, parameters: list, responses: dict, *, in_rendition: bool = True,
+               more_path_params: tuple = ()) -> dict:
+        """GET, HEAD and the CORS preflight of one HLS URL kind (path parameters shared by all three)."""
         get = {"operationId": op_id, "tags": ["hls"], "summary": summary, "parameters": parameters,
                "responses": responses}
         head = {**get, "operationId": f"{op_id}Head", "summary": f"{summary} (headers only)",
                 "responses": {code: {"description": r["description"]} for code, r in responses.items()}}
         options = {"operationId": f"{op_id}Preflight", "tags": ["hls"], "summary": "CORS preflight.",
                    "responses": {"204": {"description": "Allowed: GET, HEAD, OPTIONS from any origin."}}}
-        return {"parameters": path_params + ([rendition] if in_rendition else []),
+        return {"parameters": path_params + ([rendition] if in_rendition else []) + list(more_path_params),
                 "get": get, "head": head, "options": options}
 
     playlist = lambda description: {"description": description, "headers": playlist_headers,  # noqa: E731
@@ -395,7 +396,6 @@ def _hls_paths() -> dict:
         "/hls/{stream_id}/{generation_id}/{rendition}/{file}": family(
             "hlsMediaFile", "An init section (`init.mp4`, `init-N.mp4`), a segment (`N.m4s`) or a part (`N.M.m4s`).",
             [
-                {"name": "file", "in": "path", "required": True, "schema": {"type": "string", "pattern": MEDIA_FILE_PATTERN}},
                 token, if_none_match,
                 {"name": "Range", "in": "header", "required": False, "description": "One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`).",
                  "schema": {"type": "string"}},
@@ -406,6 +406,8 @@ def _hls_paths() -> dict:
              **refused,
              "416": {"description": "Range not satisfiable."},
              "503": _text("A preload-hinted part did not arrive in time (3 target durations).")},
+            more_path_params=({"name": "file", "in": "path", "required": True,
+                               "schema": {"type": "string", "pattern": MEDIA_FILE_PATTERN}},),
         ),
     }
 

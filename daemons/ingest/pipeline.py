@@ -135,7 +135,7 @@ class GenerationPipeline:
         self.frame_rate: float | None = None
         self.session: BackendSession | None = None
         self._master: bytes | None = None
-        self._states: dict[str, bytes] = {}
+        self._states: dict[str, tuple] = {}  # fingerprint of each rendition's last written state
         self._bandwidth_recorded_at = -math.inf
         self._cancel = trio.CancelScope()
 
@@ -207,10 +207,11 @@ class GenerationPipeline:
     async def _apply(self, name: str, actions: list) -> None:
         p = self.packagers[name]
         published = {}
-        # The state holds closed segments only: it changes once per segment, not once per part.
-        state = json.dumps(p.to_state()).encode()
+        # The state holds closed segments only: it changes once per segment, not once per part,
+        # so it is encoded only when this fingerprint of it changes.
+        state = (p.next_msn, p.media_sequence, p.discontinuity_sequence, p.ended, p.init_uri, p.target_duration, len(p.segments))
         if state != self._states.get(name):
-            published[f"{name}/state.json"] = state
+            published[f"{name}/state.json"] = json.dumps(p.to_state()).encode()
         # No playlist before every rendition has something to play: each lists all its siblings
         # in rendition reports from its first version on. A change in one rendition changes
         # every sibling's reports, so all playlists are rendered again.

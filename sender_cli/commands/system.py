@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from daemons.core import config as config_mod
-from daemons.core import domain, install
+from daemons.core import domain
+from daemons.core import install
+from daemons.core.stats import read_fresh_stats
 from sender_cli import context, render
 from sender_cli.context import JSON_OPTION
 
@@ -58,6 +60,7 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         "keys": len([k for k in domain.keys.list_(store) if not k["revoked_at"]]),
         "endpoints": len(domain.endpoints.list_(store)),
         "active_generations": [{"stream": g["stream"], "id": g["id"], "status": g["status"]} for g in active],
+        "daemons": _running_daemons(inst.state_dir),
     }
 
     def human() -> None:
@@ -75,7 +78,18 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                 "active keys": data["keys"],
                 "endpoints": data["endpoints"],
                 "live now": [f"{g['stream']} ({g['status']})" for g in active] or "nothing",
+                "daemons running": [f"{name} (pid {d['pid']})" for name, d in data["daemons"].items()] or "none",
             },
         )
 
     render.emit(data, as_json, human)
+
+
+def _running_daemons(state_dir) -> dict[str, dict]:
+    """Daemons whose stats file is fresh (each writes its own every second while it runs)."""
+    out = {}
+    for path in sorted((state_dir / "stats").glob("*.json")):
+        doc = read_fresh_stats(state_dir, path.stem)
+        if doc is not None:
+            out[path.stem] = {"pid": doc.get("pid"), "updated_at": doc.get("updated_at")}
+    return out

@@ -65,6 +65,8 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
             status = await wait_for(lambda: (st := json.loads(sender(env, "stream", "status", "demo", "--json").stdout))["generation"]["status"] == "live" and st, timeout=10)
             assert status["publisher"]["remote"].startswith("127.0.0.1:")
             assert status["publisher"]["video_codec"].startswith("avc1.")
+            running = json.loads(sender(env, "status", "--json").stdout)["daemons"]
+            assert {"ingest", "http-0"} <= set(running)
             # The HTTP daemon serves it: the playback API's master URL plays in ffprobe.
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as c:
                 info = (await c.get("/api/streams/demo/playback")).json()

@@ -64,6 +64,7 @@ from harness import (  # noqa: E402
     sender_cli,
     snapshot_worktree,
     stop_process,
+    system_busy_ticks,
     tail,
     wait_until,
 )
@@ -73,6 +74,7 @@ from daemons.media import hls  # noqa: E402
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 SEGMENT_BYTES = 800_000
+BACKLOG = 4096  # listen backlog, as sender-http's (daemons/http/server.py); hypercorn's default is 100
 RENDITION = "source"
 FIRST_MSN = 100
 LIVE_SEGMENTS = 6
@@ -86,6 +88,7 @@ LABELS = {
     "sender": "sender-http (http.workers 1)",
     "sender-w2": "sender-http (http.workers 2)",
 }
+BUSY_MACHINE_PCT = 25.0  # other processes' CPU during a run above which the report warns
 GOAL_OVERHEAD = 0.20  # Sender within 20 % of bare hypercorn's throughput
 GOAL_SEGMENT_VS_NGINX = 0.40  # Sender's segment bytes/s at least 40 % of nginx's
 
@@ -239,8 +242,10 @@ class SenderHTTP:
 class BareHypercorn:
     """`hypercorn --worker-class trio` (one worker) serving bench/bare_asgi.py from memory."""
 
-    def __init__(self, root: Path, hypercorn: Path, files: dict[str, Path], *, quart: bool = False):
+    def __init__(self, root: Path, hypercorn: Path, files: dict[str, Path], *, quart: bool = False,
+                 env: dict[str, str] | None = None):
         self.root = root
+        self.extra_env = env or {}
         self.hypercorn = hypercorn
         self.files = files
         self.quart = quart
@@ -253,13 +258,14 @@ class BareHypercorn:
         self.port = free_port(HOST)
 
     def start(self) -> None:
-        env = {**os.environ, "BARE_FILES": "\n".join(f"{u}={p}" for u, p in self.files.items())}
+        env = {**os.environ, **self.extra_env, "BARE_FILES": "\n".join(f"{u}={p}" for u, p in self.files.items())}
         env.pop("PYTHONPATH", None)
         if self.quart:
             env["BARE_QUART"] = "1"
         with open(self.log, "wb") as f:
             self.proc = subprocess.Popen(
-                [str(self.hypercorn), "--worker-class", "trio", "--workers", "1", "--bind", f"{HOST}:{self.port}",
+                [str(self.hypercorn), "--worker-class", "trio", "--workers", "1", "--backlog", str(BACKLOG),
+                 "--bind", f"{HOST}:{self.port}",
                  "bare_asgi:quart_app" if self.quart else "bare_asgi:app"],
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=BENCH_DIR)
         wait_until(lambda: port_open(HOST, self.port), START_TIMEOUT_S, f"hypercorn to listen on {HOST}:{self.port}",
@@ -367,12 +373,15 @@ class NginxHTTP:
 # --- one benchmark run -----------------------------------------------------------------------
 
 
-def fetch(url: str) -> tuple[int, dict, bytes]:
+def fetch(url: str, timeout_s: float = 10.0) -> tuple[int, dict, bytes]:
+    """(status, headers, body); status 0 and the error as the body when there is no answer."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, {}, f"no answer: {e}".encode()
 
 
 def check_same_bytes(name: str, urls: dict[str, str], files: dict[str, bytes]) -> list[str]:
@@ -393,11 +402,15 @@ def measure(name: str, server, url: str, wrk: str, args: argparse.Namespace) -> 
     if problem := server.problem():
         raise SetupError(f"{LABELS[name]} during the warm-up: {problem}")
     pids = descendants(server.pid)
-    ticks0, t0 = cpu_ticks(pids), time.monotonic()
+    ticks0, t0, (busy0, total0) = cpu_ticks(pids), time.monotonic(), system_busy_ticks()
     result = run_wrk(wrk, url, threads=args.threads, connections=args.connections, seconds=args.seconds)
     elapsed = time.monotonic() - t0
+    busy1, total1 = system_busy_ticks()
     pids = sorted(set(pids) | set(descendants(server.pid)))
     result["server_cpu_pct_of_core"] = 100.0 * (cpu_ticks(pids) - ticks0) / CLK_TCK / elapsed
+    machine = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    # What else ran on the machine meanwhile (other sessions' tests, say): neither the server nor wrk.
+    result["other_cpu_pct_of_core"] = max(0.0, machine - result["server_cpu_pct_of_core"] - result["wrk_cpu_pct_of_core"])
     result["server_rss_mb"] = rss_kb(pids)[0] / 1024
     result["server_processes"] = len(pids)
     if problem := server.problem():
@@ -427,6 +440,7 @@ def summarize(runs: list[dict], servers: list[str]) -> tuple[dict, dict, dict]:
                 "latency_p99_ms": med([1000 * r["latency_s"].get("p99", 0) for r in rs]),
                 "server_cpu_pct_of_core": med([r["server_cpu_pct_of_core"] for r in rs]),
                 "wrk_cpu_pct_of_core": med([r["wrk_cpu_pct_of_core"] for r in rs]),
+                "other_cpu_pct_of_core_max": max(r["other_cpu_pct_of_core"] for r in rs),
                 "errors": sum(sum(r["socket_errors"].values()) + r["non_2xx_3xx"] for r in rs),
             }
         if entry:
@@ -628,7 +642,11 @@ def main(argv: list[str] | None = None) -> int:
                     r.update(server=name, kind=kind, round=rnd + 1, url=urls[name][kind])
                     report["runs"].append(r)
                     log(f"  {r['requests_per_s']:,.0f} req/s, {r['bytes_per_s'] / 1e6:,.1f} MB/s, "
-                        f"server CPU {r['server_cpu_pct_of_core']:.0f} %, wrk CPU {r['wrk_cpu_pct_of_core']:.0f} %")
+                        f"server CPU {r['server_cpu_pct_of_core']:.0f} %, wrk CPU {r['wrk_cpu_pct_of_core']:.0f} %, "
+                        f"other processes {r['other_cpu_pct_of_core']:.0f} %")
+                    if r["other_cpu_pct_of_core"] > BUSY_MACHINE_PCT:
+                        report["warnings"].append(f"{LABELS[name]} {kind} round {rnd + 1}: other processes used "
+                                                  f"{r['other_cpu_pct_of_core']:.0f} % of a core during the run")
                     errors = sum(r["socket_errors"].values()) + r["non_2xx_3xx"]
                     if errors:
                         report["warnings"].append(f"{LABELS[name]} {kind} round {rnd + 1}: {r['socket_errors']}, "

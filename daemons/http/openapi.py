@@ -32,7 +32,8 @@ EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_
 STREAM_STATUSES = ["offline", "starting", "live", "ended"]
 VISIBILITIES = ["public", "unlisted", "private"]
 
-MANAGEMENT_METHODS = [
+# The methods while daemons/http/management.py has no METHODS table (then its table rules).
+FALLBACK_MANAGEMENT_METHODS = [
     "capabilities",
     "stream.get", "stream.list", "stream.create", "stream.update", "stream.delete",
     "stream.start", "stream.stop", "stream.status", "stream.playback_token",
@@ -189,51 +190,7 @@ def _schemas() -> dict:
             "required": ["accepted"],
             "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 50}},
         },
-        "ManagementRequest": {
-            "type": "object",
-            "description": "A JSON-RPC 2.0-style call. The `capabilities` method answers each method's parameters in detail.",
-            "required": ["method"],
-            "properties": {
-                "jsonrpc": {"const": "2.0"},
-                "method": {"enum": MANAGEMENT_METHODS},
-                "params": {"type": "object", "description": "The method's named parameters (see `capabilities`).",
-                           "additionalProperties": True},
-                "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
-                       "description": "Echoed in the answer."},
-            },
-        },
-        "ManagementResponse": {
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["jsonrpc", "id", "result"],
-                    "properties": {
-                        "jsonrpc": {"const": "2.0"},
-                        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
-                        "result": {"description": "The method's answer."},
-                    },
-                },
-                {
-                    "type": "object",
-                    "required": ["jsonrpc", "id", "error"],
-                    "properties": {
-                        "jsonrpc": {"const": "2.0"},
-                        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
-                        "error": _ref("ManagementError"),
-                    },
-                },
-            ],
-        },
-        "ManagementError": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "integer", "description": "JSON-RPC codes (-32700 parse error, -32600 invalid request, "
-                                                          "-32601 unknown method, -32602 invalid params) or Sender's own."},
-                "message": {"type": "string"},
-                "data": {"description": "Details, e.g. `{\"code\": \"not_found\", \"field\": \"slug\"}`."},
-            },
-        },
+        **_management_schemas(),
     }
 
 
@@ -316,21 +273,92 @@ def _telemetry_paths() -> dict:
     }
 
 
+def _management_methods() -> list[tuple[str, str, dict]]:
+    """(name, description, params schema) of every management method: management.METHODS, the
+    table that also validates calls and answers `capabilities`."""
+    from daemons.http import management
+
+    table = getattr(management, "METHODS", None)
+    if not table:
+        return [(name, "", {"type": "object"}) for name in FALLBACK_MANAGEMENT_METHODS]
+    return [(m.name, m.description, m.params) for m in table.values()]
+
+
+def _management_schemas() -> dict:
+    call_id = {"oneOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}, {"type": "null"}],
+               "description": "Echoed in the answer."}
+    calls = [
+        {
+            "title": name,
+            "type": "object",
+            "description": description or None,
+            "required": ["method"],
+            "additionalProperties": False,
+            "properties": {"jsonrpc": {"const": "2.0"}, "method": {"const": name}, "params": params, "id": call_id},
+        }
+        for name, description, params in _management_methods()
+    ]
+    for call in calls:
+        if call["description"] is None:
+            del call["description"]
+    return {
+        "ManagementRequest": {
+            "description": "One JSON-RPC 2.0-style call (no batches); `params` as the method declares them "
+                           "(the `capabilities` method answers the same schemas).",
+            "oneOf": calls,
+        },
+        "ManagementResponse": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["jsonrpc", "id", "result"],
+                    "properties": {"jsonrpc": {"const": "2.0"}, "id": call_id, "result": {"description": "The method's answer."}},
+                },
+                {
+                    "type": "object",
+                    "required": ["jsonrpc", "id", "error"],
+                    "properties": {"jsonrpc": {"const": "2.0"}, "id": call_id, "error": _ref("ManagementError")},
+                },
+            ],
+        },
+        "ManagementError": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "integer", "description": "JSON-RPC's (-32700 parse error, -32600 invalid request, -32601 "
+                                                          "unknown method, -32602 invalid params) or Sender's (-32000 to -32099)."},
+                "message": {"type": "string"},
+                "data": {
+                    "type": "object",
+                    "properties": {
+                        "field": {"type": ["string", "null"], "description": "The offending member or parameter."},
+                        "type": {"type": "string", "description": "e.g. `invalid_input`, `not_found`, `conflict`, `unauthorized`."},
+                    },
+                },
+            },
+        },
+    }
+
+
 def _management_paths() -> dict:
+    answer = lambda description: _json(_ref("ManagementResponse"), description)  # noqa: E731
     return {
         "/api/admin/management": {"post": {
             "operationId": "management", "tags": ["management"],
             "summary": "The management API (JSON-RPC 2.0 style), as Legion calls it.",
-            "description": "One method call per request. Method errors are answered with 200 and an `error` member; "
-                           "call `capabilities` for the parameters and answers of every method.",
+            "description": "One method call per request, authenticated by a management token. Errors are JSON-RPC "
+                           "error objects, answered with the matching HTTP status; call `capabilities` for every "
+                           "method's parameters.",
             "security": [{"managementToken": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ManagementRequest")}}},
             "responses": {
-                "200": _json(_ref("ManagementResponse"), "The method's result, or its error."),
-                "400": _json(_ref("ManagementResponse"), "The body is not JSON or not a call."),
-                "401": _json({"type": "object"}, "No bearer token."),
-                "403": _json({"type": "object"}, "A token that is not valid."),
-                "413": _json({"type": "object"}, "The body is too big."),
+                "200": answer("The method's result."),
+                "400": answer("Not JSON, not a call, or invalid params (`error.data.field` names the culprit)."),
+                "401": answer("No `Authorization: Bearer <management token>`."),
+                "403": answer("A token that is not valid (revoked, or never created here)."),
+                "404": answer("Unknown method, or the thing named does not exist."),
+                "409": answer("The change conflicts with the current state (e.g. a slug in use)."),
+                "413": _error("The body is over `http.max_request_body`."),
             },
         }},
     }

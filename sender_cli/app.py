@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from daemons.core.errors import SenderError
 from sender_cli import context, render
 from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system
+from sender_cli.commands import doctor, install_cmd
 
 
 class SenderGroup(TyperGroup):
@@ -67,6 +68,8 @@ def root(
 
 
 system.register(app)
+install_cmd.register(app)
+doctor.register(app)
 app.add_typer(stream.app, name="stream")
 app.add_typer(key.app, name="key")
 app.add_typer(endpoint.app, name="endpoint")

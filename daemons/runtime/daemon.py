@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 import trio
 
 from daemons.core.install import Install
+from daemons.runtime import checks
 from daemons.runtime import logging as slog
 from daemons.runtime import systemd
 from daemons.runtime.store import StoreWorker
@@ -45,4 +46,8 @@ async def _run(name: str, serve: Serve, install: Install) -> None:
 def run(name: str, serve: Serve, config_path: str | None) -> None:
     install = Install.load(config_path)
     slog.setup(install.config["log.level"])
+    failed = checks.startup(name, install)  # the same checks as `sender doctor`, fatal ones only
+    if failed:
+        slog.log(slog.get(name), logging.CRITICAL, "refusing to start: " + "; ".join(c.line() for c in failed))
+        raise SystemExit(1)
     trio.run(_run, name, serve, install)

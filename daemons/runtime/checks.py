@@ -1,0 +1,486 @@
+"""Checks of an install's health, shared by `sender doctor` and every daemon's start.
+
+Each check is a plain function returning `Check` values (name, status, detail, fix): no trio, no
+printing. `doctor(config_path)` runs them all; `startup(daemon, install)` runs the ones a daemon
+cannot work without (its directories, the install secret, the binaries it runs), creating the
+spool with the right mode if it is missing, and the daemon refuses to start on any failure.
+
+A status is "ok", "warn" (worth knowing, not broken: e.g. no systemd units on a `sender up`
+install) or "fail" (broken: the fix says what to do).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from daemons.core import config as config_mod
+from daemons.core.config import Config
+from daemons.core.errors import SenderError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+# The oldest ffmpeg the pipeline is tested with (Debian 12's); older ones lack fixes the fMP4
+# output relies on (see docs/arch.md, "Media pipeline").
+MIN_FFMPEG = (5, 1)
+# Encoders a transcoded rendition uses (daemons/ingest/backend.py); the source remux needs none.
+TRANSCODE_ENCODERS = ("libx264", "aac")
+# Below this much free space a directory fails the check; below 4× it, a warning.
+MIN_FREE_BYTES = 256 * 1024 * 1024
+# Wall clocks before this are certainly wrong (an RTC that lost its battery, no NTP yet).
+CLOCK_FLOOR = 1_735_689_600  # 2025-01-01T00:00:00Z
+CLOCK_SKEW_S = 300
+
+# Which daemons listen on which config keys, and which binaries each runs.
+LISTEN_KEYS = {"rtmp.listen": "ingest", "rtmp.rtmps_listen": "ingest", "http.listen": "http"}
+DAEMON_BINARIES = {"ingest": ("backend.ffmpeg",)}
+
+SYSTEM_UNIT_DIRS = (Path("/etc/systemd/system"), Path("/usr/local/lib/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAIL
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+    def line(self) -> str:
+        """One line for a log: `name: detail (fix: …)`."""
+        return f"{self.name}: {self.detail}" + (f" (fix: {self.fix})" if self.fix else "")
+
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, OK, detail)
+
+
+def _warn(name: str, detail: str, fix: str = "") -> Check:
+    return Check(name, WARN, detail, fix)
+
+
+def _fail(name: str, detail: str, fix: str) -> Check:
+    return Check(name, FAIL, detail, fix)
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def check_config(path: str | os.PathLike | None) -> tuple[Check, Config | None]:
+    p = config_mod.resolve_path(path)
+    try:
+        cfg = config_mod.load(p)
+    except SenderError as e:
+        if not p.exists():
+            return _fail("config", f"no config at {p}", f"`sender init` (or `sender install`), or point --config / {config_mod.CONFIG_ENV} at it"), None
+        return _fail("config", e.message, f"edit {p} (every key is documented in sender.toml(5)); `sender config validate` re-checks"), None
+    return _ok("config", f"{p} is valid"), cfg
+
+
+# --- ffmpeg ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FFmpegInfo:
+    path: str
+    version: str  # as printed, e.g. "5.1.9-0+deb12u1"
+    version_tuple: tuple[int, ...] | None  # None for git builds ("N-12345-g…"), taken as new
+    encoders: frozenset[str]
+
+
+def find_binary(name: str) -> str | None:
+    """An absolute path or a name on PATH → the executable's path, or None."""
+    if os.sep in name:
+        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    return shutil.which(name)
+
+
+def ffmpeg_info(exe: str) -> FFmpegInfo:
+    """Ask the binary itself; RuntimeError if it does not run like ffmpeg."""
+    try:
+        ver = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=10)
+        enc = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuntimeError(f"{exe} does not run: {e}") from None
+    m = re.search(r"ffmpeg version (\S+)", ver.stdout)
+    if ver.returncode != 0 or not m:
+        raise RuntimeError(f"{exe} -version did not print an ffmpeg version")
+    version = m.group(1)
+    nums = re.match(r"n?(\d+)\.(\d+)(?:\.(\d+))?", version)
+    version_tuple = tuple(int(x) for x in nums.groups() if x is not None) if nums else None
+    # `-encoders` lists " V....D libx264   libx264 H.264 / …" after a legend ending in " ------".
+    listing = enc.stdout.split("------", 1)[-1]
+    encoders = frozenset(m.group(1) for m in re.finditer(r"^\s*[VAS][A-Z.]{5}\s+(\S+)", listing, re.M))
+    return FFmpegInfo(exe, version, version_tuple, encoders)
+
+
+def ladder_encoders(renditions: list[dict]) -> set[str]:
+    return set(TRANSCODE_ENCODERS) if any(r.get("kind") == "transcode" for r in renditions) else set()
+
+
+def check_ffmpeg(cfg: Config, extra_renditions: list[dict] = ()) -> list[Check]:
+    """ffmpeg present, new enough, and with the encoders the ladder (config and store) needs."""
+    name = cfg["backend.ffmpeg"]
+    exe = find_binary(name)
+    install_fix = "install ffmpeg (`apt install ffmpeg`), or set backend.ffmpeg to its absolute path"
+    if exe is None:
+        where = "is not executable" if os.sep in name else "is not on PATH"
+        return [_fail("ffmpeg", f"{name!r} {where} (PATH={os.environ.get('PATH', '')})", install_fix)]
+    try:
+        info = ffmpeg_info(exe)
+    except RuntimeError as e:
+        return [_fail("ffmpeg", str(e), install_fix)]
+    out = []
+    wanted = ".".join(map(str, MIN_FFMPEG))
+    if info.version_tuple is not None and info.version_tuple[:2] < MIN_FFMPEG:
+        out.append(_fail("ffmpeg", f"{exe} is version {info.version}; Sender needs {wanted} or newer", f"install ffmpeg {wanted}+ (Debian 12 has 5.1), or set backend.ffmpeg to a newer build"))
+    else:
+        out.append(_ok("ffmpeg", f"{exe} version {info.version}"))
+    needed = ladder_encoders([*cfg["renditions.ladder"], *extra_renditions])
+    missing = sorted(needed - info.encoders)
+    if missing:
+        out.append(_fail("ffmpeg encoders", f"{exe} lacks {', '.join(missing)}, needed by the transcoded renditions of the ladder",
+                         "install an ffmpeg built with them (Debian's ffmpeg has libx264 and aac), or use only source renditions"))
+    elif needed:
+        out.append(_ok("ffmpeg encoders", f"{', '.join(sorted(needed))} available for the transcoded renditions"))
+    else:
+        out.append(_ok("ffmpeg encoders", "the ladder only remuxes (source renditions): no encoder needed"))
+    return out
+
+
+def check_binaries(daemon: str, cfg: Config) -> list[Check]:
+    """At a daemon's start: the binaries it runs are there (no version probing: that is doctor's)."""
+    out = []
+    for key in DAEMON_BINARIES.get(daemon, ()):
+        name = cfg[key]
+        if find_binary(name) is None:
+            out.append(_fail(key, f"{name!r} is not executable or not on PATH (PATH={os.environ.get('PATH', '')})",
+                             f"install it, or set {key} to its absolute path (`sender config set {key} PATH`)"))
+    return out
+
+
+# --- directories -------------------------------------------------------------------------------
+
+
+def check_directory(name: str, path: Path, key: str, *, create: bool = False, min_free: int = MIN_FREE_BYTES) -> Check:
+    """Exists (or is created, mode 0750), is a directory, is writable (a file is really created),
+    is not writable by everyone, and has free space."""
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            return _fail(name, f"{path} ({key}) does not exist", f"`sudo sender install` creates it (or `mkdir -m 750 {path}` as the daemons' user)")
+        try:
+            path.mkdir(parents=True, mode=0o750)
+        except OSError as e:
+            return _fail(name, f"cannot create {path} ({key}): {e.strerror}", f"create it writable by the daemons' user, or set {key}")
+    if not path.is_dir():
+        return _fail(name, f"{path} ({key}) is not a directory", f"remove it or set {key} to a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sender-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        user = _user_name()
+        return _fail(name, f"{path} ({key}) is not writable by {user}: {e.strerror}",
+                     f"`chown -R {user} {path}` (or remount it read-write), or set {key}")
+    mode = path.stat().st_mode
+    if mode & stat.S_IWOTH:
+        return _fail(name, f"{path} ({key}) is writable by every user (mode {stat.filemode(mode)})", f"`chmod 750 {path}`")
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        return _fail(name, f"{path} has only {_size(free)} free", f"free space on that filesystem, or move {key} (needs {_size(min_free)})")
+    if free < 4 * min_free:
+        return _warn(name, f"{path} is writable; only {_size(free)} free", f"free space on that filesystem (parts and segments fill it while live)")
+    return _ok(name, f"{path} is writable, {_size(free)} free")
+
+
+def check_secret(state_dir: Path) -> Check:
+    from daemons.core.install import SECRET_FILE
+
+    path = Path(state_dir) / SECRET_FILE
+    try:
+        st = path.stat()
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return _fail("secret", f"install secret {path} is missing", "`sender install` (or `sender init --force`, which also rewrites the config) creates it")
+    except OSError as e:
+        return _fail("secret", f"cannot read install secret {path}: {e.strerror}", f"`chown {_user_name()} {path}`")
+    if len(text) < 32:
+        return _fail("secret", f"install secret {path} is too short", "restore it from a backup; a new one invalidates every stream key")
+    if st.st_mode & 0o077:
+        return _fail("secret", f"install secret {path} is readable by others (mode {stat.filemode(st.st_mode)})", f"`chmod 600 {path}`")
+    return _ok("secret", f"{path} present, mode 0600")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _user_name() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, ImportError):
+        return str(os.geteuid())
+
+
+# --- store -------------------------------------------------------------------------------------
+
+
+def check_store(cfg: Config) -> tuple[Check, list[dict]]:
+    """Opens without migrating; every migration applied and none unknown. Also returns the
+    renditions the store's streams use (for the encoder check)."""
+    from daemons.core.store import Store
+    from daemons.core.store.migrations import MIGRATIONS
+
+    path = Path(cfg["store.path"])
+    if not path.exists():
+        return _fail("store", f"{path} does not exist", "`sender install` (or `sender init`) creates it"), []
+    try:
+        with Store.open(path, busy_timeout_ms=cfg["store.busy_timeout_ms"], migrate=False) as store:
+            applied = store.schema_version()
+            pending = store.pending_migrations()
+            known = {m.name for m in getattr(MIGRATIONS, "_migrations", ())} or set(applied)
+            unknown = [m for m in applied if m not in known]
+            try:
+                renditions = store.query("SELECT DISTINCT kind FROM renditions")
+            except Exception:  # noqa: BLE001 - an unmigrated store may lack the table
+                renditions = []
+    except SenderError as e:
+        return _fail("store", e.message, f"restore {path} from a backup, or move it aside and `sender init --force`"), []
+    if unknown:
+        return _fail("store", f"{path} has migrations this Sender does not know ({', '.join(unknown)})", "upgrade Sender to the version that wrote it"), renditions
+    if pending:
+        return _fail("store", f"{path} needs {len(pending)} migration(s): {', '.join(pending)}", "`sender status` (any command or daemon start migrates)"), renditions
+    return _ok("store", f"{path} migrated ({len(applied)} migrations)"), renditions
+
+
+# --- ports -------------------------------------------------------------------------------------
+
+
+def check_ports(cfg: Config) -> list[Check]:
+    """Each listen address can be bound, or is held by the Sender daemon that should hold it."""
+    out = []
+    for key, daemon in LISTEN_KEYS.items():
+        value = cfg[key]
+        if not value:
+            continue
+        host, port = config_mod.parse_listen(value)
+        name = f"port {key}"
+        if port == 0:
+            out.append(_ok(name, f"{value}: the kernel picks a free port"))
+            continue
+        err = _try_bind(host, port)
+        if err is None:
+            out.append(_ok(name, f"{value} is free"))
+        elif err == errno.EACCES:
+            out.append(_warn(name, f"{value}: port {port} < 1024 needs CAP_NET_BIND_SERVICE (the systemd unit grants it; `sender up` as this user cannot bind it)",
+                             f"run under the unit, or `sender config set {key} HOST:PORT` with a port ≥ 1024"))
+        elif err == errno.EADDRINUSE:
+            holders = port_holders(port)
+            ours = [h for h in holders if _is_our_daemon(h[1], daemon)]
+            if ours:
+                out.append(_ok(name, f"{value} is held by sender-{daemon} (pid {ours[0][0]})"))
+            else:
+                who = ", ".join(f"pid {pid} ({cmd[:60]})" for pid, cmd in holders) or "another process"
+                out.append(_fail(name, f"{value} is in use by {who}", f"stop that process, or `sender config set {key} HOST:PORT` with a free port"))
+        elif err == errno.EADDRNOTAVAIL:
+            out.append(_fail(name, f"{value}: {host} is not an address of this machine", f"`sender config set {key} 0.0.0.0:{port}` (or one of this machine's addresses)"))
+        else:
+            out.append(_fail(name, f"{value}: cannot bind: {os.strerror(err)}", f"`sender config set {key} HOST:PORT`"))
+    return out
+
+
+def _try_bind(host: str, port: int) -> int | None:
+    """errno of binding HOST:PORT the way the daemons do (SO_REUSEADDR), None if it binds."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return errno.EADDRNOTAVAIL
+    for family, type_, proto, _, addr in infos:
+        with socket.socket(family, type_, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(addr)
+                s.listen(1)
+            except OSError as e:
+                return e.errno
+    return None
+
+
+def port_holders(port: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes with a listening TCP socket on PORT (from /proc;
+    processes of other users are invisible unless we are root)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    holders = []
+    if not inodes:
+        return holders
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            fds = list((pid_dir / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in inodes:
+                    cmd = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    holders.append((int(pid_dir.name), cmd))
+                    break
+            except OSError:
+                continue
+    return holders
+
+
+def _is_our_daemon(cmdline: str, daemon: str) -> bool:
+    return f"daemon {daemon}" in cmdline or (daemon == "http" and "daemons.http.main" in cmdline)
+
+
+# --- RTMPS files ---------------------------------------------------------------------------------
+
+
+def check_tls(cfg: Config) -> list[Check]:
+    if not cfg["rtmp.rtmps_listen"]:
+        return []
+    out = []
+    for key in ("rtmp.tls_cert", "rtmp.tls_key"):
+        path = cfg[key]
+        if not path:
+            out.append(_fail(key, f"RTMPS is on ({cfg['rtmp.rtmps_listen']}) but {key} is empty", f"`sender config set {key} /path/to/pem`, or turn RTMPS off with `sender config set rtmp.rtmps_listen ''`"))
+        elif not os.access(path, os.R_OK):
+            out.append(_fail(key, f"{path} is missing or not readable by {_user_name()}", f"check the path, and `chgrp sender {path}; chmod 640 {path}`"))
+        else:
+            out.append(_ok(key, f"{path} readable"))
+    return out
+
+
+# --- clock -------------------------------------------------------------------------------------
+
+
+def check_clock(cfg: Config | None = None, *, now: float | None = None) -> Check:
+    """The wall clock is plausible: after CLOCK_FLOOR, and not behind what this install already
+    wrote (the store's and the stats files' modification times) by more than a few minutes.
+    Playback tokens and stats freshness depend on it."""
+    now = time.time() if now is None else now
+    if now < CLOCK_FLOOR:
+        return _fail("clock", f"the system clock says {time.strftime('%Y-%m-%d %H:%M', time.gmtime(now))} UTC", "set the time and enable NTP (`timedatectl set-ntp true`)")
+    if cfg is not None:
+        newest = 0.0
+        for p in (Path(cfg["store.path"]), *Path(cfg["node.state_dir"], "stats").glob("*.json")):
+            try:
+                newest = max(newest, p.stat().st_mtime)
+            except OSError:
+                pass
+        if newest - now > CLOCK_SKEW_S:
+            return _fail("clock", f"the clock is {newest - now:.0f} s behind the install's newest file: it went backwards",
+                         "fix the time and enable NTP (`timedatectl set-ntp true`)")
+    sync = _ntp_synchronized()
+    if sync is False:
+        return _warn("clock", f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))} UTC, but not NTP-synchronized", "`timedatectl set-ntp true`")
+    return _ok("clock", f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))} UTC" + (", NTP-synchronized" if sync else ""))
+
+
+def _ntp_synchronized() -> bool | None:
+    if not systemd_running() or shutil.which("timedatectl") is None:
+        return None
+    try:
+        r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"yes": True, "no": False}.get(r.stdout.strip())
+
+
+# --- systemd units -----------------------------------------------------------------------------
+
+
+def systemd_running() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def check_units(daemons: list[str], *, unit_dirs: tuple[Path, ...] = SYSTEM_UNIT_DIRS, user: bool = False) -> list[Check]:
+    """The units of the daemons that exist are installed; when systemd runs, active."""
+    units = [f"sender-{d}.service" for d in daemons]
+    missing = [u for u in [*units, "sender.target"] if not any((d / u).is_file() for d in unit_dirs)]
+    flag = " --user" if user else ""
+    if missing:
+        return [_warn("units", f"not installed: {', '.join(missing)} (fine for `sender up`)", f"`sudo sender install --enable`" if not user else "`sender install --user --enable`")]
+    if not systemd_running():
+        return [_ok("units", f"installed in {', '.join(str(d) for d in unit_dirs if (d / units[0]).is_file())}; systemd is not running here, so not checked active")]
+    out = []
+    for unit in units:
+        try:
+            r = subprocess.run(["systemctl", *(["--user"] if user else []), "show", "-p", "ActiveState,SubState", "--value", unit], capture_output=True, text=True, timeout=10)
+            state = " ".join(r.stdout.split())
+        except (OSError, subprocess.TimeoutExpired) as e:
+            state = f"unknown ({e})"
+        if state.startswith("active"):
+            out.append(_ok(f"unit {unit}", state))
+        else:
+            out.append(_fail(f"unit {unit}", state or "unknown", f"`systemctl{flag} start sender.target`; why it stopped: `journalctl{flag} -u {unit} -e`"))
+    return out
+
+
+# --- the sets ----------------------------------------------------------------------------------
+
+
+def startup(daemon: str, install) -> list[Check]:
+    """What a daemon needs before it starts: state and spool writable (the spool created, mode
+    0750, if missing), the install secret, the binaries it runs. Failures only."""
+    cfg = install.config
+    results = [
+        check_directory("state", install.state_dir, "node.state_dir", min_free=0),
+        check_directory("spool", install.spool_root, "spool.root", create=True, min_free=0),
+        check_secret(install.state_dir),
+        *check_binaries(daemon, cfg),
+    ]
+    return [c for c in results if not c.ok]
+
+
+def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_dirs: tuple[Path, ...] = SYSTEM_UNIT_DIRS, user_units: bool = False) -> list[Check]:
+    """Every check, in the order a person fixes things."""
+    config_check, cfg = check_config(config_path)
+    out = [config_check]
+    if cfg is None:
+        return [*out, check_clock()]
+    store_check, store_renditions = check_store(cfg)
+    out += check_ffmpeg(cfg, store_renditions)
+    out.append(check_directory("spool", Path(cfg["spool.root"]), "spool.root"))
+    out.append(check_directory("state", Path(cfg["node.state_dir"]), "node.state_dir"))
+    if Path(cfg["node.state_dir"]).is_dir():
+        out.append(check_secret(Path(cfg["node.state_dir"])))
+    out.append(store_check)
+    out += check_ports(cfg)
+    out += check_tls(cfg)
+    out.append(check_clock(cfg))
+    out += check_units(daemons, unit_dirs=unit_dirs, user=user_units)
+    return out

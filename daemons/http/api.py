@@ -40,7 +40,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def create_api(ctx) -> QuartTrio:
-    app = QuartTrio("sender-http")
+    app = QuartTrio(__name__, static_folder=None)  # no implicit /static route: pages come with issue 6
     app.config["MAX_CONTENT_LENGTH"] = ctx.config["http.max_request_body"]
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
 

@@ -10,6 +10,8 @@ state (streams, viewers, counters, spool view).
 from __future__ import annotations
 
 import ipaddress
+
+import trio
 from dataclasses import dataclass, field
 
 from daemons.core.install import Install
@@ -84,6 +86,27 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+def shield_last_send(app):
+    """hypercorn ends a response's connection cycle (recycles it for keep-alive, or closes it
+    when the request body is still arriving) inside the app's last `send`. quart-trio cancels its
+    own request task as soon as hypercorn then reports the disconnect, which can cancel that
+    teardown half-way: the connection is neither closed nor recycled and the client's next request
+    on it hangs (a 405, 413 or 429 answered before the body arrived). The last send is shielded.
+    Only the Quart app needs this: the HLS handler's task is never cancelled by a disconnect."""
+
+    async def shielded_app(scope, receive, send):
+        async def shielded_send(message):
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await app(scope, receive, shielded_send)
+
+    return shielded_app
+
+
 class SenderApp:
     """The ASGI entry: /hls/ → HLSHandler, the rest → the Quart app."""
 
@@ -91,7 +114,8 @@ class SenderApp:
         from daemons.http.api import create_api
 
         self.ctx = ctx
-        self.api = create_api(ctx)
+        self.quart = create_api(ctx)
+        self.api = shield_last_send(self.quart)
         self.hls = HLSHandler(spool=ctx.spool, files=ctx.files, directory=ctx.directory, viewers=ctx.viewers,
                               counters=ctx.counters, secret=ctx.secret, client_of=ctx.client_of)
 

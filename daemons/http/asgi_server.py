@@ -41,30 +41,10 @@ def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int) -> sock
     return sock
 
 
-def _shield_last_send(app):
-    """hypercorn ends a response's connection cycle (recycles it for keep-alive, or closes it when
-    the request body is still arriving) inside the app's last `send`. quart-trio cancels its own
-    request task as soon as hypercorn then reports the disconnect, which can cancel that teardown
-    half-way: the connection is neither closed nor recycled and the client's next request on it
-    hangs (a 405, 413 or 429 answered before the body arrived). The last send is shielded."""
-
-    async def shielded_app(scope, receive, send):
-        async def shielded_send(message):
-            if message.get("type") == "http.response.body" and not message.get("more_body", False):
-                with trio.CancelScope(shield=True):
-                    await send(message)
-            else:
-                await send(message)
-
-        await app(scope, receive, shielded_send)
-
-    return shielded_app
-
-
 async def serve(app, config: Config, sockets: list[socket.socket], max_connections: int,
                 *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     config.set_statsd_logger_class(StatsdLogger)
-    wrapped = wrap_app(_shield_last_send(app), config.wsgi_max_body_size, "asgi")
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: dict = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)
     context = WorkerContext(None)

@@ -70,7 +70,7 @@ def _template(rule: str) -> str:
 
 async def test_every_quart_route_is_documented(http):
     paths = openapi.document()["paths"]
-    api = SenderApp(http.daemon.ctx).api
+    api = SenderApp(http.daemon.ctx).quart
     seen = set()
     for rule in api.url_map.iter_rules():
         if rule.endpoint == "static":

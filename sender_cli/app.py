@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from daemons.core.errors import SenderError
 from sender_cli import context, render
-from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system
+from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system, token
 from sender_cli.commands import doctor, install_cmd
 
 
@@ -72,6 +72,7 @@ install_cmd.register(app)
 doctor.register(app)
 app.add_typer(stream.app, name="stream")
 app.add_typer(key.app, name="key")
+app.add_typer(token.app, name="token")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(rendition.app, name="rendition")
 app.add_typer(snapshot.app, name="snapshot")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from daemons.core import domain
+from daemons.core.config import parse_duration
+from daemons.core.domain import playback
+from daemons.core.errors import InvalidInput
 from daemons.core.stats import read_fresh_stats
 from sender_cli import context, render
 from sender_cli.commands.completion import stream_slugs
@@ -144,6 +147,33 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
             render.console.print("No publisher connected.", markup=False)
         for w in warnings:
             render.err_console.print(f"warning: {w}", markup=False)
+
+    render.emit(data, as_json, human)
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    slug: str = SLUG_ARG,
+    ttl: str = typer.Option(None, "--ttl", help="Lifetime, e.g. 90s, 15m, 6h, 7d (default: http.playback_token_ttl)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print a playback token for a (private) stream: add ?token=… to its playback and HLS URLs."""
+    cli = context.get(ctx)
+    cfg = cli.install().config
+    try:
+        seconds = parse_duration(ttl) if ttl is not None else cfg.seconds("http.playback_token_ttl")
+    except ValueError as e:
+        raise InvalidInput(f"--ttl {ttl!r} is not allowed: {e}", field="ttl") from None
+    stream = domain.streams.get(cli.store(), slug)
+    minted = playback.mint_token(cli.install().secret(), stream["id"], int(seconds))
+    data = {**minted, "stream": stream["slug"],
+            "playback_url": f"{cfg['node.public_base_url']}/api/streams/{stream['slug']}/playback?token={minted['token']}"}
+
+    def human() -> None:
+        render.console.print(f"Playback token for {stream['slug']} (valid {int(seconds)} s):", markup=False)
+        render.console.print(f"  {minted['token']}", markup=False, style="bold")
+        render.console.print(f"Playback: {data['playback_url']}", markup=False)
 
     render.emit(data, as_json, human)
 

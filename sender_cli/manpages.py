@@ -194,6 +194,26 @@ def sender_1(app: typer.Typer) -> str:
 # --- sender.toml(5) ----------------------------------------------------------------------------
 
 
+# A valid file (tests/ops/test_manpages.py parses it): RTMP on the standard port, a two-rung ladder.
+EXAMPLE_TOML = """\
+[node]
+public_base_url = "https://live.example.com"
+
+[rtmp]
+listen = "0.0.0.0:1935"
+
+[[renditions.ladder]]
+name = "source"
+kind = "source"
+
+[[renditions.ladder]]
+name = "480p"
+kind = "transcode"
+height = 480
+video_bitrate = 1200000
+"""
+
+
 def _toml_value(key: str, value) -> str:
     return config_mod._toml_line(key.rsplit(".", 1)[1], value).split(" = ", 1)[1]
 
@@ -238,14 +258,7 @@ def sender_toml_5() -> str:
         ".SH EXAMPLE",
         ".nf",
         ".RS",
-        "[rtmp]",
-        'listen = "0.0.0.0:1935"',
-        ".PP",
-        "[renditions]",
-        "ladder = [",
-        '    { name = "source", kind = "source" },',
-        '    { name = "480p", kind = "transcode", height = 480, video_bitrate = 1200000 },',
-        "]",
+        *[_safe_line(esc(line)) if line else "\\&" for line in EXAMPLE_TOML.splitlines()],
         ".RE",
         ".fi",
         ".SH FILES",

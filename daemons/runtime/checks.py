@@ -186,6 +186,7 @@ def check_directory(name: str, path: Path, key: str, *, create: bool = False, mi
             return _fail(name, f"{path} ({key}) does not exist", f"`sudo sender install` creates it (or `mkdir -m 750 {path}` as the daemons' user)")
         try:
             path.mkdir(parents=True, mode=0o750)
+            path.chmod(0o750)  # whatever the umask
         except OSError as e:
             return _fail(name, f"cannot create {path} ({key}): {e.strerror}", f"create it writable by the daemons' user, or set {key}")
     if not path.is_dir():

@@ -49,7 +49,8 @@ def doctor(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         if failed:
             render.console.print(f"{len(failed)} problem(s) found.", markup=False)
         else:
-            render.console.print("All good.", markup=False)
+            warnings = sum(c.status == checks.WARN for c in results)
+            render.console.print("All good." if not warnings else f"All good ({warnings} warning(s)).", markup=False)
 
     render.emit(data, as_json, human)
     if failed:

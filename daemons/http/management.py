@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -438,7 +439,7 @@ class TokenVerifiers:
     def __init__(self, config):
         self.path = config.path
         self.verifiers: list[str] = list(config["management.token_verifiers"])
-        self.stamp = self._stamp()
+        self.stamp: tuple | None = None  # the file may have changed since the daemon loaded it: read it first
 
     def _stamp(self):
         if self.path is None:
@@ -492,10 +493,17 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
 def parse_call(body: bytes) -> tuple[Any, str, dict]:
     """(id, method, params) of a well-formed call, else CallError (parse error / invalid request)."""
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise CallError(PARSE_ERROR, "the body is not JSON", type="parse_error", http_status=400) from None
     try:  # "\ud800" escapes decode to lone surrogates, which no store or log can take

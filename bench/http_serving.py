@@ -407,7 +407,10 @@ def measure(name: str, server, url: str, wrk: str, args: argparse.Namespace) -> 
     elapsed = time.monotonic() - t0
     busy1, total1 = system_busy_ticks()
     pids = sorted(set(pids) | set(descendants(server.pid)))
-    result["server_cpu_pct_of_core"] = 100.0 * (cpu_ticks(pids) - ticks0) / CLK_TCK / elapsed
+    server_cpu_s = (cpu_ticks(pids) - ticks0) / CLK_TCK
+    result["server_cpu_pct_of_core"] = 100.0 * server_cpu_s / elapsed
+    # The server's CPU time per request: less sensitive than requests/s to what else runs on the machine.
+    result["server_cpu_us_per_request"] = 1e6 * server_cpu_s / result["requests"] if result["requests"] else None
     machine = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
     # What else ran on the machine meanwhile (other sessions' tests, say): neither the server nor wrk.
     result["other_cpu_pct_of_core"] = max(0.0, machine - result["server_cpu_pct_of_core"] - result["wrk_cpu_pct_of_core"])
@@ -439,6 +442,7 @@ def summarize(runs: list[dict], servers: list[str]) -> tuple[dict, dict, dict]:
                 "latency_p50_ms": med([1000 * r["latency_s"].get("p50", 0) for r in rs]),
                 "latency_p99_ms": med([1000 * r["latency_s"].get("p99", 0) for r in rs]),
                 "server_cpu_pct_of_core": med([r["server_cpu_pct_of_core"] for r in rs]),
+                "server_cpu_us_per_request": med([r["server_cpu_us_per_request"] for r in rs]),
                 "wrk_cpu_pct_of_core": med([r["wrk_cpu_pct_of_core"] for r in rs]),
                 "other_cpu_pct_of_core_max": max(r["other_cpu_pct_of_core"] for r in rs),
                 "errors": sum(sum(r["socket_errors"].values()) + r["non_2xx_3xx"] for r in rs),
@@ -451,6 +455,12 @@ def summarize(runs: list[dict], servers: list[str]) -> tuple[dict, dict, dict]:
         if a in summary and b in summary:
             ratios[f"{a}/{b}"] = {kind: summary[a][kind]["requests_per_s"] / summary[b][kind]["requests_per_s"]
                                   for kind in ("playlist", "segment") if kind in summary[a] and kind in summary[b]}
+            # The same, per CPU second of the server (requests per core-second): b's CPU per request / a's.
+            ratios[f"{a}/{b}"].update({f"{kind}_per_cpu": summary[b][kind]["server_cpu_us_per_request"]
+                                       / summary[a][kind]["server_cpu_us_per_request"]
+                                       for kind in ("playlist", "segment") if kind in summary[a] and kind in summary[b]
+                                       and summary[a][kind]["server_cpu_us_per_request"]
+                                       and summary[b][kind]["server_cpu_us_per_request"]})
     goals: dict = {}
     if "sender/bare" in ratios:
         for kind in ("playlist", "segment"):
@@ -458,7 +468,8 @@ def summarize(runs: list[dict], servers: list[str]) -> tuple[dict, dict, dict]:
                 r = ratios["sender/bare"][kind]
                 goals[f"{kind}: overhead over bare hypercorn ≤ {GOAL_OVERHEAD:.0%}"] = {
                     "figure": f"sender = {r:.0%} of bare's {'req/s' if kind == 'playlist' else 'bytes/s'} "
-                              f"({r - 1:+.0%} throughput; {1 / r - 1:+.0%} time per request)",
+                              f"({r - 1:+.0%} throughput; {1 / r - 1:+.0%} time per request); per CPU second "
+                              f"{ratios['sender/bare'].get(kind + '_per_cpu', 0):.0%}",
                     "met": r >= 1 - GOAL_OVERHEAD}
     if "sender/nginx" in ratios and "segment" in ratios["sender/nginx"]:
         r = ratios["sender/nginx"]["segment"]
@@ -490,17 +501,18 @@ def render(report: dict) -> str:
     for note in report["notes"]:
         out.append(f"note: {note}")
     out.append("")
-    header = (f"{'server':<38} {'playlist req/s':>14} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} │ "
-              f"{'segment req/s':>13} {'GB/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} │ {'wrk CPU %':>9}")
+    header = (f"{'server':<38} {'playlist req/s':>14} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} {'µs/req':>6} │ "
+              f"{'segment req/s':>13} {'GB/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} {'µs/req':>6} │ {'wrk CPU %':>9}")
     out.append(header)
     out.append("─" * len(header))
     for name, e in report["summary"].items():
         p, g = e.get("playlist", {}), e.get("segment", {})
         out.append(f"{LABELS[name]:<38} {fmt(p.get('requests_per_s')):>14} {fmt(p.get('latency_p50_ms'), 1):>7} "
-                   f"{fmt(p.get('latency_p99_ms'), 1):>7} {fmt(p.get('server_cpu_pct_of_core')):>6} │ "
+                   f"{fmt(p.get('latency_p99_ms'), 1):>7} {fmt(p.get('server_cpu_pct_of_core')):>6} "
+                   f"{fmt(p.get('server_cpu_us_per_request')):>6} │ "
                    f"{fmt(g.get('requests_per_s')):>13} {fmt((g.get('bytes_per_s') or 0) / 1e9, 2):>6} "
                    f"{fmt(g.get('latency_p50_ms'), 1):>7} {fmt(g.get('latency_p99_ms'), 1):>7} "
-                   f"{fmt(g.get('server_cpu_pct_of_core')):>6} │ "
+                   f"{fmt(g.get('server_cpu_pct_of_core')):>6} {fmt(g.get('server_cpu_us_per_request')):>6} │ "
                    f"{fmt(p.get('wrk_cpu_pct_of_core')):>4}/{fmt(g.get('wrk_cpu_pct_of_core')):<4}")
         if report["settings"]["rounds"] > 1:
             out.append(f"{'':<38} rounds: playlist {p.get('requests_per_s_all')}, segment {g.get('requests_per_s_all')}")
@@ -508,7 +520,8 @@ def render(report: dict) -> str:
             out.append(f"{'':<38} ERRORS (socket errors + non-2xx/3xx): playlist {p.get('errors')}, segment {g.get('errors')}")
     out.append("")
     for pair, r in report["ratios"].items():
-        out.append(f"{pair:<18} playlist {r.get('playlist', 0):.2f}×   segment {r.get('segment', 0):.2f}×")
+        out.append(f"{pair:<18} playlist {r.get('playlist', 0):.2f}×   segment {r.get('segment', 0):.2f}×   "
+                   f"(per server CPU second: playlist {r.get('playlist_per_cpu', 0):.2f}×, segment {r.get('segment_per_cpu', 0):.2f}×)")
     out.append("")
     for goal, g in report["goals"].items():
         out.append(f"goal: {goal}: {g['figure']} → {'MET' if g['met'] else 'NOT MET'}")

@@ -521,7 +521,7 @@ def parse_call(body: bytes) -> tuple[Any, str, dict]:
     if call_id is not None and (isinstance(call_id, bool) or not isinstance(call_id, (str, int))
                                 or (isinstance(call_id, str) and len(call_id) > MAX_ID_LENGTH)
                                 or (isinstance(call_id, int) and abs(call_id) >= 2**53)):
-        raise _request_error(f"id must be a string of at most {MAX_ID_LENGTH} characters, an integer or null", "id")
+        raise _request_error(f"id must be a string of at most {MAX_ID_LENGTH} characters, an integer below 2**53 or null", "id")
     unknown = sorted(set(doc) - {"jsonrpc", "method", "params", "id"})
     if unknown:
         raise _request_error(f"unknown member {_show(unknown[0])} (allowed: jsonrpc, method, params, id)", unknown[0], call_id)

@@ -37,6 +37,7 @@ from sender_cli.context import JSON_OPTION
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "units"
 MAN_PAGES = Path(__file__).resolve().parents[2] / "man"
+PACKAGED = Path("/usr/lib")  # where a package puts units, sysusers.d and tmpfiles.d
 USER = "sender"
 # Every unit Sender ships, and the config keys each daemon listens on (for CAP_NET_BIND_SERVICE).
 SERVICES = {
@@ -238,13 +239,13 @@ def install(
         _ensure_secret_and_store(cfg, account, rep)
 
     if lay.sysusers is not None:
-        _write(lay.at(lay.sysusers), sysusers_conf(cfg), rep, mode=0o644)
-        _write(lay.at(lay.tmpfiles), tmpfiles_conf(cfg, lay), rep, mode=0o644)
-    unit_dir = lay.at(lay.unit_dir)
+        _write_unless_packaged(lay, lay.sysusers, PACKAGED / "sysusers.d" / "sender.conf", sysusers_conf(cfg), rep)
+        _write_unless_packaged(lay, lay.tmpfiles, PACKAGED / "tmpfiles.d" / "sender.conf", tmpfiles_conf(cfg, lay), rep)
     for name, template in templates.items():
         service = name.removeprefix("sender-").removesuffix(".service")
         values = unit_values(cfg, lay, service if service in SERVICES else None)
-        _write(unit_dir / name, render_unit(template, values, user_mode=lay.user_mode), rep, mode=0o644)
+        text = render_unit(template, values, user_mode=lay.user_mode)
+        _write_unless_packaged(lay, lay.unit_dir / name, PACKAGED / "systemd" / "system" / name, text, rep)
     _install_man_pages(lay, rep)
     _systemd_after_install(lay, enable, rep)
 
@@ -279,7 +280,8 @@ def _install_man_pages(lay: Layout, rep: Report) -> None:
     """sender(1), sender.toml(5), sender-daemons(8): the units' Documentation= points at them."""
     for name in man_page_names():
         section = name.rsplit(".", 1)[1]
-        _write(lay.at(lay.man_dir / f"man{section}" / name), (MAN_PAGES / name).read_text(), rep, mode=0o644)
+        target = Path(f"man{section}") / name
+        _write_unless_packaged(lay, lay.man_dir / target, Path("/usr/share/man") / target, (MAN_PAGES / name).read_text(), rep)
 
 
 @dataclass
@@ -395,6 +397,17 @@ def tmpfiles_conf(cfg: Config, lay: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_unless_packaged(lay: Layout, target: Path, packaged: Path, text: str, rep: Report) -> None:
+    """Write TARGET, unless a package already installed the same file at PACKAGED (a package
+    built with `--root` whose postinst runs `sender install`: no copies in /etc shadowing it)."""
+    if target != packaged and not lay.user_mode:
+        shipped = lay.at(packaged)
+        if shipped.is_file() and shipped.read_text() == text:
+            rep.did(f"unchanged {shipped} (installed by a package)")
+            return
+    _write(lay.at(target), text, rep, mode=0o644)
+
+
 def _write(path: Path, text: str, rep: Report, *, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.read_text() == text:
@@ -463,7 +476,9 @@ def _link_wants(lay: Layout, rep: Report) -> None:
     for target, unit in links:
         link = link_base / f"{target}.wants" / unit
         link.parent.mkdir(parents=True, exist_ok=True)
-        dest = lay.unit_dir / unit  # the path on the target machine
+        dest = lay.unit_dir / unit  # the path on the target machine (or the package's copy)
+        if not lay.at(dest).exists() and lay.at(PACKAGED / "systemd" / "system" / unit).exists():
+            dest = PACKAGED / "systemd" / "system" / unit
         if link.is_symlink() and os.readlink(link) == str(dest):
             continue
         if link.is_symlink() or link.exists():
@@ -492,11 +507,10 @@ def uninstall(
     if _manager_running(lay):
         _run([*_systemctl(lay), "disable", "--now", *names], rep, check=False)
 
-    # Unit files wherever install puts them (the package's and the admin's directories).
-    unit_dirs = {lay.unit_dir} if lay.user_mode else {Path("/etc/systemd/system"), Path("/usr/lib/systemd/system")}
-    for d in sorted(unit_dirs):
-        for name in names:
-            _remove(lay.at(d / name), rep)
+    # What install wrote in this mode: the admin's /etc on a live system, usr/lib under a staging
+    # root. A package's own files in /usr/lib are the package manager's to remove.
+    for name in names:
+        _remove(lay.at(lay.unit_dir / name), rep)
     link_base = lay.at(lay.unit_dir if lay.user_mode else Path("/etc/systemd/system"))
     for wants in (link_base / f"{TARGET}.wants", link_base / "multi-user.target.wants", link_base / "default.target.wants"):
         for name in names:
@@ -504,10 +518,9 @@ def uninstall(
         _rmdir_if_empty(wants, rep)
     for name in man_page_names():
         _remove(lay.at(lay.man_dir / f"man{name.rsplit('.', 1)[1]}" / name), rep)
-    if not lay.user_mode:
-        for base in (Path("/etc"), Path("/usr/lib")):
-            _remove(lay.at(base / "sysusers.d" / "sender.conf"), rep)
-            _remove(lay.at(base / "tmpfiles.d" / "sender.conf"), rep)
+    if lay.sysusers is not None:
+        _remove(lay.at(lay.sysusers), rep)
+        _remove(lay.at(lay.tmpfiles), rep)
     if _manager_running(lay):
         _run([*_systemctl(lay), "daemon-reload"], rep, check=False)
 

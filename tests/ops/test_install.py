@@ -259,5 +259,23 @@ def test_templates_render_for_user_and_system():
         render_unit(template + "Environment=@NOPE@\n", values, user_mode=False)
 
 
+def test_live_install_leaves_a_packages_identical_files_alone(tmp_path):
+    """A package ships the units in /usr/lib (built with --root); its postinst's `sender install`
+    must not write shadowing copies into /etc when they are the same."""
+    from sender_cli.commands.install_cmd import Layout, Report, _write_unless_packaged
+
+    live = Layout(tmp_path, False, Path("/etc/sender/sender.toml"), unit_dir=Path("/etc/systemd/system"), man_dir=Path("/usr/local/share/man"),
+                  sysusers=Path("/etc/sysusers.d/sender.conf"), tmpfiles=Path("/etc/tmpfiles.d/sender.conf"),
+                  state_dir=Path("/var/lib/sender"), spool=Path("/var/cache/sender/spool"))
+    shipped = tmp_path / "usr/lib/systemd/system/sender.target"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("same\n")
+    rep = Report()
+    _write_unless_packaged(live, Path("/etc/systemd/system/sender.target"), Path("/usr/lib/systemd/system/sender.target"), "same\n", rep)
+    assert not (tmp_path / "etc/systemd/system/sender.target").exists() and "installed by a package" in rep.actions[0]
+    _write_unless_packaged(live, Path("/etc/systemd/system/sender.target"), Path("/usr/lib/systemd/system/sender.target"), "changed\n", rep)
+    assert (tmp_path / "etc/systemd/system/sender.target").read_text() == "changed\n"  # an override
+
+
 def test_staged_paths_helper():
     assert staged(Path("/r"), "/etc/x") == Path("/r/etc/x")

@@ -339,6 +339,7 @@ SCHEMA: dict[str, Key] = {
     "control_plane.report_url": Key(URL, "", 'Where snapshots are POSTed (the control plane); "" for none.'),
     "control_plane.signing_key_file": Key(PATH, "", "File holding the shared HMAC key that signs reports."),
     "management.token_verifiers": Key(STR_LIST, [], "Verifiers of management API tokens (create with `sender token create`; never the tokens)."),
+    "management.auth_failures_per_minute": Key(_int_kind(1, 100_000), 30, "Failed management API logins per client address per minute before answers turn 429."),
     "log.level": Key(_enum_kind("debug", "info", "warning", "error"), "info", "Daemon log level."),
 }
 

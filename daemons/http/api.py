@@ -138,9 +138,17 @@ def create_api(ctx) -> QuartTrio:
 
     @app.post("/api/admin/management")
     async def management_route():
+        client = ctx.client_of(request.scope)
+        if ctx.auth_failures.blocked(client):  # guessing tokens: slowed down per address
+            return json_response({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32029, "message": "too many failed logins from this address; try again in a minute",
+                "data": {"type": "rate_limited"}}}, 429, headers={"Retry-After": "60"})
         body = await request.get_data(cache=False)
         status, payload = await management.handle(ctx, body, request.headers.get("Authorization"))
-        return json_response(payload, status)
+        if status in (401, 403):
+            ctx.auth_failures.record(client)
+        headers = {"WWW-Authenticate": management.BEARER_REALM} if status == 401 else None
+        return json_response(payload, status, headers=headers)
 
     return app
 

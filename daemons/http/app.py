@@ -38,6 +38,7 @@ class HTTPContext:
         self.spool = SpoolView(self.install.spool_root, self.install.state_dir, name=f"http-{self.worker}")
         self.files = FileCache(self.install.spool_root, c["http.file_cache_bytes"])
         self.telemetry_limiter = WindowLimiter(c["http.telemetry_events_per_minute"])
+        self.auth_failures = WindowLimiter(c["management.auth_failures_per_minute"])
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in c["http.trusted_proxies"]]
 
     @property

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from daemons.core import advice
 from daemons.core import config as config_mod
 from daemons.core.config import RENDITION_KINDS, parse_listen
 from daemons.core.domain import endpoints, generations, keys, mgmt_tokens, playback, renditions, snapshots, streams
@@ -336,16 +337,9 @@ async def stream_status(ctx, params: dict) -> dict:
 
 
 def _warnings(ctx, publisher: dict | None, pipeline: dict | None) -> list[str]:
-    """What `sender stream status` warns about, in the API's words."""
-    out = []
-    target = ctx.config["hls.segment_target_s"]
-    gop = (publisher or {}).get("keyframe_interval_s")
-    if gop is not None and gop > target + 0.05:
-        out.append(f"the publisher sends a keyframe every {gop:.2f} s, longer than hls.segment_target_s = {target:g} s: "
-                   f"set its keyframe interval to {max(1, int(target))} s")
-    if pipeline and pipeline.get("spool_full"):
-        out.append("the spool refuses writes: viewers get no new parts")
-    return out
+    """What `sender stream status` warns about (the same rules)."""
+    return advice.stream_warnings(publisher, pipeline, segment_target_s=ctx.config["hls.segment_target_s"],
+                                  spool_root=str(ctx.config["spool.root"]))
 
 
 @method("stream.playback_token", "A playback token for a (private) stream: {token, expires_at (unix s), ttl_s}. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from daemons.core import domain
+from daemons.core import advice, domain
 from daemons.core.config import parse_duration
 from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput
@@ -130,10 +130,9 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
     generation = domain.generations.active(store, stream["id"])
     ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
     publisher = next((p for p in ingest.get("publishers", []) if p["stream_id"] == stream["id"]), None)
-    warnings = gop_warnings(publisher, cli.install().config["hls.segment_target_s"])
     pipeline = next((g for g in ingest.get("generations", []) if generation and g["generation_id"] == generation["id"]), None)
-    if pipeline and pipeline.get("spool_full"):
-        warnings.append(f"the spool ({cli.install().config['spool.root']}) refuses writes: viewers get no new parts. Free space.")
+    cfg = cli.install().config
+    warnings = advice.stream_warnings(publisher, pipeline, segment_target_s=cfg["hls.segment_target_s"], spool_root=str(cfg["spool.root"]))
     data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "pipeline": pipeline, "warnings": warnings,
             "stats_updated_at": ingest.get("updated_at")}
 
@@ -176,15 +175,3 @@ def token(
         render.console.print(f"Playback: {data['playback_url']}", markup=False)
 
     render.emit(data, as_json, human)
-
-
-def gop_warnings(publisher: dict | None, segment_target_s: float) -> list[str]:
-    """A keyframe interval longer than the segment target makes long segments and more latency."""
-    gop = (publisher or {}).get("keyframe_interval_s")
-    if gop is None or gop <= segment_target_s + 0.05:
-        return []
-    return [
-        f"the publisher sends a keyframe every {gop:.2f} s, longer than hls.segment_target_s = {segment_target_s:g} s: "
-        f"segments are {gop:.2f} s long and viewers sit further behind. In OBS: Settings → Output → "
-        f"Streaming → Keyframe Interval = {max(1, int(segment_target_s))} s (ffmpeg: -g <frame rate × {segment_target_s:g}>)."
-    ]

@@ -15,7 +15,7 @@ from daemons.core.stats import read_stats
 from daemons.media.hls import parse_media_playlist
 from daemons.runtime.spool_events import SpoolEventReceiver
 from daemons.media.hls.validate import check_media_playlist, check_renditions
-from sender_cli.commands.stream import gop_warnings
+from daemons.core.advice import stream_warnings
 from tests.daemons.conftest import (
     FFPROBE,
     add_stream,
@@ -264,7 +264,7 @@ async def test_long_keyframe_interval_still_plays_with_an_honest_target_duration
         n.start_soon(publish)
         stats = await wait_for(lambda: _publisher(ingest, s.stream["id"], "keyframe_interval_s"), timeout=15)
         assert abs(stats["keyframe_interval_s"] - 4.0) < 0.05
-        [warning] = gop_warnings(stats, ingest.install.config["hls.segment_target_s"])
+        [warning] = stream_warnings(stats, None, segment_target_s=ingest.install.config["hls.segment_target_s"], spool_root="")
         assert "4.00 s" in warning and "Keyframe Interval" in warning
         await wait_for(lambda: "p" in result, timeout=30)
     assert result["p"].returncode == 0, result["p"].stderr

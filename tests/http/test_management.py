@@ -21,7 +21,7 @@ from daemons.core.domain import mgmt_tokens, playback
 from daemons.http import management, openapi
 from sender_cli.app import app as sender_app
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest
-from tests.http.conftest import start_http
+from tests.http.conftest import make_http_install, start_http
 
 PATH = "/api/admin/management"
 TOKENS = "management.token_verifiers"
@@ -295,6 +295,20 @@ async def test_auth_is_required_before_the_body_is_read(api, authorization, stat
         assert doc["error"]["data"]["type"] == ("unauthorized" if status == 401 else "forbidden")
     if status == 401:
         assert "Bearer" in doc["error"]["message"]
+        assert r.headers["www-authenticate"] == 'Bearer realm="sender-management"'
+
+
+async def test_failed_logins_are_rate_limited_per_address(nursery, tmp_path):
+    inst = make_http_install(tmp_path / "var", **{"management.auth_failures_per_minute": 3})
+    token = add_token(inst)
+    http = await start_http(nursery, inst)
+    async with http.client() as c:
+        api = API(c, token)
+        for _ in range(3):
+            assert (await api.post({"method": "capabilities", "id": 1}, headers=bearer("mt0123456789_" + "B" * 32))).status_code == 403
+        limited = await api.post({"method": "capabilities", "id": 1})  # even the right token, for a minute
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "60"
+    assert limited.json()["error"]["data"]["type"] == "rate_limited"
 
 
 async def test_a_wrong_token_and_a_revoked_one_are_forbidden(api, http):

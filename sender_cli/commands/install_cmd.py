@@ -177,6 +177,8 @@ def _under(p: Path, parent: Path) -> bool:
 
 
 _FIELD = re.compile(r"@[A-Z_]+@")
+# The @FIELD@s of the templates (unit_values fills them).
+FIELDS = ("SENDER", "CONFIG", "USER", "READ_WRITE_PATHS", "CAPABILITIES", "PROTECT_HOME", "WANTED_BY")
 
 
 def render_unit(template: str, values: dict[str, str], *, user_mode: bool) -> str:
@@ -229,7 +231,7 @@ def install(
         raise SenderError("installing system units needs root: run it with sudo, or use --user (units for your user) or --root DIR (stage files for a package)")
     templates = _templates()
     for template in templates.values():  # a broken template fails before anything is written
-        render_unit(template, {k: "x" for k in ("SENDER", "CONFIG", "USER", "READ_WRITE_PATHS", "CAPABILITIES", "PROTECT_HOME", "WANTED_BY")}, user_mode=False)
+        render_unit(template, {k: "x" for k in FIELDS}, user_mode=False)
     rep = Report()
 
     account = _ensure_user(lay, rep)
@@ -596,3 +598,5 @@ def _purge_dir(path: Path, rep: Report) -> None:
         return
     shutil.rmtree(path)
     rep.did(f"deleted {path}")
+    if path.parent.name == USER:  # e.g. /var/cache/sender, left empty by its spool
+        _rmdir_if_empty(path.parent, rep)

@@ -247,14 +247,17 @@ def test_install_refuses_a_live_system_install_without_root(sender_noinstall, tm
 
 
 def test_templates_render_for_user_and_system():
-    from sender_cli.commands.install_cmd import TEMPLATES
+    from sender_cli.commands.install_cmd import FIELDS, TEMPLATES
 
     template = (TEMPLATES / "sender-ingest.service").read_text()
-    values = {k: "X" for k in ("SENDER", "CONFIG", "USER", "READ_WRITE_PATHS", "CAPABILITIES", "PROTECT_HOME", "WANTED_BY")}
+    values = {k: "X" for k in FIELDS}
     system = render_unit(template, values, user_mode=False)
     user = render_unit(template, values, user_mode=True)
     assert "#@" not in system and "ProtectSystem=strict" in system and "User=X" in system
     assert "ProtectSystem" not in user and "User=" not in user and "NoNewPrivileges=yes" in user
+    from sender_cli.commands.install_cmd import layout, unit_values
+
+    assert set(unit_values(config_mod.Config(config_mod.defaults()), layout(None, False, None), "http")) == set(FIELDS)
     with pytest.raises(Exception, match="unknown @FIELD@"):
         render_unit(template + "Environment=@NOPE@\n", values, user_mode=False)
 

@@ -54,7 +54,9 @@ def _worker_from_env() -> tuple[int, int | None]:
 
 async def _supervise_worker(install: Install, index: int, port: int) -> None:
     backoff = RESTART_BACKOFF_S[0]
-    env = {**os.environ, WORKER_ENV: f"{index}:{port}"}
+    # Only the first worker talks to systemd (NotifyAccess=main): the others get no notify socket.
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env[WORKER_ENV] = f"{index}:{port}"
     cmd = [sys.executable, "-m", "daemons.http.main", str(install.config.path)]
     while True:
         proc = await trio.lowlevel.open_process(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())

@@ -5,12 +5,14 @@ with `Write`/`Delete` actions (file names relative to the rendition directory) a
 rendition's playlist as a `hls.MediaPlaylist`. The caller performs the actions in order — a file
 is always whole on disk before the playlist that lists it is published.
 
-The timeline is the video track (the audio track for audio-only streams). A part closes when the
-next video frame arrives and would take it past the part target, or starts a segment — not
-earlier: the audio that ffmpeg interleaves after a video frame belongs to that frame's part, and a
-part closed early would push it into the next part, or lose it at a segment boundary. A segment closes at the first keyframe at or after the segment
-target; a publisher whose keyframe interval is longer gets longer segments and an honest
-TARGETDURATION. Each backend session (a publisher connection, an ffmpeg restart) starts with a
+The timeline is the video track (the audio track for audio-only streams). A part closes as soon
+as one more frame of the same length would take it past the part target — it is published
+without waiting for that frame (ffmpeg already holds each frame until the next one; waiting once
+more would double the part delay) — and before every keyframe that starts a segment, at the first
+keyframe at or after the segment target. Audio fragments join the open part; audio that arrives
+while no segment is open (between a segment's close and the next keyframe) is kept and leads the
+next segment, so no audio is lost at a boundary. A publisher whose keyframe interval is longer
+than the target gets longer segments and an honest TARGETDURATION. Each backend session (a publisher connection, an ffmpeg restart) starts with a
 discontinuity; media sequence numbers run on across sessions for the whole generation.
 
 The packager's state (`to_state`/`from_state`) is plain JSON, so a restarted ingest daemon
@@ -27,6 +29,7 @@ from daemons.media import hls
 from daemons.media.fmp4 import Fragment, InitSegment, Track
 
 STATE_VERSION = 1
+MAX_PENDING_BYTES = 1 << 20  # audio kept while no segment is open (bounded: a keyframe may never come)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class RenditionPackager:
         self.init_uri: str | None = None
         self.inits_written = 0
         self._open: _Open | None = None
+        self._pending = bytearray()  # audio fragments waiting for the next segment to open
         self._session_discontinuity = False
         self._session_wall: datetime | None = None
         self._session_first_dts: int | None = None
@@ -124,6 +128,7 @@ class RenditionPackager:
     def start_session(self) -> None:
         """A new backend session: its first segment follows a discontinuity (unless it is the first)."""
         self._session_discontinuity = self.next_msn > 0 or bool(self.segments)
+        self._pending = bytearray()  # the old backend's timeline ends here
         self._session_wall = None
         self._session_first_dts = None
         self._last_keyframe_s = None
@@ -143,9 +148,14 @@ class RenditionPackager:
     def end_session(self) -> list[Action]:
         """The backend stopped: the open segment is closed as it is (possibly short)."""
         actions: list[Action] = []
-        if self._open is not None:
+        o = self._open
+        if o is not None:
             actions += self._close_part()
+            # Audio after the last video frame: too short for a part of its own, so it goes into
+            # the whole segment's file only (segment players get it; part players miss ~1 frame).
+            o.segment_data += o.part_data
             actions += self._close_segment()
+        self._pending = bytearray()
         return actions
 
     def end(self) -> list[Action]:
@@ -169,9 +179,11 @@ class RenditionPackager:
         if self.init is None or self._timeline is None:
             raise ValueError(f"rendition {self.name}: a fragment arrived before the init segment")
         track = frag.tracks.get(self._timeline.track_id)
-        if track is None:  # e.g. an audio-only fragment in a muxed stream: joins the open part
+        if track is None:  # an audio-only fragment in a muxed stream: joins the open part
             if self._open is not None:
                 self._open.part_data += frag.data
+            elif len(self._pending) + len(frag.data) <= MAX_PENDING_BYTES:
+                self._pending += frag.data  # leads the next segment
             return []
         scale = self._timeline.timescale
         start_s = track.base_decode_time / scale
@@ -194,6 +206,8 @@ class RenditionPackager:
             if o.part_fragments and (closes_segment or o.part_duration + duration > self.config.part_target_s + 1e-6):
                 actions += self._close_part()
             if closes_segment:
+                if o.part_fragments == 0:
+                    self._pending += o.part_data  # audio after the last part: leads the next segment
                 actions += self._close_segment()
                 o = None
         if o is None:
@@ -202,12 +216,18 @@ class RenditionPackager:
             pdt = self._session_wall + timedelta(seconds=(track.base_decode_time - self._session_first_dts) / scale)
             o = self._open = _Open(self.next_msn, pdt, self._session_discontinuity, self.init_uri or "init.mp4")
             self._session_discontinuity = False
+            o.part_data += self._pending
+            self._pending = bytearray()
         if o.part_fragments == 0:
             o.part_independent = keyframe
         o.part_data += frag.data
         o.part_duration += duration
         o.part_fragments += 1
         self._last_frame_s = duration
+        # Close now if the next frame of the same length would not fit: the part is published
+        # without waiting for that frame.
+        if o.part_duration + duration > self.config.part_target_s + 1e-6:
+            actions += self._close_part()
         return actions
 
     def _close_part(self) -> list[Action]:

@@ -121,6 +121,14 @@ async def test_publish_makes_a_valid_ll_hls_generation(ingest):
     assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
     assert (kinds["video"]["width"], kinds["video"]["height"]) == (320, 240)
     assert int(kinds["video"]["nb_read_packets"]) == 150  # every frame published is playable
+    # ... and every audio frame: none lost where parts and segments are cut.
+    # The backend starts at the first keyframe, so what came before it in the recording is all
+    # that may be missing.
+    [flv] = sorted((gen_dir / "ingest").glob("*.flv"))
+    packets = ffprobe_json("-show_entries", "packet=codec_type,flags", str(flv))["packets"]
+    first_key = next(i for i, p in enumerate(packets) if p["codec_type"] == "video" and "K" in p["flags"])
+    fed_audio = sum(1 for p in packets[first_key:] if p["codec_type"] == "audio")
+    assert int(kinds["audio"]["nb_read_packets"]) == fed_audio
     master = (gen_dir / "master.m3u8").read_text()
     assert rendition["video_codec"] in master and "RESOLUTION=320x240" in master
     # The measured bandwidth is recorded when the generation ends: what the master announces.

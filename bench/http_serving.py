@@ -491,8 +491,9 @@ def fmt(value: float | None, digits: int = 0) -> str:
 def render(report: dict) -> str:
     out = []
     m = report["machine"]
+    tools = "; ".join(str(m[k]) for k in ("nginx", "wrk") if m.get(k))
     out.append(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, load at start "
-               f"{' '.join(m['loadavg_at_start'])}; {m.get('nginx')}; {m.get('wrk')}; hypercorn {m.get('hypercorn')}, "
+               f"{' '.join(m['loadavg_at_start'])}; {tools}; hypercorn {m.get('hypercorn')}, "
                f"trio {m.get('trio')}, h11 {m.get('h11')}")
     out.append(f"sender: {report['sender_code']}")
     s = report["settings"]

@@ -24,7 +24,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from daemons.runtime import logging as slog
 
-log = slog.get("sender.http")
+log = slog.get("http")
 
 ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 

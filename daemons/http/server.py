@@ -19,7 +19,7 @@ from daemons.http.app import HTTPContext, SenderApp
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
-log = slog.get("sender.http")
+log = slog.get("http")
 
 STATS_INTERVAL_S = 1.0
 MAX_REQUEST_HEAD = 16 * 1024  # request line + headers
@@ -40,7 +40,7 @@ class HTTPDaemon:
         hc.h11_max_incomplete_size = MAX_REQUEST_HEAD
         hc.graceful_timeout = 2.0
         hc.accesslog = None
-        hc.errorlog = slog.get("sender.http.hypercorn")
+        hc.errorlog = slog.get("http.hypercorn")
         hc.include_server_header = False
         return hc
 

@@ -31,7 +31,7 @@ from daemons.media.hls.parse import parse_media_playlist
 from daemons.runtime import logging as slog
 from daemons.runtime.spool_events import SpoolEventReceiver
 
-log = slog.get("sender.http.spool")
+log = slog.get("http.spool")
 
 POLL_INTERVAL_S = 0.5  # views with waiters re-check this often if a datagram was lost
 VIEW_IDLE_S = 60.0  # a view nobody asked for in this long is dropped

@@ -32,7 +32,6 @@ MP4_TYPE = b"video/mp4"
 IMMUTABLE = b"max-age=31536000, immutable"
 ENDED_PLAYLIST_MAX_AGE = 3600
 LIVE_PLAYLIST_MAX_AGE = 1
-RELEASE_BATCH = 256
 
 _ID = rb"(st_[0-9a-f]{16})/(gen_[0-9a-f]{16})"
 _RENDITION = rb"([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)"
@@ -70,7 +69,6 @@ class Request:
     headers: dict[bytes, bytes]
     head: bool
     private: bool
-    waited: bool = False  # held until a part landed: answered in release batches
 
 
 class HLSHandler:
@@ -84,9 +82,6 @@ class HLSHandler:
         self.secret = secret
         self.client_of = client_of  # scope → the viewer's address (trusted proxies honoured)
         self.root = str(spool.root)
-        # When a part lands, every request held for it wakes at once; sending in batches gets the
-        # first answers out in milliseconds instead of all of them at the end of the burst.
-        self.release = trio.CapacityLimiter(RELEASE_BATCH)
 
     async def __call__(self, scope, receive, send) -> None:
         kind = "hls"
@@ -110,12 +105,8 @@ class HLSHandler:
             status, body = r.status, (r.message + "\n").encode()
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", r.cache)]
             req = None
-        headers = headers + CORS + [(b"content-length", b"%d" % len(body))]
-        if req is not None and req.waited:
-            async with self.release:
-                await _send(send, status, headers, body, head=req.head)
-        else:
-            await _send(send, status, headers, body, head=scope["method"] == "HEAD")
+        await _send(send, status, headers + CORS + [(b"content-length", b"%d" % len(body))], body,
+                    head=scope["method"] == "HEAD")
         self.counters.count(kind, status, 0 if scope["method"] == "HEAD" else len(body))
 
     # --- request ------------------------------------------------------------------------
@@ -164,7 +155,7 @@ class HLSHandler:
             self.client_of(scope), req.headers.get(b"user-agent", b"").decode("latin-1")))
         blocking = msn is not None and not view.playlist.ended
         if blocking:
-            req.waited = await self._hold_for(view, msn, part)
+            await self._hold_for(view, msn, part)
         playlist = view.playlist
         if playlist.ended:
             cache = self._cache(req, b"max-age=%d" % ENDED_PLAYLIST_MAX_AGE)
@@ -180,19 +171,18 @@ class HLSHandler:
             return 304, headers, b""
         return 200, headers, view.render(skip=skip, query=self._token_query(req))
 
-    async def _hold_for(self, view: RenditionView, msn: int, part: int | None) -> bool:
-        """Wait until the playlist holds (msn, part); whether the request had to wait."""
+    async def _hold_for(self, view: RenditionView, msn: int, part: int | None) -> None:
         playlist = view.playlist
         if playlist.too_far_ahead(msn, part):
             raise Refused(400, f"_HLS_msn={msn} is too far ahead of the live edge")
         if playlist.contains(msn, part):
-            return False
+            return
         self.counters.blocked_now += 1
         try:
             with trio.move_on_after(3 * playlist.target_duration):
                 while not view.playlist.contains(msn, part):
                     await view.wait_change()
-                return True
+                return
         finally:
             self.counters.blocked_now -= 1
         raise Refused(503, "the requested segment or part did not arrive in time")
@@ -221,7 +211,6 @@ class HLSHandler:
         entry = self.files.get(path)
         if entry is None and req.kind == "part":
             entry = await self._wait_for_hinted_part(req, path)
-            req.waited = entry is not None
         if entry is None:
             # Not there (yet): a cache must not keep this answer.
             raise Refused(404, "no such file (yet)")

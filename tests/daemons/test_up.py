@@ -85,6 +85,10 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
         assert wrong.returncode != 0
         assert b"invalid stream key" in wrong.stderr
 
+        # The control plane's flow over the management API, against the same running daemons.
+        token = json.loads(sender(env, "token", "create", "--label", "legion", "--json").stdout)["token"]
+        await _legion_flow(port, http_port, token)
+
         # `sender stream stop` ends the generation; `status` reports idle.
         assert sender(env, "stream", "stop", "demo").returncode == 0
         assert json.loads(sender(env, "stream", "status", "demo", "--json").stdout)["generation"] is None
@@ -96,6 +100,32 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
     assert code == 0, err
     assert key not in err  # keys are never logged
     assert "publish refused: bad stream key" in err
+
+
+async def _legion_flow(rtmp_port: int, http_port: int, token: str) -> None:
+    """create stream → create key → start → publish → live → playable → stop → ended."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": f"Bearer {token}"}) as c:
+        async def call(method: str, **params):
+            r = await c.post("/api/admin/management", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+            assert r.status_code == 200, r.text
+            return r.json()["result"]
+
+        await call("stream.create", slug="legion", auto_start=False)
+        key = (await call("stream_key.create", stream="legion"))["key"]
+        generation = (await call("stream.start", stream="legion"))["generation"]
+        async with trio.open_nursery() as n:
+            n.start_soon(run_publisher, ffmpeg_publish_cmd(f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", 4))
+
+            async def live():
+                return (await call("stream.status", stream="legion"))["status"] == "live"
+
+            await wait_for_async(live, timeout=15)
+            info = (await c.get("/api/streams/legion/playback")).json()
+            assert info["generation_id"] == generation["id"] and info["master_url"]
+            assert (await c.get(info["master_url"])).status_code == 200
+        stopped = await call("stream.stop", stream="legion")
+        assert stopped["generation"]["id"] == generation["id"]
+        assert (await call("stream.status", stream="legion"))["status"] == "ended"
 
 
 async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:

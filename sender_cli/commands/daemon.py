@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,17 +37,92 @@ for _name in DAEMONS:
     app.command(_name)(_runner(_name))
 
 
-def up(ctx: typer.Context) -> None:
+DEMO_SLUG = "demo"
+DEMO_KEY_LABEL = "sender up --demo"
+
+
+def up(
+    ctx: typer.Context,
+    demo: bool = typer.Option(False, "--demo", help="Also create the stream 'demo' and publish a test pattern to it with ffmpeg."),
+) -> None:
     """Run every daemon in the foreground, one process each, until Ctrl-C; then stop them cleanly."""
     cli = context.get(ctx)
     install = Install.load(cli.config_path)
-    cfg_path = str(install.config.path)
+    cfg = install.config
+    cfg_path = str(cfg.path)
+    rtmp_host, rtmp_port = cfg.listen("rtmp.listen")
+    http_host, http_port = cfg.listen("http.listen")
+    local = lambda h: "127.0.0.1" if h in ("0.0.0.0", "::", "") else h  # noqa: E731 - where this machine reaches it
     render.err_console.print(f"sender up: {', '.join(DAEMONS)} with {cfg_path} (Ctrl-C stops)", markup=False)
-    code = trio.run(_supervise, cfg_path)
+    render.err_console.print(f"  OBS server:   rtmp://{local(rtmp_host)}:{rtmp_port}/live  (stream key: `sender key create SLUG`)", markup=False)
+    render.err_console.print(f"  HTTP:         http://{local(http_host)}:{http_port}/api/streams", markup=False)
+    publisher = None
+    if demo:
+        key = _demo_key(install)
+        publisher = _demo_publisher_cmd(f"rtmp://{local(rtmp_host)}:{rtmp_port}/live/{key}")
+        render.err_console.print(f"  demo stream:  http://{local(http_host)}:{http_port}/api/streams/{DEMO_SLUG}/playback "
+                                 "(its master_url plays in any HLS player)", markup=False)
+    code = trio.run(_supervise, cfg_path, publisher, (local(rtmp_host), rtmp_port))
     raise typer.Exit(code)
 
 
-async def _supervise(config_path: str) -> int:
+def _demo_key(install: Install) -> str:
+    """The demo stream (created if missing) and a fresh key for it; earlier demo keys are revoked."""
+    from daemons.core import domain
+    from daemons.core.errors import NotFound
+
+    with install.open_store() as store:
+        try:
+            domain.streams.get(store, DEMO_SLUG)
+        except NotFound:
+            domain.streams.create(store, DEMO_SLUG, title="Sender demo (test pattern)")
+        for old in domain.keys.list_(store, DEMO_SLUG):
+            if old["label"] == DEMO_KEY_LABEL and not old["revoked_at"]:
+                domain.keys.revoke(store, old["id"])
+        _, key = domain.keys.create(store, install.secret(), DEMO_SLUG, label=DEMO_KEY_LABEL)
+    return key
+
+
+def _demo_publisher_cmd(url: str) -> list[str]:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise typer.BadParameter("--demo needs ffmpeg on PATH (bash .ci/bootstrap installs it)")
+    return [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-b:v", "2500k",
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv", url,
+    ]
+
+
+async def _publish_demo(cmd: list[str], rtmp: tuple[str, int]) -> None:
+    """The test pattern, once ingest listens; restarted if it stops (it never ends by itself)."""
+    while not await _port_open(*rtmp):
+        await trio.sleep(0.2)
+    while True:
+        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                with trio.CancelScope(shield=True):
+                    proc.terminate()
+                    await proc.wait()
+        render.error(f"demo publisher exited with status {proc.returncode}; restarting in 2 s")
+        await trio.sleep(2)
+
+
+async def _port_open(host: str, port: int) -> bool:
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+async def _supervise(config_path: str, demo_publisher: list[str] | None = None, rtmp: tuple[str, int] | None = None) -> int:
     """Start each daemon; on a signal or any daemon's exit, stop the others. Exit status: first failure."""
     procs: dict[str, trio.Process] = {}
     exit_codes: dict[str, int] = {}
@@ -70,6 +146,8 @@ async def _supervise(config_path: str) -> int:
                 )
                 procs[name] = proc
                 nursery.start_soon(watch, name, proc)
+            if demo_publisher is not None:
+                nursery.start_soon(_publish_demo, demo_publisher, rtmp)
         with trio.CancelScope(shield=True):
             for proc in procs.values():
                 if proc.returncode is None:

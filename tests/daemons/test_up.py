@@ -143,3 +143,35 @@ async def _read_all(stream) -> str:
     while chunk := await stream.receive_some(65536):
         chunks.append(chunk)
     return b"".join(chunks).decode()
+
+
+@needs_ffmpeg
+async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
+    d = tmp_path / "var"
+    env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
+    port, http_port = free_port(), free_port()
+    assert sender(env, "init", "--dir", str(d)).returncode == 0
+    assert sender(env, "config", "set", "rtmp.listen", f"127.0.0.1:{port}").returncode == 0
+    assert sender(env, "config", "set", "http.listen", f"127.0.0.1:{http_port}").returncode == 0
+    up = await trio.lowlevel.open_process([SENDER, "up", "--demo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as c:
+            async def live_playlist() -> bool:
+                try:
+                    info = (await c.get("/api/streams/demo/playback")).json()
+                except (httpx.TransportError, ValueError):
+                    return False  # not up yet
+                if not info.get("master_url"):
+                    return False
+                media = info["master_url"].replace("master.m3u8", "source/index.m3u8")
+                return "#EXT-X-PART:" in (await c.get(media)).text
+
+            with trio.fail_after(10):  # from `sender up --demo` to a live LL-HLS playlist
+                await wait_for_async(live_playlist, timeout=10)
+    finally:
+        up.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            code = await up.wait()
+        err = await _read_all(up.stderr)
+    assert code == 0, err
+    assert f"rtmp://127.0.0.1:{port}/live" in err and "/api/streams/demo/playback" in err

@@ -41,9 +41,16 @@ def init(
     render.emit(data, as_json, human)
 
 
-def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+def status(
+    ctx: typer.Context,
+    as_json: bool = JSON_OPTION,
+    watch: bool = typer.Option(False, "--watch", help="A live dashboard of streams, publishers and viewers, refreshed every second (Ctrl-C ends it)."),
+) -> None:
     """What this install holds: node, paths, streams, keys, endpoints, live generations."""
     cli = context.get(ctx)
+    if watch:
+        _watch(cli)
+        return
     inst = cli.install()
     store = cli.store()
     cfg = inst.config
@@ -93,3 +100,53 @@ def _running_daemons(state_dir) -> dict[str, dict]:
         if doc is not None:
             out[path.stem] = {"pid": doc.get("pid"), "updated_at": doc.get("updated_at")}
     return out
+
+
+def _dashboard(cli):
+    """One frame of `sender status --watch`: every stream with its generation, publisher and viewers."""
+    from rich.table import Table
+
+    from daemons.http.state import viewers_per_stream
+
+    inst = cli.install()
+    store = cli.store()
+    ingest = read_fresh_stats(inst.state_dir, "ingest") or {}
+    publishers = {p["stream_id"]: p for p in ingest.get("publishers", [])}
+    renditions = []
+    for path in sorted((inst.state_dir / "stats").glob("http-*.json")):
+        renditions += (read_fresh_stats(inst.state_dir, path.stem) or {}).get("viewers", [])
+    viewers = viewers_per_stream(renditions)
+    active = {g["stream_id"]: g for g in domain.generations.list_(store, active_only=True)}
+    t = Table(title=f"Sender — {inst.config['node.name']} — daemons: {', '.join(_running_daemons(inst.state_dir)) or 'none'}")
+    for column in ("stream", "visibility", "generation", "publisher", "bitrate", "resolution", "keyframes", "viewers"):
+        t.add_column(column)
+    for s in domain.streams.list_(store):
+        g, p = active.get(s["id"]), publishers.get(s["id"])
+        t.add_row(
+            s["slug"], s["visibility"], f"{g['status']} {g['id']}" if g else "idle",
+            p["remote"] if p else "-",
+            f"{(p.get('bitrate_bps') or 0) / 1e6:.2f} Mb/s" if p else "-",
+            f"{p['width']}x{p['height']}@{p.get('frame_rate') or '?'}" if p and p.get("width") else "-",
+            f"every {p['keyframe_interval_s']:.1f} s" if p and p.get("keyframe_interval_s") else "-",
+            str(viewers.get(s["id"], 0)),
+        )
+    return t
+
+
+def _watch(cli) -> None:
+    import time
+
+    from rich.live import Live
+
+    try:
+        if not render.console.is_terminal:  # piped or logged: one frame per second, appended
+            while True:
+                render.console.print(_dashboard(cli))
+                render.console.file.flush()
+                time.sleep(1)
+        with Live(_dashboard(cli), console=render.console, refresh_per_second=2) as live:
+            while True:
+                time.sleep(1)
+                live.update(_dashboard(cli))
+    except KeyboardInterrupt:
+        pass

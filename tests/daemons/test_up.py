@@ -168,6 +168,17 @@ async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
 
             with trio.fail_after(10):  # from `sender up --demo` to a live LL-HLS playlist
                 await wait_for_async(live_playlist, timeout=10)
+        # `sender status --watch` shows the demo publisher live, and ends cleanly on Ctrl-C.
+        watch = await trio.lowlevel.open_process([SENDER, "status", "--watch"], env={**env, "COLUMNS": "200"},
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = b""
+        with trio.fail_after(15):
+            while b"127.0.0.1:" not in seen or b"Mb/s" not in seen:
+                seen += await watch.stdout.receive_some(65536)
+        watch.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await watch.wait() == 0
+        assert b"demo" in seen and b"ingest" in seen
     finally:
         up.send_signal(signal.SIGINT)
         with trio.fail_after(20):

@@ -19,6 +19,7 @@ from daemons.core import domain
 from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import management, metrics, openapi
+from daemons.http.state import viewers_per_stream
 
 TELEMETRY_MAX_BODY = 16 * 1024
 TELEMETRY_MAX_EVENTS = 50
@@ -155,8 +156,6 @@ def create_api(ctx) -> QuartTrio:
 
 def _viewers_of(ctx, stream_id: str) -> int:
     renditions = [r for w in metrics.all_worker_stats(ctx) for r in w.get("viewers", ()) if r["stream_id"] == stream_id]
-    from daemons.http.state import viewers_per_stream
-
     return viewers_per_stream(renditions).get(stream_id, 0)
 
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote
 import trio
 
 from daemons.core.domain import playback
-from daemons.http.spool_view import FileCache, RenditionView, SpoolView
+from daemons.http.spool_view import FileCache, RenditionView, SpoolView, with_query
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
@@ -198,7 +198,7 @@ class HLSHandler:
                    (b"last-modified", entry.last_modified)]
         if req.headers.get(b"if-none-match") == entry.etag:
             return 304, headers, b""
-        return 200, headers, _with_query_cached(entry, self._token_query(req))
+        return 200, headers, with_query(entry.data, self._token_query(req))
 
     def _generation_ended(self, req: Request) -> bool:
         views = [v for p, v in self.spool.views.items() if p.startswith(f"{req.stream_id}/{req.generation_id}/")]
@@ -249,14 +249,6 @@ class HLSHandler:
         finally:
             self.counters.blocked_now -= 1
         raise Refused(503, "the hinted part did not arrive in time")
-
-
-def _with_query_cached(entry, query: bytes) -> bytes:
-    if not query:
-        return entry.data
-    from daemons.http.spool_view import with_query
-
-    return with_query(entry.data, query)
 
 
 def _directives(query: dict[str, str]) -> tuple[int | None, int | None, bool]:

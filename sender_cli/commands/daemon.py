@@ -18,6 +18,7 @@ from sender_cli import context, render
 DAEMONS = {
     "ingest": "daemons.ingest.main",
     "http": "daemons.http.main",
+    "snapshot": "daemons.snapshot.main",
 }
 
 app = typer.Typer(help="Run one daemon in the foreground (what its systemd unit runs).", no_args_is_help=True)

@@ -1,7 +1,8 @@
 """sd_notify as systemd sees it: each daemon, a real subprocess, sends READY=1 on a real AF_UNIX
 datagram socket once it listens, then WATCHDOG=1 pings, then STOPPING=1 on SIGTERM and exits 0.
 And a daemon whose startup checks fail refuses to start: one log line, exit 1, no READY.
-(edge-fill and snapshot get their notify tests when those daemons exist.)"""
+sender-snapshot listens on nothing: its READY=1 comes after its first collection (its stats file
+exists). (edge-fill gets its notify test when that daemon exists.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from daemons.core import config as config_mod
 from sender_cli.commands.daemon import DAEMONS
 
 SENDER = Path(sys.executable).parent / "sender"
-LISTEN_KEY = {"ingest": "rtmp.listen", "http": "http.listen"}
+LISTEN_KEY = {"ingest": "rtmp.listen", "http": "http.listen", "snapshot": None}
 WATCHDOG_USEC = 200_000  # pings every 0.1 s
 
 
@@ -50,7 +51,8 @@ async def notify_socket():
 
 async def run_daemon(name: str, env: dict, notify_path: str, sock) -> tuple[list[str], int, str]:
     """Start `sender daemon NAME` with NOTIFY_SOCKET; return the messages until it exited."""
-    port = int(config_mod.load(env["SENDER_CONFIG"])[LISTEN_KEY[name]].rsplit(":", 1)[1])
+    cfg = config_mod.load(env["SENDER_CONFIG"])
+    port = int(cfg[LISTEN_KEY[name]].rsplit(":", 1)[1]) if LISTEN_KEY[name] else None
     messages: list[str] = []
     proc = await trio.lowlevel.open_process(
         [str(SENDER), "daemon", name],
@@ -61,7 +63,10 @@ async def run_daemon(name: str, env: dict, notify_path: str, sock) -> tuple[list
         with trio.fail_after(20):
             while not any(m.startswith("READY=1") for m in messages):
                 messages.append((await sock.recv(4096)).decode())
-            assert accepts(port), f"READY=1 before sender-{name} listens on {port}"
+            if port is not None:
+                assert accepts(port), f"READY=1 before sender-{name} listens on {port}"
+            else:
+                assert (Path(cfg["node.state_dir"]) / "stats" / f"{name}.json").exists(), f"READY=1 before sender-{name} collected"
             while sum(m == "WATCHDOG=1" for m in messages) < 3:
                 messages.append((await sock.recv(4096)).decode())
             proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ import math
 
 from daemons.core.domain import endpoints
 from daemons.core.domain.common import check_choice, check_text, now_iso
-from daemons.core.errors import InvalidInput
+from daemons.core.errors import Conflict, InvalidInput
 from daemons.core.store import Store
 
 STATUSES = ("healthy", "degraded", "stale", "offline", "overloaded")
@@ -43,11 +43,16 @@ def _check(snapshot: dict) -> dict:
     return out
 
 
-def record(store: Store, snapshot: dict, *, history_limit: int) -> dict:
-    """Write the endpoint's latest snapshot and append it to its history, pruned to the limit."""
+def record(store: Store, snapshot: dict, *, history_limit: int, owner: str | None = None) -> dict:
+    """Write the endpoint's latest snapshot and append it to its history, pruned to the limit.
+
+    With `owner` (a node id), refused unless the endpoint belongs to that node (its node_id),
+    checked in the same transaction: a node never writes another node's endpoint."""
     snap = _check(snapshot)
     with store.write() as db:
-        endpoints.get(store, snap["endpoint_id"])
+        endpoint = endpoints.get(store, snap["endpoint_id"])
+        if owner is not None and endpoint["node_id"] != owner:
+            raise Conflict(f"endpoint {snap['endpoint_id']!r} belongs to node {endpoint['node_id']!r}, not {owner!r}")
         db["endpoint_snapshots"].upsert(snap, pk=("endpoint_id", "generation_id"))
         db["endpoint_history"].insert(snap)
         db.execute(
@@ -68,3 +73,16 @@ def history(store: Store, endpoint_id: str, *, limit: int = 100) -> list[dict]:
     return store.query(
         "SELECT * FROM endpoint_history WHERE endpoint_id = ? ORDER BY id DESC LIMIT ?", (endpoint_id, int(limit))
     )
+
+
+def prune(store: Store, endpoint_id: str, *, keep_generations: list[str], observed_before: str) -> int:
+    """Drop the endpoint's latest-snapshot rows of generations no longer kept, last seen before
+    `observed_before` (ended broadcasts leave the table; the endpoint's own row stays)."""
+    marks = ",".join("?" * len(keep_generations))
+    keep = f"AND generation_id NOT IN ({marks})" if keep_generations else ""
+    with store.write() as db:
+        cur = db.execute(
+            f"DELETE FROM endpoint_snapshots WHERE endpoint_id = ? AND generation_id != '' {keep} AND observed_at < ?",
+            (endpoint_id, *keep_generations, observed_before),
+        )
+        return cur.rowcount

@@ -454,6 +454,22 @@ def check_units(daemons: list[str], *, unit_dirs: tuple[Path, ...] = SYSTEM_UNIT
 # --- the sets ----------------------------------------------------------------------------------
 
 
+def check_control_plane(cfg: Config) -> Check:
+    """Reports to the control plane are signed: a report URL needs a readable, non-empty key file."""
+    url, key_file = cfg["control_plane.report_url"], cfg["control_plane.signing_key_file"]
+    if not url:
+        return _ok("control plane", "no report URL: snapshots stay local")
+    fix = "put the shared key in a file readable by sender and `sender config set control_plane.signing_key_file PATH`"
+    if not key_file:
+        return _fail("control plane", f"control_plane.report_url is {url} but no signing key file is set", fix)
+    try:
+        if not Path(key_file).read_bytes().strip():
+            return _fail("control plane", f"the signing key file {key_file} is empty", fix)
+    except OSError as e:
+        return _fail("control plane", f"cannot read the signing key file {key_file}: {e.strerror}", fix)
+    return _ok("control plane", f"reports to {url}, signed")
+
+
 def startup(daemon: str, install) -> list[Check]:
     """What a daemon needs before it starts: state and spool writable (the spool created, mode
     0750, if missing), the install secret, the binaries it runs. Failures only."""
@@ -464,6 +480,8 @@ def startup(daemon: str, install) -> list[Check]:
         check_secret(install.state_dir),
         *check_binaries(daemon, cfg),
     ]
+    if daemon == "snapshot":
+        results.append(check_control_plane(cfg))
     return [c for c in results if not c.ok]
 
 
@@ -482,6 +500,7 @@ def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_di
     out.append(store_check)
     out += check_ports(cfg)
     out += check_tls(cfg)
+    out.append(check_control_plane(cfg))
     out.append(check_clock(cfg))
     out += check_units(daemons, unit_dirs=unit_dirs, user=user_units)
     return out

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 from daemons.core.errors import SenderError
 from sender_cli import context, render
 from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system, token
-from sender_cli.commands import doctor, install_cmd
+from sender_cli.commands import cache_config, doctor, install_cmd
 
 
 class SenderGroup(TyperGroup):
@@ -78,6 +78,7 @@ app.add_typer(rendition.app, name="rendition")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(daemon.app, name="daemon")
+app.add_typer(cache_config.app, name="cache-config")
 app.command("up")(daemon.up)
 
 

@@ -1,0 +1,119 @@
+"""A real nginx, configured by `sender cache-config nginx`, in front of sender-http: LL-HLS with
+blocking reloads works through it, concurrent misses reach the origin once, and what must not be
+kept (404s for future parts, private streams) is not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from daemons.core import domain
+from daemons.core.domain import playback
+from sender_cli.commands.cache_config import render_nginx
+from tests.daemons.conftest import wait_for
+from tests.daemons.test_up import free_port, port_open
+from tests.http.spool_writer import GenerationWriter, part_bytes
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run .ci/bootstrap --test)")
+
+
+@pytest.fixture
+async def proxy(http, tmp_path, nursery):
+    """nginx with the generated config, in a prefix directory of its own."""
+    port = free_port()
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    snippet = prefix / "sender-cache.conf"
+    snippet.write_text(render_nginx(upstream=f"{http.host}:{http.port}", listen=f"127.0.0.1:{port}",
+                                    cache_dir=str(prefix / "cache"), target_duration_s=1))
+    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # As root (CI), nginx's workers would drop to `nobody`, who cannot enter pytest's 0700 tmp dirs.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (prefix / "nginx.conf").write_text(
+        f"{user}pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{ access_log off; {temp} include {snippet}; }}\n"
+    )
+    proc = await trio.lowlevel.open_process([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+                                            stdin=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: port_open(port), timeout=10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        with trio.move_on_after(5):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def generation(http, visibility="public") -> GenerationWriter:
+    with http.install.open_store() as store:
+        stream = domain.streams.create(store, f"cached-{visibility}", visibility=visibility)
+    gen = GenerationWriter(http.install.spool_root, http.install.state_dir, stream["id"])
+    gen.add_segments(3)
+    await http.daemon.ctx.directory.refresh()
+    return gen
+
+
+def origin_count(http, kind: str, status: int = 200) -> int:
+    return http.daemon.ctx.counters.requests[(kind, status)]
+
+
+async def test_media_is_fetched_from_the_origin_once(http, proxy):
+    gen = await generation(http)
+    async with httpx.AsyncClient(base_url=proxy) as c:
+        first = await c.get(gen.url("1.m4s"))
+        second = await c.get(gen.url("1.m4s"), params={"session": "another-viewer"})  # the session id is not in the key
+    assert first.status_code == second.status_code == 200 and first.content == second.content
+    assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("MISS", "HIT")
+    assert origin_count(http, "segment") == 1
+
+
+async def test_blocking_reloads_through_the_cache_collapse_into_one_origin_request(http, proxy):
+    gen = await generation(http)
+    results = []
+    async with httpx.AsyncClient(base_url=proxy, limits=httpx.Limits(max_connections=100), timeout=30) as c:
+        async with trio.open_nursery() as n:
+            async def viewer(i: int) -> None:
+                results.append(await c.get(gen.url(), params={"_HLS_msn": 3, "_HLS_part": 0, "session": f"viewer-{i}"}))
+
+            for i in range(50):
+                n.start_soon(viewer, i)
+            # Held upstream: one request, however many viewers wait behind nginx.
+            view_path = f"{gen.stream_id}/{gen.generation_id}/{gen.rendition}"
+            await wait_for(lambda: (v := http.daemon.ctx.spool.views.get(view_path)) is not None and v.waiters >= 1)
+            gen.add_part()
+    assert len(results) == 50 and {r.status_code for r in results} == {200}
+    assert all("3.0.m4s" in r.text for r in results)
+    assert origin_count(http, "playlist") == 1
+
+
+async def test_a_404_for_a_future_part_is_not_kept(http, proxy):
+    gen = await generation(http)
+    async with httpx.AsyncClient(base_url=proxy) as c:
+        missing = await c.get(gen.url("3.1.m4s"))
+        gen.add_part()
+        gen.add_part()  # 3.0 and 3.1 now exist
+        present = await c.get(gen.url("3.1.m4s"))
+    assert missing.status_code == 404
+    assert present.status_code == 200 and present.content == part_bytes(3, 1)
+
+
+async def test_private_streams_are_not_cached(http, proxy):
+    gen = await generation(http, "private")
+    token = playback.mint_token(http.install.secret(), gen.stream_id, 600)["token"]
+    async with httpx.AsyncClient(base_url=proxy) as c:
+        for _ in range(2):
+            r = await c.get(gen.url("1.m4s"), params={"token": token})
+            assert r.status_code == 200 and r.headers["x-cache-status"] != "HIT"
+        assert (await c.get(gen.url("1.m4s"))).status_code == 403  # and never served without a token
+    assert origin_count(http, "segment") == 2

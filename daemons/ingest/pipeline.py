@@ -182,9 +182,9 @@ class GenerationPipeline:
         """The generation ended: close the playlists with ENDLIST."""
         for name, p in self.packagers.items():
             await self._apply(name, p.end())
+        await self._publish_generation(ended=True)
         if self.live:
             await self._publish_master(final=True)
-        await self._publish_generation(ended=True)
         self._cancel.cancel()
         slog.log(log, logging.INFO, "generation playlists ended", **self.fields)
 

@@ -218,7 +218,8 @@ async def test_admin_stop_ends_the_playlists_and_retention_removes_them(nursery,
     text = await wait_for(lambda: (t := read_playlist(gen_dir)) and "#EXT-X-ENDLIST" in t and t, timeout=10)
     ended = check_media_playlist(text)
     assert ended.ended and ended.preload_hint is None
-    assert json.loads((gen_dir / "generation.json").read_text())["ended"] is True
+    # generation.json follows the playlists (a separate file: a moment later).
+    await wait_for(lambda: json.loads((gen_dir / "generation.json").read_text())["ended"], timeout=5)
     await wait_for(lambda: not gen_dir.exists(), timeout=10)
 
 

@@ -441,9 +441,34 @@ def _hls_paths() -> dict:
 
 
 def _page_paths() -> dict:
-    """HTML pages: `/`, `/watch/{slug}`, `/admin` are to come; add their path items here
-    (`"/watch/{slug}": {"get": {..., "tags": ["pages"], "responses": {"200": {"content": {"text/html": ...}}}}}`)."""
-    return {}
+    """HTML pages (daemons/http/pages.py) and the built player assets they load."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/": {"get": {
+            "operationId": "indexPage", "tags": ["pages"], "summary": "The public streams that are live, linking to their watch pages.",
+            "responses": {"200": {"description": "An HTML page.", "content": html}},
+        }},
+        "/watch/{slug}": {"get": {
+            "operationId": "watchPage", "tags": ["pages"],
+            "summary": "The watch page: a Video.js v10 player on hls.js (low-latency mode), live state and viewer count.",
+            "parameters": [
+                {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "token", "in": "query", "required": False,
+                 "description": "A playback token, read by the page's player; required to play private streams.",
+                 "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "An HTML page (the player asks the playback API for the rest).", "content": html},
+                          "404": {"description": "No such stream (an HTML page).", "content": html}},
+        }},
+        "/static/{name}": {"get": {
+            "operationId": "staticAsset", "tags": ["pages"],
+            "summary": "A built player asset (content-hashed name, immutable); only the files the build made.",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The file.", "content": {"text/javascript": {"schema": {"type": "string"}},
+                                                                      "text/css": {"schema": {"type": "string"}}}},
+                          "404": _text("No such asset.")},
+        }},
+    }
 
 
 SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _management_paths, _hls_paths, _page_paths)

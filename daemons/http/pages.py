@@ -1,0 +1,143 @@
+"""HTML pages of sender-http: `/` (public live streams), `/watch/<slug>` (the player), and the
+built player assets under `/static/`.
+
+The pages are small server-rendered HTML with no inline script or style: the player
+(`web/src/watch.ts`, Video.js v10 on hls.js, built by esbuild into `static/`) reads the stream's
+slug from data- attributes and asks the playback API for the rest, so a strict
+Content-Security-Policy holds and nothing comes from another origin. The built files ship inside
+the Python package; `static/manifest.json` maps each entry to its content-hashed file name, and
+only the files it names are served (with a year-long immutable cache).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+from quart import Response
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+HLS_VIDEO_STYLE_HASH = "sha256-CiCIGK+iiyifBeh+GO5/AbfFpYy96d3ewcHczAfyQ3s="
+CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    # The one inline <style> Video.js v10 puts in <hls-video>'s shadow root (a fixed text), by hash.
+    f"style-src 'self' '{HLS_VIDEO_STYLE_HASH}'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "worker-src 'self' blob:",
+    "font-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a private stream's ?token= never leaves in a Referer
+    "X-Frame-Options": "DENY",
+}
+
+
+def load_assets(directory: Path = STATIC_DIR) -> tuple[dict[str, str], dict[str, tuple[bytes, str]]]:
+    """(entry → file name, file name → (bytes, content type)) of the built assets, read once."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except FileNotFoundError:
+        return {}, {}
+    files = {}
+    for name in manifest.values():
+        files[name] = ((directory / name).read_bytes(), STATIC_TYPES[Path(name).suffix])
+    return manifest, files
+
+
+def _page(title: str, body: str, manifest: dict[str, str], *, script: bool = False, status: int = 200,
+          extra_headers: dict | None = None) -> Response:
+    css = manifest.get("watch.css")
+    js = manifest.get("watch.js")
+    head = [
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        '<link rel="icon" href="data:,">',
+        # id="__media-styles": Video.js's skin then finds its base styles and injects no <style>.
+        f'<link rel="stylesheet" id="__media-styles" href="/static/{escape(css)}">' if css else "",
+    ]
+    if script and js:
+        head.append(f'<script src="/static/{escape(js)}" defer></script>')
+    html = (
+        '<!doctype html>\n<html lang="en">\n<head>\n' + "\n".join(h for h in head if h) + "\n</head>\n<body>\n"
+        '<a class="skip" href="#content">Skip to content</a>\n' + body + "\n</body>\n</html>\n"
+    )
+    return Response(html, status=status, content_type="text/html; charset=utf-8",
+                    headers={**PAGE_HEADERS, **(extra_headers or {})})
+
+
+def register(app, ctx) -> None:
+    manifest, files = load_assets()
+
+    @app.get("/")
+    async def index_page():
+        from daemons.http.api import _public_streams
+
+        streams = await ctx.store.run(_public_streams)
+        live = [s for s in streams if s["status"] in ("live", "starting")]
+        items = "\n".join(
+            f'<li><a href="/watch/{escape(s["slug"])}"><strong>{escape(s["title"] or s["slug"])}</strong> '
+            f'<span class="badge" data-status="{escape(s["status"])}">{escape(s["status"])}</span></a></li>'
+            for s in live
+        )
+        listing = f'<ul class="streams">\n{items}\n</ul>' if live else '<p>No public stream is live right now.</p>'
+        body = (
+            '<main id="content">\n<header class="page"><h1>Live now</h1></header>\n'
+            f"{listing}\n"
+            '<p class="note">Reload to refresh the list.</p>\n</main>'
+        )
+        return _page("Sender: live streams", body, manifest, extra_headers={"Cache-Control": "max-age=5"})
+
+    @app.get("/watch/<slug>")
+    async def watch_page(slug: str):
+        entry = ctx.directory.by_slug.get(slug)
+        if entry is None:
+            await ctx.directory.refresh()  # created a moment ago?
+            entry = ctx.directory.by_slug.get(slug)
+        if entry is None:
+            body = ('<main id="content"><header class="page"><h1>No such stream</h1></header>'
+                    '<p>There is no stream here. <a href="/">See the live streams</a>.</p></main>')
+            return _page("Sender: no such stream", body, manifest, status=404, extra_headers={"Cache-Control": "no-store"})
+        # The title comes from the playback API (a private stream's only with its token).
+        body = f"""<main id="content">
+<div id="watch" data-slug="{escape(slug)}" data-status="loading">
+<header class="page">
+<h1 id="title">{escape(slug)}</h1>
+<span id="badge" class="badge" role="status" aria-live="polite">…</span>
+<span id="viewers" class="viewers" aria-live="off"></span>
+</header>
+<section class="stage" aria-label="Video player">
+<video-player>
+<live-video-skin>
+<hls-video slot="media" muted autoplay playsinline preload="auto" prefer-playback="mse" aria-label="Live video"></hls-video>
+</live-video-skin>
+</video-player>
+<div id="overlay" class="overlay" role="status" aria-live="polite">Loading…</div>
+</section>
+<p class="note">Keys: Space or K play/pause, M mute, F full screen. <a href="/">All live streams</a></p>
+</div>
+</main>"""
+        return _page(f"Sender: {slug}", body, manifest, script=True,
+                     extra_headers={"Cache-Control": "no-store" if entry.visibility == "private" else "max-age=60"})
+
+    @app.get("/static/<name>")
+    async def static_file(name: str):
+        found = files.get(name)
+        if found is None:
+            return Response("not found\n", status=404, content_type="text/plain; charset=utf-8",
+                            headers={"Cache-Control": "no-store"})
+        data, content_type = found
+        return Response(data, content_type=content_type,
+                        headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"})

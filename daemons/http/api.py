@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from daemons.core import domain
 from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput, SenderError
-from daemons.http import management, metrics, openapi
+from daemons.http import endpoint_reports, management, metrics, openapi
 from daemons.http.state import viewers_per_stream
 
 TELEMETRY_MAX_BODY = 16 * 1024
@@ -78,6 +78,7 @@ def create_api(ctx) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics_route():
+        await metrics.refresh(ctx)  # the endpoint snapshots, from the store (at most once a second)
         return Response(metrics.render(ctx), content_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE)
 
     @app.get("/api/openapi.json")
@@ -154,6 +155,7 @@ def create_api(ctx) -> QuartTrio:
         headers = {"WWW-Authenticate": management.BEARER_REALM} if status == 401 else None
         return json_response(payload, status, headers=headers)
 
+    endpoint_reports.register(app, ctx)  # POST /api/endpoints/<id>/snapshots: external endpoints' own reports
     return app
 
 

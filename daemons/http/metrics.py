@@ -2,20 +2,25 @@
 
 Each HTTP worker writes its counters and viewers to `<state_dir>/stats/http-<n>.json` once a
 second; a scrape, whichever worker answers it, adds up the fresh files of its siblings and its own
-live numbers, so `http.workers` > 1 is one set of series. prometheus-client does the exposition
+live numbers, so `http.workers` > 1 is one set of series. Endpoint gauges and their 1-minute
+rollups come from the store's latest snapshots (`EndpointSnapshots`, re-read at most once a
+second by `refresh`), the same rows the control plane gets. prometheus-client does the exposition
 format (escaping, types, HELP); the collector below only reads state.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from daemons.core.domain.snapshots import STATUSES
 from daemons.core.stats import read_fresh_stats
-from daemons.http.state import viewers_per_stream
+from daemons.http.state import EndpointSnapshots, viewers_per_stream
+from daemons.snapshot.build import parse_time
 
 STATS_FRESH_S = 5.0
 
@@ -47,6 +52,61 @@ def all_worker_stats(ctx) -> list[dict]:
         if doc is not None:
             out.append(doc)
     return out
+
+
+# (column, metric suffix, help) of the per-endpoint gauges and their rollups
+ENDPOINT_GAUGES = (
+    ("viewers", "viewers", "Viewers (distinct player sessions)"),
+    ("ingress_bps", "ingress_bits", "Bits per second received"),
+    ("egress_bps", "egress_bits", "Bits per second sent"),
+    ("playlist_age_s", "playlist_age_seconds", "Seconds since the playlist last changed"),
+    ("segment_lag", "segment_lag", "Segments behind its source"),
+)
+
+
+def endpoint_snapshots(ctx) -> EndpointSnapshots:
+    cache = getattr(ctx, "_endpoint_snapshots", None)
+    if cache is None:
+        cache = ctx._endpoint_snapshots = EndpointSnapshots(ctx.store)
+    return cache
+
+
+async def refresh(ctx) -> None:
+    """Before a scrape: re-read the endpoint snapshots if older than a second."""
+    await endpoint_snapshots(ctx).refresh()
+
+
+def endpoint_families(cache: EndpointSnapshots, now: float, snapshot_stats: dict | None):
+    """Per-endpoint gauges (latest snapshot), 1-minute min/avg/max rollups, report counters."""
+    for col, name, text in ENDPOINT_GAUGES:
+        m = GaugeMetricFamily(f"sender_endpoint_{name}", f"{text}, per endpoint (its latest snapshot).", labels=["endpoint"])
+        for r in cache.latest:
+            if r[col] is not None:
+                m.add_metric([r["endpoint_id"]], r[col])
+        yield m
+    m = GaugeMetricFamily("sender_endpoint_status", "1 for the endpoint's current status (healthy, degraded, stale, offline, overloaded).",
+                          labels=["endpoint", "status"])
+    for r in cache.latest:
+        for status in STATUSES:
+            m.add_metric([r["endpoint_id"], status], 1 if r["status"] == status else 0)
+    yield m
+    m = GaugeMetricFamily("sender_endpoint_snapshot_age_seconds", "Seconds since the endpoint's latest snapshot was observed.", labels=["endpoint"])
+    for r in cache.latest:
+        m.add_metric([r["endpoint_id"]], round(max(0.0, now - parse_time(r["observed_at"])), 3))
+    yield m
+    for col, name, text in ENDPOINT_GAUGES:
+        m = GaugeMetricFamily(f"sender_endpoint_{name}_1m", f"{text}, per endpoint: min, avg and max of its snapshots of the last minute.",
+                              labels=["endpoint", "stat"])
+        for r in cache.rollups:
+            if r[f"{col}_avg"] is not None:
+                for stat in ("min", "avg", "max"):
+                    m.add_metric([r["endpoint_id"], stat], round(r[f"{col}_{stat}"], 3))
+        yield m
+    report = (snapshot_stats or {}).get("report") or {}
+    yield CounterMetricFamily("sender_reports_sent", "Snapshot reports delivered to the control plane.", value=report.get("sent", 0))
+    yield CounterMetricFamily("sender_reports_dropped", "Snapshot reports dropped from a full queue.", value=report.get("dropped", 0))
+    yield CounterMetricFamily("sender_reports_rejected", "Snapshot reports refused by the control plane (4xx).", value=report.get("rejected", 0))
+    yield GaugeMetricFamily("sender_reports_queued", "Snapshot reports waiting to be sent.", value=report.get("queued", 0))
 
 
 class SenderCollector:
@@ -116,6 +176,10 @@ class SenderCollector:
         for g in ingest.get("generations", ()):
             m.add_metric([slug.get(g["stream_id"], g["stream_id"])], 1 if g.get("spool_full") else 0)
         yield m
+
+        fresh = max(STATS_FRESH_S, 3 * ctx.config["snapshot.interval_s"])
+        snapshot_stats = read_fresh_stats(ctx.install.state_dir, "snapshot", fresh)
+        yield from endpoint_families(endpoint_snapshots(ctx), time.time(), snapshot_stats)
 
 
 def render(ctx) -> bytes:

@@ -273,6 +273,48 @@ def _telemetry_paths() -> dict:
     }
 
 
+def _endpoint_report_paths() -> dict:
+    from daemons.http.management import SNAPSHOT_FIELDS
+
+    row = {"type": "object", "additionalProperties": False, "required": ["status"],
+           "description": "One observation: generation_id \"\" (the default) for the endpoint as a whole. endpoint_id "
+                          "and reporter, when given, must be the endpoint itself.",
+           "properties": SNAPSHOT_FIELDS}
+    return {
+        "/api/endpoints/{endpoint_id}/snapshots": {"post": {
+            "operationId": "postEndpointSnapshots", "tags": ["telemetry"],
+            "summary": "An external endpoint's own process reports its snapshots (token or HMAC signature).",
+            "description": "Authenticate with `Authorization: Bearer <report token>` (`sender endpoint token ID`) or sign: "
+                           "`X-Sender-Timestamp: <unix s>` and `X-Sender-Signature: sha256=<hex HMAC-SHA256(token, "
+                           "timestamp + \".\" + body)>` (±300 s; each signature accepted once). Only external_origin and "
+                           "external_edge endpoints. Every row is checked before any is written. Body at most 16 KiB; "
+                           "120 reports a minute per endpoint.",
+            "parameters": [
+                {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 100}},
+                {"name": "X-Sender-Timestamp", "in": "header", "required": False, "schema": {"type": "string"}},
+                {"name": "X-Sender-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                row,
+                {"type": "object", "additionalProperties": False, "required": ["snapshots"],
+                 "properties": {"snapshots": {"type": "array", "minItems": 1, "maxItems": 100, "items": row}}},
+            ]}}}},
+            "responses": {
+                "202": _json({"type": "object", "required": ["accepted", "snapshots"],
+                              "properties": {"accepted": {"type": "integer"}, "snapshots": {"type": "array", "items": {"type": "object"}}}},
+                             "Recorded: the rows as stored."),
+                "400": _error("Invalid report; `field` names the culprit. Nothing was written."),
+                "401": _error("No, a wrong or an expired token or signature (or no token minted for this endpoint)."),
+                "403": _error("Not an external endpoint: its own node's sender-snapshot reports it."),
+                "404": _error("No such endpoint."),
+                "409": _error("This signed report was already received (a replay)."),
+                "413": _error("The body is over 16 KiB."),
+                "429": _error("Too many reports for this endpoint, or failed authentications from this address."),
+            },
+        }},
+    }
+
+
 def _management_methods() -> list[tuple[str, str, dict]]:
     """(name, description, params schema) of every management method: management.METHODS, the
     table that also validates calls and answers `capabilities`."""
@@ -471,12 +513,12 @@ def _page_paths() -> dict:
     }
 
 
-SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _management_paths, _hls_paths, _page_paths)
+SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths)
 
 TAGS = [
     {"name": "operations", "description": "Health, readiness, metrics, this document."},
     {"name": "playback", "description": "What players and pages need to find and start streams."},
-    {"name": "telemetry", "description": "What players report."},
+    {"name": "telemetry", "description": "What players and external endpoints report."},
     {"name": "management", "description": "The management API Legion drives."},
     {"name": "hls", "description": "LL-HLS playlists and media, generation-scoped (served outside the web framework)."},
     {"name": "pages", "description": "HTML pages."},

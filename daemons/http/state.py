@@ -4,6 +4,8 @@
   second, so the HLS hot path checks visibility with a dict lookup instead of a query.
 * `ViewerTracker` — active viewers per stream, generation and rendition: each media playlist
   request marks its session seen; a session counts while seen within the window.
+* `EndpointSnapshots` — every endpoint's latest own snapshot and its 1-minute rollups, re-read
+  from the store at most once a second, when `/metrics` asks.
 * `Counters` — request, byte and event counters exported at `/metrics` and in the worker's
   stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads).
 """
@@ -11,12 +13,15 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import trio
 
+from daemons.core.domain import snapshots
 from daemons.runtime.store import StoreWorker
+from daemons.snapshot.build import iso
 
 DIRECTORY_REFRESH_S = 1.0
 
@@ -51,6 +56,35 @@ class StreamDirectory:
         while True:
             await trio.sleep(DIRECTORY_REFRESH_S)
             await self.refresh()
+
+
+ROLLUP_WINDOW_S = 60.0
+
+
+class EndpointSnapshots:
+    """Latest snapshot (generation "") of each endpoint and min/avg/max over the last minute of its
+    history, for `/metrics`. Read on demand, at most once per `max_age_s`: scrapes cost one query."""
+
+    def __init__(self, store: StoreWorker, max_age_s: float = DIRECTORY_REFRESH_S, wall_clock=time.time):
+        self.store = store
+        self.max_age_s = max_age_s
+        self.wall_clock = wall_clock
+        self.latest: list[dict] = []
+        self.rollups: list[dict] = []
+        self.read_at: float | None = None  # trio time
+
+    async def refresh(self, *, force: bool = False) -> None:
+        now = trio.current_time()
+        if not force and self.read_at is not None and now - self.read_at < self.max_age_s:
+            return
+        self.latest, self.rollups = await self.store.run(_endpoint_snapshots, self.wall_clock() - ROLLUP_WINDOW_S)
+        self.read_at = now
+
+
+def _endpoint_snapshots(store, since: float) -> tuple[list[dict], list[dict]]:
+    live = {r["id"] for r in store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL")}
+    latest = [r for r in snapshots.list_(store) if r["generation_id"] == "" and r["endpoint_id"] in live]
+    return latest, [r for r in snapshots.rollups(store, iso(since)) if r["endpoint_id"] in live]
 
 
 def session_key(session_id: str | None, client: str, user_agent: str) -> str:

@@ -87,6 +87,19 @@ def link(
     render.emit(row, as_json, lambda: render.console.print(f"{row['id']} ← {', '.join(row['sources']) or 'no sources'}", markup=False))
 
 
+@app.command("token")
+def token(ctx: typer.Context, endpoint_id: str = ID_ARG, as_json: bool = JSON_OPTION) -> None:
+    """Mint the report token of an external endpoint (its previous token stops working).
+
+    Its own process reports with it to POST /api/endpoints/ENDPOINT/snapshots, as
+    'Authorization: Bearer TOKEN' or by signing each body (X-Sender-Signature). Shown once:
+    the store keeps only a salt."""
+    c = context.get(ctx)
+    value = domain.endpoints.mint_report_token(c.store(), c.install().secret(), endpoint_id)
+    doc = {"endpoint_id": endpoint_id, "token": value, "report_url": f"/api/endpoints/{endpoint_id}/snapshots"}
+    render.emit(doc, as_json, lambda: render.console.print(value, markup=False, soft_wrap=True))
+
+
 @app.command("delete")
 def delete(ctx: typer.Context, endpoint_id: str = ID_ARG, as_json: bool = JSON_OPTION) -> None:
     """Soft-delete an endpoint (refused while another endpoint uses it as a source)."""

@@ -15,7 +15,8 @@ from daemons.core import domain
 from daemons.core.errors import StoreError
 from daemons.core.store import Store
 
-ALL = ["0001_streams_keys_generations", "0002_media_endpoints", "0003_renditions_snapshots", "0004_measured_bandwidth_player_events"]
+ALL = ["0001_streams_keys_generations", "0002_media_endpoints", "0003_renditions_snapshots", "0004_measured_bandwidth_player_events",
+       "0005_endpoint_report_tokens"]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -108,7 +109,7 @@ def test_upgrade_from_second_version(tmp_path):
         assert old.schema_version() == ALL[:2]
         domain.endpoints.upsert(old, "origin", type="tribes_origin")
     with Store.open(path, migrate=False) as store:
-        assert store.migrate() == ["0003_renditions_snapshots", "0004_measured_bandwidth_player_events"]
+        assert store.migrate() == ALL[2:]
         assert domain.endpoints.get(store, "origin")["type"] == "tribes_origin"
         assert domain.streams.get(store, "legacy")["id"] == "st_old"
 

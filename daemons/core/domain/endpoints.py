@@ -8,7 +8,10 @@ same state, and `updated_at` moves only when something changed.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 
 from daemons.core import config as config_mod
 from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, now_iso
@@ -16,6 +19,8 @@ from daemons.core.errors import ConfigError, Conflict, InvalidInput, NotFound
 from daemons.core.store import Store
 
 TYPES = ("tribes_origin", "tribes_edge", "external_origin", "external_edge")
+EXTERNAL_TYPES = ("external_origin", "external_edge")
+REPORT_TOKEN_PREFIX = "ert_"
 HEALTH_KEYS = tuple(k.split(".", 1)[1] for k in config_mod.SCHEMA if k.startswith("health."))
 
 
@@ -42,6 +47,7 @@ def _check_base_url(value: object) -> str:
 
 def _row(row: dict, store: Store) -> dict:
     out = as_bool(dict(row), "enabled")
+    out.pop("report_token_salt", None)  # a token's ingredient: never shown
     out["health_thresholds"] = json.loads(out["health_thresholds"] or "{}")
     out["sources"] = [
         r["source_id"]
@@ -110,7 +116,8 @@ def upsert(
             if current is None:
                 db["media_endpoints"].insert(row)
             else:  # re-creating a deleted id starts it afresh
-                db["media_endpoints"].update(endpoint_id, row)
+                # (and a token of the deleted endpoint must not work)
+                db["media_endpoints"].update(endpoint_id, {**row, "report_token_salt": ""})
                 db.execute("DELETE FROM endpoint_sources WHERE endpoint_id = ?", (endpoint_id,))
         else:
             changed = {k: v for k, v in fields.items() if current[k] != v}
@@ -191,3 +198,31 @@ def delete(store: Store, endpoint_id: str) -> dict:
         db["media_endpoints"].update(endpoint_id, {"deleted_at": now, "updated_at": now})
         db.execute("DELETE FROM endpoint_sources WHERE endpoint_id = ?", (endpoint_id,))
     return get(store, endpoint_id, include_deleted=True)
+
+
+# --- report tokens: what an external endpoint's own process authenticates with --------------
+
+
+def report_token(install_secret: bytes, endpoint_id: str, salt: str) -> str:
+    """The endpoint's report token: HMAC(install secret, id + salt). The store keeps only the salt."""
+    digest = hmac.new(install_secret, f"sender-endpoint-report:{endpoint_id}:{salt}".encode(), hashlib.sha256).hexdigest()
+    return REPORT_TOKEN_PREFIX + digest
+
+
+def mint_report_token(store: Store, install_secret: bytes, endpoint_id: str) -> str:
+    """A new report token for an external endpoint (the previous one stops working)."""
+    with store.write() as db:
+        ep = get(store, endpoint_id)
+        if ep["type"] not in EXTERNAL_TYPES:
+            raise InvalidInput(f"endpoint {endpoint_id!r} is {ep['type']}: only external endpoints "
+                               f"({', '.join(EXTERNAL_TYPES)}) report with a token", field="endpoint_id")
+        salt = secrets.token_hex(16)
+        db["media_endpoints"].update(endpoint_id, {"report_token_salt": salt, "updated_at": now_iso()})
+    return report_token(install_secret, endpoint_id, salt)
+
+
+def report_credentials(store: Store, endpoint_id: str) -> tuple[dict, str]:
+    """(endpoint, its report-token salt; "" when none was minted). NotFound for a missing endpoint."""
+    ep = get(store, endpoint_id)
+    row = store.one("SELECT report_token_salt FROM media_endpoints WHERE id = ?", (endpoint_id,))
+    return ep, row["report_token_salt"]

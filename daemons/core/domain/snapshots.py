@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 from daemons.core.domain import endpoints
 from daemons.core.domain.common import check_choice, check_text, now_iso
@@ -11,6 +12,7 @@ from daemons.core.store import Store
 
 STATUSES = ("healthy", "degraded", "stale", "offline", "overloaded")
 _COUNTS = {"viewers": 10**9, "ingress_bps": 10**13, "egress_bps": 10**13, "segment_lag": 10**9}
+MAX_REPORT_ROWS = 100
 COLUMNS = (
     "endpoint_id", "generation_id", "observed_at", "reporter", "status", "viewers",
     "ingress_bps", "egress_bps", "playlist_age_s", "last_segment_at", "segment_lag",
@@ -22,25 +24,47 @@ def _check(snapshot: dict) -> dict:
         raise InvalidInput("a snapshot must be an object")
     unknown = set(snapshot) - set(COLUMNS)
     if unknown:
-        raise InvalidInput(f"unknown snapshot field {sorted(unknown, key=str)[0]!r}")
+        first = sorted(unknown, key=str)[0]
+        raise InvalidInput(f"unknown snapshot field {first!r}", field=str(first))
     out = {c: snapshot.get(c) for c in COLUMNS}
     if not isinstance(out["endpoint_id"], str) or not out["endpoint_id"]:
-        raise InvalidInput(f"endpoint_id {out['endpoint_id']!r} is not allowed: give the id of an endpoint")
-    out["generation_id"] = check_text(out["generation_id"] or "", "generation_id", 100)
-    out["reporter"] = check_text(out["reporter"] or "", "reporter", 100)
-    out["status"] = check_choice(out["status"], "status", STATUSES)
-    out["observed_at"] = check_text(out["observed_at"] or now_iso(), "observed_at", 40)
+        raise InvalidInput(f"endpoint_id {out['endpoint_id']!r} is not allowed: give the id of an endpoint", field="endpoint_id")
+    out["generation_id"] = _field(check_text, out["generation_id"] or "", "generation_id", 100)
+    out["reporter"] = _field(check_text, out["reporter"] or "", "reporter", 100)
+    out["status"] = _field(check_choice, out["status"], "status", STATUSES)
+    out["observed_at"] = _time(out["observed_at"], "observed_at") if out["observed_at"] else now_iso()
     for k, hi in _COUNTS.items():
         v = out[k] if out[k] is not None or k == "segment_lag" else 0
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi):
-            raise InvalidInput(f"{k} {v!r} is not allowed: use an integer from 0 to {hi}")
+            raise InvalidInput(f"{k} {v!r} is not allowed: use an integer from 0 to {hi}", field=k)
         out[k] = v
     age = out["playlist_age_s"]
     if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age) or not 0 <= age <= 10**7):
-        raise InvalidInput(f"playlist_age_s {age!r} is not allowed: use seconds from 0 to 10000000")
+        raise InvalidInput(f"playlist_age_s {age!r} is not allowed: use seconds from 0 to 10000000", field="playlist_age_s")
     if out["last_segment_at"] is not None:
-        check_text(out["last_segment_at"], "last_segment_at", 40)
+        out["last_segment_at"] = _time(out["last_segment_at"], "last_segment_at")
     return out
+
+
+def _field(check, value, what: str, *args):
+    try:
+        return check(value, what, *args)
+    except InvalidInput as e:
+        e.field = e.field or what
+        raise
+
+
+def _time(value: object, what: str) -> str:
+    """An ISO-8601 time with a zone, as the store writes times (UTC, milliseconds, Z)."""
+    _field(check_text, value, what, 40)
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        raise InvalidInput(f"{what} {value!r} is not allowed: use an ISO-8601 time with a zone, e.g. 2026-01-31T12:00:00Z",
+                           field=what)
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record(store: Store, snapshot: dict, *, history_limit: int, owner: str | None = None) -> dict:
@@ -61,6 +85,48 @@ def record(store: Store, snapshot: dict, *, history_limit: int, owner: str | Non
             (snap["endpoint_id"], snap["endpoint_id"], history_limit),
         )
     return snap
+
+
+def record_external(store: Store, endpoint_id: str, rows: list, *, history_limit: int, now: datetime | None = None,
+                    max_age_s: float = 86400.0, max_ahead_s: float = 300.0) -> list[dict]:
+    """An external endpoint's own report: every row checked (endpoint_id and reporter are the
+    endpoint, observed_at within [now - max_age_s, now + max_ahead_s]) before any is written, then
+    all recorded in one transaction. NotFound for an unknown endpoint; Conflict for a Sender one."""
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_REPORT_ROWS:
+        raise InvalidInput(f"snapshots must be a list of 1 to {MAX_REPORT_ROWS} snapshots", field="snapshots")
+    now = now or datetime.now(timezone.utc)
+    checked, seen = [], set()
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            for k in ("endpoint_id", "reporter"):
+                if row.get(k) not in (None, endpoint_id):
+                    raise InvalidInput(f"snapshots[{i}].{k} {row[k]!r} is not allowed: a report is about its endpoint "
+                                       f"{endpoint_id!r}, and made by it", field=k)
+            row = {**row, "endpoint_id": endpoint_id, "reporter": endpoint_id}
+        snap = _check(row)
+        at = datetime.fromisoformat(snap["observed_at"])
+        if not now - timedelta(seconds=max_age_s) <= at <= now + timedelta(seconds=max_ahead_s):
+            raise InvalidInput(f"observed_at {snap['observed_at']} is not allowed: it must be within the last "
+                               f"{max_age_s:g} s and at most {max_ahead_s:g} s ahead of this server's clock", field="observed_at")
+        if snap["generation_id"] in seen:
+            raise InvalidInput(f"generation_id {snap['generation_id']!r} is reported twice", field="generation_id")
+        seen.add(snap["generation_id"])
+        checked.append(snap)
+    with store.write():
+        endpoint = endpoints.get(store, endpoint_id)
+        if endpoint["type"] not in endpoints.EXTERNAL_TYPES:
+            raise Conflict(f"endpoint {endpoint_id!r} is {endpoint['type']}: its own node's sender-snapshot reports it, "
+                           f"not an external process")
+        return [record(store, snap, history_limit=history_limit) for snap in checked]
+
+
+def rollups(store: Store, since: str) -> list[dict]:
+    """min/avg/max of each endpoint's own rows (generation "") observed since `since`."""
+    cols = ("viewers", "ingress_bps", "egress_bps", "playlist_age_s", "segment_lag")
+    agg = ", ".join(f"MIN({c}) AS {c}_min, AVG({c}) AS {c}_avg, MAX({c}) AS {c}_max" for c in cols)
+    return store.query(
+        f"SELECT endpoint_id, COUNT(*) AS samples, {agg} FROM endpoint_history "
+        "WHERE generation_id = '' AND observed_at >= ? GROUP BY endpoint_id ORDER BY endpoint_id", (since,))
 
 
 def list_(store: Store, endpoint_id: str | None = None) -> list[dict]:

@@ -173,3 +173,14 @@ def _m0004(db: Database) -> None:
         CREATE INDEX player_events_stream ON player_events (stream_id, id);
         """
     )
+
+
+@MIGRATIONS(name="0005_endpoint_report_tokens")
+def _m0005(db: Database) -> None:
+    db.executescript(
+        """
+        -- An external endpoint's report token is HMAC(install secret, id + salt): the store keeps
+        -- only the salt ('' = no token minted); minting a new token changes it (the old one stops working).
+        ALTER TABLE media_endpoints ADD COLUMN report_token_salt TEXT NOT NULL DEFAULT '';
+        """
+    )

@@ -1,0 +1,139 @@
+"""`POST /api/endpoints/<id>/snapshots`: an external endpoint's own process reports its stats.
+
+An external origin or edge (a packager, a CDN, a web server Sender does not run) has no
+sender-snapshot; whatever runs it reports here with the endpoint's report token
+(`sender endpoint token ID`), either of:
+
+    Authorization: Bearer <token>
+    X-Sender-Timestamp: <unix seconds>
+    X-Sender-Signature: sha256=<hex HMAC-SHA256(token, timestamp + "." + body)>
+
+The signature is the control-plane report's (`daemons.snapshot.report`): refused beyond ±300 s
+of this server's clock, and each signature is accepted once within that window (a replay → 409).
+The body (at most 16 KiB) is one snapshot object, or `{"snapshots": [...]}` (one row per
+generation, "" for the endpoint as a whole); every row is checked before any is written
+(`daemons.core.domain.snapshots.record_external`). Reports are rate-limited per endpoint, and
+failed authentications per address (the management API's limiter).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections import OrderedDict
+
+from quart import request
+
+from daemons.core import domain
+from daemons.core.errors import InvalidInput, NotFound
+from daemons.runtime.ratelimit import WindowLimiter
+from daemons.snapshot.report import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+MAX_BODY = 16 * 1024
+REPORTS_PER_MINUTE = 120
+MAX_REMEMBERED = 100_000  # signatures remembered for replay protection (bounded)
+_BEARER_PREFIX = "bearer "
+
+
+class ReplayGuard:
+    """Signatures seen within the skew window: a signature is accepted once. Bounded: past
+    `max_entries` the oldest are forgotten (they are the closest to expiring anyway)."""
+
+    def __init__(self, window_s: float = MAX_SKEW_S, max_entries: int = MAX_REMEMBERED):
+        self.window_s, self.max_entries = window_s, max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, key: str, now: float) -> bool:
+        while self._seen and next(iter(self._seen.values())) < now - 2 * self.window_s:
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        return True
+
+
+def register(app, ctx, *, wall_clock=time.time) -> None:
+    from daemons.http.api import error_response, json_response
+
+    limiter = WindowLimiter(REPORTS_PER_MINUTE)
+    replays = ReplayGuard()
+
+    @app.post("/api/endpoints/<endpoint_id>/snapshots")
+    async def endpoint_report(endpoint_id: str):
+        client = ctx.client_of(request.scope)
+        if ctx.auth_failures.blocked(client):
+            return error_response(429, "rate_limited", "too many failed authentications from this address; try again in a minute")
+        if limiter.blocked(endpoint_id):
+            return error_response(429, "rate_limited", f"more than {REPORTS_PER_MINUTE} reports a minute for endpoint {endpoint_id!r}; slow down")
+        if (request.content_length or 0) > MAX_BODY:
+            return error_response(413, "body_too_large", f"a report is limited to {MAX_BODY} bytes")
+        body = await request.get_data(cache=False)
+        if len(body) > MAX_BODY:
+            return error_response(413, "body_too_large", f"a report is limited to {MAX_BODY} bytes")
+        try:
+            endpoint, salt = await ctx.store.run(domain.endpoints.report_credentials, endpoint_id)
+        except NotFound:
+            return error_response(404, "not_found", f"no endpoint {endpoint_id!r}", "endpoint_id")
+        if endpoint["type"] not in domain.endpoints.EXTERNAL_TYPES:
+            return error_response(403, "forbidden", f"endpoint {endpoint_id!r} is {endpoint['type']}: its own node's "
+                                                    "sender-snapshot reports it, not an external process", "endpoint_id")
+        refused = _authenticate(ctx, endpoint_id, salt, body, replays, wall_clock())
+        if refused is not None:
+            status, code, message = refused
+            if status == 401:
+                ctx.auth_failures.record(client)
+            headers = {"WWW-Authenticate": 'Bearer realm="sender endpoint report"'} if status == 401 else None
+            return json_response({"error": {"code": code, "message": message}}, status, headers=headers)
+        limiter.record(endpoint_id)
+        rows = _rows_of(body)
+        recorded = await ctx.store.run(lambda s: domain.snapshots.record_external(
+            s, endpoint_id, rows, history_limit=ctx.config["snapshot.history_limit"]))
+        return json_response({"accepted": len(recorded), "snapshots": recorded}, 202)
+
+
+def _authenticate(ctx, endpoint_id: str, salt: str, body: bytes, replays: ReplayGuard, now: float):
+    """None when the request carries the endpoint's token or its signature; else (status, code, message)."""
+    if not salt:
+        return 401, "unauthorized", f"endpoint {endpoint_id!r} has no report token: mint one with `sender endpoint token {endpoint_id}`"
+    token = domain.endpoints.report_token(ctx.secret, endpoint_id, salt)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if signature is not None:
+        stamp = request.headers.get(TIMESTAMP_HEADER) or ""
+        try:
+            ts = int(stamp)
+        except ValueError:
+            return 401, "unauthorized", f"{TIMESTAMP_HEADER} must be the unix time in seconds"
+        if not hmac.compare_digest(sign(token.encode(), stamp, body), signature):
+            return 401, "unauthorized", f"bad {SIGNATURE_HEADER}: expected sha256=HMAC-SHA256(token, timestamp + \".\" + body)"
+        if abs(now - ts) > MAX_SKEW_S:
+            return 401, "unauthorized", (f"{TIMESTAMP_HEADER} {ts} is {now - ts:+.0f} s from this server's clock "
+                                         f"(at most ±{MAX_SKEW_S:g} s): sign each request when sending it")
+        if not replays.first_time(f"{endpoint_id}\0{signature}", now):
+            return 409, "replayed", "this signed report was already received: sign each report afresh"
+        return None
+    authorization = request.headers.get("Authorization") or ""
+    if authorization[:len(_BEARER_PREFIX)].lower() == _BEARER_PREFIX:
+        if hmac.compare_digest(authorization[len(_BEARER_PREFIX):].strip().encode(), token.encode()):
+            return None
+        return 401, "unauthorized", "wrong report token for this endpoint"
+    return 401, "unauthorized", (f"authentication required: 'Authorization: Bearer <report token>' or "
+                                 f"{TIMESTAMP_HEADER} + {SIGNATURE_HEADER}")
+
+
+def _rows_of(body: bytes) -> list:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body must be a JSON object: a snapshot, or {\"snapshots\": [...]}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("the body must be a JSON object: a snapshot, or {\"snapshots\": [...]}")
+    if "snapshots" in doc:
+        if set(doc) != {"snapshots"}:
+            extra = sorted(set(doc) - {"snapshots"})[0]
+            raise InvalidInput(f"unknown field {extra!r} next to snapshots", field=extra)
+        return doc["snapshots"]
+    return [doc]
+

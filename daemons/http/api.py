@@ -54,8 +54,9 @@ def create_api(ctx) -> QuartTrio:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}.get(e.code, "http_error")
         return error_response(e.code, code, e.description or e.name)
 
-    from daemons.http import pages  # HTML pages and their built assets (issue 6)
+    from daemons.http import admin, pages  # HTML pages and their built assets (issue 6)
     pages.register(app, ctx)
+    admin.register(app, ctx)
 
     # --- health and metrics -----------------------------------------------------------
 

@@ -513,7 +513,40 @@ def _page_paths() -> dict:
     }
 
 
-SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths)
+def _admin_paths() -> dict:
+    """The admin page (daemons/http/admin.py): HTML forms behind a session cookie and CSRF tokens."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    form = {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    answers = {"303": {"description": "Done: back to /admin."},
+               "200": {"description": "An HTML page (a new stream key is shown once).", "content": html},
+               "401": {"description": "No valid session (an HTML page).", "content": html},
+               "403": {"description": "Missing or wrong CSRF token, or a wrong management token (an HTML page).", "content": html},
+               "404": {"description": "No such stream or key (an HTML page).", "content": html},
+               "409": {"description": "Conflict, e.g. the slug exists (an HTML page).", "content": html},
+               "429": {"description": "Too many failed sign-ins (an HTML page).", "content": html}}
+
+    def post(op: str, summary: str, params: tuple[str, ...] = ()) -> dict:
+        item = {"operationId": op, "tags": ["pages"], "summary": summary, "requestBody": {"content": form}, "responses": answers}
+        if params:
+            item["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in params]
+        return {"post": item}
+
+    return {
+        "/admin": {"get": {"operationId": "adminPage", "tags": ["pages"],
+                           "summary": "The admin page, or its sign-in form without a session.",
+                           "responses": {"200": {"description": "An HTML page.", "content": html}}}},
+        "/admin/login": post("adminLogin", "Sign in with a management token (fields token, csrf); sets the session cookie."),
+        "/admin/logout": post("adminLogout", "Sign out."),
+        "/admin/streams": post("adminCreateStream", "Create a stream (fields slug, title, visibility, csrf)."),
+        "/admin/keys": post("adminCreateKey", "Create a stream key (fields stream, label, csrf); shown once with the OBS server."),
+        "/admin/keys/{key_id}/revoke": post("adminRevokeKey", "Revoke a stream key.", ("key_id",)),
+        "/admin/streams/{slug}/start": post("adminStartStream", "Start the stream's generation.", ("slug",)),
+        "/admin/streams/{slug}/stop": post("adminStopStream", "Stop the stream's generation.", ("slug",)),
+    }
+
+
+SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths,
+            _admin_paths)
 
 TAGS = [
     {"name": "operations", "description": "Health, readiness, metrics, this document."},

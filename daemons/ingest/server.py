@@ -384,6 +384,7 @@ class IngestDaemon:
         while True:
             now = trio.current_time()
             payload = {
+                "listening": [[scheme, host, port] for scheme, host, port in self.addresses],
                 "connections": self.connections,
                 "generations": [
                     {

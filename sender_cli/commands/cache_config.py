@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import typer
 
+from sender_cli import render
+from sender_cli.context import JSON_OPTION
+
 app = typer.Typer(help="Print a caching-proxy config for the front of sender-http.", no_args_is_help=True)
 
 NGINX_TEMPLATE = """\
@@ -90,7 +93,10 @@ def nginx(
     cache_dir: str = typer.Option("/var/cache/nginx/sender", "--cache-dir", help="Where nginx keeps cached objects."),
     max_size: str = typer.Option("10g", "--max-size", help="Most disk the cache may use (nginx size syntax)."),
     target_duration: int = typer.Option(2, "--target-duration", min=1, max=60, help="The streams' TARGETDURATION in seconds (how long blocking reloads are held)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Print an nginx config (conf.d snippet) that caches LL-HLS in front of sender-http."""
-    typer.echo(render_nginx(upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
-                            max_size=max_size, target_duration_s=target_duration), nl=False)
+    text = render_nginx(upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
+                        max_size=max_size, target_duration_s=target_duration)
+    render.emit({"proxy": "nginx", "install_as": "/etc/nginx/conf.d/sender.conf", "config": text}, as_json,
+                lambda: typer.echo(text, nl=False))

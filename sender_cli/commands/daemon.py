@@ -61,6 +61,7 @@ def up(
     if demo:
         key = _demo_key(install)
         publisher = _demo_publisher_cmd(f"rtmp://{local(rtmp_host)}:{rtmp_port}/live/{key}")
+        render.err_console.print(f"  watch:        http://{local(http_host)}:{http_port}/watch/{DEMO_SLUG}", markup=False)
         render.err_console.print(f"  demo stream:  http://{local(http_host)}:{http_port}/api/streams/{DEMO_SLUG}/playback "
                                  "(its master_url plays in any HLS player)", markup=False)
     code = trio.run(_supervise, cfg_path, publisher, (local(rtmp_host), rtmp_port))

@@ -186,3 +186,4 @@ async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
         err = await _read_all(up.stderr)
     assert code == 0, err
     assert f"rtmp://127.0.0.1:{port}/live" in err and "/api/streams/demo/playback" in err
+    assert f"http://127.0.0.1:{http_port}/watch/demo" in err

@@ -18,10 +18,13 @@ failed authentications per address (the management API's limiter).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import os
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from quart import request
 
@@ -37,21 +40,45 @@ _BEARER_PREFIX = "bearer "
 
 
 class ReplayGuard:
-    """Signatures seen within the skew window: a signature is accepted once. Bounded: past
-    `max_entries` the oldest are forgotten (they are the closest to expiring anyway)."""
+    """Signatures seen within the skew window: a signature is accepted once — by any HTTP worker
+    of this node. Each worker remembers what it accepted (bounded: past `max_entries` the oldest
+    are forgotten, the closest to expiring anyway), and claims each new signature by creating a
+    marker file with O_EXCL in `directory`, shared by the workers: a replay sent to another
+    worker finds the marker. Markers older than twice the window are removed as it goes."""
 
-    def __init__(self, window_s: float = MAX_SKEW_S, max_entries: int = MAX_REMEMBERED):
+    def __init__(self, directory: Path | None = None, window_s: float = MAX_SKEW_S, max_entries: int = MAX_REMEMBERED):
         self.window_s, self.max_entries = window_s, max_entries
+        self.directory = directory
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pruned_at = 0.0
 
     def first_time(self, key: str, now: float) -> bool:
         while self._seen and next(iter(self._seen.values())) < now - 2 * self.window_s:
             self._seen.popitem(last=False)
         if key in self._seen:
             return False
+        if self.directory is not None and not self._claim(key, now):
+            return False
         self._seen[key] = now
         while len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
+        return True
+
+    def _claim(self, key: str, now: float) -> bool:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if now - self._pruned_at > self.window_s / 10:
+            self._pruned_at = now
+            for marker in self.directory.iterdir():
+                try:
+                    if marker.stat().st_mtime < now - 2 * self.window_s:
+                        marker.unlink()
+                except FileNotFoundError:
+                    pass  # another worker pruned it first
+        name = hashlib.sha256(key.encode()).hexdigest()[:40]
+        try:
+            os.close(os.open(self.directory / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
         return True
 
 
@@ -59,7 +86,7 @@ def register(app, ctx, *, wall_clock=time.time) -> None:
     from daemons.http.api import error_response, json_response
 
     limiter = WindowLimiter(REPORTS_PER_MINUTE)
-    replays = ReplayGuard()
+    replays = ReplayGuard(ctx.install.state_dir / "run" / "report-signatures")
 
     @app.post("/api/endpoints/<endpoint_id>/snapshots")
     async def endpoint_report(endpoint_id: str):

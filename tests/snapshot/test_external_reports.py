@@ -71,6 +71,17 @@ async def test_signed_report_is_recorded_once_and_a_replay_is_refused(nursery, i
         assert stored(inst, "mux1")[0][0]["status"] == "degraded"
 
 
+async def test_a_replay_to_another_http_worker_is_refused_too(nursery, inst):
+    first = await start_http(nursery, inst)
+    second = await start_http(nursery, inst, worker=1)  # another worker of the same node
+    body, headers = signed(mint(inst, "mux1"), {"status": "healthy", "viewers": 5})
+    async with first.client() as a, second.client() as b:
+        assert (await a.post("/api/endpoints/mux1/snapshots", content=body, headers=headers)).status_code == 202
+        again = await b.post("/api/endpoints/mux1/snapshots", content=body, headers=headers)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "replayed"
+    assert len(stored(inst, "mux1")[1]) == 1
+
+
 async def test_bad_signature_old_timestamp_wrong_token_and_missing_auth_write_nothing(nursery, inst):
     http = await start_http(nursery, inst)
     token = mint(inst, "mux1")

@@ -18,8 +18,10 @@ import logging
 import os
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 import trio
 
 from daemons.core import domain
@@ -30,6 +32,7 @@ from daemons.core.stats import read_stats, write_stats
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, iso
+from daemons.snapshot.probe import probe
 from daemons.snapshot.report import Reporter, read_key
 
 log = slog.get("snapshot")
@@ -112,8 +115,27 @@ class SnapshotDaemon:
                 await trio.sleep(self.cfg["snapshot.interval_s"])
                 try:
                     await self.collect()
+                    await self.probe_external()
                 except Exception:  # one bad collection must not stop the next
                     log.exception("collection failed")
+
+    async def probe_external(self) -> list[dict]:
+        """Snapshots for external endpoints that report nothing, from their playlists (probe.py)."""
+        cfg = self.cfg
+        targets = await self.store.run(_silent_external_endpoints, cfg["health.stats_stale_after_s"], self.wall_clock())
+        rows = []
+        if not targets:
+            return rows
+        async with httpx.AsyncClient() as client:
+            for ep in targets:
+                thresholds = Thresholds.from_config(cfg, ep["health_thresholds"])
+                now = self.wall_clock()
+                result = await probe(client, ep["public_base_url"], now=now, max_age_s=thresholds.max_playlist_age_s)
+                row = {"endpoint_id": ep["id"], "generation_id": "", "reporter": f"probe:{self.node_id}",
+                       "status": result["status"], "playlist_age_s": result["playlist_age_s"], "observed_at": iso(now)}
+                await self.store.run(domain.snapshots.record, row, history_limit=cfg["snapshot.history_limit"])
+                rows.append(row)
+        return rows
 
     async def collect(self) -> Built | None:
         cfg, state_dir = self.cfg, self.install.state_dir
@@ -174,6 +196,24 @@ class SnapshotDaemon:
             "report_id": uuid.uuid4().hex, "node_id": self.node_id, "created_at": now_iso(),
             "snapshots": built.rows, **built.extra,
         }, separators=(",", ":")).encode()
+
+
+def _silent_external_endpoints(store, stale_after_s: float, now: float) -> list[dict]:
+    """External endpoints with a playlist URL and no fresh snapshot of their own."""
+    out = []
+    for ep in domain.endpoints.list_(store):
+        if ep["type"] not in domain.endpoints.EXTERNAL_TYPES or ".m3u8" not in (ep["public_base_url"] or ""):
+            continue
+        own = store.one("SELECT observed_at FROM endpoint_snapshots WHERE endpoint_id = ? AND generation_id = '' AND reporter = ?",
+                        (ep["id"], ep["id"]))
+        if own is not None:
+            try:
+                if now - datetime.fromisoformat(own["observed_at"].replace("Z", "+00:00")).timestamp() <= stale_after_s:
+                    continue  # it reports for itself
+            except ValueError:
+                pass
+        out.append(ep)
+    return out
 
 
 def _endpoint_and_generations(store, node_id: str):

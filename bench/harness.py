@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import json
 import os
 import platform
 import re
@@ -716,3 +717,18 @@ def http_machine_facts(tools: dict[str, str], venv_python: str) -> dict:
     for package in ("hypercorn", "trio", "h11", "quart-trio"):
         facts[package] = python_package_version(venv_python, package)
     return facts
+
+
+def finish_report(report: dict, text: str, workdir: Path, *, keep: bool, as_json: bool, log: Callable[[str], None]) -> int:
+    """The end every benchmark shares: keep or remove the work directory, then print the table
+    (to stderr when --json puts the full report on stdout). Returns the exit status."""
+    if keep:
+        log(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if as_json:
+        print(text, file=sys.stderr)
+        print(json.dumps(report, indent=2))
+    else:
+        print(text)
+    return 0

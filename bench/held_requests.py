@@ -37,7 +37,6 @@ import json
 import os
 import queue
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +53,7 @@ sys.path.insert(1, str(BENCH_DIR.parent))  # daemons.media.hls and daemons.runti
 import trio  # noqa: E402
 
 from harness import (  # noqa: E402
+    finish_report,
     CLK_TCK,
     SetupError,
     cpu_split_ticks,
@@ -530,16 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in report["runs"]:
         r["response_times_s"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["response_times_s"].items()}
     text = render(report)
-    if args.keep:
-        log(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=2))
-    else:
-        print(text)
-    return 0
+    return finish_report(report, text, workdir, keep=args.keep, as_json=args.json, log=log)
 
 
 if __name__ == "__main__":

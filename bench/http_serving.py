@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(BENCH_DIR.parent))  # daemons.media.hls: the playlist model, used as a library
 
 from harness import (  # noqa: E402
+    finish_report,
     CLK_TCK,
     SetupError,
     cpu_ticks,
@@ -687,16 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             report["warnings"].append(f"{LABELS[name]} exited with {code} on SIGTERM: {tail(server.log)}")
     report["summary"], report["ratios"], report["goals"] = summarize(report["runs"], list(report["settings"]["servers"]))
     text = render(report)
-    if args.keep:
-        log(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=2))
-    else:
-        print(text)
-    return 0
+    return finish_report(report, text, workdir, keep=args.keep, as_json=args.json, log=log)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import bisect
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import struct
@@ -53,6 +52,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(BENCH_DIR.parent))  # daemons.media: Sender's sans-IO media library, used as a library
 
 from harness import (  # noqa: E402
+    finish_report,
     IN_CLOSE_WRITE,
     IN_MOVED_TO,
     NGINX_RTMP_MODULE,
@@ -988,16 +988,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     report["summary"], report["ratios"], report["goals"] = summarize(report["runs"], args.server_list)
     text = render(report)
-    if args.keep:
-        log(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=2))
-    else:
-        print(text)
-    return 0
+    return finish_report(report, text, workdir, keep=args.keep, as_json=args.json, log=log)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from daemons.core import domain
 from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import endpoint_reports, management, metrics, openapi
@@ -95,10 +94,7 @@ def create_api(ctx) -> QuartTrio:
 
     @app.get("/api/streams/<slug>/playback")
     async def playback_route(slug: str):
-        entry = ctx.directory.by_slug.get(slug)
-        if entry is None:
-            await ctx.directory.refresh()  # created a moment ago?
-            entry = ctx.directory.by_slug.get(slug)
+        entry = await ctx.directory.find(slug)
         if entry is None:
             return error_response(404, "not_found", f"no stream {slug!r}")
         token = request.args.get("token")
@@ -130,7 +126,7 @@ def create_api(ctx) -> QuartTrio:
         if len(body) > TELEMETRY_MAX_BODY:
             return error_response(413, "body_too_large", f"player events are limited to {TELEMETRY_MAX_BODY} bytes")
         batch = _parse_events(body)
-        entry = ctx.directory.by_slug.get(batch["stream"])
+        entry = await ctx.directory.find(batch["stream"])
         if entry is None:
             raise InvalidInput(f"no stream {batch['stream']!r}", field="stream")
         for _ in batch["events"]:

@@ -102,10 +102,7 @@ def register(app, ctx) -> None:
 
     @app.get("/watch/<slug>")
     async def watch_page(slug: str):
-        entry = ctx.directory.by_slug.get(slug)
-        if entry is None:
-            await ctx.directory.refresh()  # created a moment ago?
-            entry = ctx.directory.by_slug.get(slug)
+        entry = await ctx.directory.find(slug)
         if entry is None:
             body = ('<main id="content"><header class="page"><h1>No such stream</h1></header>'
                     '<p>There is no stream here. <a href="/">See the live streams</a>.</p></main>')

@@ -8,6 +8,7 @@ second, read by `/metrics` in sibling workers and by the snapshot daemon).
 from __future__ import annotations
 
 import logging
+import socket
 
 import trio
 from hypercorn.config import Config as HypercornConfig

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from daemons.runtime.store import StoreWorker
 from daemons.snapshot.build import iso
 
 DIRECTORY_REFRESH_S = 1.0
+MISS_REFRESH_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class StreamDirectory:
         self.by_id: dict[str, StreamEntry] = {}
         self.by_slug: dict[str, StreamEntry] = {}
         self.loaded = trio.Event()
+        self.refreshed_at = -math.inf
 
     async def refresh(self) -> None:
         rows = await self.store.run(
@@ -48,7 +51,17 @@ class StreamDirectory:
         entries = [StreamEntry(r["id"], r["slug"], r["title"], r["visibility"]) for r in rows]
         self.by_id = {e.id: e for e in entries}
         self.by_slug = {e.slug: e for e in entries}
+        self.refreshed_at = trio.current_time()
         self.loaded.set()
+
+    async def find(self, slug: str) -> StreamEntry | None:
+        """The stream by slug; a miss re-reads the store (a stream created a moment ago), but at
+        most every MISS_REFRESH_S, so a flood of unknown slugs costs no query each."""
+        entry = self.by_slug.get(slug)
+        if entry is None and trio.current_time() - self.refreshed_at >= MISS_REFRESH_S:
+            await self.refresh()
+            entry = self.by_slug.get(slug)
+        return entry
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.refresh()

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 
 import trio

@@ -206,7 +206,7 @@ def check_directory(name: str, path: Path, key: str, *, create: bool = False, mi
     if free < min_free:
         return _fail(name, f"{path} has only {_size(free)} free", f"free space on that filesystem, or move {key} (needs {_size(min_free)})")
     if free < 4 * min_free:
-        return _warn(name, f"{path} is writable; only {_size(free)} free", f"free space on that filesystem (parts and segments fill it while live)")
+        return _warn(name, f"{path} is writable; only {_size(free)} free", "free space on that filesystem (parts and segments fill it while live)")
     return _ok(name, f"{path} is writable, {_size(free)} free")
 
 
@@ -434,7 +434,7 @@ def check_units(daemons: list[str], *, unit_dirs: tuple[Path, ...] = SYSTEM_UNIT
     missing = [u for u in [*units, "sender.target"] if not any((d / u).is_file() for d in unit_dirs)]
     flag = " --user" if user else ""
     if missing:
-        return [_warn("units", f"not installed: {', '.join(missing)} (fine for `sender up`)", f"`sudo sender install --enable`" if not user else "`sender install --user --enable`")]
+        return [_warn("units", f"not installed: {', '.join(missing)} (fine for `sender up`)", "`sudo sender install --enable`" if not user else "`sender install --user --enable`")]
     if not systemd_running():
         return [_ok("units", f"installed in {', '.join(str(d) for d in unit_dirs if (d / units[0]).is_file())}; systemd is not running here, so not checked active")]
     out = []

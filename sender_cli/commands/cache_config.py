@@ -34,16 +34,17 @@ server {{
     listen {listen};
     server_name {server_name};
 
+    # Every request goes to sender-http on a kept-alive connection, saying who asked.
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $http_host;
+
     # HLS: cached as sender-http says (Cache-Control), one upstream request per object.
     location /hls/ {{
         proxy_pass http://sender_http;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $http_host;
-
         proxy_cache sender_hls;
         # The LL-HLS delivery directives and the playback token are part of the object; the
         # player's session id is not (it only counts viewers).
@@ -66,12 +67,6 @@ server {{
     # Everything else (watch page, APIs, metrics): passed through, never cached here.
     location / {{
         proxy_pass http://sender_http;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $http_host;
         proxy_cache off;
     }}
 }}

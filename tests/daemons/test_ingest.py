@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 
-import pytest
 import trio
 import trustme
 

@@ -37,14 +37,20 @@ def port_open(port: int) -> bool:
         return False
 
 
-@needs_ffmpeg
-async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
-    d = tmp_path / "var"
+def new_install(d) -> tuple[dict, int, int]:
+    """`sender init` in d, listening on free loopback ports: (environment, RTMP port, HTTP port)."""
     env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
     port, http_port = free_port(), free_port()
     assert sender(env, "init", "--dir", str(d)).returncode == 0
     assert sender(env, "config", "set", "rtmp.listen", f"127.0.0.1:{port}").returncode == 0
     assert sender(env, "config", "set", "http.listen", f"127.0.0.1:{http_port}").returncode == 0
+    return env, port, http_port
+
+
+@needs_ffmpeg
+async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
+    d = tmp_path / "var"
+    env, port, http_port = new_install(d)
     assert sender(env, "stream", "create", "demo").returncode == 0
     assert sender(env, "stream", "create", "hidden", "--visibility", "private").returncode == 0
     key = json.loads(sender(env, "key", "create", "demo", "--json").stdout)["key"]
@@ -148,11 +154,7 @@ async def _read_all(stream) -> str:
 @needs_ffmpeg
 async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
     d = tmp_path / "var"
-    env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
-    port, http_port = free_port(), free_port()
-    assert sender(env, "init", "--dir", str(d)).returncode == 0
-    assert sender(env, "config", "set", "rtmp.listen", f"127.0.0.1:{port}").returncode == 0
-    assert sender(env, "config", "set", "http.listen", f"127.0.0.1:{http_port}").returncode == 0
+    env, port, http_port = new_install(d)
     up = await trio.lowlevel.open_process([SENDER, "up", "--demo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as c:

@@ -48,3 +48,30 @@ def http_install(tmp_path) -> Install:
 @pytest.fixture
 async def http(nursery, http_install) -> RunningHTTP:
     return await start_http(nursery, http_install)
+
+
+async def answer_before_late_body(running: RunningHTTP, method: str, path: bytes) -> tuple[bytes, bytes]:
+    """A request whose 7-byte body arrives only after the server answered it, then a GET of the
+    same path on the same connection. (first answer's status line, what came after it): the
+    connection must be answered or closed, never left hanging (a regression schemathesis found)."""
+    stream = await trio.open_tcp_stream(running.host, running.port)
+    async with stream:
+        await stream.send_all(method.encode() + b" " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n")
+        data = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some()
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += await stream.receive_some()
+        await trio.sleep(0.1)  # the body, late (the point of the test: it comes after the answer)
+        rest = body[length:]
+        with trio.fail_after(5):
+            try:
+                await stream.send_all(b'{"a":1}' + b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while chunk := await stream.receive_some():
+                    rest += chunk
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+    return head.split(b"\r\n", 1)[0], rest

@@ -9,6 +9,7 @@ import trio
 
 from daemons.core import domain
 from daemons.media.hls import parse_media_playlist
+from tests.http.conftest import answer_before_late_body
 from tests.http.spool_writer import GenerationWriter, part_bytes, segment_bytes
 
 
@@ -246,25 +247,7 @@ async def _still_waiting(view) -> None:
 
 
 async def test_a_keep_alive_connection_survives_a_405_sent_before_the_request_body(http, gen):
-    """As for the Quart routes (test_openapi.py): an HLS 405 answered before the body arrived
-    leaves the connection usable or closed, never hanging."""
-    stream = await trio.open_tcp_stream(http.host, http.port)
-    path = gen.url().encode()
-    async with stream:
-        await stream.send_all(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n")
-        answer = b""
-        with trio.fail_after(5):
-            while b"\r\n\r\n" not in answer:
-                answer += await stream.receive_some()
-        assert answer.startswith(b"HTTP/1.1 405")
-        await trio.sleep(0.1)  # the body, late
-        answer = b""
-        with trio.fail_after(5):
-            try:
-                await stream.send_all(b'{"a":1}' + b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                while chunk := await stream.receive_some():
-                    answer += chunk
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-    rest = answer.removeprefix(b"use GET or HEAD\n")  # the 405's body, if it came late
+    """As for the Quart routes (test_openapi.py), on the raw-ASGI HLS path."""
+    status, rest = await answer_before_late_body(http, "POST", gen.url().encode())
+    assert status == b"HTTP/1.1 405 "
     assert rest == b"" or rest.startswith(b"HTTP/1.1 200")  # closed, or answered: never hanging

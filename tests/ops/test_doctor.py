@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -105,7 +104,7 @@ def test_read_only_spool(sender, healthy, install_dir):
         # namespace of the doctor's own (nothing changes outside it).
         if shutil.which("unshare") is None:
             pytest.skip("running as root without unshare: cannot make a read-only spool")
-        script = f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && exec "$2" doctor --json'
+        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && exec "$2" doctor --json'
         proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(spool), str(SENDER)],
                               capture_output=True, text=True, env=sender.env(), timeout=60)
         if proc.returncode != 1 and "doctor" not in proc.stdout:

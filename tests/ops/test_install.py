@@ -3,7 +3,6 @@ and modes, the units as systemd-analyze sees them, and nothing touched outside t
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat

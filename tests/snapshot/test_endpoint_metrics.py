@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemons.core import domain
 from daemons.core.stats import write_stats
 from daemons.snapshot.build import iso
-from tests.daemons.conftest import wait_for
 from tests.http.conftest import make_http_install, start_http
 from tests.ops.test_notify import free_port
 

@@ -110,6 +110,24 @@ class Install:
             raise ConfigError(f"install secret {path} is too short")
         return text.encode()
 
+    def distribution_key(self) -> bytes | None:
+        """The key an origin and its edges share (distribution.key_file), or None when unset."""
+        path = self.config["distribution.key_file"]
+        if not path:
+            return None
+        try:
+            text = Path(path).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the distribution key {path}: {e.strerror or e}") from None
+        if len(text) < 32:
+            raise ConfigError(f"the distribution key in {path} is too short (32 characters at least)")
+        return text.encode()
+
+    def playback_secret(self) -> bytes:
+        """What signs playback tokens: the distribution key when this node is part of one (so a
+        token works on every node a player may move to), else the install secret."""
+        return self.distribution_key() or self.secret()
+
     def open_store(self, *, migrate: bool = True) -> Store:
         return Store.open(
             self.config["store.path"],

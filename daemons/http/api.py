@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from datetime import datetime, timezone
 
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from daemons.core.domain import playback
+from daemons.core.domain import distribution, playback
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import endpoint_reports, management, metrics, openapi
 from daemons.http.state import viewers_per_stream
@@ -85,6 +86,30 @@ def create_api(ctx) -> QuartTrio:
     async def openapi_route():
         return json_response(openapi.document(), headers={"Cache-Control": "max-age=300"})
 
+    # --- distribution: what this node offers its edges -----------------------------------
+
+    @app.get("/api/distribution")
+    async def distribution_route():
+        if ctx.distribution_key is None:
+            return error_response(404, "not_configured", "this node is not part of a distribution (distribution.key_file is not set)")
+        if not distribution.node_authorized(ctx.distribution_key, request.headers.get("Authorization")):
+            response = error_response(401, "unauthorized", "a node token (Authorization: Bearer snd_…) is required")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="sender-distribution"'
+            return response
+        doc = await ctx.store.run(distribution.listing, node_id=ctx.config["node.id"])
+        for s in doc["streams"]:
+            g = s["generation"]
+            if g is None or g["status"] not in ("starting", "live"):
+                continue
+            for r in g["renditions"]:
+                view = ctx.spool.rendition(s["id"], g["id"], r["name"])
+                view.refresh()
+                if view.playlist is not None:
+                    r["last"] = view.playlist.last_msn_part()
+                    r["target_duration"] = view.playlist.target_duration
+                    r["playlist_age_s"] = round(max(0.0, time.time() - view.key[1] / 1e9), 3)
+        return json_response(doc)
+
     # --- playback -----------------------------------------------------------------------
 
     @app.get("/api/streams")
@@ -98,7 +123,7 @@ def create_api(ctx) -> QuartTrio:
         if entry is None:
             return error_response(404, "not_found", f"no stream {slug!r}")
         token = request.args.get("token")
-        if entry.visibility == "private" and not playback.token_valid(ctx.secret, entry.id, token):
+        if entry.visibility == "private" and not playback.token_valid(ctx.playback_secret, entry.id, token):
             return error_response(403, "forbidden", "this stream is private: a valid playback token is required")
         doc = await ctx.store.run(playback.info, entry.id)
         doc["low_latency"] = ctx.config["hls.low_latency"]

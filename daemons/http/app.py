@@ -33,6 +33,8 @@ class HTTPContext:
         c = self.install.config
         self.config = c
         self.secret = self.install.secret()
+        self.distribution_key = self.install.distribution_key()
+        self.playback_secret = self.distribution_key or self.secret  # tokens every node of the distribution accepts
         self.directory = StreamDirectory(self.store)
         self.viewers = ViewerTracker(c["http.viewer_window_s"])
         self.spool = SpoolView(self.install.spool_root, self.install.state_dir, name=f"http-{self.worker}")
@@ -118,7 +120,8 @@ class SenderApp:
         self.quart = create_api(ctx)
         self.api = shield_last_send(self.quart)
         self.hls = HLSHandler(spool=ctx.spool, files=ctx.files, directory=ctx.directory, viewers=ctx.viewers,
-                              counters=ctx.counters, secret=ctx.secret, client_of=ctx.client_of)
+                              counters=ctx.counters, secret=ctx.playback_secret, node_key=ctx.distribution_key,
+                              client_of=ctx.client_of)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["raw_path"].startswith(b"/hls/"):

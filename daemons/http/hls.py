@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote
 
 import trio
 
-from daemons.core.domain import playback
+from daemons.core.domain import distribution, playback
 from daemons.http.spool_view import FileCache, RenditionView, SpoolView, with_query
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
 
@@ -73,13 +73,14 @@ class Request:
 
 class HLSHandler:
     def __init__(self, *, spool: SpoolView, files: FileCache, directory: StreamDirectory, viewers: ViewerTracker,
-                 counters: Counters, secret: bytes, client_of):
+                 counters: Counters, secret: bytes, client_of, node_key: bytes | None = None):
         self.spool = spool
         self.files = files
         self.directory = directory
         self.viewers = viewers
         self.counters = counters
         self.secret = secret
+        self.node_key = node_key  # the distribution key: other Sender nodes (edges) may fetch private streams
         self.client_of = client_of  # scope → the viewer's address (trusted proxies honoured)
         self.root = str(spool.root)
 
@@ -122,8 +123,12 @@ class HLSHandler:
         qs = scope["query_string"]
         query = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
         private = stream.visibility == "private"
+        headers = dict(scope["headers"])
         if private and not playback.token_valid(self.secret, sid, query.get("token")):
-            raise Refused(403, "this stream is private: a valid playback token is required")
+            authorization = headers.get(b"authorization")
+            if not distribution.node_authorized(self.node_key, authorization.decode("latin-1") if authorization else None):
+                raise Refused(403, "this stream is private: a valid playback token is required")
+            query["token"] = ""  # an edge: URIs stay plain, the answer stays private
         if master:
             kind, filename = "master", master
         elif filename == "index.m3u8":
@@ -134,11 +139,11 @@ class HLSHandler:
             kind = "part"
         else:
             kind = "segment"
-        headers = dict(scope["headers"])
         return Request(kind, sid, gid, rendition, filename, query, headers, scope["method"] == "HEAD", private)
 
     def _token_query(self, req: Request) -> bytes:
-        return b"token=" + quote(req.query["token"], safe="").encode() if req.private else b""
+        token = req.query.get("token") if req.private else None
+        return b"token=" + quote(token, safe="").encode() if token else b""
 
     def _cache(self, req: Request, directive: bytes) -> bytes:
         return (b"private, " if req.private else b"public, ") + directive

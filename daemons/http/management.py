@@ -351,7 +351,7 @@ def _warnings(ctx, publisher: dict | None, pipeline: dict | None) -> list[str]:
 async def stream_playback_token(ctx, params: dict) -> dict:
     stream = await _in_store(ctx, streams.get, params["stream"])
     ttl = params.get("ttl_s", int(ctx.config.seconds("http.playback_token_ttl")))
-    return playback.mint_token(ctx.secret, stream["id"], ttl)
+    return playback.mint_token(ctx.playback_secret, stream["id"], ttl)
 
 
 def _obs_server(cfg) -> str:

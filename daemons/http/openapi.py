@@ -198,6 +198,12 @@ def _components() -> dict:
     return {
         "schemas": _schemas(),
         "securitySchemes": {
+            "nodeToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The node token of a distribution: an HMAC of the key in `distribution.key_file`, which "
+                               "the origin and its edges share (sender-edge-fill sends it).",
+            },
             "managementToken": {
                 "type": "http",
                 "scheme": "bearer",
@@ -252,6 +258,26 @@ def _playback_paths() -> dict:
                 "200": _json(_ref("Playback"), "The stream's playback information."),
                 "403": _error("A private stream, without a valid playback token."),
                 "404": _error("No such stream."),
+            },
+        }},
+    }
+
+
+def _distribution_paths() -> dict:
+    return {
+        "/api/distribution": {"get": {
+            "operationId": "getDistribution", "tags": ["distribution"],
+            "summary": "What this node offers its edge nodes: every stream with its latest generation, renditions and "
+                       "their live positions, and this node's load. Edges (sender-edge-fill) poll it.",
+            "security": [{"nodeToken": []}],
+            "responses": {
+                "200": _json({"type": "object", "required": ["version", "node_id", "streams"],
+                              "properties": {"version": {"const": 1}, "node_id": {"type": "string"},
+                                             "load": {"type": ["object", "null"]},
+                                             "streams": {"type": "array", "items": {"type": "object"}}}},
+                             "The listing."),
+                "401": _error("No valid node token."),
+                "404": _error("This node is not part of a distribution (`distribution.key_file` unset)."),
             },
         }},
     }
@@ -545,7 +571,7 @@ def _admin_paths() -> dict:
     }
 
 
-SECTIONS = (_health_paths, _playback_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths,
+SECTIONS = (_health_paths, _playback_paths, _distribution_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths,
             _admin_paths)
 
 TAGS = [
@@ -553,6 +579,7 @@ TAGS = [
     {"name": "playback", "description": "What players and pages need to find and start streams."},
     {"name": "telemetry", "description": "What players and external endpoints report."},
     {"name": "management", "description": "The management API Legion drives."},
+    {"name": "distribution", "description": "Between Sender nodes: what an origin or edge offers the edges that follow it."},
     {"name": "hls", "description": "LL-HLS playlists and media, generation-scoped (served outside the web framework)."},
     {"name": "pages", "description": "HTML pages."},
 ]

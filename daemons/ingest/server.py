@@ -193,6 +193,8 @@ class IngestDaemon:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
+                    if g["mode"] == domain.distribution.MIRROR_MODE:
+                        continue  # an edge's copy: sender-edge-fill owns it
                     slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
                     stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
                     await self.pipeline(stream, g["id"])

@@ -165,7 +165,7 @@ def token(
     except ValueError as e:
         raise InvalidInput(f"--ttl {ttl!r} is not allowed: {e}", field="ttl") from None
     stream = domain.streams.get(cli.store(), slug)
-    minted = playback.mint_token(cli.install().secret(), stream["id"], int(seconds))
+    minted = playback.mint_token(cli.install().playback_secret(), stream["id"], int(seconds))
     data = {**minted, "stream": stream["slug"],
             "playback_url": f"{cfg['node.public_base_url']}/api/streams/{stream['slug']}/playback?token={minted['token']}"}
 

@@ -6,6 +6,6 @@ open `Store` and raise `daemons.core.errors.SenderError` subclasses for anything
 wrong. They are synchronous; daemons call them from a worker thread.
 """
 
-from daemons.core.domain import endpoints, generations, keys, renditions, snapshots, streams
+from daemons.core.domain import distribution, endpoints, generations, keys, renditions, snapshots, streams
 
 __all__ = ["endpoints", "generations", "keys", "renditions", "snapshots", "streams"]

@@ -184,3 +184,14 @@ def _m0005(db: Database) -> None:
         ALTER TABLE media_endpoints ADD COLUMN report_token_salt TEXT NOT NULL DEFAULT '';
         """
     )
+
+
+@MIGRATIONS(name="0006_mirrored_streams")
+def _m0006(db: Database) -> None:
+    db.executescript(
+        """
+        -- An edge's copy of a source's stream: the source endpoint it was mirrored from
+        -- (NULL for this node's own streams). Mirrored generations have mode 'edge_mirror'.
+        ALTER TABLE streams ADD COLUMN source_endpoint_id TEXT;
+        """
+    )

@@ -1,0 +1,212 @@
+"""Distribution between Sender nodes: what a source offers its edges, and what an edge mirrors.
+
+* `listing(store, ...)` — a source node's answer to `GET /api/distribution` (its edges ask once a
+  discovery interval): every stream it carries with the latest generation and its renditions, so
+  an edge can mirror the rows and follow the generation's playlists.
+* `mirror(store, source_endpoint_id, listing)` — the edge side: upsert the listed streams,
+  generations and renditions with the same ids, so every node answers playback metadata (and
+  serves the same URLs) for every stream it carries. Mirrored streams remember which source
+  endpoint they came from; a mirrored stream that no source lists any more is soft-deleted.
+* `plan(store, node_id)` — the local edge endpoints and their ordered sources (the graph).
+* Node authentication: requests between nodes carry `Authorization: Bearer <node token>`, an
+  HMAC of the shared distribution key; `node_authorized` checks it in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from daemons.core.domain.common import new_id, now_iso
+from daemons.core.errors import InvalidInput
+from daemons.core.store import Store
+
+MIRROR_MODE = "edge_mirror"
+LISTING_VERSION = 1
+NODE_TOKEN_PREFIX = "snd_"
+_STREAM_FIELDS = ("id", "slug", "title", "visibility")
+_GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "discontinuity_count")
+_RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_bitrate", "video_codec",
+                     "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
+_STATUSES = ("starting", "live", "ended", "failed")
+
+
+def node_token(key: bytes) -> str:
+    return NODE_TOKEN_PREFIX + hmac.new(key, b"sender-node-to-node", hashlib.sha256).hexdigest()
+
+
+def node_authorized(key: bytes | None, authorization: str | None) -> bool:
+    """Whether an Authorization header carries this distribution's node token."""
+    if key is None or not authorization:
+        return False
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), node_token(key).encode())
+
+
+# --- the source side ---------------------------------------------------------------------------
+
+
+def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] | None = None) -> dict:
+    """Every stream (not deleted) with its latest generation and renditions.
+
+    `rendition_positions` ("<generation_id>/<rendition>" → {"last": [msn, part], "age_s": …}) is
+    what the HTTP daemon knows of the spool: an edge compares sources with it (segment lag,
+    playlist age). The load of this node comes from its own latest snapshot.
+    """
+    positions = rendition_positions or {}
+    streams = []
+    for s in store.query("SELECT * FROM streams WHERE deleted_at IS NULL ORDER BY id"):
+        g = store.one(
+            "SELECT * FROM stream_generations WHERE stream_id = ? ORDER BY started_at DESC, id DESC LIMIT 1", (s["id"],)
+        )
+        entry = {k: s[k] for k in _STREAM_FIELDS}
+        entry["generation"] = None
+        if g is not None:
+            gen = {k: g[k] for k in _GENERATION_FIELDS}
+            gen["renditions"] = []
+            for r in store.query("SELECT * FROM renditions WHERE stream_id = ? ORDER BY name", (s["id"],)):
+                rend = {k: r[k] for k in _RENDITION_FIELDS}
+                rend.update(positions.get(f"{g['id']}/{r['name']}", {}))
+                gen["renditions"].append(rend)
+            entry["generation"] = gen
+        streams.append(entry)
+    snap = store.one(
+        "SELECT status, viewers, egress_bps FROM endpoint_snapshots WHERE endpoint_id = ? AND generation_id = ''", (node_id,)
+    )
+    load = {"status": snap["status"], "viewers": snap["viewers"], "egress_bps": snap["egress_bps"]} if snap else None
+    return {"version": LISTING_VERSION, "node_id": node_id, "load": load, "streams": streams}
+
+
+# --- the edge side -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    endpoint_id: str
+    type: str
+    base_url: str  # a Sender node's public base URL, or an external origin's master playlist URL
+    thresholds: dict
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePlan:
+    endpoint_id: str
+    sources: tuple[Source, ...]
+    thresholds: dict
+
+
+def plan(store: Store, node_id: str) -> list[EdgePlan]:
+    """This node's edge endpoints (`node.id` itself, or endpoints whose node_id is this node)
+    with their enabled sources in order."""
+    out = []
+    rows = store.query(
+        "SELECT * FROM media_endpoints WHERE deleted_at IS NULL AND enabled = 1 AND type = 'tribes_edge' "
+        "AND (id = ? OR node_id = ?) ORDER BY id",
+        (node_id, node_id),
+    )
+    for e in rows:
+        sources = []
+        for s in store.query(
+            "SELECT m.* FROM endpoint_sources l JOIN media_endpoints m ON m.id = l.source_id "
+            "WHERE l.endpoint_id = ? AND m.deleted_at IS NULL AND m.enabled = 1 ORDER BY l.position",
+            (e["id"],),
+        ):
+            if s["public_base_url"]:
+                sources.append(Source(s["id"], s["type"], s["public_base_url"].rstrip("/"), json.loads(s["health_thresholds"] or "{}")))
+        out.append(EdgePlan(e["id"], tuple(sources), json.loads(e["health_thresholds"] or "{}")))
+    return out
+
+
+def check_listing(doc: object) -> dict:
+    """A source's listing, validated field by field before any of it reaches the store."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("streams"), list):
+        raise InvalidInput("a distribution listing is an object with a streams array")
+    if doc.get("version") != LISTING_VERSION:
+        raise InvalidInput(f"distribution listing version {doc.get('version')!r} is not {LISTING_VERSION}")
+    for s in doc["streams"]:
+        if not isinstance(s, dict):
+            raise InvalidInput("a listed stream must be an object")
+        for k in _STREAM_FIELDS:
+            if not isinstance(s.get(k), str) or not s[k] or len(s[k]) > 500:
+                raise InvalidInput(f"listed stream field {k!r} must be a non-empty string", field=k)
+        if not s["id"].startswith("st_") or s["visibility"] not in ("public", "unlisted", "private"):
+            raise InvalidInput(f"listed stream {s['id']!r} is malformed", field="id")
+        g = s.get("generation")
+        if g is None:
+            continue
+        if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not g["id"].startswith("gen_"):
+            raise InvalidInput("a listed generation needs an id gen_…", field="generation")
+        if g.get("status") not in _STATUSES:
+            raise InvalidInput(f"listed generation status {g.get('status')!r} is unknown", field="status")
+        if not isinstance(g.get("renditions"), list) or not all(
+            isinstance(r, dict) and isinstance(r.get("name"), str) and r.get("kind") in ("source", "transcode")
+            for r in g["renditions"]
+        ):
+            raise InvalidInput("listed renditions must be objects with a name and a kind", field="renditions")
+    return doc
+
+
+def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str] | None = None) -> list[dict]:
+    """Make the local store carry what the source listed; returns the streams with a generation
+    (the listing's entries, validated). Streams of this node's own (not mirrored) are never touched;
+    a slug taken by a local stream keeps the source's stream out. `carried` are stream ids some
+    other source of this node still lists: they are not deleted when this source drops them."""
+    check_listing(doc)
+    now = now_iso()
+    listed = {s["id"] for s in doc["streams"]}
+    out = []
+    with store.write() as db:
+        for s in doc["streams"]:
+            local = store.one("SELECT * FROM streams WHERE id = ?", (s["id"],))
+            if local is not None and local["source_endpoint_id"] is None:
+                continue  # our own stream: the source is confused, not us
+            clash = store.one("SELECT id FROM streams WHERE slug = ? AND deleted_at IS NULL AND id != ?", (s["slug"], s["id"]))
+            if clash is not None:
+                continue
+            fields = {"slug": s["slug"], "title": s["title"], "visibility": s["visibility"]}
+            if local is None:
+                db["streams"].insert({"id": s["id"], **fields, "auto_start": 1, "created_at": now, "updated_at": now,
+                                      "source_endpoint_id": source_endpoint_id})
+            elif any(local[k] != v for k, v in fields.items()) or local["deleted_at"] or local["source_endpoint_id"] != source_endpoint_id:
+                db["streams"].update(s["id"], {**fields, "updated_at": now, "deleted_at": None, "source_endpoint_id": source_endpoint_id})
+            g = s.get("generation")
+            if g is None:
+                continue
+            _mirror_generation(store, db, s["id"], g, now)
+            out.append(s)
+        for row in store.query(
+            "SELECT id FROM streams WHERE source_endpoint_id = ? AND deleted_at IS NULL", (source_endpoint_id,)
+        ):
+            if row["id"] not in listed and row["id"] not in (carried or set()):
+                db["streams"].update(row["id"], {"deleted_at": now, "updated_at": now})
+    return out
+
+
+def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> None:
+    fields = {k: g.get(k) for k in _GENERATION_FIELDS if k != "id"}
+    fields["discontinuity_count"] = int(fields.get("discontinuity_count") or 0)
+    local = store.one("SELECT * FROM stream_generations WHERE id = ?", (g["id"],))
+    if g["status"] in ("starting", "live"):
+        # One active generation per stream: an older mirrored one has ended upstream.
+        for old in store.query(
+            "SELECT id FROM stream_generations WHERE stream_id = ? AND status IN ('starting', 'live') AND id != ?",
+            (stream_id, g["id"]),
+        ):
+            db["stream_generations"].update(old["id"], {"status": "ended", "ended_at": now, "updated_at": now})
+    if local is None:
+        db["stream_generations"].insert({"id": g["id"], "stream_id": stream_id, "mode": MIRROR_MODE, **fields,
+                                         "started_at": fields["started_at"] or now, "updated_at": now})
+    elif any(local[k] != v for k, v in fields.items() if k != "started_at"):
+        db["stream_generations"].update(g["id"], {k: v for k, v in fields.items() if k != "started_at"} | {"updated_at": now})
+    for r in g["renditions"]:
+        row = {k: r.get(k) for k in _RENDITION_FIELDS}
+        existing = store.one("SELECT * FROM renditions WHERE stream_id = ? AND name = ?", (stream_id, r["name"]))
+        if existing is None:
+            rid = new_id("rd")
+            db["renditions"].insert({"id": rid, "stream_id": stream_id, **row, "created_at": now, "updated_at": now})
+        elif any(existing[k] != v for k, v in row.items()):
+            db["renditions"].update(existing["id"], {**row, "updated_at": now})

@@ -21,11 +21,9 @@ playlist that lists them.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import trio
@@ -35,9 +33,10 @@ from daemons.core.errors import SenderError
 from daemons.ingest import backend
 from daemons.media import flv, hls
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
-from daemons.media.packager import Delete, PackagerConfig, RenditionPackager, Write, utc_now
+from daemons.media.packager import PackagerConfig, RenditionPackager, utc_now
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
+from daemons.runtime.spool import SpoolWriter
 from daemons.runtime.spool_events import SpoolEventSender
 from daemons.runtime.store import StoreWorker
 
@@ -48,65 +47,6 @@ STOP_GRACE_S = 5.0
 MAX_FAILED_STARTS = 5
 BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
 AVC_END_OF_SEQUENCE = 2  # flagged as a keyframe by encoders, but carries no picture
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-class SpoolWriter:
-    """Applies packager actions to one generation's directory, in order, off the event loop."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self._limiter = trio.CapacityLimiter(1)
-        self._deletions: list[tuple[float, str]] = []  # (due, path) heap
-        self.full = False
-
-    async def apply(self, rendition: str, actions: list, published: dict[str, bytes]) -> bool:
-        """Write the actions' files, then the published files (playlists, state). False if the disk refused."""
-        now = trio.current_time()
-        for a in actions:
-            if isinstance(a, Delete):
-                heapq.heappush(self._deletions, (now + a.due_s, str(self.directory / rendition / a.name)))
-        writes = [(self.directory / rendition / a.name, a.data) for a in actions if isinstance(a, Write)]
-
-        def work() -> None:
-            for path, data in writes:
-                atomic_write(path, data)
-            for rel, data in published.items():
-                atomic_write(self.directory / rel, data)
-
-        try:
-            await trio.to_thread.run_sync(work, limiter=self._limiter)
-        except OSError as e:
-            if not self.full:
-                slog.log(log, logging.ERROR, "SPOOL WRITE FAILED: playlists hold back until it recovers", directory=self.directory, error=e)
-            self.full = True
-            return False
-        self.full = False
-        return True
-
-    async def run_deletions(self) -> None:
-        while True:
-            await trio.sleep(1.0)
-            now = trio.current_time()
-            due = []
-            while self._deletions and self._deletions[0][0] <= now:
-                due.append(heapq.heappop(self._deletions)[1])
-            if due:
-                await trio.to_thread.run_sync(_unlink_all, due, limiter=self._limiter)
-
-
-def _unlink_all(paths: list[str]) -> None:
-    for p in paths:
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
 
 
 class GenerationPipeline:

@@ -1,0 +1,78 @@
+"""Writing into the spool: every file under a temporary name, then renamed (readers never see a
+half-written file), off the event loop, in order; deletions delayed so a player that fetched a
+playlist a moment ago still finds what it lists. The ingest pipeline and sender-edge-fill both
+write through here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from pathlib import Path
+
+import trio
+
+from daemons.media.packager import Delete, Write
+from daemons.runtime import logging as slog
+
+log = slog.get("spool")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class SpoolWriter:
+    """Applies packager actions to one generation's directory, in order, off the event loop."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._limiter = trio.CapacityLimiter(1)
+        self._deletions: list[tuple[float, str]] = []  # (due, path) heap
+        self.full = False
+
+    async def apply(self, rendition: str, actions: list, published: dict[str, bytes]) -> bool:
+        """Write the actions' files, then the published files (playlists, state). False if the disk refused."""
+        now = trio.current_time()
+        for a in actions:
+            if isinstance(a, Delete):
+                heapq.heappush(self._deletions, (now + a.due_s, str(self.directory / rendition / a.name)))
+        writes = [(self.directory / rendition / a.name, a.data) for a in actions if isinstance(a, Write)]
+
+        def work() -> None:
+            for path, data in writes:
+                atomic_write(path, data)
+            for rel, data in published.items():
+                atomic_write(self.directory / rel, data)
+
+        try:
+            await trio.to_thread.run_sync(work, limiter=self._limiter)
+        except OSError as e:
+            if not self.full:
+                slog.log(log, logging.ERROR, "SPOOL WRITE FAILED: playlists hold back until it recovers", directory=self.directory, error=e)
+            self.full = True
+            return False
+        self.full = False
+        return True
+
+    async def run_deletions(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            due = []
+            while self._deletions and self._deletions[0][0] <= now:
+                due.append(heapq.heappop(self._deletions)[1])
+            if due:
+                await trio.to_thread.run_sync(_unlink_all, due, limiter=self._limiter)
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass

@@ -18,6 +18,7 @@ from sender_cli import context, render
 DAEMONS = {
     "ingest": "daemons.ingest.main",
     "http": "daemons.http.main",
+    "edge-fill": "daemons.edge_fill.main",
     "snapshot": "daemons.snapshot.main",
 }
 

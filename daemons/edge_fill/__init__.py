@@ -1,0 +1,1 @@
+"""sender-edge-fill: edge nodes fill their spool from their source endpoints (see daemon.py)."""

@@ -1,0 +1,592 @@
+"""sender-edge-fill: an edge node's spool, filled from its sources ahead of its viewers.
+
+For each local edge endpoint (`distribution.plan`), once a discovery interval:
+
+1. ask every source what it carries — a Sender node's `GET /api/distribution` (with the node
+   token), an external origin's master playlist — and judge its health (`health.py`);
+2. mirror the streams, generations and renditions into the local store (`distribution.mirror`),
+   so this node answers the playback API for every stream it carries;
+3. run a `GenerationMirror` for every live generation: one follower per rendition reloads the
+   upstream media playlist (blocking reloads when the source offers them, and the preload-hinted
+   part requested ahead), fetches what the local spool lacks, and publishes the playlist once
+   every file it lists is on disk — same names and sequence numbers as the source, so players can
+   move between nodes. The source is chosen per request: a failing or stalled source is left at
+   once, a preferred one taken back as soon as it is healthy; a switch between Sender sources of
+   the same generation is seamless, because they serve the same files.
+
+`generation.json` in the generation's spool directory names the source followed, so sender-http's
+pull-through fetches a missing object from the same place. Stats go to `stats/edge-fill.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import trio
+
+from daemons.core import domain
+from daemons.core.domain import distribution
+from daemons.core.errors import SenderError
+from daemons.core.install import Install
+from daemons.core.stats import write_stats
+from daemons.edge_fill.health import SourceHealth, choose
+from daemons.edge_fill.mirror import MirrorError, RenditionMirror, Step
+from daemons.media import hls
+from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
+from daemons.media.packager import Delete
+from daemons.runtime import logging as slog
+from daemons.runtime import spool_events
+from daemons.runtime.spool import SpoolWriter, atomic_write
+from daemons.runtime.spool_events import SpoolEventSender
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("edge-fill")
+
+MAX_OBJECT_BYTES = 64 << 20
+MAX_PLAYLIST_BYTES = 4 << 20
+MASTER_REFRESH_S = 2.0
+STATS_INTERVAL_S = 1.0
+RETENTION_INTERVAL_S = 30.0
+RETRY_S = 0.2  # before asking again for a playlist that does not exist yet, or when every source fails
+_RENDITION_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
+class SourceError(Exception):
+    def __init__(self, message: str, *, timeout: bool = False, status: int | None = None):
+        super().__init__(message)
+        self.timeout = timeout
+        self.status = status
+
+
+class Upstream:
+    """One source endpoint as this edge sees it."""
+
+    def __init__(self, source: distribution.Source, order: int, thresholds: dict):
+        self.source = source
+        self.health = SourceHealth(source.endpoint_id, order, thresholds)
+
+    @property
+    def external(self) -> bool:
+        return self.source.type in domain.endpoints.EXTERNAL_TYPES
+
+    def json(self, now: float) -> dict:
+        h = self.health
+        return {"endpoint_id": self.source.endpoint_id, "type": self.source.type, "base_url": self.source.base_url,
+                "status": h.status(now), "error_rate": round(h.error_rate(), 3), "load": h.load}
+
+
+class EdgeState:
+    """One local edge endpoint: its sources, in order, each with its health."""
+
+    def __init__(self, endpoint_id: str):
+        self.endpoint_id = endpoint_id
+        self.upstreams: list[Upstream] = []
+
+    def update(self, plan: distribution.EdgePlan, defaults: dict) -> None:
+        known = {u.source.endpoint_id: u for u in self.upstreams}
+        fresh = []
+        for order, source in enumerate(plan.sources):
+            thresholds = {**defaults, **plan.thresholds, **source.thresholds}
+            u = known.get(source.endpoint_id)
+            if u is None or u.source != source:
+                u = Upstream(source, order, thresholds)
+            u.health.order, u.health.thresholds = order, thresholds
+            fresh.append(u)
+        self.upstreams = fresh
+
+    def choose(self, generation_id: str, now: float) -> Upstream | None:
+        picked = choose([u.health for u in self.upstreams], now, generation_id)
+        return next((u for u in self.upstreams if u.health is picked), None)
+
+
+class EdgeFillDaemon:
+    def __init__(self, install: Install, store: StoreWorker):
+        self.install = install
+        self.store = store
+        self.cfg = install.config
+        self.node_id = self.cfg["node.id"]
+        self.root = install.spool_root / "streams"
+        key = install.distribution_key()
+        self.headers = {"Authorization": f"Bearer {distribution.node_token(key)}"} if key else {}
+        self.health_defaults = {k.split(".", 1)[1]: self.cfg[k] for k in self.cfg.values if k.startswith("health.")}
+        self.edges: dict[str, EdgeState] = {}
+        self.mirrors: dict[str, GenerationMirror] = {}
+        self.events = SpoolEventSender(install.state_dir)
+        self.counters = {"objects": 0, "bytes": 0, "playlists": 0, "errors": 0, "switches": 0, "listings": 0}
+        self.client: httpx.AsyncClient | None = None
+        self.nursery: trio.Nursery | None = None
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        try:
+            async with httpx.AsyncClient(headers=self.headers, limits=limits, follow_redirects=False) as client, \
+                    trio.open_nursery() as nursery:
+                self.client, self.nursery = client, nursery
+                await self._discover()
+                nursery.start_soon(self._discovery_loop)
+                nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self._retention_loop)
+                task_status.started()
+        finally:
+            self.events.close()
+
+    async def _discovery_loop(self) -> None:
+        while True:
+            await trio.sleep(self.cfg["edge_fill.discovery_interval_s"])
+            await self._discover()
+
+    async def _discover(self) -> None:
+        plans = await self.store.run(distribution.plan, self.node_id)
+        for plan in plans:
+            self.edges.setdefault(plan.endpoint_id, EdgeState(plan.endpoint_id)).update(plan, self.health_defaults)
+        for gone in set(self.edges) - {p.endpoint_id for p in plans}:
+            del self.edges[gone]
+        for edge in self.edges.values():
+            try:
+                await self._discover_edge(edge)
+            except SenderError as e:
+                slog.log(log, logging.WARNING, "a source's listing was refused", edge=edge.endpoint_id, error=e.message)
+
+    async def _discover_edge(self, edge: EdgeState) -> None:
+        docs: dict[str, dict] = {}
+
+        async def ask(u: Upstream) -> None:
+            try:
+                doc = await (self._external_listing(u) if u.external else self._sender_listing(u))
+            except SourceError as e:
+                u.health.failed(trio.current_time())
+                slog.log(log, logging.DEBUG, "source listing failed", source=u.source.endpoint_id, error=e)
+                return
+            self.counters["listings"] += 1
+            u.health.listed(trio.current_time(), doc)
+            docs[u.source.endpoint_id] = doc
+
+        async with trio.open_nursery() as n:
+            for u in edge.upstreams:
+                n.start_soon(ask, u)
+        if not docs:
+            return  # nobody answered: keep what is mirrored, delete nothing
+        now = trio.current_time()
+        merged: dict[str, dict] = {}
+        ranked = sorted(edge.upstreams, key=lambda u: (u.health.status(now) == "stale", u.health.order))
+        for u in ranked:
+            for s in docs.get(u.source.endpoint_id, {}).get("streams", ()):
+                merged.setdefault(s["id"], s)
+        listing = {"version": distribution.LISTING_VERSION, "node_id": self.node_id, "streams": list(merged.values())}
+        streams = await self.store.run(distribution.mirror, edge.endpoint_id, listing)
+        for s in streams:
+            g = s["generation"]
+            mirror = self.mirrors.get(g["id"])
+            active = g["status"] in ("starting", "live")
+            if mirror is not None:
+                mirror.upstream_active = active
+            elif active and g["renditions"]:
+                mirror = GenerationMirror(self, edge, s)
+                self.mirrors[g["id"]] = mirror
+                self.nursery.start_soon(mirror.run)
+
+    # --- talking to sources -------------------------------------------------------------------
+
+    async def get(self, url: str, *, timeout: float, limit: int = MAX_OBJECT_BYTES) -> tuple[int, bytes, httpx.Headers]:
+        """One GET; 2xx/4xx come back, transport failures, timeouts and 5xx raise SourceError."""
+        assert self.client is not None
+        try:
+            with trio.fail_after(timeout):
+                async with self.client.stream("GET", url, timeout=httpx.Timeout(timeout + 1)) as r:
+                    if r.status_code >= 500:
+                        raise SourceError(f"{url}: HTTP {r.status_code}", status=r.status_code)
+                    length = r.headers.get("content-length")
+                    if length is not None and length.isdigit() and int(length) > limit:
+                        raise SourceError(f"{url}: {length} bytes is over the {limit} limit")
+                    body = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        body += chunk
+                        if len(body) > limit:
+                            raise SourceError(f"{url}: over the {limit} byte limit")
+                    return r.status_code, bytes(body), r.headers
+        except trio.TooSlowError:
+            raise SourceError(f"{url}: no answer within {timeout:.1f} s", timeout=True) from None
+        except httpx.HTTPError as e:
+            raise SourceError(f"{url}: {type(e).__name__}: {e}") from None
+
+    async def _sender_listing(self, u: Upstream) -> dict:
+        url = f"{u.source.base_url}/api/distribution"
+        status, body, _ = await self.get(url, timeout=self.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
+        if status != 200:
+            raise SourceError(f"{url}: HTTP {status} {body[:200].decode(errors='replace')}", status=status)
+        try:
+            return distribution.check_listing(json.loads(body))
+        except (ValueError, SenderError) as e:
+            raise SourceError(f"{url}: unusable listing: {e}") from None
+
+    async def _external_listing(self, u: Upstream) -> dict:
+        """An external origin (any HLS origin) as a listing: one stream, one generation, a
+        rendition per variant of its master playlist (or one, if the URL is a media playlist)."""
+        url = u.source.base_url
+        status, body, _ = await self.get(url, timeout=self.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
+        if status != 200:
+            raise SourceError(f"{url}: HTTP {status}", status=status)
+        text = body.decode(errors="replace")
+        variants: dict[str, str] = {}
+        if "#EXT-X-STREAM-INF" in text:
+            try:
+                master = parse_master_playlist(text)
+            except ValueError as e:
+                raise SourceError(f"{url}: unusable master playlist: {e}") from None
+            for i, v in enumerate(master.variants):
+                parent = urlsplit(v.uri).path.rsplit("/", 2)
+                name = parent[-2].lower() if len(parent) >= 2 and _RENDITION_NAME.fullmatch(parent[-2].lower()) else f"v{i}"
+                if name in variants:
+                    name = f"v{i}"
+                variants[name] = urljoin(url, v.uri)
+        else:
+            variants["source"] = url
+        ident = hashlib.sha256(f"external:{u.source.endpoint_id}\n{url}".encode()).hexdigest()
+        slug = u.source.endpoint_id.lower() if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", u.source.endpoint_id.lower()) else f"ext-{ident[:12]}"
+        return {
+            "version": distribution.LISTING_VERSION, "node_id": u.source.endpoint_id, "load": None,
+            "streams": [{
+                "id": f"st_{ident[:16]}", "slug": slug, "title": u.source.endpoint_id, "visibility": "public",
+                "external": {"master_url": url, "variants": variants, "master": text if len(variants) > 1 or url not in variants.values() else None},
+                "generation": {"id": f"gen_{ident[16:32]}", "status": "live", "started_at": None, "live_at": None, "ended_at": None,
+                               "discontinuity_count": 0,
+                               "renditions": [{"name": n, "kind": "source"} for n in variants]},
+            }],
+        }
+
+    # --- stats and retention ------------------------------------------------------------------
+
+    async def _stats_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            payload = {
+                "edges": {e.endpoint_id: {"sources": [u.json(now) for u in e.upstreams]} for e in self.edges.values()},
+                "generations": [m.json() for m in self.mirrors.values()],
+                "counters": dict(self.counters),
+            }
+            try:
+                await trio.to_thread.run_sync(write_stats, self.install.state_dir, "edge-fill", payload)
+            except OSError as e:
+                slog.log(log, logging.WARNING, "cannot write stats", error=e)
+            await trio.sleep(STATS_INTERVAL_S)
+
+    async def _retention_loop(self) -> None:
+        retention = self.cfg.seconds("spool.ended_retention")
+        while True:
+            await trio.sleep(min(RETENTION_INTERVAL_S, max(retention / 2, 0.5)))
+            expired = await self.store.run(_expired_mirrors, retention)
+            for sid, gid in expired:
+                if gid not in self.mirrors:
+                    await trio.to_thread.run_sync(shutil.rmtree, self.root / sid / gid, True)
+
+    def send_event(self, sid: str, gid: str, name: str, playlist: hls.MediaPlaylist) -> None:
+        last = playlist.last_msn_part()
+        if last is not None:
+            self.events.send(spool_events.encode(f"{sid}/{gid}/{name}", *last))
+
+
+def _expired_mirrors(store, retention_s: float) -> list[tuple[str, str]]:
+    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    rows = store.query(
+        "SELECT id, stream_id FROM stream_generations WHERE mode = ? AND status NOT IN ('starting', 'live') "
+        "AND COALESCE(ended_at, updated_at) <= ?",
+        (distribution.MIRROR_MODE, cutoff),
+    )
+    return [(r["stream_id"], r["id"]) for r in rows]
+
+
+class GenerationMirror:
+    """One generation copied from upstream: a follower per rendition, the master playlist,
+    generation.json, delayed deletions."""
+
+    def __init__(self, daemon: EdgeFillDaemon, edge: EdgeState, entry: dict):
+        self.daemon = daemon
+        self.edge = edge
+        self.sid = entry["id"]
+        self.gid = entry["generation"]["id"]
+        self.names = [r["name"] for r in entry["generation"]["renditions"]]
+        self.external = entry.get("external")
+        self.dir = daemon.root / self.sid / self.gid
+        self.writer = SpoolWriter(self.dir)
+        self.renditions = {n: RenditionMirror(n, keep_names=self.external is None) for n in self.names}
+        self.upstream_active = True
+        self.source: Upstream | None = None
+        self.switches = 0
+        self.playable = trio.Event()
+        self.ended = False
+        self._hints: dict[str, trio.Event] = {}  # "<rendition>/<name>" → prefetch in flight
+        self._fetch_limit = trio.CapacityLimiter(daemon.cfg["edge_fill.max_fetches"])
+        self._progress_at = {n: trio.current_time() for n in self.names}
+
+    @property
+    def fields(self) -> dict:
+        return {"stream": self.sid, "generation": self.gid}
+
+    def json(self) -> dict:
+        return {
+            "stream_id": self.sid, "generation_id": self.gid, "ended": self.ended, "switches": self.switches,
+            "source": self.source.source.endpoint_id if self.source else None,
+            "renditions": {n: {"last": m.local.last_msn_part() if m.local else None} for n, m in self.renditions.items()},
+        }
+
+    async def run(self) -> None:
+        try:
+            await trio.to_thread.run_sync(lambda: [(self.dir / n).mkdir(parents=True, exist_ok=True) for n in self.names])
+            self.pick()
+            await self._write_generation()
+            async with trio.open_nursery() as n:
+                n.start_soon(self.writer.run_deletions)
+                n.start_soon(self._master_loop)
+                async with trio.open_nursery() as followers:
+                    for name in self.names:
+                        followers.start_soon(self._follow, name, n)
+                self.ended = True
+                await self._write_master()
+                await self._write_generation()
+                slog.log(log, logging.INFO, "generation mirrored to its end", **self.fields)
+                n.cancel_scope.cancel()
+        except Exception:  # a bug here must not stop every other generation
+            log.exception("generation mirror failed", extra={"fields": self.fields})
+        finally:
+            self.daemon.mirrors.pop(self.gid, None)
+
+    # --- choosing the source ----------------------------------------------------------------
+
+    def pick(self) -> Upstream | None:
+        u = self.edge.choose(self.gid, trio.current_time())
+        if u is not self.source:
+            old = self.source
+            self.source = u
+            if old is not None and u is not None:
+                self.switches += 1
+                self.daemon.counters["switches"] += 1
+                slog.log(log, logging.WARNING, "source switched", old=old.source.endpoint_id, new=u.source.endpoint_id,
+                         old_status=old.health.status(trio.current_time(), self.gid), **self.fields)
+                self.daemon.nursery.start_soon(self._write_generation)
+        return u
+
+    def _playlist_url(self, u: Upstream, name: str) -> str:
+        if self.external is not None:
+            return self.external["variants"][name]
+        return f"{u.source.base_url}/hls/{self.sid}/{self.gid}/{name}/index.m3u8"
+
+    # --- one rendition ------------------------------------------------------------------------
+
+    async def _follow(self, name: str, nursery: trio.Nursery) -> None:
+        m = self.renditions[name]
+        cfg = self.daemon.cfg
+        blocking = False
+        while True:
+            u = self.pick()
+            if u is None:
+                await trio.sleep(RETRY_S)
+                continue
+            url = self._playlist_url(u, name)
+            td = m.local.target_duration if m.local else max(1, math.ceil(cfg["hls.segment_target_s"]))
+            directive = m.next_directive() if blocking else None
+            query = ""
+            if directive is not None:
+                query = f"?_HLS_msn={directive[0]}" + (f"&_HLS_part={directive[1]}" if directive[1] is not None else "")
+            # A blocking reload answers within a part when the source is live; one that takes a
+            # whole target duration means the source's playlist stopped: leave it (≤ 2 × TARGETDURATION).
+            timeout = td + 0.5 if directive is not None else cfg["edge_fill.request_timeout_s"]
+            now = trio.current_time()
+            try:
+                status, body, _ = await self.daemon.get(url + query, timeout=timeout, limit=MAX_PLAYLIST_BYTES)
+            except SourceError as e:
+                self.daemon.counters["errors"] += 1
+                if e.timeout and directive is not None:
+                    u.health.no_progress(self.gid, trio.current_time())
+                else:
+                    u.health.failed(trio.current_time())
+                slog.log(log, logging.INFO, "source request failed", rendition=name, source=u.source.endpoint_id, error=e, **self.fields)
+                if await self._given_up(name, m):
+                    return
+                if trio.current_time() - now < RETRY_S:
+                    await trio.sleep(RETRY_S)
+                continue
+            if status != 200:
+                # 404: not playable yet (or gone); 503: the source held the request to its limit.
+                if status == 404:
+                    u.health.succeeded(trio.current_time())
+                else:
+                    u.health.failed(trio.current_time())
+                if await self._given_up(name, m):
+                    return
+                await trio.sleep(RETRY_S)
+                continue
+            try:
+                upstream = parse_media_playlist(body.decode())
+                step = m.step(upstream)
+            except (UnicodeDecodeError, ValueError) as e:  # PlaylistError and MirrorError are ValueErrors
+                u.health.failed(trio.current_time())
+                self.daemon.counters["errors"] += 1
+                slog.log(log, logging.WARNING, "unusable upstream playlist", rendition=name, source=u.source.endpoint_id,
+                         error=e, **self.fields)
+                if isinstance(e, MirrorError) and await self._given_up(name, m, force=True):
+                    return
+                await trio.sleep(RETRY_S)
+                continue
+            u.health.succeeded(trio.current_time())
+            self.daemon.counters["playlists"] += 1
+            blocking = bool(upstream.server_control and upstream.server_control.can_block_reload)
+            if step is None:
+                if not blocking or directive is None:
+                    await trio.sleep(max(RETRY_S, upstream.target_duration / 2) if not blocking else RETRY_S)
+                continue
+            try:
+                await self._fetch_all(u, url, name, step)
+            except SourceError as e:
+                u.health.failed(trio.current_time())
+                self.daemon.counters["errors"] += 1
+                slog.log(log, logging.INFO, "fetch failed", rendition=name, source=u.source.endpoint_id, error=e, **self.fields)
+                continue
+            await self._publish(name, m, step)
+            u.health.progressed(self.gid)
+            if step.playlist.ended:
+                return
+            if blocking and step.hint is not None:
+                nursery.start_soon(self._prefetch_hint, u, url, name, step.hint)
+            if not blocking:
+                await trio.sleep(max(RETRY_S, step.playlist.target_duration / 2))
+
+    async def _given_up(self, name: str, m: RenditionMirror, *, force: bool = False) -> bool:
+        """The source ended the generation without us seeing ENDLIST (it went away): once nothing
+        moved for 2 × TARGETDURATION, close our playlist ourselves."""
+        td = m.local.target_duration if m.local else 2
+        if not force and (self.upstream_active or trio.current_time() - self._progress_at[name] < 2 * td):
+            return False
+        closed = m.ended()
+        if closed is not None:
+            await self._publish(name, m, Step((), closed, None))
+        slog.log(log, logging.WARNING, "rendition closed: its source no longer carries it", rendition=name, **self.fields)
+        return True
+
+    async def _fetch_all(self, u: Upstream, playlist_url: str, name: str, step: Step) -> None:
+        errors: list[SourceError] = []
+
+        async def one(fetch) -> None:
+            key = f"{name}/{fetch.name}"
+            pending = self._hints.get(key)
+            if pending is not None:
+                await pending.wait()
+                if fetch.name in self.renditions[name].have:
+                    return
+            try:
+                async with self._fetch_limit:
+                    await self._fetch_into(playlist_url, name, fetch)
+            except SourceError as e:
+                errors.append(e)
+
+        async with trio.open_nursery() as n:
+            for fetch in step.fetches:
+                n.start_soon(one, fetch)
+        if errors:
+            raise errors[0]
+
+    async def _fetch_into(self, playlist_url: str, name: str, fetch) -> None:
+        url = urljoin(playlist_url, fetch.uri)
+        status, data, _ = await self.daemon.get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"])
+        if status != 200:
+            raise SourceError(f"{url}: HTTP {status}", status=status)
+        await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
+        self.daemon.counters["objects"] += 1
+        self.daemon.counters["bytes"] += len(data)
+
+    async def _prefetch_hint(self, u: Upstream, playlist_url: str, name: str, fetch) -> None:
+        """Ask for the hinted part now: the source answers the moment it exists, and the next
+        playlist finds it on disk already."""
+        key = f"{name}/{fetch.name}"
+        if key in self._hints:
+            return
+        done = self._hints[key] = trio.Event()
+        td = self.renditions[name].local.target_duration if self.renditions[name].local else 2
+        try:
+            url = urljoin(playlist_url, fetch.uri)
+            status, data, _ = await self.daemon.get(url, timeout=3 * td + 1)
+            if status == 200:
+                await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
+                self.renditions[name].fetched(fetch.name)
+                self.daemon.counters["objects"] += 1
+                self.daemon.counters["bytes"] += len(data)
+        except SourceError:
+            pass  # the follower fetches it the normal way
+        finally:
+            del self._hints[key]
+            done.set()
+
+    async def _publish(self, name: str, m: RenditionMirror, step: Step) -> None:
+        data = step.playlist.render().encode()
+        await trio.to_thread.run_sync(atomic_write, self.dir / name / "index.m3u8", data)
+        gone = m.published(step)
+        self._progress_at[name] = trio.current_time()
+        if gone:
+            # Out of the playlist now, off the disk a little later (a player may hold the old one).
+            await self.writer.apply(name, [Delete(g, 3 * step.playlist.target_duration + 1) for g in gone], {})
+        self.daemon.send_event(self.sid, self.gid, name, step.playlist)
+        if not self.playable.is_set() and all(r.local is not None for r in self.renditions.values()):
+            self.playable.set()
+
+    # --- generation files -------------------------------------------------------------------
+
+    async def _master_loop(self) -> None:
+        await self.playable.wait()
+        while not self.ended:
+            await self._write_master()
+            await trio.sleep(MASTER_REFRESH_S)
+
+    async def _write_master(self) -> None:
+        if not self.playable.is_set():
+            return
+        if self.external is not None:
+            data = self._external_master()
+        else:
+            u = self.source or self.pick()
+            if u is None:
+                return
+            try:
+                status, data, _ = await self.daemon.get(f"{u.source.base_url}/hls/{self.sid}/{self.gid}/master.m3u8",
+                                                        timeout=self.daemon.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
+            except SourceError:
+                return
+            if status != 200:
+                return
+        if data is not None:
+            await self.writer.apply("", [], {"master.m3u8": data})
+
+    def _external_master(self) -> bytes | None:
+        text = self.external.get("master")
+        variants = []
+        if text:
+            try:
+                master = parse_master_playlist(text)
+            except ValueError:
+                return None
+            by_url = {url: n for n, url in self.external["variants"].items()}
+            for v in master.variants:
+                name = by_url.get(urljoin(self.external["master_url"], v.uri))
+                if name is not None:
+                    variants.append(hls.Variant(f"{name}/index.m3u8", v.bandwidth, v.average_bandwidth, v.codecs, v.resolution, v.frame_rate))
+        else:
+            variants = [hls.Variant(f"{n}/index.m3u8", 1) for n in self.names]
+        return hls.MasterPlaylist(tuple(variants)).render().encode()
+
+    async def _write_generation(self) -> None:
+        u = self.source
+        doc = {
+            "stream_id": self.sid, "generation_id": self.gid, "renditions": self.names, "ended": self.ended,
+            "upstream": None if (u is None or self.external is not None)
+            else {"endpoint_id": u.source.endpoint_id, "base_url": u.source.base_url},
+        }
+        await self.writer.apply("", [], {"generation.json": json.dumps(doc).encode()})
+

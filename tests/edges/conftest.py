@@ -1,0 +1,164 @@
+"""Multi-node fixtures: an origin and edge nodes on loopback, each a separate install (config,
+store, spool, ports) running real daemon processes (`sender daemon …`), sharing one distribution key."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from daemons.core import config as config_mod
+from daemons.core import domain, install
+from daemons.core.install import Install
+from daemons.media.hls.parse import parse_media_playlist
+
+SENDER = str(Path(sys.executable).parent / "sender")
+SEGMENT_TARGET_S = 1.0  # TARGETDURATION 1 with a 1 s GOP: failover within 2 s is the bar
+PART_TARGET_S = 0.2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Node:
+    """One Sender node: its install and its daemon processes."""
+
+    name: str
+    install: Install
+    http_port: int
+    rtmp_port: int
+    log_dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def config_path(self) -> str:
+        return str(self.install.config.path)
+
+    def store(self):
+        return self.install.open_store()
+
+    async def start(self, *daemons: str) -> None:
+        for d in daemons:
+            out = open(self.log_dir / f"{self.name}-{d}.log", "ab")
+            self.procs[d] = subprocess.Popen([SENDER, "--config", self.config_path, "daemon", d],
+                                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            out.close()
+        if "http" in daemons:
+            await wait_until(lambda: port_open(self.http_port), 20, f"{self.name} http listening")
+        if "ingest" in daemons:
+            await wait_until(lambda: port_open(self.rtmp_port), 20, f"{self.name} ingest listening")
+
+    def kill(self, *daemons: str) -> None:
+        for d in daemons or list(self.procs):
+            p = self.procs.pop(d, None)
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait(10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.procs.clear()
+
+    def rtmp_url(self, key: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{key}"
+
+    def spool(self, stream_id: str, generation_id: str) -> Path:
+        return self.install.spool_root / "streams" / stream_id / generation_id
+
+
+async def wait_until(predicate, timeout: float, what: str):
+    """Poll a condition (sync or async) until it holds."""
+    with trio.fail_after(timeout):
+        while True:
+            value = predicate()
+            if hasattr(value, "__await__"):
+                value = await value
+            if value:
+                return value
+            await trio.sleep(0.05)
+    raise AssertionError(what)  # pragma: no cover - fail_after raises first
+
+
+@pytest.fixture
+def distribution_key(tmp_path) -> Path:
+    path = tmp_path / "distribution.key"
+    path.write_text(os.urandom(24).hex() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def make_node(tmp_path, distribution_key):
+    nodes: list[Node] = []
+
+    def make(name: str, **overrides) -> Node:
+        root = tmp_path / name
+        result = install.init(directory=root)
+        cfg = config_mod.load(result.config_path)
+        http_port, rtmp_port = free_port(), free_port()
+        values = {
+            "node.id": name, "node.public_base_url": f"http://127.0.0.1:{http_port}",
+            "http.listen": f"127.0.0.1:{http_port}", "rtmp.listen": f"127.0.0.1:{rtmp_port}",
+            "distribution.key_file": str(distribution_key),
+            "hls.segment_target_s": SEGMENT_TARGET_S, "hls.part_target_s": PART_TARGET_S,
+            "edge_fill.discovery_interval_s": 0.5, "log.level": "info", **overrides,
+        }
+        for k, v in values.items():
+            cfg = cfg.with_value(k, v)
+        config_mod.write(cfg, result.config_path)
+        node = Node(name, Install.load(result.config_path), http_port, rtmp_port, tmp_path)
+        nodes.append(node)
+        return node
+
+    yield make
+    for n in nodes:
+        n.stop()
+
+
+def link(node: Node, graph: dict[str, tuple[str, str, list[str]]]) -> None:
+    """Write the distribution graph into a node's store: id → (type, base_url, sources)."""
+    with node.store() as store:
+        for endpoint_id, (kind, base_url, _sources) in graph.items():
+            domain.endpoints.upsert(store, endpoint_id, type=kind, public_base_url=base_url)
+        for endpoint_id, (_kind, _url, sources) in graph.items():
+            if sources:
+                domain.endpoints.link(store, endpoint_id, sources)
+
+
+async def get_playlist(client: httpx.AsyncClient, url: str):
+    r = await client.get(url)
+    if r.status_code != 200:
+        return None
+    return parse_media_playlist(r.text)

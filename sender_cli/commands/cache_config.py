@@ -1,4 +1,4 @@
-"""`sender cache-config nginx`: a working caching-proxy config for the front of sender-http.
+"""`sender cache-config nginx|varnish`: a working caching-proxy config for the front of sender-http.
 
 What makes LL-HLS cacheable (docs/arch.md, "HTTP serving"): generation-scoped URLs, immutable
 media, blocking-reload answers that never change for one (_HLS_msn, _HLS_part, _HLS_skip), and
@@ -17,6 +17,27 @@ from sender_cli import render
 from sender_cli.context import JSON_OPTION
 
 app = typer.Typer(help="Print a caching-proxy config for the front of sender-http.", no_args_is_help=True)
+
+# The query arguments that name an HLS object: what the proxy's cache key holds besides the path.
+KEY_ARGS = ("_HLS_msn", "_HLS_part", "_HLS_skip", "token")
+# The only other argument sender-http reads under /hls/: the player's session id (viewer counts).
+SESSION_ARG = "session"
+
+UPSTREAM_OPTION = typer.Option("127.0.0.1:8080", "--upstream", help="sender-http's address (its http.listen, as the proxy reaches it).")
+TARGET_DURATION_OPTION = typer.Option(2, "--target-duration", min=1, max=60, help="The streams' TARGETDURATION in seconds (how long blocking reloads are held).")
+
+
+def hold_seconds(target_duration_s: int) -> int:
+    """How long a blocking reload may wait upstream: sender-http answers 503 after 3 x TARGETDURATION."""
+    return 3 * target_duration_s + 2
+
+
+def upstream_timeout_seconds(target_duration_s: int) -> int:
+    """The proxy's read timeout towards sender-http: above any blocking reload's hold."""
+    return hold_seconds(target_duration_s) + 10
+
+
+# --- nginx ----------------------------------------------------------------------------------
 
 NGINX_TEMPLATE = """\
 # sender cache-config nginx — a caching proxy in front of sender-http at {upstream}.
@@ -48,7 +69,7 @@ server {{
         proxy_cache sender_hls;
         # The LL-HLS delivery directives and the playback token are part of the object; the
         # player's session id is not (it only counts viewers).
-        proxy_cache_key "$uri?_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part&_HLS_skip=$arg__HLS_skip&token=$arg_token";
+        proxy_cache_key "{cache_key}";
         # Collapsed forwarding: concurrent misses wait for the first one's answer. A blocking
         # playlist reload is held upstream for up to 3 x TARGETDURATION, so wait that long.
         proxy_cache_lock on;
@@ -75,23 +96,183 @@ server {{
 
 def render_nginx(*, upstream: str, listen: str, server_name: str = "_", cache_dir: str = "/var/cache/nginx/sender",
                  max_size: str = "10g", zone_mb: int = 32, target_duration_s: int = 2) -> str:
-    hold = 3 * target_duration_s + 2  # sender-http answers 503 after 3 x TARGETDURATION
+    cache_key = "$uri?" + "&".join(f"{arg}=$arg_{arg}" for arg in KEY_ARGS)
     return NGINX_TEMPLATE.format(upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
-                                 max_size=max_size, zone_mb=zone_mb, hold_s=hold, read_timeout_s=hold + 10)
+                                 max_size=max_size, zone_mb=zone_mb, cache_key=cache_key,
+                                 hold_s=hold_seconds(target_duration_s),
+                                 read_timeout_s=upstream_timeout_seconds(target_duration_s))
 
 
 @app.command("nginx")
 def nginx(
-    upstream: str = typer.Option("127.0.0.1:8080", "--upstream", help="sender-http's address (its http.listen, as the proxy reaches it)."),
+    upstream: str = UPSTREAM_OPTION,
     listen: str = typer.Option("80", "--listen", help="What nginx listens on (nginx `listen` syntax)."),
     server_name: str = typer.Option("_", "--server-name", help="nginx server_name."),
     cache_dir: str = typer.Option("/var/cache/nginx/sender", "--cache-dir", help="Where nginx keeps cached objects."),
     max_size: str = typer.Option("10g", "--max-size", help="Most disk the cache may use (nginx size syntax)."),
-    target_duration: int = typer.Option(2, "--target-duration", min=1, max=60, help="The streams' TARGETDURATION in seconds (how long blocking reloads are held)."),
+    target_duration: int = TARGET_DURATION_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print an nginx config (conf.d snippet) that caches LL-HLS in front of sender-http."""
     text = render_nginx(upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
                         max_size=max_size, target_duration_s=target_duration)
     render.emit({"proxy": "nginx", "install_as": "/etc/nginx/conf.d/sender.conf", "config": text}, as_json,
+                lambda: typer.echo(text, nl=False))
+
+
+# --- Varnish --------------------------------------------------------------------------------
+
+VARNISH_VCL = "/etc/varnish/default.vcl"  # what Debian's varnish.service loads
+
+VARNISH_TEMPLATE = """\
+# sender cache-config varnish — a Varnish (7.x) cache in front of sender-http at {upstream}.
+# Install as {vcl_path}, check with `varnishd -C -f {vcl_path}`, and run
+#   {command}
+# (Debian: `systemctl edit varnish` and put that in ExecStart, after -F).
+# Generated by Sender; regenerate instead of editing when Sender's URLs change.
+vcl 4.1;
+
+backend sender_http {{
+    .host = "{host}";
+    .port = "{port}";
+    # A blocking playlist reload is held upstream for up to 3 x TARGETDURATION: wait longer.
+    .first_byte_timeout = {timeout_s}s;
+    .between_bytes_timeout = {timeout_s}s;
+}}
+
+sub vcl_recv {{
+    unset req.http.X-Sender-Key;
+    # Every request goes to sender-http saying who asked (Varnish appends the client's address
+    # to X-Forwarded-For itself). Varnish speaks plain HTTP: behind a TLS terminator, say "https".
+    set req.http.X-Forwarded-Proto = "http";
+    set req.http.X-Forwarded-Host = req.http.host;
+
+    # Everything but HLS (watch page, APIs, metrics): passed through, never cached here.
+    if (req.url !~ "^/hls/") {{
+        return (pass);
+    }}
+    # Anything but GET/HEAD, and other Sender nodes (edges) with the distribution key: passed.
+    if ((req.method != "GET" && req.method != "HEAD") || req.http.Authorization) {{
+        return (pass);
+    }}
+    # sender-http's HLS reads no cookies; they must not stop caching.
+    unset req.http.Cookie;
+
+    # The cache key: the path, the LL-HLS delivery directives and the playback token; not the
+    # player's session id (it only counts viewers), nor any other argument. sender-http is then
+    # asked exactly what the key names (plus the session id), so no argument outside the key
+    # can change an answer kept under it.
+    set req.http.X-Sender-Key = regsub(req.url, "\\?.*$", "");
+    set req.http.X-Sender-Args = "";
+{key_args}    set req.http.X-Sender-Key = req.http.X-Sender-Key + regsub(req.http.X-Sender-Args, "^&", "?");
+{session_arg}    set req.url = regsub(req.url, "\\?.*$", "") + regsub(req.http.X-Sender-Args, "^&", "?");
+    unset req.http.X-Sender-Args;
+    # On to the built-in vcl_recv (Host checks), then a lookup. Concurrent misses for one key
+    # wait for the first one's answer (Varnish's request coalescing): nothing here passes a
+    # cacheable request, so 50 viewers blocked on one part are 1 request to sender-http.
+}}
+
+sub vcl_hash {{
+    if (req.http.X-Sender-Key) {{
+        hash_data(req.http.X-Sender-Key);
+        return (lookup);
+    }}
+}}
+
+sub vcl_backend_fetch {{
+    unset bereq.http.X-Sender-Key;
+}}
+
+sub vcl_backend_response {{
+    if (bereq.uncacheable) {{
+        return (deliver);
+    }}
+    unset beresp.http.Set-Cookie;
+    # sender-http marks what must not be kept: private on token-protected streams, no-store on
+    # 404s for parts that do not exist yet, 503s and refusals. Not kept, but remembered for
+    # {hit_for_miss_s}s as hit-for-miss: requests then go straight to sender-http instead of
+    # queueing behind each other (a zero TTL would serialise them), and the next cacheable
+    # answer (the part, once it exists) is kept.
+    if (beresp.ttl <= 0s || beresp.http.Cache-Control ~ "(?i)(private|no-store|no-cache)") {{
+        set beresp.ttl = {hit_for_miss_s}s;
+        set beresp.grace = 0s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }}
+    # Otherwise kept for the origin's max-age (beresp.ttl): a year for immutable media,
+    # 3 x TARGETDURATION for blocking-reload answers, 1 s for live playlists. Only media (which
+    # never changes) may be served stale while it is refreshed; a live playlist never is.
+    if (beresp.http.Cache-Control ~ "(?i)immutable") {{
+        set beresp.grace = {media_grace};
+    }} else {{
+        set beresp.grace = 0s;
+    }}
+    return (deliver);
+}}
+
+sub vcl_deliver {{
+    if (req.http.X-Sender-Key) {{
+        if (obj.hits > 0) {{
+            if (obj.ttl <= 0s) {{
+                set resp.http.X-Cache-Status = "STALE";
+            }} else {{
+                set resp.http.X-Cache-Status = "HIT";
+            }}
+        }} else {{
+            set resp.http.X-Cache-Status = "MISS";
+        }}
+    }}
+}}
+"""
+
+
+def _vcl_take_arg(arg: str) -> str:
+    """VCL appending `&arg=value` (the last occurrence, as sender-http reads it) to X-Sender-Args."""
+    return (f'    if (req.url ~ "[?&]{arg}=") {{\n'
+            f'        set req.http.X-Sender-Args = req.http.X-Sender-Args + "&{arg}=" + '
+            f'regsub(req.url, "^.*[?&]{arg}=([^&]*).*$", "\\1");\n'
+            f'    }}\n')
+
+
+def split_upstream(upstream: str) -> tuple[str, str]:
+    """host:port (or [v6]:port, or a bare host on port 80) → (host, port)."""
+    if upstream.startswith("["):
+        host, _, rest = upstream[1:].partition("]")
+        return host, rest.lstrip(":") or "80"
+    host, sep, port = upstream.rpartition(":")
+    return (host, port) if sep and port.isdigit() and ":" not in host else (upstream, "80")
+
+
+def varnish_listen(listen: str) -> str:
+    """`--listen 80` means every address, as for nginx; varnishd -a wants `:80`."""
+    return f":{listen}" if listen.isdigit() else listen
+
+
+def varnishd_command(*, listen: str, vcl_path: str = VARNISH_VCL, max_size: str = "1g") -> str:
+    return f"varnishd -a {varnish_listen(listen)} -f {vcl_path} -s malloc,{max_size}"
+
+
+def render_varnish(*, upstream: str, listen: str = "80", vcl_path: str = VARNISH_VCL, max_size: str = "1g",
+                   target_duration_s: int = 2, hit_for_miss_s: int = 1, media_grace: str = "1h") -> str:
+    host, port = split_upstream(upstream)
+    return VARNISH_TEMPLATE.format(
+        upstream=upstream, host=host, port=port, vcl_path=vcl_path,
+        command=varnishd_command(listen=listen, vcl_path=vcl_path, max_size=max_size),
+        timeout_s=upstream_timeout_seconds(target_duration_s), hit_for_miss_s=hit_for_miss_s, media_grace=media_grace,
+        key_args="".join(_vcl_take_arg(arg) for arg in KEY_ARGS), session_arg=_vcl_take_arg(SESSION_ARG),
+    )
+
+
+@app.command("varnish")
+def varnish(
+    upstream: str = UPSTREAM_OPTION,
+    listen: str = typer.Option("80", "--listen", help="What Varnish listens on (a port, or varnishd -a syntax such as 10.0.0.7:80)."),
+    max_size: str = typer.Option("1g", "--max-size", help="Most memory the cache may use (varnishd -s malloc size)."),
+    target_duration: int = TARGET_DURATION_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print a Varnish VCL that caches LL-HLS in front of sender-http (and the varnishd command to run it)."""
+    text = render_varnish(upstream=upstream, listen=listen, max_size=max_size, target_duration_s=target_duration)
+    render.emit({"proxy": "varnish", "install_as": VARNISH_VCL,
+                 "command": varnishd_command(listen=listen, max_size=max_size), "config": text}, as_json,
                 lambda: typer.echo(text, nl=False))

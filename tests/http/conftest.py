@@ -8,10 +8,12 @@ import httpx
 import pytest
 import trio
 
+from daemons.core import domain
 from daemons.core.install import Install
 from daemons.http.server import HTTPDaemon
 from daemons.runtime.store import StoreWorker
 from tests.daemons.conftest import make_install
+from tests.http.spool_writer import GenerationWriter
 
 
 @dataclass
@@ -48,6 +50,21 @@ def http_install(tmp_path) -> Install:
 @pytest.fixture
 async def http(nursery, http_install) -> RunningHTTP:
     return await start_http(nursery, http_install)
+
+
+async def generation(http: RunningHTTP, visibility: str = "public") -> GenerationWriter:
+    """A stream with a live generation of 3 segments (0-2), for the caching-proxy tests."""
+    with http.install.open_store() as store:
+        stream = domain.streams.create(store, f"cached-{visibility}", visibility=visibility)
+    gen = GenerationWriter(http.install.spool_root, http.install.state_dir, stream["id"])
+    gen.add_segments(3)
+    await http.daemon.ctx.directory.refresh()
+    return gen
+
+
+def origin_count(http: RunningHTTP, kind: str, status: int = 200) -> int:
+    """How many requests of one kind sender-http answered with one status."""
+    return http.daemon.ctx.counters.requests[(kind, status)]
 
 
 async def answer_before_late_body(running: RunningHTTP, method: str, path: bytes) -> tuple[bytes, bytes]:

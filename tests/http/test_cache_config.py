@@ -13,12 +13,12 @@ import httpx
 import pytest
 import trio
 
-from daemons.core import domain
 from daemons.core.domain import playback
 from sender_cli.commands.cache_config import render_nginx
 from tests.daemons.conftest import wait_for
 from tests.daemons.test_up import free_port, port_open
-from tests.http.spool_writer import GenerationWriter, part_bytes
+from tests.http.conftest import generation, origin_count
+from tests.http.spool_writer import part_bytes
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run .ci/bootstrap --test)")
@@ -53,19 +53,6 @@ async def proxy(http, tmp_path, nursery):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-async def generation(http, visibility="public") -> GenerationWriter:
-    with http.install.open_store() as store:
-        stream = domain.streams.create(store, f"cached-{visibility}", visibility=visibility)
-    gen = GenerationWriter(http.install.spool_root, http.install.state_dir, stream["id"])
-    gen.add_segments(3)
-    await http.daemon.ctx.directory.refresh()
-    return gen
-
-
-def origin_count(http, kind: str, status: int = 200) -> int:
-    return http.daemon.ctx.counters.requests[(kind, status)]
 
 
 async def test_media_is_fetched_from_the_origin_once(http, proxy):

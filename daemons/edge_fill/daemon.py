@@ -324,7 +324,7 @@ class GenerationMirror:
         self.switches = 0
         self.playable = trio.Event()
         self.ended = False
-        self._hints: dict[str, trio.Event] = {}  # "<rendition>/<name>" → prefetch in flight
+        self._hints: dict[str, tuple[trio.Event, Upstream, trio.CancelScope]] = {}  # "<rendition>/<name>" → prefetch in flight
         self._fetch_limit = trio.CapacityLimiter(daemon.cfg["edge_fill.max_fetches"])
         self._progress_at = {n: trio.current_time() for n in self.names}
 
@@ -373,6 +373,9 @@ class GenerationMirror:
                 slog.log(log, logging.WARNING, "source switched", old=old.source.endpoint_id, new=u.source.endpoint_id,
                          old_status=old.health.status(trio.current_time(), self.gid), **self.fields)
                 self.daemon.nursery.start_soon(self._write_generation)
+                for _, source, scope in self._hints.values():
+                    if source is not u:
+                        scope.cancel()  # a part held by the source we left would come late, if ever
         return u
 
     def _playlist_url(self, u: Upstream, name: str) -> str:
@@ -478,8 +481,8 @@ class GenerationMirror:
         async def one(fetch) -> None:
             key = f"{name}/{fetch.name}"
             pending = self._hints.get(key)
-            if pending is not None:
-                await pending.wait()
+            if pending is not None and pending[1] is u:
+                await pending[0].wait()
                 if fetch.name in self.renditions[name].have:
                     return
             try:
@@ -509,12 +512,14 @@ class GenerationMirror:
         key = f"{name}/{fetch.name}"
         if key in self._hints:
             return
-        done = self._hints[key] = trio.Event()
+        done, scope = trio.Event(), trio.CancelScope()
+        self._hints[key] = (done, u, scope)
         td = self.renditions[name].local.target_duration if self.renditions[name].local else 2
         try:
             url = urljoin(playlist_url, fetch.uri)
-            status, data, _ = await self.daemon.get(url, timeout=3 * td + 1)
-            if status == 200:
+            with scope:
+                status, data, _ = await self.daemon.get(url, timeout=3 * td + 1)
+            if not scope.cancelled_caught and status == 200:
                 await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
                 self.renditions[name].fetched(fetch.name)
                 self.daemon.counters["objects"] += 1

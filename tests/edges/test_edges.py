@@ -11,6 +11,7 @@ import trio
 
 from daemons.core import domain
 from daemons.core.stats import read_stats
+from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from tests.edges.conftest import get_playlist, link, wait_until
 
@@ -100,3 +101,96 @@ def _parts_between(o, e) -> int:
     if om == em:
         return max(0, op - ep)
     return op + 1 if om == em + 1 else 99
+
+
+class PlaylistWatcher:
+    """A player-like client of one node: blocking reloads for the next part, every version
+    checked against the one before (the strict checker), the time each new position arrived."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str):
+        self.client, self.url = client, url
+        self.previous = None
+        self.advances: list[tuple[float, tuple[int, int]]] = []
+        self.discontinuities = 0
+
+    async def run(self) -> None:
+        while True:
+            query = ""
+            if self.previous is not None:
+                p = self.previous
+                nxt = (p.next_msn, len(p.partial_parts)) if p.partial_parts else (p.next_msn, 0)
+                query = f"?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}"
+            try:
+                r = await self.client.get(self.url + query, timeout=10)
+            except httpx.HTTPError:
+                continue
+            if r.status_code != 200:
+                await trio.sleep(0.05)
+                continue
+            playlist = check_media_playlist(r.text, previous=self.previous)
+            if self.previous is None or position(playlist) > position(self.previous):
+                self.advances.append((trio.current_time(), position(playlist)))
+            self.discontinuities = max(self.discontinuities, playlist.discontinuity_sequence + sum(s.discontinuity for s in playlist.segments))
+            self.previous = playlist
+
+    def longest_wait(self, since: float) -> float:
+        times = [since] + [t for t, _ in self.advances if t > since]
+        return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else float("inf")
+
+
+async def test_an_edge_leaves_a_stalled_or_dead_source_within_two_target_durations_and_returns(make_node, record_property):
+    origin, a, b = make_node("origin"), make_node("edge-a"), make_node("edge-b")
+    graph = {
+        "origin": ("tribes_origin", origin.base_url, []),
+        "edge-a": ("tribes_edge", a.base_url, ["origin"]),
+        "edge-b": ("tribes_edge", b.base_url, ["edge-a", "origin"]),
+    }
+    for n in (origin, a, b):
+        link(n, graph)
+    stream, key = stream_and_key(origin)
+    await origin.start("ingest", "http")
+    await a.start("http", "edge-fill")
+    await b.start("http", "edge-fill")
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 90), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def source_of_b():
+        stats = read_stats(b.install.state_dir, "edge-fill") or {}
+        gens = stats.get("generations") or []
+        return gens[0]["source"] if gens else None
+
+    try:
+        async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+            at_b = await wait_until(lambda: live_generation(client, b, "show"), 30, "live at edge-b")
+            url = f"{b.base_url}/hls/{stream['id']}/{at_b['generation_id']}/source/index.m3u8"
+            watcher = PlaylistWatcher(client, url)
+            nursery.start_soon(watcher.run)
+            await wait_until(lambda: len(watcher.advances) > 10 and source_of_b() == "edge-a", 20, "edge-b follows edge-a")
+            target = 2 * watcher.previous.target_duration
+
+            # 1. edge-a's filler dies: edge-a still answers, but its playlist stops moving.
+            a.kill("edge-fill")
+            stalled_at = trio.current_time()
+            await wait_until(lambda: source_of_b() == "origin", 3 * target, "edge-b left the stalled edge-a")
+            await wait_until(lambda: watcher.advances[-1][0] > stalled_at + target, 3 * target, "edge-b moves on")
+            record_property("stalled_source_gap_s", round(watcher.longest_wait(stalled_at), 3))
+            assert watcher.longest_wait(stalled_at) <= target, watcher.advances[-15:]
+
+            # 2. edge-a's filler comes back: edge-b returns to its first source.
+            await a.start("edge-fill")
+            await wait_until(lambda: source_of_b() == "edge-a", 30, "edge-b back on edge-a")
+
+            # 3. edge-a dies altogether (SIGKILL): connections refused.
+            await trio.sleep(0)  # let the watcher's next request start against edge-b as usual
+            a.kill("http", "edge-fill")
+            killed_at = trio.current_time()
+            await wait_until(lambda: source_of_b() == "origin", 3 * target, "edge-b left the dead edge-a")
+            await wait_until(lambda: watcher.advances[-1][0] > killed_at + target, 3 * target, "edge-b moves on")
+            record_property("dead_source_gap_s", round(watcher.longest_wait(killed_at), 3))
+            assert watcher.longest_wait(killed_at) <= target, watcher.advances[-15:]
+
+            # Sources of one generation serve the same objects: no discontinuity, no gap.
+            assert watcher.discontinuities == 0
+            nursery.cancel_scope.cancel()
+    finally:
+        publisher.kill()
+        publisher.wait()

@@ -483,8 +483,8 @@ class GenerationMirror:
             pending = self._hints.get(key)
             if pending is not None and pending[1] is u:
                 await pending[0].wait()
-                if fetch.name in self.renditions[name].have:
-                    return
+            if fetch.name in self.renditions[name].have:
+                return  # the hinted part arrived meanwhile
             try:
                 async with self._fetch_limit:
                     await self._fetch_into(playlist_url, name, fetch)

@@ -162,3 +162,56 @@ async def get_playlist(client: httpx.AsyncClient, url: str):
     if r.status_code != 200:
         return None
     return parse_media_playlist(r.text)
+
+
+class CountingProxy:
+    """A real HTTP hop between an edge and its source that counts every request it forwards
+    (path and query): what the origin is asked, request by request."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.requests: dict[str, int] = {}
+        self.port = free_port()
+        self.client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=512))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]  # startup / shutdown
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        key = scope["raw_path"].decode() + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        self.requests[key] = self.requests.get(key, 0) + 1
+        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() == b"authorization"}
+        try:
+            r = await self.client.get(self.upstream + key, headers=headers)
+            status, body = r.status_code, r.content
+            out = [(k.encode(), v.encode()) for k, v in r.headers.items()
+                   if k.lower() in ("content-type", "cache-control", "etag", "last-modified")]
+        except httpx.HTTPError:
+            status, body, out = 502, b"upstream unreachable\n", []
+        await send({"type": "http.response.start", "status": status, "headers": out + [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.accesslog = None
+        config.errorlog = None
+        async with self.client:
+            await serve(self.app, config, task_status=task_status)
+
+    def media_requests(self) -> dict[str, int]:
+        return {k: v for k, v in self.requests.items() if k.endswith((".m4s", ".mp4"))}
+
+    def playlist_requests(self) -> dict[str, int]:
+        return {k: v for k, v in self.requests.items() if ".m3u8" in k}

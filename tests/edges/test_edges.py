@@ -13,7 +13,8 @@ from daemons.core import domain
 from daemons.core.stats import read_stats
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
-from tests.edges.conftest import get_playlist, link, wait_until
+from daemons.media.hls.parse import parse_media_playlist
+from tests.edges.conftest import CountingProxy, get_playlist, link, wait_until
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 
@@ -194,3 +195,60 @@ async def test_an_edge_leaves_a_stalled_or_dead_source_within_two_target_duratio
     finally:
         publisher.kill()
         publisher.wait()
+
+
+async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_object(make_node, record_property):
+    origin, edge = make_node("origin"), make_node("edge-a")
+    async with trio.open_nursery() as nursery:
+        proxy = CountingProxy(origin.base_url)
+        await nursery.start(proxy.serve)
+        link(origin, {"origin": ("tribes_origin", origin.base_url, [])})
+        link(edge, {"origin": ("tribes_origin", proxy.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
+        stream, key = stream_and_key(origin)
+        await origin.start("ingest", "http")
+        await edge.start("http", "edge-fill")
+        publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+            async with httpx.AsyncClient(timeout=15, limits=limits) as client:
+                at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
+                base = f"{edge.base_url}/hls/{stream['id']}/{at_edge['generation_id']}/source/"
+                fetched = {"parts": 0, "errors": 0}
+                served: list[int] = []  # parts per viewer
+
+                async def viewer() -> None:
+                    # An LL-HLS player: blocking reload for the next part, then that part.
+                    r = await client.get(base + "index.m3u8")
+                    p = parse_media_playlist(r.text)
+                    assert (await client.get(base + "init.mp4")).status_code == 200
+                    served.append(0)
+                    me = len(served) - 1
+                    while True:
+                        nxt = (p.next_msn, len(p.partial_parts)) if p.partial_parts else (p.next_msn, 0)
+                        r = await client.get(f"{base}index.m3u8?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}")
+                        p = parse_media_playlist(r.text)
+                        newest = p.partial_parts[-1].uri if p.partial_parts else p.segments[-1].parts[-1].uri
+                        part = await client.get(base + newest)
+                        fetched["parts" if part.status_code == 200 else "errors"] += 1
+                        served[me] += part.status_code == 200
+
+                with trio.move_on_after(8):
+                    async with trio.open_nursery() as viewers:
+                        for _ in range(200):
+                            viewers.start_soon(viewer)
+        finally:
+            publisher.kill()
+            publisher.wait()
+            nursery.cancel_scope.cancel()
+
+    media = proxy.media_requests()
+    playlists = proxy.playlist_requests()
+    record_property("viewer_parts", fetched["parts"])
+    record_property("origin_media_requests", len(media))
+    record_property("origin_playlist_requests", sum(playlists.values()))
+    # Together the viewers fetched hundreds of parts from the edge, none refused.
+    record_property("viewers_started", len(served))
+    assert fetched["parts"] >= 200 and fetched["errors"] == 0, (served, fetched)
+    assert media and all(n == 1 for n in media.values()), {k: v for k, v in media.items() if v > 1}
+    # Playlists: one blocking reload per position (plus the first plain one), however many viewers.
+    assert sum(playlists.values()) <= len(playlists) + 3, playlists

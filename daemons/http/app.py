@@ -4,7 +4,7 @@
 `HLSHandler`, which costs a regex and a dict lookup before the bytes. The APIs, metrics and
 pages are a quart-trio app (`api.py`), where a framework's conveniences are worth their cost.
 `HTTPContext` is what both share: the install, the store worker, and the worker's in-memory
-state (streams, viewers, counters, spool view).
+state (streams, viewers, counters, spool view, the edge's pull-through).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from daemons.core.install import Install
 from daemons.http.hls import HLSHandler
+from daemons.http.pull_through import PullThrough
 from daemons.http.spool_view import FileCache, SpoolView
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker
 from daemons.runtime.ratelimit import WindowLimiter
@@ -39,6 +40,9 @@ class HTTPContext:
         self.viewers = ViewerTracker(c["http.viewer_window_s"])
         self.spool = SpoolView(self.install.spool_root, self.install.state_dir, name=f"http-{self.worker}")
         self.files = FileCache(self.install.spool_root, c["http.file_cache_bytes"])
+        self.pull = PullThrough(spool_root=self.install.spool_root, files=self.files, counters=self.counters,
+                                node_key=self.distribution_key, enabled=c["edge_fill.pull_through"],
+                                timeout_s=c["edge_fill.request_timeout_s"])
         self.telemetry_limiter = WindowLimiter(c["http.telemetry_events_per_minute"])
         self.auth_failures = WindowLimiter(c["management.auth_failures_per_minute"])
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in c["http.trusted_proxies"]]
@@ -121,7 +125,7 @@ class SenderApp:
         self.api = shield_last_send(self.quart)
         self.hls = HLSHandler(spool=ctx.spool, files=ctx.files, directory=ctx.directory, viewers=ctx.viewers,
                               counters=ctx.counters, secret=ctx.playback_secret, node_key=ctx.distribution_key,
-                              client_of=ctx.client_of)
+                              client_of=ctx.client_of, pull=ctx.pull)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["raw_path"].startswith(b"/hls/"):

@@ -7,12 +7,13 @@ a file outside the spool:
     /hls/<stream_id>/<generation_id>/master.m3u8
     /hls/<stream_id>/<generation_id>/<rendition>/index.m3u8   ?_HLS_msn=&_HLS_part=&_HLS_skip=
     /hls/<stream_id>/<generation_id>/<rendition>/init.mp4 | init-<n>.mp4
-    /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s
+    /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s | <msn>.ts
 
 Visibility is checked first, before any byte of playback data: unknown or deleted streams 404;
 private streams need `?token=` (a playback token), which is then carried into every URI of the
 playlists served to that viewer. Blocking playlist reload and preload-hint holds follow RFC
 8216bis 6.2.5.2 and wait on the rendition's one `RenditionView` event (see spool_view.py).
+On an edge, what the spool lacks may come from the generation's upstream (pull_through.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from urllib.parse import parse_qsl, quote
 import trio
 
 from daemons.core.domain import distribution, playback
+from daemons.http.pull_through import PullFailed, PullThrough, finalized
 from daemons.http.spool_view import FileCache, RenditionView, SpoolView, with_query
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 MP4_TYPE = b"video/mp4"
+TS_TYPE = b"video/mp2t"  # MPEG-TS segments, which edges of external origins keep
 IMMUTABLE = b"max-age=31536000, immutable"
 ENDED_PLAYLIST_MAX_AGE = 3600
 LIVE_PLAYLIST_MAX_AGE = 1
@@ -37,7 +40,7 @@ _ID = rb"(st_[0-9a-f]{16})/(gen_[0-9a-f]{16})"
 _RENDITION = rb"([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)"
 ROUTE = re.compile(
     rb"/hls/" + _ID + rb"/(?:(master\.m3u8)|" + _RENDITION
-    + rb"/(index\.m3u8|init(?:-[0-9]{1,6})?\.mp4|([0-9]{1,12})(?:\.([0-9]{1,6}))?\.m4s))"
+    + rb"/(index\.m3u8|init(?:-[0-9]{1,6})?\.mp4|([0-9]{1,12})(?:\.([0-9]{1,6})\.m4s|\.m4s|\.ts)))"
 )
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -73,7 +76,8 @@ class Request:
 
 class HLSHandler:
     def __init__(self, *, spool: SpoolView, files: FileCache, directory: StreamDirectory, viewers: ViewerTracker,
-                 counters: Counters, secret: bytes, client_of, node_key: bytes | None = None):
+                 counters: Counters, secret: bytes, client_of, node_key: bytes | None = None,
+                 pull: PullThrough | None = None):
         self.spool = spool
         self.files = files
         self.directory = directory
@@ -83,6 +87,7 @@ class HLSHandler:
         self.node_key = node_key  # the distribution key: other Sender nodes (edges) may fetch private streams
         self.client_of = client_of  # scope → the viewer's address (trusted proxies honoured)
         self.root = str(spool.root)
+        self.pull = pull  # an edge's pull-through (None, or inactive, elsewhere)
 
     async def __call__(self, scope, receive, send) -> None:
         kind = "hls"
@@ -99,7 +104,7 @@ class HLSHandler:
             if kind == "playlist":
                 status, headers, body = await self._media_playlist(req, scope)
             elif kind == "master":
-                status, headers, body = self._master(req)
+                status, headers, body = await self._master(req)
             else:
                 status, headers, body = await self._media_file(req)
         except Refused as r:
@@ -154,10 +159,12 @@ class HLSHandler:
         msn, part, skip = _directives(req.query)
         view = self.spool.rendition(req.stream_id, req.generation_id, req.rendition)
         if view.playlist is None:
-            raise Refused(404, "this rendition has no playlist (yet)")
-        self.viewers.seen(req.stream_id, req.generation_id, req.rendition, session_key(
-            req.query.get("session") or req.headers.get(b"x-playback-session-id", b"").decode("latin-1"),
-            self.client_of(scope), req.headers.get(b"user-agent", b"").decode("latin-1")))
+            upstream = self.pull.upstream(req.stream_id, req.generation_id) if self.pull else None
+            if upstream is None:
+                raise Refused(404, "this rendition has no playlist (yet)")
+            self._seen(req, scope)
+            return await self._forwarded_playlist(req, upstream)
+        self._seen(req, scope)
         blocking = msn is not None and not view.playlist.ended
         if blocking:
             await self._hold_for(view, msn, part)
@@ -176,6 +183,25 @@ class HLSHandler:
             return 304, headers, b""
         return 200, headers, view.render(skip=skip, query=self._token_query(req))
 
+    def _seen(self, req: Request, scope) -> None:
+        self.viewers.seen(req.stream_id, req.generation_id, req.rendition, session_key(
+            req.query.get("session") or req.headers.get(b"x-playback-session-id", b"").decode("latin-1"),
+            self.client_of(scope), req.headers.get(b"user-agent", b"").decode("latin-1")))
+
+    async def _forwarded_playlist(self, req: Request, upstream):
+        """An edge's playlist not in its spool yet: the upstream's answer, passed through, not kept."""
+        try:
+            fwd = await self.pull.playlist(upstream, req.stream_id, req.generation_id, req.rendition, req.filename,
+                                           {} if req.kind == "master" else req.query)
+        except PullFailed as e:
+            raise Refused(e.status, e.message) from None
+        headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", fwd.cache_control)]
+        headers += [(b"etag", fwd.etag)] if fwd.etag else []
+        headers += [(b"last-modified", fwd.last_modified)] if fwd.last_modified else []
+        if fwd.etag and req.headers.get(b"if-none-match") == fwd.etag:
+            return 304, headers, b""
+        return 200, headers, with_query(fwd.body, self._token_query(req))
+
     async def _hold_for(self, view: RenditionView, msn: int, part: int | None) -> None:
         playlist = view.playlist
         if playlist.too_far_ahead(msn, part):
@@ -192,11 +218,14 @@ class HLSHandler:
             self.counters.blocked_now -= 1
         raise Refused(503, "the requested segment or part did not arrive in time")
 
-    def _master(self, req: Request):
+    async def _master(self, req: Request):
         path = f"{self.root}/{req.stream_id}/{req.generation_id}/master.m3u8"
         entry = self.files.get(path)
         if entry is None:
-            raise Refused(404, "this generation has no master playlist (yet)")
+            upstream = self.pull.upstream(req.stream_id, req.generation_id) if self.pull else None
+            if upstream is None:
+                raise Refused(404, "this generation has no master playlist (yet)")
+            return await self._forwarded_playlist(req, upstream)
         ended = self._generation_ended(req)
         cache = self._cache(req, b"max-age=%d" % (ENDED_PLAYLIST_MAX_AGE if ended else LIVE_PLAYLIST_MAX_AGE))
         headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", entry.etag),
@@ -216,10 +245,13 @@ class HLSHandler:
         entry = self.files.get(path)
         if entry is None and req.kind == "part":
             entry = await self._wait_for_hinted_part(req, path)
+        if entry is None and self.pull is not None:
+            entry = await self._pulled(req)
         if entry is None:
             # Not there (yet): a cache must not keep this answer.
             raise Refused(404, "no such file (yet)")
-        headers = [(b"content-type", MP4_TYPE), (b"cache-control", self._cache(req, IMMUTABLE)),
+        content_type = TS_TYPE if req.filename.endswith(".ts") else MP4_TYPE
+        headers = [(b"content-type", content_type), (b"cache-control", self._cache(req, IMMUTABLE)),
                    (b"etag", entry.etag), (b"last-modified", entry.last_modified), (b"accept-ranges", b"bytes")]
         if req.headers.get(b"if-none-match") == entry.etag:
             return 304, headers, b""
@@ -234,6 +266,18 @@ class HLSHandler:
                 headers.append((b"content-range", b"bytes %d-%d/%d" % (start, end, len(data))))
                 return 206, headers, data[start:end + 1]
         return 200, headers, data
+
+    async def _pulled(self, req: Request):
+        """An edge's miss: the file from the generation's upstream, if it is final there (else None)."""
+        upstream = self.pull.upstream(req.stream_id, req.generation_id)
+        if upstream is None:
+            return None
+        if not finalized(req.kind, req.filename, self.spool.rendition(req.stream_id, req.generation_id, req.rendition).playlist):
+            return None
+        try:
+            return await self.pull.media_file(upstream, req.stream_id, req.generation_id, req.rendition, req.filename, req.kind)
+        except PullFailed as e:
+            raise Refused(e.status, e.message) from None
 
     async def _wait_for_hinted_part(self, req: Request, path: str):
         """A part requested before it exists is held only if the playlist hints it (EXT-X-PRELOAD-HINT)."""

@@ -109,6 +109,21 @@ def endpoint_families(cache: EndpointSnapshots, now: float, snapshot_stats: dict
     yield GaugeMetricFamily("sender_reports_queued", "Snapshot reports waiting to be sent.", value=report.get("queued", 0))
 
 
+def pull_through_families(fetches: Counter, errors: Counter, totals: Counter):
+    """Edge pull-through (pull_through.py): upstream requests, bytes, coalesced waits, errors."""
+    m = CounterMetricFamily("sender_pull_through_fetches", "Upstream requests made by pull-through, by kind of file.", labels=["kind"])
+    for kind, n in sorted(fetches.items()):
+        m.add_metric([kind], n)
+    yield m
+    yield CounterMetricFamily("sender_pull_through_bytes", "Body bytes received from upstreams by pull-through.", value=totals["bytes"])
+    yield CounterMetricFamily("sender_pull_through_coalesced", "Requests that waited on a pull-through fetch already in flight.",
+                              value=totals["coalesced"])
+    m = CounterMetricFamily("sender_pull_through_errors", "Failed pull-through upstream requests, by reason.", labels=["reason"])
+    for reason, n in sorted(errors.items()):
+        m.add_metric([reason], n)
+    yield m
+
+
 class SenderCollector:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -119,6 +134,7 @@ class SenderCollector:
         slug = {sid: e.slug for sid, e in ctx.directory.by_id.items()}
 
         requests, sent, events = Counter(), Counter(), Counter()
+        pull_fetches, pull_errors, pull = Counter(), Counter(), Counter()
         blocked = 0
         renditions: list[dict] = []
         for w in workers:
@@ -128,6 +144,10 @@ class SenderCollector:
             events.update(w.get("player_events", {}))
             blocked += w.get("blocked_now", 0)
             renditions += w.get("viewers", ())
+            p = w.get("pull_through") or {}
+            pull_fetches.update(p.get("fetches", {}))
+            pull_errors.update(p.get("errors", {}))
+            pull.update({"bytes": p.get("bytes", 0), "coalesced": p.get("coalesced", 0)})
 
         m = CounterMetricFamily("sender_http_requests", "HTTP responses by kind of request and status code.", labels=["kind", "code"])
         for (kind, code), n in sorted(requests.items()):
@@ -142,6 +162,8 @@ class SenderCollector:
         for kind, n in sorted(events.items()):
             m.add_metric([kind], n)
         yield m
+
+        yield from pull_through_families(pull_fetches, pull_errors, pull)
 
         m = GaugeMetricFamily("sender_viewers", "Active viewers (distinct player sessions) per stream.", labels=["stream"])
         for sid, n in sorted(viewers_per_stream(renditions).items()):

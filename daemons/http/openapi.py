@@ -25,7 +25,7 @@ SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 STREAM_ID_PATTERN = r"^st_[0-9a-f]{16}$"
 GENERATION_ID_PATTERN = r"^gen_[0-9a-f]{16}$"
 RENDITION_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
-MEDIA_FILE_PATTERN = r"^(?:init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.m4s)$"
+MEDIA_FILE_PATTERN = r"^(?:init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.m4s|[0-9]{1,12}\.ts)$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended"]
@@ -45,6 +45,7 @@ FALLBACK_MANAGEMENT_METHODS = [
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MP4_TYPE = "video/mp4"
+TS_TYPE = "video/mp2t"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -449,6 +450,10 @@ def _hls_paths() -> dict:
         "403": _text("A private stream, without a valid playback token."),
         "404": _text("No such stream, or no such file (yet)."),
     }
+    pulled = {  # an edge node pulling what its spool lacks from the generation's upstream (pull_through.py)
+        "502": _text("Edge pull-through: the upstream failed (5xx, refused, unreachable, too large)."),
+        "504": _text("Edge pull-through: the upstream did not answer in time."),
+    }
 
     def family(op_id: str, summary: str, parameters: list, responses: dict, *, in_rendition: bool = True,
                more_path_params: tuple = ()) -> dict:
@@ -468,7 +473,7 @@ def _hls_paths() -> dict:
         "/hls/{stream_id}/{generation_id}/master.m3u8": family(
             "hlsMaster", "The generation's master (multivariant) playlist.",
             [token, if_none_match],
-            {"200": playlist("The master playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused},
+            {"200": playlist("The master playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
             in_rendition=False,
         ),
         "/hls/{stream_id}/{generation_id}/{rendition}/index.m3u8": family(
@@ -486,21 +491,23 @@ def _hls_paths() -> dict:
             ],
             {"200": playlist("The media playlist."), "304": {"description": "Not modified (If-None-Match)."},
              "400": _text("Malformed or contradictory `_HLS_*` directives, or `_HLS_msn` too far ahead."),
-             **refused,
+             **refused, **pulled,
              "503": _text("Blocking reload: the segment or part did not arrive in time (3 target durations).")},
         ),
         "/hls/{stream_id}/{generation_id}/{rendition}/{file}": family(
-            "hlsMediaFile", "An init section (`init.mp4`, `init-N.mp4`), a segment (`N.m4s`) or a part (`N.M.m4s`).",
+            "hlsMediaFile", "An init section (`init.mp4`, `init-N.mp4`), a segment (`N.m4s`, or MPEG-TS `N.ts`) or a part (`N.M.m4s`).",
             [
                 token, if_none_match,
                 {"name": "Range", "in": "header", "required": False, "description": "One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`).",
                  "schema": {"type": "string"}},
             ],
-            {"200": {"description": "The file (immutable).", "content": {MP4_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+            {"200": {"description": "The file (immutable).", "content": {MP4_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                                                                        TS_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
              "206": {"description": "The requested byte range.", "content": {MP4_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
              "304": {"description": "Not modified (If-None-Match)."},
              **refused,
              "416": {"description": "Range not satisfiable."},
+             **pulled,
              "503": _text("A preload-hinted part did not arrive in time (3 target durations).")},
             more_path_params=({"name": "file", "in": "path", "required": True,
                                "schema": {"type": "string", "pattern": MEDIA_FILE_PATTERN}},),

@@ -1,7 +1,7 @@
 """sender-http: one worker process — the ASGI app on hypercorn, plus its background loops.
 
 Background loops: the stream directory (visibility, once a second), the spool view (spool
-events → waiters), and the stats writer (counters and viewers → `stats/http-<n>.json` every
+events → waiters), the edge's pull-through (its upstream client and fetches), and the stats writer (counters and viewers → `stats/http-<n>.json` every
 second, read by `/metrics` in sibling workers and by the snapshot daemon).
 """
 
@@ -57,6 +57,7 @@ class HTTPDaemon:
         async with trio.open_nursery() as nursery:
             await nursery.start(ctx.directory.run)
             await nursery.start(ctx.spool.run)
+            await nursery.start(ctx.pull.run)
             nursery.start_soon(self._stats_loop)
             await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets,
                                 self.install.config["http.max_connections"])

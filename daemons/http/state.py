@@ -151,6 +151,10 @@ class Counters:
     bytes_sent: Counter = field(default_factory=Counter)  # kind → bytes
     player_events: Counter = field(default_factory=Counter)  # event kind → count
     blocked_now: int = 0  # blocking playlist / preload-hint requests being held
+    pull_fetches: Counter = field(default_factory=Counter)  # pull-through: upstream requests, by kind
+    pull_bytes: int = 0  # pull-through: body bytes received from upstreams
+    pull_coalesced: int = 0  # pull-through: requests that waited on a fetch already in flight
+    pull_errors: Counter = field(default_factory=Counter)  # pull-through: failed upstream requests, by reason
 
     def count(self, kind: str, status: int, nbytes: int) -> None:
         self.requests[(kind, status)] += 1
@@ -163,4 +167,6 @@ class Counters:
             "bytes_sent": dict(self.bytes_sent),
             "player_events": dict(self.player_events),
             "blocked_now": self.blocked_now,
+            "pull_through": {"fetches": dict(self.pull_fetches), "bytes": self.pull_bytes,
+                             "coalesced": self.pull_coalesced, "errors": dict(self.pull_errors)},
         }

@@ -133,6 +133,7 @@ class EdgeFillDaemon:
                     trio.open_nursery() as nursery:
                 self.client, self.nursery = client, nursery
                 await self._discover()
+                await self._write_stats()
                 nursery.start_soon(self._discovery_loop)
                 nursery.start_soon(self._stats_loop)
                 nursery.start_soon(self._retention_loop)
@@ -268,17 +269,20 @@ class EdgeFillDaemon:
 
     async def _stats_loop(self) -> None:
         while True:
-            now = trio.current_time()
-            payload = {
-                "edges": {e.endpoint_id: {"sources": [u.json(now) for u in e.upstreams]} for e in self.edges.values()},
-                "generations": [m.json() for m in self.mirrors.values()],
-                "counters": dict(self.counters),
-            }
-            try:
-                await trio.to_thread.run_sync(write_stats, self.install.state_dir, "edge-fill", payload)
-            except OSError as e:
-                slog.log(log, logging.WARNING, "cannot write stats", error=e)
             await trio.sleep(STATS_INTERVAL_S)
+            await self._write_stats()
+
+    async def _write_stats(self) -> None:
+        now = trio.current_time()
+        payload = {
+            "edges": {e.endpoint_id: {"sources": [u.json(now) for u in e.upstreams]} for e in self.edges.values()},
+            "generations": [m.json() for m in self.mirrors.values()],
+            "counters": dict(self.counters),
+        }
+        try:
+            await trio.to_thread.run_sync(write_stats, self.install.state_dir, "edge-fill", payload)
+        except OSError as e:
+            slog.log(log, logging.WARNING, "cannot write stats", error=e)
 
     async def _retention_loop(self) -> None:
         retention = self.cfg.seconds("spool.ended_retention")

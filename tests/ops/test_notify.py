@@ -1,8 +1,8 @@
 """sd_notify as systemd sees it: each daemon, a real subprocess, sends READY=1 on a real AF_UNIX
 datagram socket once it listens, then WATCHDOG=1 pings, then STOPPING=1 on SIGTERM and exits 0.
 And a daemon whose startup checks fail refuses to start: one log line, exit 1, no READY.
-sender-snapshot listens on nothing: its READY=1 comes after its first collection (its stats file
-exists). (edge-fill gets its notify test when that daemon exists.)"""
+sender-snapshot and sender-edge-fill listen on nothing: their READY=1 comes after their first
+round (collection, discovery), when their stats file exists."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from daemons.core import config as config_mod
 from sender_cli.commands.daemon import DAEMONS
 
 SENDER = Path(sys.executable).parent / "sender"
-LISTEN_KEY = {"ingest": "rtmp.listen", "http": "http.listen", "snapshot": None}
+LISTEN_KEY = {"ingest": "rtmp.listen", "http": "http.listen", "snapshot": None, "edge-fill": None}
 WATCHDOG_USEC = 200_000  # pings every 0.1 s
 
 

@@ -245,6 +245,8 @@ class PullThrough:
             slog.log(log, logging.ERROR, "pull-through failed", url=url, error=repr(e))
             flight.error = PullFailed(502, "the upstream fetch failed", "internal")
         finally:
+            if flight.result is None and flight.error is None:  # cancelled: the worker is stopping
+                flight.error = PullFailed(503, "the server is stopping", "cancelled")
             if flight.error is not None:
                 self.counters.pull_errors[flight.error.reason] += 1
             del self._media[path]
@@ -284,6 +286,8 @@ class PullThrough:
             slog.log(log, logging.ERROR, "playlist forwarding failed", url=url, error=repr(e))
             flight.error = PullFailed(502, "the upstream fetch failed", "internal")
         finally:
+            if flight.result is None and flight.error is None:  # cancelled: the worker is stopping
+                flight.error = PullFailed(503, "the server is stopping", "cancelled")
             if flight.error is not None:
                 self.counters.pull_errors[flight.error.reason] += 1
             del self._playlists[url]

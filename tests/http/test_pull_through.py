@@ -14,6 +14,8 @@ import trio
 
 from daemons.core import domain
 from daemons.core.domain import distribution, playback
+from daemons.http import pull_through
+from daemons.http.metrics import worker_stats
 from daemons.http.pull_through import MAX_MEDIA_FETCHES, finalized, upstream_of
 from daemons.media.hls import parse_media_playlist
 from tests.http.conftest import RunningHTTP, make_http_install, start_http
@@ -186,6 +188,8 @@ async def test_a_miss_is_fetched_once_kept_and_then_served_locally(nodes):
     counters = nodes.pull
     assert dict(counters.pull_fetches) == {"segment": 1, "part": 1, "init": 1}
     assert counters.pull_bytes == len(segment_bytes(1)) + len(part_bytes(3, 0)) + len(b"init segment")
+    stats = worker_stats(nodes.edge.daemon.ctx)["pull_through"]  # what the worker's stats file holds
+    assert stats == {"fetches": {"segment": 1, "part": 1, "init": 1}, "bytes": counters.pull_bytes, "coalesced": 0, "errors": {}}
     async with nodes.edge.client() as c:
         metrics = (await c.get("/metrics")).text
     assert 'sender_pull_through_fetches_total{kind="segment"} 1.0' in metrics
@@ -284,6 +288,17 @@ async def test_a_refused_connection_is_a_502(nodes):
         r = await c.get(nodes.gen.url("1.m4s"))
     assert r.status_code == 502 and r.headers["cache-control"] == "no-store"
     assert nodes.pull.pull_errors["unreachable"] == 1
+
+
+async def test_an_answer_over_the_size_bound_is_a_502_and_not_kept(nursery, nodes, monkeypatch):
+    monkeypatch.setattr(pull_through, "MAX_BODY_BYTES", 1000)
+    upstream = await TinyUpstream(body=b"x" * 1001).serve(nursery)
+    upstream.gate.set()
+    nodes.follow(upstream.base_url)
+    async with nodes.edge.client() as c:
+        r = await c.get(nodes.gen.url("1.m4s"))
+    assert r.status_code == 502 and not (nodes.edge_dir() / "source").exists()
+    assert nodes.pull.pull_errors["too_large"] == 1
 
 
 # --- only finalized objects -------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""An edge following an external origin: any HLS origin (here ffmpeg's own HLS muxer, served by a
+plain HTTP file server), its master playlist and every rendition in it, LL-HLS or not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+import trio
+
+from daemons.media.hls.validate import check_media_playlist
+from tests.daemons.conftest import FFMPEG, FFPROBE, needs_ffmpeg
+from tests.edges.conftest import free_port, link, port_open, wait_until
+
+pytestmark = [needs_ffmpeg, pytest.mark.slow]
+
+
+def ffmpeg_hls(directory, seconds: int, *, segment_type: str, ladder: bool) -> list[str]:
+    """ffmpeg as an external mux: a live HLS output with 1 s segments (two renditions or one)."""
+    common = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-b:a", "64k",
+              "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+              "-hls_flags", "delete_segments+independent_segments+temp_file", "-hls_segment_type", segment_type]
+    inputs = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+              "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", str(seconds)]
+    ext = "m4s" if segment_type == "fmp4" else "ts"
+    if ladder:
+        return [*inputs, "-filter_complex", "[0:v]split=2[a][b];[b]scale=160:120[b2]",
+                "-map", "[a]", "-map", "[b2]", "-map", "1:a", "-map", "1:a", *common,
+                "-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,a:0,name:hi v:1,a:1,name:lo",
+                "-hls_segment_filename", f"{directory}/%v/seg%d.{ext}", f"{directory}/%v/index.m3u8"]
+    return [*inputs, *common, "-hls_segment_filename", f"{directory}/seg%d.{ext}", f"{directory}/index.m3u8"]
+
+
+@pytest.mark.parametrize("segment_type, ladder", [("fmp4", True), ("mpegts", False)])
+async def test_an_edge_carries_an_external_origin(make_node, tmp_path, segment_type, ladder):
+    mux_dir = tmp_path / "mux"
+    mux_dir.mkdir()
+    port = free_port()
+    files = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(mux_dir), str(port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mux = subprocess.Popen(ffmpeg_hls(mux_dir, 40, segment_type=segment_type, ladder=ladder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    entry = "master.m3u8" if ladder else "index.m3u8"
+    edge = make_node("edge-a")
+    link(edge, {"mux": ("external_origin", f"http://127.0.0.1:{port}/{entry}", []),
+                "edge-a": ("tribes_edge", edge.base_url, ["mux"])})
+    try:
+        await wait_until(lambda: port_open(port) and (mux_dir / entry).exists(), 20, "the external origin serves")
+        await edge.start("http", "edge-fill")
+        async with httpx.AsyncClient(timeout=10) as client:
+            async def live():
+                r = await client.get(f"{edge.base_url}/api/streams/mux/playback")
+                return r.json() if r.status_code == 200 and r.json().get("status") == "live" and r.json().get("master_url") else None
+
+            info = await wait_until(live, 30, "the external stream is live at the edge")
+            master = (await client.get(info["master_url"])).text
+            names = ["hi", "lo"] if ladder else ["source"]
+            assert [line.split("/")[0] for line in master.splitlines() if line.endswith("index.m3u8")] == names
+
+            # Every rendition's playlist at the edge stays valid while it grows, and lists its
+            # segments under the edge's own names with the mux's bytes.
+            base = info["master_url"].rsplit("/", 1)[0]
+            for name in names:
+                previous, seen = None, 0
+                with trio.fail_after(20):
+                    while seen < 3:
+                        r = await client.get(f"{base}/{name}/index.m3u8")
+                        p = check_media_playlist(r.text, previous=previous)
+                        if previous is None or p.next_msn > previous.next_msn:
+                            seen += 1
+                        previous = p
+                        await trio.sleep(0.25)
+                newest = previous.segments[-1]
+                ours = (await client.get(f"{base}/{name}/{newest.uri}")).content
+                mux_name = f"seg{newest.msn}.{'m4s' if segment_type == 'fmp4' else 'ts'}"
+                theirs = (await client.get(f"http://127.0.0.1:{port}/{name + '/' if ladder else ''}{mux_name}")).content
+                assert ours == theirs and len(ours) > 1000
+                expected_suffix = ".m4s" if segment_type == "fmp4" else ".ts"
+                assert newest.uri == f"{newest.msn}{expected_suffix}"
+
+            probe = await trio.run_process([FFPROBE, "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", info["master_url"]],
+                                           capture_stdout=True, check=False)
+            assert probe.returncode == 0
+            kinds = {s["codec_type"] for s in json.loads(probe.stdout)["streams"]}
+            assert kinds == {"video", "audio"}
+    finally:
+        for p in (mux, files):
+            p.kill()
+            p.wait()

@@ -76,13 +76,21 @@ server {{
         proxy_cache_lock_timeout {hold_s}s;
         proxy_cache_lock_age {hold_s}s;
         proxy_read_timeout {read_timeout_s}s;
-        # Serve the previous copy while one request refreshes it (live playlists: max-age=1).
+        # Media never changes: a copy being refreshed may be served meanwhile.
         proxy_cache_use_stale updating;
         proxy_cache_background_update on;
         # sender-http marks what must not be kept (no-store on 404s for future parts, 503s;
         # private on token-protected streams); nothing here overrides it.
         proxy_ignore_headers Set-Cookie;
         add_header X-Cache-Status $upstream_cache_status always;
+
+        # Live playlists are never served stale: a joining player would start behind the live
+        # edge (or, before the first segment, find nothing to play).
+        location ~ \\.m3u8$ {{
+            proxy_pass http://sender_http;
+            proxy_cache_use_stale off;
+            proxy_cache_background_update off;
+        }}
     }}
 
     # Everything else (watch page, APIs, metrics): passed through, never cached here.

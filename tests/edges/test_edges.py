@@ -15,6 +15,7 @@ from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from daemons.media.hls.parse import parse_media_playlist
 from tests.edges.conftest import CountingProxy, get_playlist, link, wait_until
+from tests.http.nginx_proxy import NGINX, nginx_cache
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 
@@ -252,3 +253,50 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
     assert media and all(n == 1 for n in media.values()), {k: v for k, v in media.items() if v > 1}
     # Playlists: one blocking reload per position, however many viewers.
     assert all(n == 1 for k, n in playlists.items() if "_HLS_msn=" in k), playlists
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed (run .ci/bootstrap --test)")
+async def test_nginx_from_sender_cache_config_in_front_of_an_edge_serves_ll_hls(make_node, tmp_path):
+    origin, edge = make_node("origin"), make_node("edge-a", **{"http.trusted_proxies": ["127.0.0.1/32"]})
+    for n in (origin, edge):
+        link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
+    stream, key = stream_and_key(origin)
+    await origin.start("ingest", "http")
+    await edge.start("http", "edge-fill")
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with nginx_cache(f"127.0.0.1:{edge.http_port}", tmp_path / "nginx") as cache, \
+                httpx.AsyncClient(timeout=10) as client:
+            await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
+            # The playback API through the cache names the cache (trusted proxy headers).
+            info = (await client.get(f"{cache}/api/streams/show/playback")).json()
+            assert info["master_url"].startswith(cache + "/hls/")
+            base = info["master_url"].rsplit("/", 1)[0] + "/source/"
+            p = parse_media_playlist((await client.get(base + "index.m3u8")).text)
+            assert p.server_control is not None and p.server_control.can_block_reload
+            # Blocking reloads through nginx: each answers when the next part exists, with it listed;
+            # a second viewer asking the same gets the cached answer.
+            for _ in range(8):
+                nxt = (p.next_msn, len(p.partial_parts)) if p.partial_parts else (p.next_msn, 0)
+                url = f"{base}index.m3u8?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}"
+                first, second = await client.get(url), await client.get(url)
+                assert first.status_code == second.status_code == 200
+                assert second.headers["x-cache-status"] == "HIT" and second.text == first.text
+                p = parse_media_playlist(first.text)
+                assert position(p) >= (nxt[0], nxt[1]) if nxt[1] is not None else True
+                newest = p.partial_parts[-1].uri if p.partial_parts else p.segments[-1].parts[-1].uri
+                part = await client.get(base + newest)
+                assert part.status_code == 200 and part.headers["content-type"] == "video/mp4"
+            # ffprobe is no LL-HLS client: it needs a complete segment in the plain playlist.
+            await wait_until(lambda: _has_segment(client, base + "index.m3u8"), 10, "a complete segment through the cache")
+            probe = await trio.run_process([FFPROBE, "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", info["master_url"]],
+                                           capture_stdout=True, check=False)
+            assert probe.returncode == 0 and {s["codec_type"] for s in json.loads(probe.stdout)["streams"]} == {"video", "audio"}
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
+async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:
+    r = await client.get(url)
+    return r.status_code == 200 and "#EXTINF" in r.text

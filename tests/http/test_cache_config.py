@@ -4,55 +4,24 @@ kept (404s for future parts, private streams) is not."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
 from daemons.core.domain import playback
-from sender_cli.commands.cache_config import render_nginx
 from tests.daemons.conftest import wait_for
-from tests.daemons.test_up import free_port, port_open
 from tests.http.conftest import generation, origin_count
+from tests.http.nginx_proxy import NGINX, nginx_cache
 from tests.http.spool_writer import part_bytes
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run .ci/bootstrap --test)")
 
 
 @pytest.fixture
-async def proxy(http, tmp_path, nursery):
-    """nginx with the generated config, in a prefix directory of its own."""
-    port = free_port()
-    prefix = tmp_path / "nginx"
-    (prefix / "logs").mkdir(parents=True)
-    snippet = prefix / "sender-cache.conf"
-    snippet.write_text(render_nginx(upstream=f"{http.host}:{http.port}", listen=f"127.0.0.1:{port}",
-                                    cache_dir=str(prefix / "cache"), target_duration_s=1))
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    # As root (CI), nginx's workers would drop to `nobody`, who cannot enter pytest's 0700 tmp dirs.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(
-        f"{user}pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
-        f"events {{ worker_connections 1024; }}\n"
-        f"http {{ access_log off; {temp} include {snippet}; }}\n"
-    )
-    proc = await trio.lowlevel.open_process([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-                                            stdin=subprocess.DEVNULL)
-    try:
-        await wait_for(lambda: port_open(port), timeout=10)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        with trio.move_on_after(5):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+async def proxy(http, tmp_path):
+    async with nginx_cache(f"{http.host}:{http.port}", tmp_path / "nginx") as url:
+        yield url
 
 
 async def test_media_is_fetched_from_the_origin_once(http, proxy):

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from daemons.core import domain
+from daemons.core.domain import playback
 from daemons.core.stats import read_stats
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
@@ -300,3 +301,54 @@ async def test_nginx_from_sender_cache_config_in_front_of_an_edge_serves_ll_hls(
 async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:
     r = await client.get(url)
     return r.status_code == 200 and "#EXTINF" in r.text
+
+
+async def test_an_ended_generation_and_a_deleted_stream_reach_the_edge(make_node):
+    origin, edge = make_node("origin"), make_node("edge-a")
+    for n in (origin, edge):
+        link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
+    stream, key = stream_and_key(origin)
+    with origin.store() as store:  # a private stream: the edge fetches it with its node token
+        domain.streams.update(store, "show", visibility="private")
+    await origin.start("ingest", "http")
+    await edge.start("http", "edge-fill")
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            def edge_generation():
+                with edge.store() as store:
+                    rows = domain.generations.list_(store, stream["id"])
+                return rows[0] if rows else None
+
+            await wait_until(lambda: (g := edge_generation()) is not None and g["status"] == "live" and
+                             (edge.spool(stream["id"], g["id"]) / "source" / "index.m3u8").exists(), 30, "mirrored and live")
+            gid = edge_generation()["id"]
+            # A private stream: the edge's copy needs a playback token, and one minted by the
+            # origin works at the edge (the distribution key signs them).
+            path = f"/hls/{stream['id']}/{gid}/source/index.m3u8"
+            assert (await client.get(edge.base_url + path)).status_code == 403
+            token = playback.mint_token(origin.install.playback_secret(), stream["id"])["token"]
+            assert (await client.get(f"{edge.base_url}{path}?token={token}")).status_code == 200
+
+            with origin.store() as store:
+                domain.generations.stop(store, "show")
+            await wait_until(lambda: edge_generation()["status"] == "ended", 15, "ended at the edge")
+
+            async def ended_playlist():
+                r = await client.get(f"{edge.base_url}{path}?token={token}")
+                return r.status_code == 200 and "#EXT-X-ENDLIST" in r.text
+            await wait_until(ended_playlist, 15, "the edge's playlist ends with ENDLIST")
+            check_media_playlist((await client.get(f"{edge.base_url}{path}?token={token}")).text)
+
+            with origin.store() as store:
+                domain.streams.delete(store, "show")
+
+            def deleted_at_edge():
+                with edge.store() as store:
+                    return store.one("SELECT deleted_at FROM streams WHERE id = ?", (stream["id"],))["deleted_at"]
+            await wait_until(deleted_at_edge, 15, "deleted at the edge")
+            r = await client.get(f"{edge.base_url}/api/streams/show/playback?token={token}")
+            assert r.status_code == 404
+    finally:
+        publisher.kill()
+        publisher.wait()

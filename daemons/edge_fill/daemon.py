@@ -339,9 +339,21 @@ class GenerationMirror:
     def json(self) -> dict:
         return {
             "stream_id": self.sid, "generation_id": self.gid, "ended": self.ended, "switches": self.switches,
+            "live": self.playable.is_set() and not self.ended, "segment_lag": self.segment_lag(),
             "source": self.source.source.endpoint_id if self.source else None,
             "renditions": {n: {"last": m.local.last_msn_part() if m.local else None} for n, m in self.renditions.items()},
         }
+
+    def segment_lag(self) -> int | None:
+        """Segments this edge trails the newest position any source listed (per rendition, the worst)."""
+        lags = []
+        for name, m in self.renditions.items():
+            newest = [u.health.positions.get(f"{self.gid}/{name}", {}).get("last") for u in self.edge.upstreams]
+            newest = [p[0] for p in newest if p]
+            mine = m.local.last_msn_part() if m.local else None
+            if newest and mine:
+                lags.append(max(0, max(newest) - mine[0]))
+        return max(lags) if lags else None
 
     async def run(self) -> None:
         try:

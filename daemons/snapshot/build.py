@@ -103,12 +103,15 @@ def build(
     store_generations: list[str] = (),
     spool: dict[str, SpoolFacts] | None = None,
     spool_free_bytes: int | None = None,
+    segment_lags: dict[str, int | None] | None = None,
 ) -> Built:
     """One endpoint row (generation_id "") and one row per active generation.
 
     `http` maps each expected worker's stats name (http-0 …) to its document or None;
     `store_generations` are the generations the store holds active (so a generation still gets a
-    row — stale or offline — when the ingest daemon's stats stop)."""
+    row — stale or offline — when the ingest daemon's stats stop). On an edge, `ingest` is what
+    sender-edge-fill reports in the same shape (`edge_fill_as_producer`) and `segment_lags` how
+    many segments each generation trails its sources."""
     spool = spool or {}
     limit = thresholds.stats_stale_after_s
     ingest_fresh = _fresh(ingest, now, limit)
@@ -154,7 +157,7 @@ def build(
             "egress_bps": int(egress_total * viewers / len(all_sessions)) if all_sessions else 0,
             "playlist_age_s": round(max(0.0, min(ages)), 3) if ages else None,
             "last_segment_at": iso(facts.segment_mtime) if facts.segment_mtime else None,
-            "segment_lag": 0 if origin else None,  # an origin is its own source; edges: edge-fill's numbers
+            "segment_lag": 0 if origin else (segment_lags or {}).get(gid),  # an origin is its own source
         }
         if ingest_fresh and gid not in live:
             row["status"] = "offline"
@@ -178,10 +181,25 @@ def build(
         "egress_bps": int(egress_total),
         "playlist_age_s": max(ages) if ages else None,
         "last_segment_at": max(segs) if segs else None,
-        "segment_lag": 0 if origin else None,
+        "segment_lag": 0 if origin else max((r["segment_lag"] for r in live_rows if r["segment_lag"] is not None), default=None),
         "status": _status(fresh_count, expected),
     }
     if top["status"] == "healthy" and _overloaded(top, thresholds):
         top["status"] = "overloaded"
     extra["backend_restarts"] = sum(g["backend_restarts"] or 0 for g in extra["generations"].values())
     return Built([top, *rows], extra)
+
+
+def edge_fill_as_producer(doc: dict | None) -> tuple[dict | None, dict[str, int | None]]:
+    """sender-edge-fill's stats in the shape `build` reads from the ingest daemon (an edge's
+    producer of media), and each generation's segment lag."""
+    if doc is None:
+        return None, {}
+    gens = doc.get("generations", ())
+    producer = {
+        "updated_at": doc.get("updated_at"),
+        "generations": [{"generation_id": g["generation_id"], "stream_id": g["stream_id"], "live": g.get("live", False),
+                         "backend_restarts": 0} for g in gens],
+        "publishers": [],
+    }
+    return producer, {g["generation_id"]: g.get("segment_lag") for g in gens}

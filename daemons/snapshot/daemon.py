@@ -31,7 +31,7 @@ from daemons.core.install import Install
 from daemons.core.stats import read_stats, write_stats
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
-from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, iso
+from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer, iso
 from daemons.snapshot.probe import probe
 from daemons.snapshot.report import Reporter, read_key
 
@@ -141,11 +141,14 @@ class SnapshotDaemon:
         cfg, state_dir = self.cfg, self.install.state_dir
         workers = [f"http-{i}" for i in range(cfg["http.workers"])]
 
-        def read_all():
-            return read_stats(state_dir, "ingest"), {w: read_stats(state_dir, w) for w in workers}
-
-        ingest, http = await trio.to_thread.run_sync(read_all)
         endpoint, store_gens = await self.store.run(_endpoint_and_generations, self.node_id)
+        edge = endpoint["type"] == "tribes_edge"  # its media comes from sender-edge-fill, not from ingest
+
+        def read_all():
+            return read_stats(state_dir, "edge-fill" if edge else "ingest"), {w: read_stats(state_dir, w) for w in workers}
+
+        producer, http = await trio.to_thread.run_sync(read_all)
+        ingest, lags = edge_fill_as_producer(producer) if edge else (producer, {})
         if endpoint["node_id"] != self.node_id:
             slog.log(log, logging.ERROR, "endpoint now belongs to another node: not writing its snapshots",
                      endpoint=self.node_id, owner=endpoint["node_id"])
@@ -163,7 +166,7 @@ class SnapshotDaemon:
         built = build(
             endpoint=endpoint, reporter=self.node_id, ingest=ingest, http=http, now=now,
             thresholds=Thresholds.from_config(cfg, endpoint["health_thresholds"]), egress=self.egress,
-            store_generations=[g["id"] for g in store_gens], spool=spool, spool_free_bytes=free,
+            store_generations=[g["id"] for g in store_gens], spool=spool, spool_free_bytes=free, segment_lags=lags,
         )
         try:
             await self.store.run(_record_all, built.rows, self.node_id, cfg["snapshot.history_limit"])

@@ -48,7 +48,7 @@ async def test_an_edge_serves_the_origins_stream_with_the_same_urls_a_part_behin
         link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
     stream, key = stream_and_key(origin)
     await origin.start("ingest", "http")
-    await edge.start("http", "edge-fill")
+    await edge.start("http", "edge-fill", "snapshot")
     publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 30), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -93,6 +93,14 @@ async def test_an_edge_serves_the_origins_stream_with_the_same_urls_a_part_behin
             stats = read_stats(edge.install.state_dir, "edge-fill")
             assert stats["generations"][0]["source"] == "origin"
             assert stats["edges"]["edge-a"]["sources"][0]["status"] == "healthy"
+
+            # The edge's own snapshots: healthy, a viewer, and how far it trails its source.
+            def edge_snapshot():
+                with edge.store() as store:
+                    row = store.one("SELECT * FROM endpoint_snapshots WHERE endpoint_id = 'edge-a' AND generation_id = ?", (gid,))
+                return row if row and row["segment_lag"] is not None and row["viewers"] >= 1 else None
+            row = await wait_until(edge_snapshot, 20, "the edge's snapshot of the generation")
+            assert row["status"] == "healthy" and row["segment_lag"] <= 1, row
     finally:
         publisher.kill()
         publisher.wait()

@@ -470,6 +470,25 @@ def check_control_plane(cfg: Config) -> Check:
     return _ok("control plane", f"reports to {url}, signed")
 
 
+def check_distribution(cfg: Config) -> Check:
+    """The key an origin shares with its edges: readable, long enough, not readable by everyone."""
+    path = cfg["distribution.key_file"]
+    if not path:
+        return _ok("distribution", "no distribution key: this node neither feeds nor follows other Sender nodes")
+    fix = "put the same 32+ character key on every node (`openssl rand -hex 32 > FILE`), readable by sender only, " \
+          "and `sender config set distribution.key_file FILE`"
+    try:
+        st = os.stat(path)
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        return _fail("distribution", f"cannot read the distribution key {path}: {e.strerror}", fix)
+    if len(text) < 32:
+        return _fail("distribution", f"the distribution key in {path} is too short (32 characters at least)", fix)
+    if st.st_mode & stat.S_IROTH:
+        return _fail("distribution", f"the distribution key {path} is readable by every user (mode {stat.filemode(st.st_mode)})", f"`chmod 640 {path}`")
+    return _ok("distribution", f"key {path}: node tokens and playback tokens shared with the other nodes")
+
+
 def startup(daemon: str, install) -> list[Check]:
     """What a daemon needs before it starts: state and spool writable (the spool created, mode
     0750, if missing), the install secret, the binaries it runs. Failures only."""
@@ -482,6 +501,8 @@ def startup(daemon: str, install) -> list[Check]:
     ]
     if daemon == "snapshot":
         results.append(check_control_plane(cfg))
+    if daemon in ("http", "edge-fill"):
+        results.append(check_distribution(cfg))
     return [c for c in results if not c.ok]
 
 
@@ -501,6 +522,7 @@ def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_di
     out += check_ports(cfg)
     out += check_tls(cfg)
     out.append(check_control_plane(cfg))
+    out.append(check_distribution(cfg))
     out.append(check_clock(cfg))
     out += check_units(daemons, unit_dirs=unit_dirs, user=user_units)
     return out

@@ -111,6 +111,7 @@ def test_every_existing_daemon_has_a_notify_test():
         ("http", "world-writable spool", "is writable by every user"),
         ("http", "no secret", "install secret"),
         ("snapshot", {"control_plane.report_url": "http://127.0.0.1:9/reports"}, "no signing key file is set"),
+        ("edge-fill", {"distribution.key_file": "/nonexistent/distribution.key"}, "cannot read the distribution key"),
     ],
 )
 async def test_daemon_refuses_to_start_when_a_check_fails(name, change, says, sender, config_path, install_dir, notify_socket):

@@ -87,7 +87,7 @@ def test_the_checker_catches_a_wrong_command():
 def test_config_keys_exist(runbook):
     text = runbook.read_text()
     keys = {k for k in re.findall(r"\b([a-z_]+(?:\.[a-z_]+)+)\b", text) if k.split(".", 1)[0] in SECTIONS}
-    keys = {k for k in keys if not re.search(r"\.(md|com|toml|pem|conf|db|service|target|sock|json|js)$", k)}
+    keys = {k for k in keys if not re.search(r"\.(md|com|toml|pem|key|conf|db|service|target|sock|json|js)$", k)}
     unknown = sorted(k for k in keys if k not in config_mod.SCHEMA)
     assert unknown == [], f"{runbook.name} names config keys that do not exist: {unknown}"
     assert keys, runbook.name

@@ -38,7 +38,7 @@ from daemons.core.errors import SenderError
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.edge_fill.health import SourceHealth, choose
-from daemons.edge_fill.mirror import MirrorError, RenditionMirror, Step
+from daemons.edge_fill.mirror import MirrorError, RenditionMirror, Step, listed_names
 from daemons.media import hls
 from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
 from daemons.media.packager import Delete
@@ -185,15 +185,14 @@ class EdgeFillDaemon:
                 merged.setdefault(s["id"], s)
         listing = {"version": distribution.LISTING_VERSION, "node_id": self.node_id, "streams": list(merged.values())}
         streams = await self.store.run(distribution.mirror, edge.endpoint_id, listing)
+        active = {s["generation"]["id"] for s in streams if s["generation"]["status"] in ("starting", "live")}
+        for mirror in self.mirrors.values():
+            if mirror.edge is edge:
+                mirror.upstream_active = mirror.gid in active  # ended, failed, or its stream deleted upstream
         for s in streams:
             g = s["generation"]
-            mirror = self.mirrors.get(g["id"])
-            active = g["status"] in ("starting", "live")
-            if mirror is not None:
-                mirror.upstream_active = active
-            elif active and g["renditions"]:
-                mirror = GenerationMirror(self, edge, s)
-                self.mirrors[g["id"]] = mirror
+            if g["id"] in active and g["id"] not in self.mirrors and g["renditions"]:
+                mirror = self.mirrors[g["id"]] = GenerationMirror(self, edge, s)
                 self.nursery.start_soon(mirror.run)
 
     # --- talking to sources -------------------------------------------------------------------
@@ -357,7 +356,14 @@ class GenerationMirror:
 
     async def run(self) -> None:
         try:
-            await trio.to_thread.run_sync(lambda: [(self.dir / n).mkdir(parents=True, exist_ok=True) for n in self.names])
+            resumed = await trio.to_thread.run_sync(self._load)
+            for name, (playlist, have) in resumed.items():
+                m = self.renditions[name]
+                m.local, m.have = playlist, have
+            if resumed:
+                slog.log(log, logging.INFO, "resumed from the spool", renditions=",".join(resumed), **self.fields)
+            if all(m.local is not None for m in self.renditions.values()):
+                self.playable.set()
             self.pick()
             await self._write_generation()
             async with trio.open_nursery() as n:
@@ -375,6 +381,21 @@ class GenerationMirror:
             log.exception("generation mirror failed", extra={"fields": self.fields})
         finally:
             self.daemon.mirrors.pop(self.gid, None)
+
+    def _load(self) -> dict[str, tuple[hls.MediaPlaylist, set[str]]]:
+        """Create the directories; pick up what a previous run published (a restarted daemon
+        continues from its last playlist instead of fetching the window again)."""
+        out = {}
+        for name in self.names:
+            d = self.dir / name
+            d.mkdir(parents=True, exist_ok=True)
+            try:
+                playlist = parse_media_playlist((d / "index.m3u8").read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if not playlist.ended:
+                out[name] = (playlist, {n for n in listed_names(playlist) if (d / n).exists()})
+        return out
 
     # --- choosing the source ----------------------------------------------------------------
 

@@ -92,10 +92,12 @@ class SourceHealth:
 
     # --- the verdict ------------------------------------------------------------------------
 
-    def error_rate(self) -> float:
-        if len(self._outcomes) < MIN_SAMPLES:
+    def error_rate(self, now: float | None = None) -> float:
+        """The share of failed requests in the last minute (before `now`, else the last record)."""
+        outcomes = [ok for t, ok in self._outcomes if now is None or t >= now - ERROR_WINDOW_S]
+        if len(outcomes) < MIN_SAMPLES:
             return 0.0
-        return sum(1 for _, ok in self._outcomes if not ok) / len(self._outcomes)
+        return outcomes.count(False) / len(outcomes)
 
     def status(self, now: float, generation_id: str | None = None, *, best_msn: dict[str, int] | None = None) -> str:
         t = self.thresholds
@@ -114,7 +116,7 @@ class SourceHealth:
             t["max_egress_bps"] and (load.get("egress_bps") or 0) > t["max_egress_bps"]
         ):
             return "overloaded"
-        if self.error_rate() > t["max_error_rate"]:
+        if self.error_rate(now) > t["max_error_rate"]:
             return "degraded"
         if generation_id is not None and best_msn and self.segment_lag(generation_id, best_msn) > t["max_segment_lag"]:
             return "degraded"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 from dataclasses import dataclass
 
 from daemons.core.domain.common import new_id, now_iso
@@ -31,6 +33,8 @@ _GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "disc
 _RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_bitrate", "video_codec",
                      "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
 _STATUSES = ("starting", "live", "ended", "failed")
+_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # as config's: it is a directory in the spool
+_RENDITION_INTS = ("width", "height", "video_bitrate", "audio_bitrate", "measured_bandwidth", "measured_average_bandwidth")
 
 
 def node_token(key: bytes) -> str:
@@ -53,7 +57,7 @@ def node_authorized(key: bytes | None, authorization: str | None) -> bool:
 def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] | None = None) -> dict:
     """Every stream (not deleted) with its latest generation and renditions.
 
-    `rendition_positions` ("<generation_id>/<rendition>" → {"last": [msn, part], "age_s": …}) is
+    `rendition_positions` ("<generation_id>/<rendition>" → {"last": [msn, part], "playlist_age_s": …}) is
     what the HTTP daemon knows of the spool: an edge compares sources with it (segment lag,
     playlist age). The load of this node comes from its own latest snapshot.
     """
@@ -61,7 +65,8 @@ def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] 
     streams = []
     for s in store.query("SELECT * FROM streams WHERE deleted_at IS NULL ORDER BY id"):
         g = store.one(
-            "SELECT * FROM stream_generations WHERE stream_id = ? ORDER BY started_at DESC, id DESC LIMIT 1", (s["id"],)
+            "SELECT * FROM stream_generations WHERE stream_id = ? "
+            "ORDER BY status IN ('starting', 'live') DESC, started_at DESC, rowid DESC LIMIT 1", (s["id"],)
         )
         entry = {k: s[k] for k in _STREAM_FIELDS}
         entry["generation"] = None
@@ -142,12 +147,48 @@ def check_listing(doc: object) -> dict:
             raise InvalidInput("a listed generation needs an id gen_…", field="generation")
         if g.get("status") not in _STATUSES:
             raise InvalidInput(f"listed generation status {g.get('status')!r} is unknown", field="status")
+        for k in ("started_at", "live_at", "ended_at"):
+            if g.get(k) is not None and (not isinstance(g[k], str) or len(g[k]) > 40):
+                raise InvalidInput(f"listed generation field {k!r} must be a time or null", field=k)
+        count = g.get("discontinuity_count")
+        if count is not None and (type(count) is not int or not 0 <= count <= 10**9):
+            raise InvalidInput(f"listed discontinuity_count {count!r} is not a count", field="discontinuity_count")
         if not isinstance(g.get("renditions"), list) or not all(
             isinstance(r, dict) and isinstance(r.get("name"), str) and r.get("kind") in ("source", "transcode")
             for r in g["renditions"]
         ):
             raise InvalidInput("listed renditions must be objects with a name and a kind", field="renditions")
+        for r in g["renditions"]:
+            if not _rendition_ok(r):
+                raise InvalidInput(f"listed rendition {str(r['name'])[:40]!r} is malformed", field="renditions")
     return doc
+
+
+def _number(v: object, *, integer: bool) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+        return False
+    return math.isfinite(v) and 0 <= v <= 10**13
+
+
+def _rendition_ok(r: dict) -> bool:
+    """A name that is safe as a spool directory, numbers that are numbers, codecs that are strings,
+    and a position ([msn, part]) and playlist age an edge can compare."""
+    if not _RENDITION_NAME.fullmatch(r["name"]):
+        return False
+    if any(r.get(k) is not None and not _number(r[k], integer=True) for k in _RENDITION_INTS):
+        return False
+    if r.get("frame_rate") is not None and not _number(r["frame_rate"], integer=False):
+        return False
+    if any(r.get(k) is not None and (not isinstance(r[k], str) or len(r[k]) > 200) for k in ("video_codec", "audio_codec")):
+        return False
+    last = r.get("last")
+    if last is not None and not (
+        isinstance(last, list) and len(last) == 2 and _number(last[0], integer=True)
+        and (last[1] is None or (type(last[1]) is int and -1 <= last[1] <= 10**6))
+    ):
+        return False
+    age = r.get("playlist_age_s")
+    return age is None or _number(age, integer=False)
 
 
 def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str] | None = None) -> list[dict]:
@@ -176,20 +217,28 @@ def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str
             g = s.get("generation")
             if g is None:
                 continue
-            _mirror_generation(store, db, s["id"], g, now)
-            out.append(s)
+            if _mirror_generation(store, db, s["id"], g, now):
+                out.append(s)
         for row in store.query(
             "SELECT id FROM streams WHERE source_endpoint_id = ? AND deleted_at IS NULL", (source_endpoint_id,)
         ):
             if row["id"] not in listed and row["id"] not in (carried or set()):
                 db["streams"].update(row["id"], {"deleted_at": now, "updated_at": now})
+                # As streams.delete: a deleted stream has no active generation.
+                db.execute(
+                    "UPDATE stream_generations SET status = 'ended', ended_at = ?, updated_at = ? "
+                    "WHERE stream_id = ? AND status IN ('starting', 'live')",
+                    (now, now, row["id"]),
+                )
     return out
 
 
-def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> None:
+def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> bool:
     fields = {k: g.get(k) for k in _GENERATION_FIELDS if k != "id"}
     fields["discontinuity_count"] = int(fields.get("discontinuity_count") or 0)
     local = store.one("SELECT * FROM stream_generations WHERE id = ?", (g["id"],))
+    if local is not None and (local["stream_id"] != stream_id or local["mode"] != MIRROR_MODE):
+        return False  # that id is another stream's (or this node's own) generation: not the source's to change
     if g["status"] in ("starting", "live"):
         # One active generation per stream: an older mirrored one has ended upstream.
         for old in store.query(
@@ -210,3 +259,4 @@ def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> N
             db["renditions"].insert({"id": rid, "stream_id": stream_id, **row, "created_at": now, "updated_at": now})
         elif any(existing[k] != v for k, v in row.items()):
             db["renditions"].update(existing["id"], {**row, "updated_at": now})
+    return True

@@ -1,0 +1,437 @@
+"""Distribution between nodes, against a real temporary store: node tokens, a source's listing,
+checking a listing, mirroring it into an edge's store, and the edge's plan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.core.core_hypothesis import core
+
+from daemons.core import domain
+from daemons.core.domain import distribution as dist
+from daemons.core.errors import InvalidInput
+
+KEY = b"k" * 32
+
+
+# --- node tokens -------------------------------------------------------------------------------
+
+
+def test_node_token_is_stable_and_prefixed():
+    t = dist.node_token(KEY)
+    assert t == dist.node_token(KEY) and t.startswith("snd_") and len(t) == 4 + 64
+    assert dist.node_token(b"other") != t
+    assert KEY.decode() not in t
+
+
+@pytest.mark.parametrize(
+    "key, header, ok",
+    [
+        (KEY, f"Bearer {dist.node_token(KEY)}", True),
+        (KEY, f"bearer {dist.node_token(KEY)}", True),  # the scheme is case-insensitive
+        (KEY, f"Bearer  {dist.node_token(KEY)} ", True),
+        (KEY, f"Bearer {dist.node_token(b'other key')}", False),
+        (KEY, f"Bearer {dist.node_token(KEY)[:-1]}", False),
+        (KEY, f"Bearer {dist.node_token(KEY)}x", False),
+        (KEY, "Bearer snd_", False),
+        (KEY, "Bearer ", False),
+        (KEY, f"Basic {dist.node_token(KEY)}", False),
+        (KEY, f"Token {dist.node_token(KEY)}", False),
+        (KEY, dist.node_token(KEY), False),  # no scheme
+        (KEY, "", False),
+        (KEY, None, False),
+        (None, f"Bearer {dist.node_token(KEY)}", False),
+        (None, None, False),
+        (KEY, "Bearer ünïcode", False),
+    ],
+)
+def test_node_authorized(key, header, ok):
+    assert dist.node_authorized(key, header) is ok
+
+
+# --- the source side: listing ------------------------------------------------------------------
+
+
+def _origin_stream(store, slug="show", **kw):
+    return domain.streams.create(store, slug, title=slug.title(), **kw)
+
+
+def test_listing_of_an_empty_node(store):
+    assert dist.listing(store, node_id="origin") == {"version": 1, "node_id": "origin", "load": None, "streams": []}
+
+
+def test_listing_shape(store):
+    a = _origin_stream(store, "alpha", ladder=[{"name": "source", "kind": "source"},
+                                               {"name": "360p", "kind": "transcode", "height": 360, "video_bitrate": 800_000}])
+    b = _origin_stream(store, "beta", visibility="unlisted")
+    gone = _origin_stream(store, "gone")
+    domain.streams.delete(store, gone["id"])
+    g1, _ = domain.generations.start(store, a["id"])
+    domain.generations.stop(store, a["id"])
+    g2, _ = domain.generations.start(store, a["id"])
+    domain.generations.mark_live(store, g2["id"])
+    domain.endpoints.upsert(store, "origin", type="tribes_origin")
+    domain.snapshots.record(store, {"endpoint_id": "origin", "status": "healthy", "viewers": 7, "egress_bps": 5000,
+                                    "reporter": "origin"}, history_limit=10)
+    positions = {f"{g2['id']}/source": {"last": [12, 3], "playlist_age_s": 0.4}}
+    doc = dist.listing(store, node_id="origin", rendition_positions=positions)
+    assert doc["version"] == dist.LISTING_VERSION and doc["node_id"] == "origin"
+    assert doc["load"] == {"status": "healthy", "viewers": 7, "egress_bps": 5000}
+    by_id = {s["id"]: s for s in doc["streams"]}
+    assert set(by_id) == {a["id"], b["id"]}  # not the deleted one
+    assert [s["id"] for s in doc["streams"]] == sorted(by_id)
+    sa = by_id[a["id"]]
+    assert {k: sa[k] for k in ("slug", "title", "visibility")} == {"slug": "alpha", "title": "Alpha", "visibility": "public"}
+    ga = sa["generation"]
+    assert ga["id"] == g2["id"] != g1["id"] and ga["status"] == "live" and ga["live_at"] and ga["ended_at"] is None
+    assert set(ga) == {"id", "status", "started_at", "live_at", "ended_at", "discontinuity_count", "renditions"}
+    assert [r["name"] for r in ga["renditions"]] == ["360p", "source"]
+    r360, rsrc = ga["renditions"]
+    assert r360["kind"] == "transcode" and r360["height"] == 360 and r360["video_bitrate"] == 800_000
+    assert "last" not in r360
+    assert rsrc["last"] == [12, 3] and rsrc["playlist_age_s"] == 0.4
+    assert by_id[b["id"]]["generation"] is None and by_id[b["id"]]["visibility"] == "unlisted"
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON
+    assert dist.check_listing(doc) is doc
+    # Another node's snapshot is not this node's load.
+    assert dist.listing(store, node_id="edge1")["load"] is None
+
+
+def test_listing_takes_the_latest_generation(store):
+    s = _origin_stream(store)
+    ids = []
+    for _ in range(3):
+        g, _ = domain.generations.start(store, s["id"])
+        domain.generations.stop(store, s["id"])
+        ids.append(g["id"])
+    assert dist.listing(store, node_id="o")["streams"][0]["generation"]["id"] == ids[-1]
+    assert dist.listing(store, node_id="o")["streams"][0]["generation"]["status"] == "ended"
+
+
+# --- check_listing -----------------------------------------------------------------------------
+
+
+def _listed(sid="st_abc", slug="show", gid="gen_abc", status="live", renditions=None, **stream):
+    g = None if gid is None else {
+        "id": gid, "status": status, "started_at": "2026-11-27T00:00:00.000Z", "live_at": None, "ended_at": None,
+        "discontinuity_count": 0,
+        "renditions": renditions if renditions is not None else [{"name": "source", "kind": "source"}],
+    }
+    return {"id": sid, "slug": slug, "title": slug.title(), "visibility": "public", "generation": g, **stream}
+
+
+def _doc(*streams, version=1):
+    return {"version": version, "node_id": "origin", "load": None, "streams": list(streams)}
+
+
+@pytest.mark.parametrize(
+    "doc, field, match",
+    [
+        ([], None, "streams array"),
+        ({"version": 1}, None, "streams array"),
+        ({"version": 1, "streams": {}}, None, "streams array"),
+        (_doc(version=2), None, "version 2 is not 1"),
+        ({"streams": []}, None, "version None"),
+        (_doc("st_x"), None, "must be an object"),
+        (_doc({**_listed(), "slug": ""}), "slug", "'slug' must be a non-empty string"),
+        (_doc({**_listed(), "title": 5}), "title", "'title'"),
+        (_doc({**_listed(), "visibility": None}), "visibility", "'visibility'"),
+        (_doc({**_listed(), "id": "x" * 501}), "id", "'id'"),
+        (_doc(_listed(sid="abc")), "id", "'abc' is malformed"),
+        (_doc({**_listed(), "visibility": "secret"}), "id", "malformed"),
+        (_doc({**_listed(), "generation": "gen_x"}), "generation", "gen_"),
+        (_doc({**_listed(), "generation": {"id": "g1"}}), "generation", "gen_"),
+        (_doc(_listed(status="paused")), "status", "'paused' is unknown"),
+        (_doc(_listed(renditions={"name": "source"})), "renditions", "name and a kind"),
+        (_doc(_listed(renditions=[{"name": "source", "kind": "copy"}])), "renditions", "name and a kind"),
+        (_doc(_listed(renditions=[{"kind": "source"}])), "renditions", "name and a kind"),
+    ],
+)
+def test_check_listing_names_what_is_wrong(doc, field, match):
+    with pytest.raises(InvalidInput, match=match) as e:
+        dist.check_listing(doc)
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "../../etc", "kind": "source"},  # the edge writes <spool>/<…>/<rendition>/
+        {"name": "", "kind": "source"},
+        {"name": "a/b", "kind": "source"},
+        {"name": "x" * 33, "kind": "source"},
+        {"name": "source", "kind": "source", "width": "wide"},
+        {"name": "source", "kind": "source", "frame_rate": [30]},
+        {"name": "source", "kind": "source", "video_codec": {"x": 1}},
+        {"name": "source", "kind": "source", "width": True},
+        # What an edge compares sources by (health.best_positions, segment_lag): numbers only.
+        {"name": "source", "kind": "source", "last": ["12", 0]},
+        {"name": "source", "kind": "source", "last": [12]},
+        {"name": "source", "kind": "source", "last": 12},
+        {"name": "source", "kind": "source", "last": [12, "a"]},
+        {"name": "source", "kind": "source", "playlist_age_s": "old"},
+        {"name": "source", "kind": "source", "playlist_age_s": float("nan")},
+        {"name": "source", "kind": "source", "playlist_age_s": -1},
+    ],
+)
+def test_check_listing_refuses_renditions_the_edge_cannot_carry(bad):
+    with pytest.raises(InvalidInput) as e:
+        dist.check_listing(_doc(_listed(renditions=[bad])))
+    assert e.value.field == "renditions"
+
+
+def test_check_listing_accepts_what_a_sender_source_lists():
+    r = {"name": "720p", "kind": "transcode", "width": 1280, "height": 720, "video_bitrate": 2_500_000,
+         "audio_bitrate": 128_000, "video_codec": "avc1.64001f", "audio_codec": "mp4a.40.2", "frame_rate": 29.97,
+         "measured_bandwidth": None, "measured_average_bandwidth": 3_000_000,
+         "last": [12, None], "target_duration": 2, "playlist_age_s": 0.25}
+    doc = _doc(_listed(renditions=[r, {"name": "source", "kind": "source", "last": [12, 3], "playlist_age_s": 0}]))
+    assert dist.check_listing(doc) is doc
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("started_at", 5), ("started_at", ["2026"]), ("live_at", {"a": 1}), ("ended_at", "x" * 100),
+     ("discontinuity_count", "many"), ("discontinuity_count", -1), ("discontinuity_count", 1.5),
+     ("discontinuity_count", [1])],
+)
+def test_check_listing_refuses_malformed_generation_fields(field, value):
+    doc = _doc(_listed())
+    doc["streams"][0]["generation"][field] = value
+    with pytest.raises(InvalidInput) as e:
+        dist.check_listing(doc)
+    assert e.value.field == field
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2**40) | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.sampled_from(["st_a", "gen_a", "live", "ended", "public", "source", "transcode", "a", 1]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["version", "streams", "id", "slug", "title", "visibility", "generation", "status",
+                         "renditions", "name", "kind", "started_at", "discontinuity_count", "width", "x"]),
+        children, max_size=7),
+    max_leaves=30,
+)
+
+
+@st.composite
+def listing_like(draw):
+    """Mostly-right listings with random values swapped in: the checker's corners."""
+    streams = []
+    for i in range(draw(st.integers(0, 3))):
+        s = _listed(sid=f"st_{i}", slug=f"s{i}", gid=f"gen_{i}")
+        for k in draw(st.lists(st.sampled_from(["id", "slug", "title", "visibility", "generation"]), max_size=2)):
+            s[k] = draw(json_values)
+        if s["generation"] is not None and isinstance(s["generation"], dict) and draw(st.booleans()):
+            g = dict(s["generation"])
+            for k in draw(st.lists(st.sampled_from(list(g) + ["x"]), max_size=3)):
+                g[k] = draw(json_values)
+            if draw(st.booleans()):
+                g["renditions"] = [{"name": draw(st.sampled_from(["source", "720p"]) | st.text(max_size=5)),
+                                    "kind": draw(st.sampled_from(["source", "transcode"])),
+                                    draw(st.sampled_from(["width", "frame_rate", "video_codec", "height"])): draw(json_values)}]
+            s["generation"] = g
+        streams.append(s)
+    doc = {"version": draw(st.sampled_from([1, 1, 1, 2, "1", None])), "streams": streams}
+    return draw(st.sampled_from([doc, doc, doc, draw(json_values)]))
+
+
+@core
+@given(doc=listing_like())
+def test_check_listing_never_raises_anything_else_and_what_it_accepts_mirrors(store, doc):
+    try:
+        out = dist.check_listing(doc)
+    except InvalidInput as e:
+        assert e.message
+        return
+    assert isinstance(out, dict)
+    # What the checker accepts, the store takes: mirror never fails on an accepted listing.
+    with store.write() as db:  # each example starts from an empty edge
+        for t in ("renditions", "stream_generations", "streams"):
+            db.execute(f"DELETE FROM {t}")
+    dist.mirror(store, "origin", out)
+    assert dist.mirror(store, "origin", out) is not None
+
+
+# --- the edge side: mirror ---------------------------------------------------------------------
+
+
+def _rows(store, table, **where):
+    cond = " AND ".join(f"{k} = ?" for k in where) or "1"
+    return store.query(f"SELECT * FROM {table} WHERE {cond} ORDER BY rowid", tuple(where.values()))
+
+
+def test_mirror_creates_streams_generations_and_renditions_with_the_same_ids(store):
+    listed = _listed(renditions=[{"name": "source", "kind": "source", "width": 1280, "height": 720,
+                                  "video_codec": "avc1.64001f", "audio_codec": "mp4a.40.2", "frame_rate": 30.0,
+                                  "measured_bandwidth": 2_500_000},
+                                 {"name": "360p", "kind": "transcode", "height": 360, "video_bitrate": 800_000}])
+    out = dist.mirror(store, "origin", _doc(listed, _listed(sid="st_nogen", slug="idle", gid=None)))
+    assert [s["id"] for s in out] == ["st_abc"]  # only the streams with a generation come back
+    s = domain.streams.get(store, "st_abc")
+    assert (s["slug"], s["title"], s["visibility"], s["source_endpoint_id"]) == ("show", "Show", "public", "origin")
+    assert domain.streams.get(store, "idle")["id"] == "st_nogen"
+    g = domain.generations.get(store, "gen_abc")
+    assert g["stream_id"] == "st_abc" and g["mode"] == dist.MIRROR_MODE == "edge_mirror" and g["status"] == "live"
+    assert g["started_at"] == "2026-11-27T00:00:00.000Z" and g["discontinuity_count"] == 0
+    rends = {r["name"]: r for r in domain.renditions.list_(store, "st_abc")}
+    assert set(rends) == {"source", "360p"}
+    assert rends["source"]["width"] == 1280 and rends["source"]["measured_bandwidth"] == 2_500_000
+    assert rends["360p"]["video_bitrate"] == 800_000
+    # What the edge lists of the mirrored stream is what the source listed.
+    again = {x["id"]: x for x in dist.listing(store, node_id="edge")["streams"]}["st_abc"]
+    assert again["generation"]["id"] == "gen_abc" and again["slug"] == "show"
+
+
+def test_mirror_is_idempotent_and_updates_changed_fields(store):
+    doc = _doc(_listed())
+    dist.mirror(store, "origin", doc)
+    tables = ("streams", "stream_generations", "renditions")
+    before = {t: _rows(store, t) for t in tables}
+    dist.mirror(store, "origin", doc)
+    assert {t: _rows(store, t) for t in tables} == before  # the same listing twice: the same rows
+    changed = _listed(slug="renamed", renditions=[{"name": "source", "kind": "source", "width": 640}],
+                      status="live")
+    changed["title"], changed["visibility"] = "New title", "private"
+    changed["generation"]["discontinuity_count"] = 2
+    dist.mirror(store, "origin", _doc(changed))
+    s = domain.streams.get(store, "st_abc")
+    assert (s["slug"], s["title"], s["visibility"]) == ("renamed", "New title", "private")
+    assert s["created_at"] == before["streams"][0]["created_at"]
+    assert domain.generations.get(store, "gen_abc")["discontinuity_count"] == 2
+    assert domain.renditions.list_(store, "st_abc")[0]["width"] == 640
+    assert len(_rows(store, "renditions")) == 1
+    ended = _listed(slug="renamed", status="ended", renditions=[{"name": "source", "kind": "source", "width": 640}])
+    ended["generation"]["ended_at"] = "2026-11-27T01:00:00.000Z"
+    dist.mirror(store, "origin", _doc({**ended, "title": "New title", "visibility": "private"}))
+    g = domain.generations.get(store, "gen_abc")
+    assert g["status"] == "ended" and g["ended_at"] == "2026-11-27T01:00:00.000Z"
+    assert g["started_at"] == "2026-11-27T00:00:00.000Z"  # kept from the first mirror
+    snapshot = {t: _rows(store, t) for t in tables}
+    dist.mirror(store, "origin", _doc({**ended, "title": "New title", "visibility": "private"}))
+    assert {t: _rows(store, t) for t in tables} == snapshot
+
+
+def test_mirror_never_touches_a_local_stream_with_the_same_id(store):
+    local = _origin_stream(store, "mine")
+    g, _ = domain.generations.start(store, local["id"])
+    before = {t: _rows(store, t) for t in ("streams", "stream_generations", "renditions")}
+    listed = _listed(sid=local["id"], slug="theirs", gid="gen_theirs", renditions=[{"name": "720p", "kind": "source"}])
+    assert dist.mirror(store, "origin", _doc(listed)) == []
+    assert {t: _rows(store, t) for t in ("streams", "stream_generations", "renditions")} == before
+    # Nor is it deleted when the source stops listing it.
+    dist.mirror(store, "origin", _doc())
+    assert domain.streams.get(store, local["id"])["deleted_at"] is None
+    assert domain.generations.get(store, g["id"])["status"] == "starting"
+
+
+def test_mirror_skips_a_stream_whose_slug_clashes_with_a_local_one(store):
+    local = _origin_stream(store, "show")
+    out = dist.mirror(store, "origin", _doc(_listed(sid="st_other", slug="show"), _listed(sid="st_ok", slug="ok", gid="gen_ok")))
+    assert [s["id"] for s in out] == ["st_ok"]
+    assert domain.streams.get(store, "show")["id"] == local["id"]
+    assert _rows(store, "streams", id="st_other") == [] and _rows(store, "stream_generations", id="gen_abc") == []
+    # Once the local stream is deleted, the slug is free for the mirrored one.
+    domain.streams.delete(store, local["id"])
+    assert [s["id"] for s in dist.mirror(store, "origin", _doc(_listed(sid="st_other", slug="show")))] == ["st_other"]
+    assert domain.streams.get(store, "show")["id"] == "st_other"
+
+
+def test_mirror_ends_an_older_active_generation_when_a_newer_one_is_listed(store):
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_old", status="live")))
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_new", status="starting")))
+    old, new = domain.generations.get(store, "gen_old"), domain.generations.get(store, "gen_new")
+    assert old["status"] == "ended" and old["ended_at"] and new["status"] == "starting"
+    active = store.query("SELECT id FROM stream_generations WHERE stream_id = 'st_abc' AND status IN ('starting', 'live')")
+    assert active == [{"id": "gen_new"}]
+    assert domain.generations.active(store, "st_abc")["id"] == "gen_new"
+    # The same again, and the newer one going live: still one active generation.
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_new", status="live")))
+    assert [g["id"] for g in store.query("SELECT id FROM stream_generations WHERE status IN ('starting', 'live')")] == ["gen_new"]
+
+
+def test_mirror_soft_deletes_streams_no_longer_listed_but_not_carried_ones(store):
+    dist.mirror(store, "origin", _doc(_listed(sid="st_a", slug="a", gid="gen_a"), _listed(sid="st_b", slug="b", gid="gen_b"),
+                                      _listed(sid="st_c", slug="c", gid="gen_c")))
+    dist.mirror(store, "other-origin", _doc(_listed(sid="st_x", slug="x", gid="gen_x")))
+    dist.mirror(store, "origin", _doc(_listed(sid="st_a", slug="a", gid="gen_a")), carried={"st_c"})
+    live = {s["id"] for s in domain.streams.list_(store)}
+    assert live == {"st_a", "st_c", "st_x"}  # another source's streams are its own business
+    b = domain.streams.get(store, "st_b", include_deleted=True)
+    assert b["deleted_at"] and b["updated_at"] == b["deleted_at"]
+    # Soft-deleted like streams.delete: its active generation ends with it.
+    assert domain.generations.get(store, "gen_b")["status"] == "ended"
+    assert domain.generations.active(store, "st_b") is None
+    assert domain.generations.get(store, "gen_a")["status"] == "live"
+
+
+def test_a_deleted_mirrored_stream_listed_again_comes_back(store):
+    dist.mirror(store, "origin", _doc(_listed()))
+    dist.mirror(store, "origin", _doc())
+    assert domain.streams.get(store, "st_abc", include_deleted=True)["deleted_at"]
+    out = dist.mirror(store, "origin", _doc(_listed()))
+    assert [s["id"] for s in out] == ["st_abc"]
+    s = domain.streams.get(store, "show")
+    assert s["id"] == "st_abc" and s["deleted_at"] is None
+    assert domain.generations.get(store, "gen_abc")["status"] == "live"
+    assert domain.generations.active(store, "st_abc")["id"] == "gen_abc"
+    assert len(_rows(store, "streams")) == 1 and len(_rows(store, "stream_generations")) == 1
+
+
+def test_a_stream_moves_between_sources(store):
+    dist.mirror(store, "origin-a", _doc(_listed()))
+    dist.mirror(store, "origin-b", _doc(_listed()))
+    assert domain.streams.get(store, "st_abc")["source_endpoint_id"] == "origin-b"
+    dist.mirror(store, "origin-a", _doc())  # the old source drops it: not its stream any more
+    assert domain.streams.get(store, "st_abc")["deleted_at"] is None
+
+
+def test_mirror_refuses_a_bad_listing_and_writes_nothing(store):
+    with pytest.raises(InvalidInput):
+        dist.mirror(store, "origin", _doc(_listed(), {"id": "bad"}))
+    assert _rows(store, "streams") == []
+
+
+def test_mirror_leaves_a_local_generation_with_a_listed_id_alone(store):
+    local = _origin_stream(store, "mine")
+    g, _ = domain.generations.start(store, local["id"])
+    dist.mirror(store, "origin", _doc(_listed(gid=g["id"], status="ended")))
+    mine = domain.generations.get(store, g["id"])
+    assert mine["stream_id"] == local["id"] and mine["status"] == "starting" and mine["mode"] == "origin_ingest"
+
+
+# --- the edge side: plan -----------------------------------------------------------------------
+
+
+def test_plan(store):
+    up = domain.endpoints.upsert
+    up(store, "origin-a", type="tribes_origin", public_base_url="https://a.example/", health_thresholds={"max_viewers": 500})
+    up(store, "origin-b", type="tribes_origin", public_base_url="https://b.example")
+    up(store, "no-url", type="tribes_origin")
+    up(store, "disabled", type="tribes_origin", public_base_url="https://d.example", enabled=False)
+    up(store, "ext", type="external_origin", public_base_url="https://cdn.example/live/master.m3u8")
+    up(store, "node-1", type="tribes_edge", sources=["origin-b", "no-url", "disabled", "origin-a", "ext"],
+       health_thresholds={"max_segment_lag": 2, "max_playlist_age_s": 4})
+    up(store, "edge-x", type="tribes_edge", node_id="node-1", sources=["origin-a"])
+    up(store, "edge-y", type="tribes_edge", node_id="node-2", sources=["origin-a"])
+    up(store, "edge-off", type="tribes_edge", node_id="node-1", enabled=False)
+    up(store, "origin-node-1", type="tribes_origin", node_id="node-1")  # not an edge
+    plans = dist.plan(store, "node-1")
+    assert [p.endpoint_id for p in plans] == ["edge-x", "node-1"]
+    node = plans[1]
+    assert node.thresholds == {"max_playlist_age_s": 4.0, "max_segment_lag": 2}
+    assert node.sources == (
+        dist.Source("origin-b", "tribes_origin", "https://b.example", {}),
+        dist.Source("origin-a", "tribes_origin", "https://a.example", {"max_viewers": 500}),
+        dist.Source("ext", "external_origin", "https://cdn.example/live/master.m3u8", {}),
+    )
+    assert plans[0].sources == (dist.Source("origin-a", "tribes_origin", "https://a.example", {"max_viewers": 500}),)
+    assert plans[0].thresholds == {}
+    assert [p.endpoint_id for p in dist.plan(store, "node-2")] == ["edge-y"]
+    assert dist.plan(store, "node-3") == []
+    domain.endpoints.delete(store, "edge-x")
+    assert [p.endpoint_id for p in dist.plan(store, "node-1")] == ["node-1"]

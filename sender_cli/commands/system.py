@@ -103,7 +103,9 @@ def _running_daemons(state_dir) -> dict[str, dict]:
 
 
 def _dashboard(cli):
-    """One frame of `sender status --watch`: every stream with its generation, publisher and viewers."""
+    """One frame of `sender status --watch`: every stream with its generation, publisher and viewers;
+    every endpoint with its health."""
+    from rich.console import Group
     from rich.table import Table
 
     from daemons.http.state import viewers_per_stream
@@ -129,6 +131,31 @@ def _dashboard(cli):
             f"{p['width']}x{p['height']}@{p.get('frame_rate') or '?'}" if p and p.get("width") else "-",
             f"every {p['keyframe_interval_s']:.1f} s" if p and p.get("keyframe_interval_s") else "-",
             str(viewers.get(s["id"], 0)),
+        )
+    return Group(t, _endpoint_table(inst, store))
+
+
+def _endpoint_table(inst, store):
+    """Endpoint health: each endpoint's latest own snapshot, and what this node's edges follow."""
+    from rich.table import Table
+
+    latest = {r["endpoint_id"]: r for r in domain.snapshots.list_(store) if r["generation_id"] == ""}
+    following: dict[str, set[str]] = {}
+    for g in (read_fresh_stats(inst.state_dir, "edge-fill") or {}).get("generations", []):
+        if g.get("source"):
+            following.setdefault(inst.config["node.id"], set()).add(g["source"])
+    t = Table(title="Endpoints")
+    for column in ("endpoint", "type", "status", "viewers", "egress", "segment lag", "playlist age", "follows"):
+        t.add_column(column)
+    for e in domain.endpoints.list_(store):
+        r = latest.get(e["id"])
+        t.add_row(
+            e["id"], e["type"], r["status"] if r else "no snapshot",
+            str(r["viewers"]) if r else "-",
+            f"{r['egress_bps'] / 1e6:.2f} Mb/s" if r else "-",
+            "-" if not r or r["segment_lag"] is None else str(r["segment_lag"]),
+            "-" if not r or r["playlist_age_s"] is None else f"{r['playlist_age_s']:.1f} s",
+            ", ".join(sorted(following.get(e["id"], ()))) or ", ".join(e["sources"]) or "-",
         )
     return t
 

@@ -175,7 +175,8 @@ async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         seen = b""
         with trio.fail_after(15):
-            while b"127.0.0.1:" not in seen or b"Mb/s" not in seen:
+            # the publisher with its bitrate, and this node's endpoint health from sender-snapshot
+            while b"127.0.0.1:" not in seen or b"Mb/s" not in seen or b"healthy" not in seen:
                 seen += await watch.stdout.receive_some(65536)
         watch.send_signal(signal.SIGINT)
         with trio.fail_after(10):

@@ -48,6 +48,11 @@ def position(playlist: MediaPlaylist) -> tuple[int, int]:
     return (last[0], -1 if last[1] is None else last[1])
 
 
+def progress(playlist: MediaPlaylist) -> tuple[tuple[int, int], int, bool]:
+    """How far a playlist has got: its newest part, then whether that segment closed, then ENDLIST."""
+    return position(playlist), playlist.next_msn, playlist.ended
+
+
 class RenditionMirror:
     def __init__(self, name: str, *, keep_names: bool):
         self.name = name
@@ -77,9 +82,9 @@ class RenditionMirror:
         if self.local is not None:
             if self.local.ended:
                 return None
-            if position(upstream) < position(self.local):
-                return None  # a source behind what we already show: wait until it catches up
-            if position(upstream) == position(self.local) and upstream.ended == self.local.ended:
+            if progress(upstream) <= progress(self.local):
+                # Nothing new, or a source behind what we already show: wait until it catches up.
+                # (A segment that just closed on its last part is new: same part, next msn.)
                 return None
             if upstream.media_sequence < self.local.media_sequence:
                 raise MirrorError(f"{self.name}: the upstream media sequence went back "

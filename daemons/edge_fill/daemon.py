@@ -219,9 +219,15 @@ class EdgeFillDaemon:
         except httpx.HTTPError as e:
             raise SourceError(f"{url}: {type(e).__name__}: {e}") from None
 
+    @property
+    def listing_timeout(self) -> float:
+        """A source that does not answer its listing within two discovery rounds holds up the
+        others' (they are asked together): it counts as a failure instead."""
+        return min(self.cfg["edge_fill.request_timeout_s"], max(1.0, 2 * self.cfg["edge_fill.discovery_interval_s"]))
+
     async def _sender_listing(self, u: Upstream) -> dict:
         url = f"{u.source.base_url}/api/distribution"
-        status, body, _ = await self.get(url, timeout=self.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
+        status, body, _ = await self.get(url, timeout=self.listing_timeout, limit=MAX_PLAYLIST_BYTES)
         if status != 200:
             raise SourceError(f"{url}: HTTP {status} {body[:200].decode(errors='replace')}", status=status)
         try:
@@ -233,7 +239,7 @@ class EdgeFillDaemon:
         """An external origin (any HLS origin) as a listing: one stream, one generation, a
         rendition per variant of its master playlist (or one, if the URL is a media playlist)."""
         url = u.source.base_url
-        status, body, _ = await self.get(url, timeout=self.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
+        status, body, _ = await self.get(url, timeout=self.listing_timeout, limit=MAX_PLAYLIST_BYTES)
         if status != 200:
             raise SourceError(f"{url}: HTTP {status}", status=status)
         text = body.decode(errors="replace")

@@ -335,6 +335,7 @@ class GenerationMirror:
         self.ended = False
         self._hints: dict[str, tuple[trio.Event, Upstream, trio.CancelScope]] = {}  # "<rendition>/<name>" → prefetch in flight
         self._fetch_limit = trio.CapacityLimiter(daemon.cfg["edge_fill.max_fetches"])
+        self._locks = {n: trio.Lock() for n in self.names}  # one step at a time per rendition
         self._progress_at = {n: trio.current_time() for n in self.names}
 
     @property
@@ -473,7 +474,7 @@ class GenerationMirror:
                 continue
             try:
                 upstream = parse_media_playlist(body.decode())
-                step = m.step(upstream)
+                step = await self._advance(u, url, name, upstream)
             except (UnicodeDecodeError, ValueError) as e:  # PlaylistError and MirrorError are ValueErrors
                 u.health.failed(trio.current_time())
                 self.daemon.counters["errors"] += 1
@@ -483,28 +484,51 @@ class GenerationMirror:
                     return
                 await trio.sleep(RETRY_S)
                 continue
-            u.health.succeeded(trio.current_time())
-            self.daemon.counters["playlists"] += 1
-            blocking = bool(upstream.server_control and upstream.server_control.can_block_reload)
-            if step is None:
-                if not blocking or directive is None:
-                    await trio.sleep(max(RETRY_S, upstream.target_duration / 2) if not blocking else RETRY_S)
-                continue
-            try:
-                await self._fetch_all(u, url, name, step)
             except SourceError as e:
                 u.health.failed(trio.current_time())
                 self.daemon.counters["errors"] += 1
                 slog.log(log, logging.INFO, "fetch failed", rendition=name, source=u.source.endpoint_id, error=e, **self.fields)
                 continue
-            await self._publish(name, m, step)
+            u.health.succeeded(trio.current_time())
+            self.daemon.counters["playlists"] += 1
+            blocking = bool(upstream.server_control and upstream.server_control.can_block_reload)
+            if step is None:
+                if m.local is not None and m.local.ended:
+                    return
+                if not blocking or directive is None:
+                    await trio.sleep(max(RETRY_S, upstream.target_duration / 2) if not blocking else RETRY_S)
+                continue
             u.health.progressed(self.gid)
             if step.playlist.ended:
                 return
             if blocking and step.hint is not None:
-                nursery.start_soon(self._prefetch_hint, u, url, name, step.hint)
+                nursery.start_soon(self._prefetch_hint, u, url, name, step.hint, nursery)
             if not blocking:
                 await trio.sleep(max(RETRY_S, step.playlist.target_duration / 2))
+
+    async def _advance(self, u: Upstream, playlist_url: str, name: str, upstream: hls.MediaPlaylist) -> Step | None:
+        """Fetch what this upstream playlist adds and publish it (one at a time per rendition)."""
+        m = self.renditions[name]
+        async with self._locks[name]:
+            step = m.step(upstream)
+            if step is not None:
+                await self._fetch_all(u, playlist_url, name, step)
+                await self._publish(name, m, step)
+            return step
+
+    async def _nudge(self, u: Upstream, playlist_url: str, name: str, nursery: trio.Nursery) -> None:
+        """The hinted part will not come (the source moved on: its segment closed on the part
+        before). A plain reload now publishes the closed segment a part earlier than the blocking
+        reload, which the source holds until the next segment's first part exists."""
+        try:
+            status, body, _ = await self.daemon.get(playlist_url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
+                                                    limit=MAX_PLAYLIST_BYTES)
+            if status == 200:
+                step = await self._advance(u, playlist_url, name, parse_media_playlist(body.decode()))
+                if step is not None and step.hint is not None and not step.playlist.ended:
+                    nursery.start_soon(self._prefetch_hint, u, playlist_url, name, step.hint, nursery)
+        except (SourceError, UnicodeDecodeError, ValueError):
+            pass  # the follower's own reload brings it a moment later
 
     async def _given_up(self, name: str, m: RenditionMirror, *, force: bool = False) -> bool:
         """The source ended the generation without us seeing ENDLIST (it went away): once nothing
@@ -512,9 +536,10 @@ class GenerationMirror:
         td = m.local.target_duration if m.local else 2
         if not force and (self.upstream_active or trio.current_time() - self._progress_at[name] < 2 * td):
             return False
-        closed = m.ended()
-        if closed is not None:
-            await self._publish(name, m, Step((), closed, None))
+        async with self._locks[name]:
+            closed = m.ended()
+            if closed is not None:
+                await self._publish(name, m, Step((), closed, None))
         slog.log(log, logging.WARNING, "rendition closed: its source no longer carries it", rendition=name, **self.fields)
         return True
 
@@ -549,7 +574,7 @@ class GenerationMirror:
         self.daemon.counters["objects"] += 1
         self.daemon.counters["bytes"] += len(data)
 
-    async def _prefetch_hint(self, u: Upstream, playlist_url: str, name: str, fetch) -> None:
+    async def _prefetch_hint(self, u: Upstream, playlist_url: str, name: str, fetch, nursery: trio.Nursery) -> None:
         """Ask for the hinted part now: the source answers the moment it exists, and the next
         playlist finds it on disk already."""
         key = f"{name}/{fetch.name}"
@@ -567,6 +592,8 @@ class GenerationMirror:
                 self.renditions[name].fetched(fetch.name)
                 self.daemon.counters["objects"] += 1
                 self.daemon.counters["bytes"] += len(data)
+            elif not scope.cancelled_caught and status == 404:
+                nursery.start_soon(self._nudge, u, playlist_url, name, nursery)
         except SourceError:
             pass  # the follower fetches it the normal way
         finally:

@@ -36,8 +36,8 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 from dataclasses import dataclass
+from functools import partial
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import urlencode
@@ -50,6 +50,7 @@ from daemons.http.spool_view import CachedFile, FileCache, file_key
 from daemons.http.state import Counters
 from daemons.media.hls import MediaPlaylist
 from daemons.runtime import logging as slog
+from daemons.runtime.spool import atomic_write
 
 log = slog.get("http.pull_through")
 
@@ -125,23 +126,6 @@ def finalized(kind: str, filename: str, playlist: MediaPlaylist | None) -> bool:
         return any(p.uri == filename for p in playlist.partial_parts) or any(
             p.uri == filename for s in playlist.segments for p in s.parts)
     return False
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Into the spool the way every spool writer does: a temporary name, then rename."""
-    directory, name = os.path.split(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.pull")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class PullThrough:
@@ -233,7 +217,7 @@ class PullThrough:
             async with self._media_slots:
                 _, data = await self._get(url, kind, timeout_s=self.timeout_s)
             try:
-                await trio.to_thread.run_sync(_write_atomically, path, data)
+                await trio.to_thread.run_sync(partial(atomic_write, path, data, make_dirs=True))
             except OSError as e:
                 slog.log(log, logging.WARNING, "cannot keep a pulled file: served, not stored", path=path, error=e)
                 flight.result = _in_memory(data)
@@ -245,12 +229,7 @@ class PullThrough:
             slog.log(log, logging.ERROR, "pull-through failed", url=url, error=repr(e))
             flight.error = PullFailed(502, "the upstream fetch failed", "internal")
         finally:
-            if flight.result is None and flight.error is None:  # cancelled: the worker is stopping
-                flight.error = PullFailed(503, "the server is stopping", "cancelled")
-            if flight.error is not None:
-                self.counters.pull_errors[flight.error.reason] += 1
-            del self._media[path]
-            flight.done.set()
+            self._settle(flight, self._media, path)
 
     # --- playlists ---------------------------------------------------------------------------
 
@@ -286,12 +265,16 @@ class PullThrough:
             slog.log(log, logging.ERROR, "playlist forwarding failed", url=url, error=repr(e))
             flight.error = PullFailed(502, "the upstream fetch failed", "internal")
         finally:
-            if flight.result is None and flight.error is None:  # cancelled: the worker is stopping
-                flight.error = PullFailed(503, "the server is stopping", "cancelled")
-            if flight.error is not None:
-                self.counters.pull_errors[flight.error.reason] += 1
-            del self._playlists[url]
-            flight.done.set()
+            self._settle(flight, self._playlists, url)
+
+    def _settle(self, flight: "Flight", in_flight: dict, key: str) -> None:
+        """A fetch ended (answer, error or cancellation): wake everyone waiting on it."""
+        if flight.result is None and flight.error is None:  # cancelled: the worker is stopping
+            flight.error = PullFailed(503, "the server is stopping", "cancelled")
+        if flight.error is not None:
+            self.counters.pull_errors[flight.error.reason] += 1
+        del in_flight[key]
+        flight.done.set()
 
     # --- one upstream GET --------------------------------------------------------------------
 

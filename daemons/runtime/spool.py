@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import trio
@@ -19,11 +20,24 @@ from daemons.runtime import logging as slog
 log = slog.get("spool")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def atomic_write(path: Path | str, data: bytes, *, make_dirs: bool = False) -> None:
+    """Write under a temporary name of this writer's own, then rename into place. The name is
+    unique, so two writers of the same file (sender-edge-fill and a pull-through in sender-http)
+    never write into one temporary file; a failed write leaves nothing behind."""
+    directory, name = os.path.split(os.fspath(path))
+    if make_dirs:
+        os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class SpoolWriter:

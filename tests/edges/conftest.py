@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,24 +18,11 @@ from daemons.core import config as config_mod
 from daemons.core import domain, install
 from daemons.core.install import Install
 from daemons.media.hls.parse import parse_media_playlist
+from tests.daemons.test_up import free_port, port_open
 
 SENDER = str(Path(sys.executable).parent / "sender")
 SEGMENT_TARGET_S = 1.0  # TARGETDURATION 1 with a 1 s GOP: failover within 2 s is the bar
 PART_TARGET_S = 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @dataclass

@@ -13,7 +13,8 @@ import trio
 
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFMPEG, FFPROBE, needs_ffmpeg
-from tests.edges.conftest import free_port, link, port_open, wait_until
+from tests.daemons.test_up import free_port, port_open
+from tests.edges.conftest import link, wait_until
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 

@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import shutil
+import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urljoin, urlsplit
 
@@ -38,7 +39,7 @@ from daemons.core.errors import SenderError
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.edge_fill.health import SourceHealth, choose
-from daemons.edge_fill.mirror import MirrorError, RenditionMirror, Step, listed_names
+from daemons.edge_fill.mirror import MirrorError, OriginRestarted, RenditionMirror, Step, listed_names
 from daemons.media import hls
 from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
 from daemons.media.packager import Delete
@@ -119,6 +120,7 @@ class EdgeFillDaemon:
         self.health_defaults = {k.split(".", 1)[1]: self.cfg[k] for k in self.cfg.values if k.startswith("health.")}
         self.edges: dict[str, EdgeState] = {}
         self.mirrors: dict[str, GenerationMirror] = {}
+        self.external_generations: dict[str, str] = {}  # external origin endpoint → the generation it feeds now
         self.events = SpoolEventSender(install.state_dir)
         self.counters = {"objects": 0, "bytes": 0, "playlists": 0, "errors": 0, "switches": 0, "listings": 0}
         self.client: httpx.AsyncClient | None = None
@@ -258,13 +260,18 @@ class EdgeFillDaemon:
         else:
             variants["source"] = url
         ident = hashlib.sha256(f"external:{u.source.endpoint_id}\n{url}".encode()).hexdigest()
+        gid = self.external_generations.get(u.source.endpoint_id)
+        if gid is None:
+            # The broadcast this edge carries already (after a restart of the daemon), else a new one.
+            gid = await self.store.run(_active_generation, f"st_{ident[:16]}") or new_external_generation(u.source.endpoint_id)
+            self.external_generations[u.source.endpoint_id] = gid
         slug = u.source.endpoint_id.lower() if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", u.source.endpoint_id.lower()) else f"ext-{ident[:12]}"
         return {
             "version": distribution.LISTING_VERSION, "node_id": u.source.endpoint_id, "load": None,
             "streams": [{
                 "id": f"st_{ident[:16]}", "slug": slug, "title": u.source.endpoint_id, "visibility": "public",
                 "external": {"master_url": url, "variants": variants, "master": text if len(variants) > 1 or url not in variants.values() else None},
-                "generation": {"id": f"gen_{ident[16:32]}", "status": "live", "started_at": None, "live_at": None, "ended_at": None,
+                "generation": {"id": gid, "status": "live", "started_at": None, "live_at": None, "ended_at": None,
                                "discontinuity_count": 0,
                                "renditions": [{"name": n, "kind": "source"} for n in variants]},
             }],
@@ -302,6 +309,15 @@ class EdgeFillDaemon:
         last = playlist.last_msn_part()
         if last is not None:
             self.events.send(spool_events.encode(f"{sid}/{gid}/{name}", *last))
+
+
+def new_external_generation(endpoint_id: str) -> str:
+    return "gen_" + hashlib.sha256(f"external:{endpoint_id}\n{time.time_ns()}".encode()).hexdigest()[:16]
+
+
+def _active_generation(store, stream_id: str) -> str | None:
+    row = store.one("SELECT id FROM stream_generations WHERE stream_id = ? AND status IN ('starting', 'live')", (stream_id,))
+    return row["id"] if row else None
 
 
 def _expired_mirrors(store, retention_s: float) -> list[tuple[str, str]]:
@@ -480,6 +496,9 @@ class GenerationMirror:
                 self.daemon.counters["errors"] += 1
                 slog.log(log, logging.WARNING, "unusable upstream playlist", rendition=name, source=u.source.endpoint_id,
                          error=e, **self.fields)
+                if isinstance(e, OriginRestarted) and self.daemon.external_generations.get(u.source.endpoint_id) == self.gid:
+                    # The next discovery lists the origin under a new generation; this one ends.
+                    self.daemon.external_generations[u.source.endpoint_id] = new_external_generation(u.source.endpoint_id)
                 if isinstance(e, MirrorError) and await self._given_up(name, m, force=True):
                     return
                 await trio.sleep(RETRY_S)

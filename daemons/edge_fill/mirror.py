@@ -28,6 +28,10 @@ class MirrorError(ValueError):
     """The upstream playlist cannot be mirrored (a name outside the spool's alphabet, a reset)."""
 
 
+class OriginRestarted(MirrorError):
+    """An external origin's numbering went back: what follows is another broadcast."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     uri: str  # as the upstream playlist names it (relative to the playlist, or absolute)
@@ -82,6 +86,12 @@ class RenditionMirror:
         if self.local is not None:
             if self.local.ended:
                 return None
+            if not self.keep_names and upstream.next_msn < self.local.media_sequence:
+                # Everything the origin lists is older than our whole window: not a stale copy
+                # (that would overlap it) but a restarted numbering (the mux was restarted). Files
+                # named by position would mix two broadcasts: a new generation.
+                raise OriginRestarted(f"{self.name}: the origin's numbering restarted "
+                                      f"(it lists up to {upstream.next_msn}, our window starts at {self.local.media_sequence})")
             if progress(upstream) <= progress(self.local):
                 # Nothing new, or a source behind what we already show: wait until it catches up.
                 # (A segment that just closed on its last part is new: same part, next msn.)

@@ -90,3 +90,47 @@ async def test_an_edge_carries_an_external_origin(make_node, tmp_path, segment_t
         for p in (mux, files):
             p.kill()
             p.wait()
+
+
+async def test_a_restarted_external_origin_becomes_a_new_generation_at_the_edge(make_node, tmp_path):
+    mux_dir = tmp_path / "mux"
+    mux_dir.mkdir()
+    port = free_port()
+    files = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(mux_dir), str(port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mux = subprocess.Popen(ffmpeg_hls(mux_dir, 60, segment_type="fmp4", ladder=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    edge = make_node("edge-a")
+    link(edge, {"mux": ("external_origin", f"http://127.0.0.1:{port}/index.m3u8", []),
+                "edge-a": ("tribes_edge", edge.base_url, ["mux"])})
+    try:
+        await wait_until(lambda: port_open(port) and (mux_dir / "index.m3u8").exists(), 20, "the external origin serves")
+        await edge.start("http", "edge-fill")
+        async with httpx.AsyncClient(timeout=10) as client:
+            async def playing(not_gid=None):
+                r = await client.get(f"{edge.base_url}/api/streams/mux/playback")
+                doc = r.json() if r.status_code == 200 else {}
+                ok = doc.get("status") == "live" and doc.get("master_url") and doc.get("generation_id") != not_gid
+                return doc if ok else None
+
+            first = await wait_until(playing, 30, "the first broadcast is live at the edge")
+            url = first["master_url"].replace("master.m3u8", "source/index.m3u8")
+
+            async def window_slid():
+                r = await client.get(url)
+                return r.status_code == 200 and check_media_playlist(r.text).media_sequence >= 3
+            await wait_until(window_slid, 30, "the edge's window slid past the start")
+
+            # The mux restarts: its numbering starts again at 0.
+            mux.kill()
+            mux.wait()
+            mux = subprocess.Popen(ffmpeg_hls(mux_dir, 60, segment_type="fmp4", ladder=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            second = await wait_until(lambda: playing(first["generation_id"]), 30, "a new generation at the edge")
+            ended = (await client.get(url)).text
+            assert "#EXT-X-ENDLIST" in ended
+            check_media_playlist(ended)
+            fresh = check_media_playlist((await client.get(second["master_url"].replace("master.m3u8", "source/index.m3u8"))).text)
+            assert fresh.media_sequence < 3
+    finally:
+        for p in (mux, files):
+            p.kill()
+            p.wait()

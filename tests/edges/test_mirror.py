@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.edge_fill.mirror import Fetch, MirrorError, RenditionMirror, Step, listed_names, position
+from daemons.edge_fill.mirror import Fetch, MirrorError, OriginRestarted, RenditionMirror, Step, listed_names, position
 from daemons.media.hls import MediaPlaylist, Part, RenditionReport, Segment, ServerControl, parse_media_playlist
 
 LL = ServerControl(can_block_reload=True, part_hold_back=0.75, hold_back=3.0)
@@ -453,7 +453,12 @@ def test_every_listed_object_is_requested_exactly_once_and_positions_never_decre
             m.fetched(hint.name)
             requested[hint.name] += 1
             hint = None
-        step = m.step(upstream)
+        try:
+            step = m.step(upstream)
+        except OriginRestarted:
+            # An external origin listing nothing of our window is taken for a restarted one.
+            assert not keep_names and upstream.next_msn < m.local.media_sequence
+            continue
         if step is None:
             continue
         requested.update(names(step.fetches))
@@ -481,3 +486,12 @@ def test_every_listed_object_is_requested_exactly_once_and_positions_never_decre
 
 def _upstream_uris(p: MediaPlaylist) -> set[str]:
     return set(listed_names(p))
+
+
+def test_an_external_origin_whose_numbering_restarted_is_a_new_broadcast():
+    m = RenditionMirror("source", keep_names=False)
+    m.published(m.step(ll(20, 3, parts_for_last=0, hint=False)))
+    # a stale copy overlapping our window: nothing new, no alarm
+    assert m.step(ll(19, 3, parts_for_last=0, hint=False)) is None
+    with pytest.raises(OriginRestarted):
+        m.step(ll(0, 3, parts_for_last=0, hint=False))

@@ -143,6 +143,14 @@ def link(node: Node, graph: dict[str, tuple[str, str, list[str]]]) -> None:
                 domain.endpoints.link(store, endpoint_id, sources)
 
 
+def stream_and_key(node: Node, slug: str = "show") -> tuple[dict, str]:
+    """A stream on the node and a stream key for it."""
+    with node.store() as store:
+        stream = domain.streams.create(store, slug)
+        _, key = domain.keys.create(store, node.install.secret(), slug)
+    return stream, key
+
+
 async def get_playlist(client: httpx.AsyncClient, url: str):
     r = await client.get(url)
     if r.status_code != 200:

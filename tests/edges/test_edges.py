@@ -15,17 +15,10 @@ from daemons.core.stats import read_stats
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from daemons.media.hls.parse import parse_media_playlist
-from tests.edges.conftest import CountingProxy, get_playlist, link, wait_until
+from tests.edges.conftest import CountingProxy, get_playlist, link, stream_and_key, wait_until
 from tests.http.nginx_proxy import NGINX, nginx_cache
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
-
-
-def stream_and_key(node, slug="show"):
-    with node.store() as store:
-        stream = domain.streams.create(store, slug)
-        _, key = domain.keys.create(store, node.install.secret(), slug)
-    return stream, key
 
 
 async def live_generation(client, node, slug):

@@ -12,9 +12,9 @@ import pytest
 import trio
 
 from daemons.media.hls.validate import check_media_playlist
-from tests.daemons.conftest import FFMPEG, FFPROBE, needs_ffmpeg
+from tests.daemons.conftest import FFMPEG, FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from tests.daemons.test_up import free_port, port_open
-from tests.edges.conftest import link, wait_until
+from tests.edges.conftest import link, stream_and_key, wait_until
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 
@@ -134,3 +134,48 @@ async def test_a_restarted_external_origin_becomes_a_new_generation_at_the_edge(
         for p in (mux, files):
             p.kill()
             p.wait()
+
+
+async def test_an_ll_hls_external_origin_is_followed_with_blocking_reloads(make_node):
+    """Another Sender, seen as any LL-HLS origin (its master playlist URL, no node token):
+    parts, preload hints and blocking reloads go through the external-origin path."""
+    origin = make_node("origin", **{"distribution.key_file": ""})
+    edge = make_node("edge-a")
+    stream, key = stream_and_key(origin)
+    await origin.start("ingest", "http")
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            async def origin_live():
+                r = await client.get(f"{origin.base_url}/api/streams/show/playback")
+                return r.json() if r.status_code == 200 and r.json().get("master_url") else None
+
+            info = await wait_until(origin_live, 30, "live at the origin")
+            link(edge, {"ll-mux": ("external_origin", info["master_url"], []),
+                        "edge-a": ("tribes_edge", edge.base_url, ["ll-mux"])})
+            await edge.start("http", "edge-fill")
+
+            async def edge_live():
+                r = await client.get(f"{edge.base_url}/api/streams/ll-mux/playback")
+                return r.json() if r.status_code == 200 and r.json().get("status") == "live" and r.json().get("master_url") else None
+
+            at_edge = await wait_until(edge_live, 30, "live at the edge")
+            url = at_edge["master_url"].replace("master.m3u8", "source/index.m3u8")
+            previous = None
+            for _ in range(10):  # a player's blocking reloads at the edge, part after part
+                q = ""
+                if previous is not None:
+                    nxt = (previous.next_msn, len(previous.partial_parts)) if previous.partial_parts else (previous.next_msn, 0)
+                    q = f"?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}"
+                r = await client.get(url + q)
+                assert r.status_code == 200
+                previous = check_media_playlist(r.text, previous=previous)
+            assert previous.part_target and previous.preload_hint and previous.server_control.can_block_reload
+            # The edge's newest part is the origin's, byte for byte, under the same position.
+            newest = previous.partial_parts[-1] if previous.partial_parts else previous.segments[-1].parts[-1]
+            ours = (await client.get(url.replace("index.m3u8", newest.uri))).content
+            theirs = (await client.get(info["master_url"].replace("master.m3u8", f"source/{newest.uri}"))).content
+            assert ours == theirs
+    finally:
+        publisher.kill()
+        publisher.wait()

@@ -122,7 +122,7 @@ class EdgeFillDaemon:
         self.mirrors: dict[str, GenerationMirror] = {}
         self.external_generations: dict[str, str] = {}  # external origin endpoint → the generation it feeds now
         self.events = SpoolEventSender(install.state_dir)
-        self.counters = {"objects": 0, "bytes": 0, "playlists": 0, "errors": 0, "switches": 0, "listings": 0}
+        self.counters = {"objects": 0, "bytes": 0, "playlists": 0, "errors": 0, "switches": 0, "listings": 0, "assembled": 0}
         self.client: httpx.AsyncClient | None = None
         self.nursery: trio.Nursery | None = None
 
@@ -199,12 +199,13 @@ class EdgeFillDaemon:
 
     # --- talking to sources -------------------------------------------------------------------
 
-    async def get(self, url: str, *, timeout: float, limit: int = MAX_OBJECT_BYTES) -> tuple[int, bytes, httpx.Headers]:
+    async def get(self, url: str, *, timeout: float, limit: int = MAX_OBJECT_BYTES,
+                  headers: dict[str, str] | None = None) -> tuple[int, bytes, httpx.Headers]:
         """One GET; 2xx/4xx come back, transport failures, timeouts and 5xx raise SourceError."""
         assert self.client is not None
         try:
             with trio.fail_after(timeout):
-                async with self.client.stream("GET", url, timeout=httpx.Timeout(timeout + 1)) as r:
+                async with self.client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout + 1)) as r:
                     if r.status_code >= 500:
                         raise SourceError(f"{url}: HTTP {r.status_code}", status=r.status_code)
                     length = r.headers.get("content-length")
@@ -309,6 +310,14 @@ class EdgeFillDaemon:
         last = playlist.last_msn_part()
         if last is not None:
             self.events.send(spool_events.encode(f"{sid}/{gid}/{name}", *last))
+
+
+def _range_total(content_range: str | None) -> int | None:
+    """The complete length from `bytes a-b/N` or `bytes */N`."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
 
 
 def new_external_generation(endpoint_id: str) -> str:
@@ -572,12 +581,21 @@ class GenerationMirror:
                 await pending[0].wait()
             if fetch.name in self.renditions[name].have:
                 return  # the hinted part arrived meanwhile
+            parts = segment_parts.get(fetch.name)
             try:
                 async with self._fetch_limit:
-                    await self._fetch_into(playlist_url, name, fetch)
+                    if parts and all(p in self.renditions[name].have for p in parts):
+                        await self._assemble_segment(playlist_url, name, fetch, parts)
+                    else:
+                        await self._fetch_into(playlist_url, name, fetch)
             except SourceError as e:
                 errors.append(e)
 
+        # A Sender source's segment is its parts one after the other (plus, for the last segment
+        # of a publisher's session, audio that came after its last video frame): when every part
+        # is here already, only what is missing is fetched.
+        segment_parts = {} if self.external is not None else {
+            seg.uri: [p.uri for p in seg.parts] for seg in step.playlist.segments if seg.parts}
         async with trio.open_nursery() as n:
             for fetch in step.fetches:
                 n.start_soon(one, fetch)
@@ -592,6 +610,30 @@ class GenerationMirror:
         await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
         self.daemon.counters["objects"] += 1
         self.daemon.counters["bytes"] += len(data)
+
+    async def _assemble_segment(self, playlist_url: str, name: str, fetch, parts: list[str]) -> None:
+        """The segment from the parts on disk and a ranged request for whatever follows them; the
+        answer's Content-Range says the segment's real size, so a segment that is not its parts'
+        concatenation is never written (it is fetched whole instead)."""
+        d = self.dir / name
+        joined = await trio.to_thread.run_sync(lambda: b"".join((d / p).read_bytes() for p in parts))
+        url = urljoin(playlist_url, fetch.uri)
+        status, tail, headers = await self.daemon.get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
+                                                      headers={"Range": f"bytes={len(joined)}-"})
+        size = _range_total(headers.get("content-range"))
+        if status == 416 and size == len(joined):
+            data = joined
+        elif status == 206 and size is not None and size == len(joined) + len(tail):
+            data = joined + tail
+        elif status == 200:
+            data = tail  # the source ignored the range: the whole segment
+        else:
+            await self._fetch_into(playlist_url, name, fetch)
+            return
+        await trio.to_thread.run_sync(atomic_write, d / fetch.name, data)
+        self.daemon.counters["objects"] += 1
+        self.daemon.counters["bytes"] += len(tail)
+        self.daemon.counters["assembled"] += 1
 
     async def _prefetch_hint(self, u: Upstream, playlist_url: str, name: str, fetch, nursery: trio.Nursery) -> None:
         """Ask for the hinted part now: the source answers the moment it exists, and the next

@@ -39,7 +39,7 @@ from daemons.core.errors import SenderError
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.edge_fill.health import SourceHealth, choose
-from daemons.edge_fill.mirror import MirrorError, OriginRestarted, RenditionMirror, Step, listed_names
+from daemons.edge_fill.mirror import OriginRestarted, RenditionMirror, Step, listed_names
 from daemons.media import hls
 from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
 from daemons.media.packager import Delete
@@ -56,8 +56,8 @@ MAX_PLAYLIST_BYTES = 4 << 20
 MASTER_REFRESH_S = 2.0
 STATS_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 30.0
+MAX_BACKOFF_S = 5.0
 RETRY_S = 0.2  # before asking again for a playlist that does not exist yet, or when every source fails
-_RENDITION_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
 class SourceError(Exception):
@@ -131,7 +131,9 @@ class EdgeFillDaemon:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         try:
-            async with httpx.AsyncClient(headers=self.headers, limits=limits, follow_redirects=False) as client, \
+            # No default headers: the node token goes only to Sender sources (`authorized`), never
+            # to an external origin or wherever its playlists point.
+            async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client, \
                     trio.open_nursery() as nursery:
                 self.client, self.nursery = client, nursery
                 await self._discover()
@@ -154,11 +156,16 @@ class EdgeFillDaemon:
             self.edges.setdefault(plan.endpoint_id, EdgeState(plan.endpoint_id)).update(plan, self.health_defaults)
         for gone in set(self.edges) - {p.endpoint_id for p in plans}:
             del self.edges[gone]
+        for mirror in self.mirrors.values():
+            if mirror.edge.endpoint_id not in self.edges:
+                mirror.upstream_active = False  # its edge endpoint was removed or disabled: it winds down
         for edge in self.edges.values():
             try:
                 await self._discover_edge(edge)
             except SenderError as e:
                 slog.log(log, logging.WARNING, "a source's listing was refused", edge=edge.endpoint_id, error=e.message)
+            except Exception:  # one edge's bad listing must not stop the others (or the daemon)
+                log.exception("discovery failed", extra={"fields": {"edge": edge.endpoint_id}})
 
     async def _discover_edge(self, edge: EdgeState) -> None:
         docs: dict[str, dict] = {}
@@ -199,10 +206,12 @@ class EdgeFillDaemon:
 
     # --- talking to sources -------------------------------------------------------------------
 
-    async def get(self, url: str, *, timeout: float, limit: int = MAX_OBJECT_BYTES,
+    async def get(self, url: str, *, timeout: float, limit: int = MAX_OBJECT_BYTES, authorized: bool = True,
                   headers: dict[str, str] | None = None) -> tuple[int, bytes, httpx.Headers]:
-        """One GET; 2xx/4xx come back, transport failures, timeouts and 5xx raise SourceError."""
+        """One GET; 2xx/4xx come back, transport failures, timeouts, 5xx and unusable URLs raise
+        SourceError. `authorized`: with the node token (Sender sources only)."""
         assert self.client is not None
+        headers = {**(self.headers if authorized else {}), **(headers or {})}
         try:
             with trio.fail_after(timeout):
                 async with self.client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout + 1)) as r:
@@ -219,8 +228,8 @@ class EdgeFillDaemon:
                     return r.status_code, bytes(body), r.headers
         except trio.TooSlowError:
             raise SourceError(f"{url}: no answer within {timeout:.1f} s", timeout=True) from None
-        except httpx.HTTPError as e:
-            raise SourceError(f"{url}: {type(e).__name__}: {e}") from None
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
+            raise SourceError(f"{url[:200]}: {type(e).__name__}: {e}") from None
 
     @property
     def listing_timeout(self) -> float:
@@ -242,7 +251,7 @@ class EdgeFillDaemon:
         """An external origin (any HLS origin) as a listing: one stream, one generation, a
         rendition per variant of its master playlist (or one, if the URL is a media playlist)."""
         url = u.source.base_url
-        status, body, _ = await self.get(url, timeout=self.listing_timeout, limit=MAX_PLAYLIST_BYTES)
+        status, body, _ = await self.get(url, timeout=self.listing_timeout, limit=MAX_PLAYLIST_BYTES, authorized=False)
         if status != 200:
             raise SourceError(f"{url}: HTTP {status}", status=status)
         text = body.decode(errors="replace")
@@ -254,10 +263,13 @@ class EdgeFillDaemon:
                 raise SourceError(f"{url}: unusable master playlist: {e}") from None
             for i, v in enumerate(master.variants):
                 parent = urlsplit(v.uri).path.rsplit("/", 2)
-                name = parent[-2].lower() if len(parent) >= 2 and _RENDITION_NAME.fullmatch(parent[-2].lower()) else f"v{i}"
+                name = parent[-2].lower() if len(parent) >= 2 and distribution.RENDITION_NAME.fullmatch(parent[-2].lower()) else f"v{i}"
                 if name in variants:
                     name = f"v{i}"
-                variants[name] = urljoin(url, v.uri)
+                try:
+                    variants[name] = same_origin(url, v.uri)
+                except SourceError as e:
+                    slog.log(log, logging.WARNING, "variant skipped", source=u.source.endpoint_id, error=e)
         else:
             variants["source"] = url
         ident = hashlib.sha256(f"external:{u.source.endpoint_id}\n{url}".encode()).hexdigest()
@@ -310,6 +322,20 @@ class EdgeFillDaemon:
         last = playlist.last_msn_part()
         if last is not None:
             self.events.send(spool_events.encode(f"{sid}/{gid}/{name}", *last))
+
+
+def same_origin(base: str, uri: str) -> str:
+    """`uri` resolved against `base`, refused unless it is on the same scheme, host and port: an
+    external origin's playlists must not point the edge at other hosts (its own network, say)."""
+    try:
+        url = urljoin(base, uri)
+        a, b = urlsplit(base), urlsplit(url)
+        same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    except ValueError:
+        same = False
+    if not same:
+        raise SourceError(f"{uri[:200]!r} is not on {base[:200]}")
+    return url
 
 
 def _range_total(content_range: str | None) -> int | None:
@@ -447,6 +473,14 @@ class GenerationMirror:
                         scope.cancel()  # a part held by the source we left would come late, if ever
         return u
 
+    async def _get(self, url: str, **kw) -> tuple[int, bytes, httpx.Headers]:
+        return await self.daemon.get(url, authorized=self.external is None, **kw)
+
+    def _resolve(self, playlist_url: str, uri: str) -> str:
+        if self.external is None:
+            return urljoin(playlist_url, uri)  # a spool name (checked by the mirror)
+        return same_origin(self.external["master_url"], urljoin(playlist_url, uri))
+
     def _playlist_url(self, u: Upstream, name: str) -> str:
         if self.external is not None:
             return self.external["variants"][name]
@@ -458,6 +492,7 @@ class GenerationMirror:
         m = self.renditions[name]
         cfg = self.daemon.cfg
         blocking = False
+        failures = 0  # steps in a row that could not be fetched or written
         while True:
             u = self.pick()
             if u is None:
@@ -474,7 +509,7 @@ class GenerationMirror:
             timeout = td + 0.5 if directive is not None else cfg["edge_fill.request_timeout_s"]
             now = trio.current_time()
             try:
-                status, body, _ = await self.daemon.get(url + query, timeout=timeout, limit=MAX_PLAYLIST_BYTES)
+                status, body, _ = await self._get(url + query, timeout=timeout, limit=MAX_PLAYLIST_BYTES)
             except SourceError as e:
                 self.daemon.counters["errors"] += 1
                 if e.timeout and directive is not None:
@@ -508,15 +543,23 @@ class GenerationMirror:
                 if isinstance(e, OriginRestarted) and self.daemon.external_generations.get(u.source.endpoint_id) == self.gid:
                     # The next discovery lists the origin under a new generation; this one ends.
                     self.daemon.external_generations[u.source.endpoint_id] = new_external_generation(u.source.endpoint_id)
-                if isinstance(e, MirrorError) and await self._given_up(name, m, force=True):
+                if isinstance(e, OriginRestarted) and await self._given_up(name, m, force=True):
                     return
                 await trio.sleep(RETRY_S)
                 continue
-            except SourceError as e:
-                u.health.failed(trio.current_time())
+            except (SourceError, OSError) as e:
+                # A file the source lists but will not give (or the disk refused it): the source is
+                # judged, another may be chosen at once; the same one again only after a pause
+                # that grows while the failures go on.
+                if isinstance(e, SourceError):
+                    u.health.failed(trio.current_time())
                 self.daemon.counters["errors"] += 1
+                failures += 1
                 slog.log(log, logging.INFO, "fetch failed", rendition=name, source=u.source.endpoint_id, error=e, **self.fields)
+                if failures > 1:
+                    await trio.sleep(min(MAX_BACKOFF_S, RETRY_S * 2 ** (failures - 2)))
                 continue
+            failures = 0
             u.health.succeeded(trio.current_time())
             self.daemon.counters["playlists"] += 1
             blocking = bool(upstream.server_control and upstream.server_control.can_block_reload)
@@ -549,13 +592,13 @@ class GenerationMirror:
         before). A plain reload now publishes the closed segment a part earlier than the blocking
         reload, which the source holds until the next segment's first part exists."""
         try:
-            status, body, _ = await self.daemon.get(playlist_url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
+            status, body, _ = await self._get(playlist_url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
                                                     limit=MAX_PLAYLIST_BYTES)
             if status == 200:
                 step = await self._advance(u, playlist_url, name, parse_media_playlist(body.decode()))
                 if step is not None and step.hint is not None and not step.playlist.ended:
                     nursery.start_soon(self._prefetch_hint, u, playlist_url, name, step.hint, nursery)
-        except (SourceError, UnicodeDecodeError, ValueError):
+        except (SourceError, OSError, UnicodeDecodeError, ValueError):
             pass  # the follower's own reload brings it a moment later
 
     async def _given_up(self, name: str, m: RenditionMirror, *, force: bool = False) -> bool:
@@ -572,7 +615,7 @@ class GenerationMirror:
         return True
 
     async def _fetch_all(self, u: Upstream, playlist_url: str, name: str, step: Step) -> None:
-        errors: list[SourceError] = []
+        errors: list[Exception] = []
 
         async def one(fetch) -> None:
             key = f"{name}/{fetch.name}"
@@ -588,7 +631,7 @@ class GenerationMirror:
                         await self._assemble_segment(playlist_url, name, fetch, parts)
                     else:
                         await self._fetch_into(playlist_url, name, fetch)
-            except SourceError as e:
+            except (SourceError, OSError) as e:
                 errors.append(e)
 
         # A Sender source's segment is its parts one after the other (plus, for the last segment
@@ -603,8 +646,8 @@ class GenerationMirror:
             raise errors[0]
 
     async def _fetch_into(self, playlist_url: str, name: str, fetch) -> None:
-        url = urljoin(playlist_url, fetch.uri)
-        status, data, _ = await self.daemon.get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"])
+        url = self._resolve(playlist_url, fetch.uri)
+        status, data, _ = await self._get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"])
         if status != 200:
             raise SourceError(f"{url}: HTTP {status}", status=status)
         await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
@@ -617,8 +660,8 @@ class GenerationMirror:
         concatenation is never written (it is fetched whole instead)."""
         d = self.dir / name
         joined = await trio.to_thread.run_sync(lambda: b"".join((d / p).read_bytes() for p in parts))
-        url = urljoin(playlist_url, fetch.uri)
-        status, tail, headers = await self.daemon.get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
+        url = self._resolve(playlist_url, fetch.uri)
+        status, tail, headers = await self._get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"],
                                                       headers={"Range": f"bytes={len(joined)}-"})
         size = _range_total(headers.get("content-range"))
         if status == 416 and size == len(joined):
@@ -645,9 +688,9 @@ class GenerationMirror:
         self._hints[key] = (done, u, scope)
         td = self.renditions[name].local.target_duration if self.renditions[name].local else 2
         try:
-            url = urljoin(playlist_url, fetch.uri)
+            url = self._resolve(playlist_url, fetch.uri)
             with scope:
-                status, data, _ = await self.daemon.get(url, timeout=3 * td + 1)
+                status, data, _ = await self._get(url, timeout=3 * td + 1)
             if not scope.cancelled_caught and status == 200:
                 await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
                 self.renditions[name].fetched(fetch.name)
@@ -655,7 +698,7 @@ class GenerationMirror:
                 self.daemon.counters["bytes"] += len(data)
             elif not scope.cancelled_caught and status == 404:
                 nursery.start_soon(self._nudge, u, playlist_url, name, nursery)
-        except SourceError:
+        except (SourceError, OSError):
             pass  # the follower fetches it the normal way
         finally:
             del self._hints[key]
@@ -691,7 +734,7 @@ class GenerationMirror:
             if u is None:
                 return
             try:
-                status, data, _ = await self.daemon.get(f"{u.source.base_url}/hls/{self.sid}/{self.gid}/master.m3u8",
+                status, data, _ = await self._get(f"{u.source.base_url}/hls/{self.sid}/{self.gid}/master.m3u8",
                                                         timeout=self.daemon.cfg["edge_fill.request_timeout_s"], limit=MAX_PLAYLIST_BYTES)
             except SourceError:
                 return

@@ -115,7 +115,7 @@ def test_listing_takes_the_latest_generation(store):
 # --- check_listing -----------------------------------------------------------------------------
 
 
-def _listed(sid="st_abc", slug="show", gid="gen_abc", status="live", renditions=None, **stream):
+def _listed(sid="st_ba7816bf8f01cfea", slug="show", gid="gen_ba7816bf8f01cfea", status="live", renditions=None, **stream):
     g = None if gid is None else {
         "id": gid, "status": status, "started_at": "2026-11-27T00:00:00.000Z", "live_at": None, "ended_at": None,
         "discontinuity_count": 0,
@@ -136,14 +136,14 @@ def _doc(*streams, version=1):
         ({"version": 1, "streams": {}}, None, "streams array"),
         (_doc(version=2), None, "version 2 is not 1"),
         ({"streams": []}, None, "version None"),
-        (_doc("st_x"), None, "must be an object"),
+        (_doc("st_2d711642b726b044"), None, "must be an object"),
         (_doc({**_listed(), "slug": ""}), "slug", "'slug' must be a non-empty string"),
         (_doc({**_listed(), "title": 5}), "title", "'title'"),
         (_doc({**_listed(), "visibility": None}), "visibility", "'visibility'"),
         (_doc({**_listed(), "id": "x" * 501}), "id", "'id'"),
         (_doc(_listed(sid="abc")), "id", "'abc' is malformed"),
         (_doc({**_listed(), "visibility": "secret"}), "id", "malformed"),
-        (_doc({**_listed(), "generation": "gen_x"}), "generation", "gen_"),
+        (_doc({**_listed(), "generation": "gen_2d711642b726b044"}), "generation", "gen_"),
         (_doc({**_listed(), "generation": {"id": "g1"}}), "generation", "gen_"),
         (_doc(_listed(status="paused")), "status", "'paused' is unknown"),
         (_doc(_listed(renditions={"name": "source"})), "renditions", "name and a kind"),
@@ -209,7 +209,7 @@ def test_check_listing_refuses_malformed_generation_fields(field, value):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2, 2**40) | st.floats(allow_nan=True) | st.text(max_size=8)
-    | st.sampled_from(["st_a", "gen_a", "live", "ended", "public", "source", "transcode", "a", 1]),
+    | st.sampled_from(["st_ca978112ca1bbdca", "gen_ca978112ca1bbdca", "live", "ended", "public", "source", "transcode", "a", 1]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.sampled_from(["version", "streams", "id", "slug", "title", "visibility", "generation", "status",
                          "renditions", "name", "kind", "started_at", "discontinuity_count", "width", "x"]),
@@ -270,21 +270,21 @@ def test_mirror_creates_streams_generations_and_renditions_with_the_same_ids(sto
                                   "video_codec": "avc1.64001f", "audio_codec": "mp4a.40.2", "frame_rate": 30.0,
                                   "measured_bandwidth": 2_500_000},
                                  {"name": "360p", "kind": "transcode", "height": 360, "video_bitrate": 800_000}])
-    out = dist.mirror(store, "origin", _doc(listed, _listed(sid="st_nogen", slug="idle", gid=None)))
-    assert [s["id"] for s in out] == ["st_abc"]  # only the streams with a generation come back
-    s = domain.streams.get(store, "st_abc")
+    out = dist.mirror(store, "origin", _doc(listed, _listed(sid="st_8a0e414f1bb24346", slug="idle", gid=None)))
+    assert [s["id"] for s in out] == ["st_ba7816bf8f01cfea"]  # only the streams with a generation come back
+    s = domain.streams.get(store, "st_ba7816bf8f01cfea")
     assert (s["slug"], s["title"], s["visibility"], s["source_endpoint_id"]) == ("show", "Show", "public", "origin")
-    assert domain.streams.get(store, "idle")["id"] == "st_nogen"
-    g = domain.generations.get(store, "gen_abc")
-    assert g["stream_id"] == "st_abc" and g["mode"] == dist.MIRROR_MODE == "edge_mirror" and g["status"] == "live"
+    assert domain.streams.get(store, "idle")["id"] == "st_8a0e414f1bb24346"
+    g = domain.generations.get(store, "gen_ba7816bf8f01cfea")
+    assert g["stream_id"] == "st_ba7816bf8f01cfea" and g["mode"] == dist.MIRROR_MODE == "edge_mirror" and g["status"] == "live"
     assert g["started_at"] == "2026-11-27T00:00:00.000Z" and g["discontinuity_count"] == 0
-    rends = {r["name"]: r for r in domain.renditions.list_(store, "st_abc")}
+    rends = {r["name"]: r for r in domain.renditions.list_(store, "st_ba7816bf8f01cfea")}
     assert set(rends) == {"source", "360p"}
     assert rends["source"]["width"] == 1280 and rends["source"]["measured_bandwidth"] == 2_500_000
     assert rends["360p"]["video_bitrate"] == 800_000
     # What the edge lists of the mirrored stream is what the source listed.
-    again = {x["id"]: x for x in dist.listing(store, node_id="edge")["streams"]}["st_abc"]
-    assert again["generation"]["id"] == "gen_abc" and again["slug"] == "show"
+    again = {x["id"]: x for x in dist.listing(store, node_id="edge")["streams"]}["st_ba7816bf8f01cfea"]
+    assert again["generation"]["id"] == "gen_ba7816bf8f01cfea" and again["slug"] == "show"
 
 
 def test_mirror_is_idempotent_and_updates_changed_fields(store):
@@ -299,16 +299,16 @@ def test_mirror_is_idempotent_and_updates_changed_fields(store):
     changed["title"], changed["visibility"] = "New title", "private"
     changed["generation"]["discontinuity_count"] = 2
     dist.mirror(store, "origin", _doc(changed))
-    s = domain.streams.get(store, "st_abc")
+    s = domain.streams.get(store, "st_ba7816bf8f01cfea")
     assert (s["slug"], s["title"], s["visibility"]) == ("renamed", "New title", "private")
     assert s["created_at"] == before["streams"][0]["created_at"]
-    assert domain.generations.get(store, "gen_abc")["discontinuity_count"] == 2
-    assert domain.renditions.list_(store, "st_abc")[0]["width"] == 640
+    assert domain.generations.get(store, "gen_ba7816bf8f01cfea")["discontinuity_count"] == 2
+    assert domain.renditions.list_(store, "st_ba7816bf8f01cfea")[0]["width"] == 640
     assert len(_rows(store, "renditions")) == 1
     ended = _listed(slug="renamed", status="ended", renditions=[{"name": "source", "kind": "source", "width": 640}])
     ended["generation"]["ended_at"] = "2026-11-27T01:00:00.000Z"
     dist.mirror(store, "origin", _doc({**ended, "title": "New title", "visibility": "private"}))
-    g = domain.generations.get(store, "gen_abc")
+    g = domain.generations.get(store, "gen_ba7816bf8f01cfea")
     assert g["status"] == "ended" and g["ended_at"] == "2026-11-27T01:00:00.000Z"
     assert g["started_at"] == "2026-11-27T00:00:00.000Z"  # kept from the first mirror
     snapshot = {t: _rows(store, t) for t in tables}
@@ -320,7 +320,7 @@ def test_mirror_never_touches_a_local_stream_with_the_same_id(store):
     local = _origin_stream(store, "mine")
     g, _ = domain.generations.start(store, local["id"])
     before = {t: _rows(store, t) for t in ("streams", "stream_generations", "renditions")}
-    listed = _listed(sid=local["id"], slug="theirs", gid="gen_theirs", renditions=[{"name": "720p", "kind": "source"}])
+    listed = _listed(sid=local["id"], slug="theirs", gid="gen_4c55a8552a2c7261", renditions=[{"name": "720p", "kind": "source"}])
     assert dist.mirror(store, "origin", _doc(listed)) == []
     assert {t: _rows(store, t) for t in ("streams", "stream_generations", "renditions")} == before
     # Nor is it deleted when the source stops listing it.
@@ -331,63 +331,63 @@ def test_mirror_never_touches_a_local_stream_with_the_same_id(store):
 
 def test_mirror_skips_a_stream_whose_slug_clashes_with_a_local_one(store):
     local = _origin_stream(store, "show")
-    out = dist.mirror(store, "origin", _doc(_listed(sid="st_other", slug="show"), _listed(sid="st_ok", slug="ok", gid="gen_ok")))
-    assert [s["id"] for s in out] == ["st_ok"]
+    out = dist.mirror(store, "origin", _doc(_listed(sid="st_d9298a10d1b07358", slug="show"), _listed(sid="st_2689367b205c16ce", slug="ok", gid="gen_2689367b205c16ce")))
+    assert [s["id"] for s in out] == ["st_2689367b205c16ce"]
     assert domain.streams.get(store, "show")["id"] == local["id"]
-    assert _rows(store, "streams", id="st_other") == [] and _rows(store, "stream_generations", id="gen_abc") == []
+    assert _rows(store, "streams", id="st_d9298a10d1b07358") == [] and _rows(store, "stream_generations", id="gen_ba7816bf8f01cfea") == []
     # Once the local stream is deleted, the slug is free for the mirrored one.
     domain.streams.delete(store, local["id"])
-    assert [s["id"] for s in dist.mirror(store, "origin", _doc(_listed(sid="st_other", slug="show")))] == ["st_other"]
-    assert domain.streams.get(store, "show")["id"] == "st_other"
+    assert [s["id"] for s in dist.mirror(store, "origin", _doc(_listed(sid="st_d9298a10d1b07358", slug="show")))] == ["st_d9298a10d1b07358"]
+    assert domain.streams.get(store, "show")["id"] == "st_d9298a10d1b07358"
 
 
 def test_mirror_ends_an_older_active_generation_when_a_newer_one_is_listed(store):
-    dist.mirror(store, "origin", _doc(_listed(gid="gen_old", status="live")))
-    dist.mirror(store, "origin", _doc(_listed(gid="gen_new", status="starting")))
-    old, new = domain.generations.get(store, "gen_old"), domain.generations.get(store, "gen_new")
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_cba06b5736faf67e", status="live")))
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_11507a0e2f5e69d5", status="starting")))
+    old, new = domain.generations.get(store, "gen_cba06b5736faf67e"), domain.generations.get(store, "gen_11507a0e2f5e69d5")
     assert old["status"] == "ended" and old["ended_at"] and new["status"] == "starting"
-    active = store.query("SELECT id FROM stream_generations WHERE stream_id = 'st_abc' AND status IN ('starting', 'live')")
-    assert active == [{"id": "gen_new"}]
-    assert domain.generations.active(store, "st_abc")["id"] == "gen_new"
+    active = store.query("SELECT id FROM stream_generations WHERE stream_id = 'st_ba7816bf8f01cfea' AND status IN ('starting', 'live')")
+    assert active == [{"id": "gen_11507a0e2f5e69d5"}]
+    assert domain.generations.active(store, "st_ba7816bf8f01cfea")["id"] == "gen_11507a0e2f5e69d5"
     # The same again, and the newer one going live: still one active generation.
-    dist.mirror(store, "origin", _doc(_listed(gid="gen_new", status="live")))
-    assert [g["id"] for g in store.query("SELECT id FROM stream_generations WHERE status IN ('starting', 'live')")] == ["gen_new"]
+    dist.mirror(store, "origin", _doc(_listed(gid="gen_11507a0e2f5e69d5", status="live")))
+    assert [g["id"] for g in store.query("SELECT id FROM stream_generations WHERE status IN ('starting', 'live')")] == ["gen_11507a0e2f5e69d5"]
 
 
 def test_mirror_soft_deletes_streams_no_longer_listed_but_not_carried_ones(store):
-    dist.mirror(store, "origin", _doc(_listed(sid="st_a", slug="a", gid="gen_a"), _listed(sid="st_b", slug="b", gid="gen_b"),
-                                      _listed(sid="st_c", slug="c", gid="gen_c")))
-    dist.mirror(store, "other-origin", _doc(_listed(sid="st_x", slug="x", gid="gen_x")))
-    dist.mirror(store, "origin", _doc(_listed(sid="st_a", slug="a", gid="gen_a")), carried={"st_c"})
+    dist.mirror(store, "origin", _doc(_listed(sid="st_ca978112ca1bbdca", slug="a", gid="gen_ca978112ca1bbdca"), _listed(sid="st_3e23e8160039594a", slug="b", gid="gen_3e23e8160039594a"),
+                                      _listed(sid="st_2e7d2c03a9507ae2", slug="c", gid="gen_2e7d2c03a9507ae2")))
+    dist.mirror(store, "other-origin", _doc(_listed(sid="st_2d711642b726b044", slug="x", gid="gen_2d711642b726b044")))
+    dist.mirror(store, "origin", _doc(_listed(sid="st_ca978112ca1bbdca", slug="a", gid="gen_ca978112ca1bbdca")), carried={"st_2e7d2c03a9507ae2"})
     live = {s["id"] for s in domain.streams.list_(store)}
-    assert live == {"st_a", "st_c", "st_x"}  # another source's streams are its own business
-    b = domain.streams.get(store, "st_b", include_deleted=True)
+    assert live == {"st_ca978112ca1bbdca", "st_2e7d2c03a9507ae2", "st_2d711642b726b044"}  # another source's streams are its own business
+    b = domain.streams.get(store, "st_3e23e8160039594a", include_deleted=True)
     assert b["deleted_at"] and b["updated_at"] == b["deleted_at"]
     # Soft-deleted like streams.delete: its active generation ends with it.
-    assert domain.generations.get(store, "gen_b")["status"] == "ended"
-    assert domain.generations.active(store, "st_b") is None
-    assert domain.generations.get(store, "gen_a")["status"] == "live"
+    assert domain.generations.get(store, "gen_3e23e8160039594a")["status"] == "ended"
+    assert domain.generations.active(store, "st_3e23e8160039594a") is None
+    assert domain.generations.get(store, "gen_ca978112ca1bbdca")["status"] == "live"
 
 
 def test_a_deleted_mirrored_stream_listed_again_comes_back(store):
     dist.mirror(store, "origin", _doc(_listed()))
     dist.mirror(store, "origin", _doc())
-    assert domain.streams.get(store, "st_abc", include_deleted=True)["deleted_at"]
+    assert domain.streams.get(store, "st_ba7816bf8f01cfea", include_deleted=True)["deleted_at"]
     out = dist.mirror(store, "origin", _doc(_listed()))
-    assert [s["id"] for s in out] == ["st_abc"]
+    assert [s["id"] for s in out] == ["st_ba7816bf8f01cfea"]
     s = domain.streams.get(store, "show")
-    assert s["id"] == "st_abc" and s["deleted_at"] is None
-    assert domain.generations.get(store, "gen_abc")["status"] == "live"
-    assert domain.generations.active(store, "st_abc")["id"] == "gen_abc"
+    assert s["id"] == "st_ba7816bf8f01cfea" and s["deleted_at"] is None
+    assert domain.generations.get(store, "gen_ba7816bf8f01cfea")["status"] == "live"
+    assert domain.generations.active(store, "st_ba7816bf8f01cfea")["id"] == "gen_ba7816bf8f01cfea"
     assert len(_rows(store, "streams")) == 1 and len(_rows(store, "stream_generations")) == 1
 
 
 def test_a_stream_moves_between_sources(store):
     dist.mirror(store, "origin-a", _doc(_listed()))
     dist.mirror(store, "origin-b", _doc(_listed()))
-    assert domain.streams.get(store, "st_abc")["source_endpoint_id"] == "origin-b"
+    assert domain.streams.get(store, "st_ba7816bf8f01cfea")["source_endpoint_id"] == "origin-b"
     dist.mirror(store, "origin-a", _doc())  # the old source drops it: not its stream any more
-    assert domain.streams.get(store, "st_abc")["deleted_at"] is None
+    assert domain.streams.get(store, "st_ba7816bf8f01cfea")["deleted_at"] is None
 
 
 def test_mirror_refuses_a_bad_listing_and_writes_nothing(store):

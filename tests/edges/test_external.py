@@ -179,3 +179,55 @@ async def test_an_ll_hls_external_origin_is_followed_with_blocking_reloads(make_
     finally:
         publisher.kill()
         publisher.wait()
+
+
+class RecordingOrigin:
+    """A tiny HTTP origin in the test process: fixed answers by path, every request recorded."""
+
+    def __init__(self, pages: dict[str, bytes]):
+        self.pages, self.requests, self.port = pages, [], free_port()
+
+    async def app(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        self.requests.append((scope["path"], dict(scope["headers"])))
+        body = self.pages.get(scope["path"])
+        await send({"type": "http.response.start", "status": 200 if body is not None else 404,
+                    "headers": [(b"content-length", b"%d" % len(body or b""))]})
+        await send({"type": "http.response.body", "body": body or b""})
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind, config.accesslog, config.errorlog = [f"127.0.0.1:{self.port}"], None, None
+        await serve(self.app, config, task_status=task_status)
+
+
+async def test_an_external_origin_gets_no_node_token_and_cannot_send_the_edge_elsewhere(make_node):
+    async with trio.open_nursery() as nursery:
+        elsewhere = RecordingOrigin({})
+        await nursery.start(elsewhere.serve)
+        other = f"http://127.0.0.1:{elsewhere.port}"
+        media = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                 f"#EXTINF:1.0,\n{other}/secret/0.ts\n#EXTINF:1.0,\n1.ts\n").encode()
+        master = (f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\n{other}/internal/index.m3u8\n"
+                  f"#EXT-X-STREAM-INF:BANDWIDTH=2000\nv/index.m3u8\n").encode()
+        mux = RecordingOrigin({"/master.m3u8": master, "/v/index.m3u8": media, "/v/1.ts": b"x" * 2000})
+        await nursery.start(mux.serve)
+        edge = make_node("edge-a")
+        link(edge, {"mux": ("external_origin", f"http://127.0.0.1:{mux.port}/master.m3u8", []),
+                    "edge-a": ("tribes_edge", edge.base_url, ["mux"])})
+        await edge.start("http", "edge-fill")
+        await wait_until(lambda: any(p == "/v/index.m3u8" for p, _ in mux.requests) and len(mux.requests) > 5, 20,
+                         "the edge follows the mux")
+        # The variant on another host is dropped, and so is nothing fetched from there; a
+        # segment URI pointing elsewhere makes the playlist unusable rather than followed.
+        assert elsewhere.requests == []
+        assert all(b"authorization" not in headers for _, headers in mux.requests)
+        nursery.cancel_scope.cancel()

@@ -33,7 +33,10 @@ _GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "disc
 _RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_bitrate", "video_codec",
                      "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
 _STATUSES = ("starting", "live", "ended", "failed")
-_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # as config's: it is a directory in the spool
+# Names and ids become directories in the spool and parts of HLS URLs: the HLS route's alphabet.
+RENDITION_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+STREAM_ID = re.compile(r"st_[0-9a-f]{16}")
+GENERATION_ID = re.compile(r"gen_[0-9a-f]{16}")
 _RENDITION_INTS = ("width", "height", "video_bitrate", "audio_bitrate", "measured_bandwidth", "measured_average_bandwidth")
 
 
@@ -138,13 +141,13 @@ def check_listing(doc: object) -> dict:
         for k in _STREAM_FIELDS:
             if not isinstance(s.get(k), str) or not s[k] or len(s[k]) > 500:
                 raise InvalidInput(f"listed stream field {k!r} must be a non-empty string", field=k)
-        if not s["id"].startswith("st_") or s["visibility"] not in ("public", "unlisted", "private"):
+        if not STREAM_ID.fullmatch(s["id"]) or s["visibility"] not in ("public", "unlisted", "private"):
             raise InvalidInput(f"listed stream {s['id']!r} is malformed", field="id")
         g = s.get("generation")
         if g is None:
             continue
-        if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not g["id"].startswith("gen_"):
-            raise InvalidInput("a listed generation needs an id gen_…", field="generation")
+        if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not GENERATION_ID.fullmatch(g["id"]):
+            raise InvalidInput("a listed generation needs an id gen_ + 16 hex digits", field="generation")
         if g.get("status") not in _STATUSES:
             raise InvalidInput(f"listed generation status {g.get('status')!r} is unknown", field="status")
         for k in ("started_at", "live_at", "ended_at"):
@@ -173,7 +176,7 @@ def _number(v: object, *, integer: bool) -> bool:
 def _rendition_ok(r: dict) -> bool:
     """A name that is safe as a spool directory, numbers that are numbers, codecs that are strings,
     and a position ([msn, part]) and playlist age an edge can compare."""
-    if not _RENDITION_NAME.fullmatch(r["name"]):
+    if not RENDITION_NAME.fullmatch(r["name"]):
         return False
     if any(r.get(k) is not None and not _number(r[k], integer=True) for k in _RENDITION_INTS):
         return False

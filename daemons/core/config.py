@@ -337,7 +337,7 @@ SCHEMA: dict[str, Key] = {
     "distribution.key_file": Key(PATH, "", "File holding the key shared by an origin and its edges (32+ characters): it authenticates node-to-node requests and signs playback tokens that every node accepts. \"\" = this node neither feeds nor follows other Sender nodes."),
     "edge_fill.discovery_interval_s": Key(_float_kind(0.1, 600), 1.0, "How often an edge asks its sources which generations are live (and how healthy they are)."),
     "edge_fill.request_timeout_s": Key(_float_kind(0.1, 600), 5.0, "Timeout of one request to a source for a file or a listing (blocking playlist reloads wait longer)."),
-    "edge_fill.max_fetches": Key(_int_kind(1, 1000), 8, "Most files one rendition fetches from its source at once."),
+    "edge_fill.max_fetches": Key(_int_kind(1, 1000), 8, "Most files one generation fetches from its source at once (all its renditions together)."),
     "edge_fill.pull_through": Key(BOOL, True, "sender-http fetches a missing part, segment or init file from the edge's source once (concurrent misses wait on one fetch) and keeps it."),
     "snapshot.interval_s": Key(_float_kind(0.1, 3600), 5.0, "Seconds between endpoint snapshots."),
     "snapshot.history_limit": Key(_int_kind(1, 10_000_000), 1000, "EndpointHistory rows kept per endpoint (oldest dropped)."),

@@ -184,6 +184,9 @@ class HLSHandler:
         return 200, headers, view.render(skip=skip, query=self._token_query(req))
 
     def _seen(self, req: Request, scope) -> None:
+        authorization = req.headers.get(b"authorization")
+        if authorization is not None and distribution.node_authorized(self.node_key, authorization.decode("latin-1")):
+            return  # an edge filling its spool is not a viewer (it would count its viewers twice)
         self.viewers.seen(req.stream_id, req.generation_id, req.rendition, session_key(
             req.query.get("session") or req.headers.get(b"x-playback-session-id", b"").decode("latin-1"),
             self.client_of(scope), req.headers.get(b"user-agent", b"").decode("latin-1")))

@@ -46,6 +46,11 @@ NGINX_TEMPLATE = """\
 
 proxy_cache_path {cache_dir} levels=1:2 keys_zone=sender_hls:{zone_mb}m max_size={max_size} inactive=10m use_temp_path=off;
 
+# What sender-http is asked under /hls/: exactly the arguments in the cache key, as the key has
+# them (nginx's first occurrence, name not decoded). Forwarding the viewer's own query instead
+# would let `?_HLS_skip=&_HLS_skip=YES` or `?%5FHLS_skip=YES` store a delta playlist under the
+# full playlist's key (sender-http takes the last occurrence and decodes names).
+{arg_maps}
 upstream sender_http {{
     server {upstream};
     keepalive 64;
@@ -65,6 +70,7 @@ server {{
 
     # HLS: cached as sender-http says (Cache-Control), one upstream request per object.
     location /hls/ {{
+        set $args "{forward_args}";
         proxy_pass http://sender_http;
         proxy_cache sender_hls;
         # The LL-HLS delivery directives and the playback token are part of the object; the
@@ -87,6 +93,7 @@ server {{
         # Live playlists are never served stale: a joining player would start behind the live
         # edge (or, before the first segment, find nothing to play).
         location ~ \\.m3u8$ {{
+            set $args "{forward_args}";
             proxy_pass http://sender_http;
             proxy_cache_use_stale off;
             proxy_cache_background_update off;
@@ -105,7 +112,10 @@ server {{
 def render_nginx(*, upstream: str, listen: str, server_name: str = "_", cache_dir: str = "/var/cache/nginx/sender",
                  max_size: str = "10g", zone_mb: int = 32, target_duration_s: int = 2) -> str:
     cache_key = "$uri?" + "&".join(f"{arg}=$arg_{arg}" for arg in KEY_ARGS)
-    return NGINX_TEMPLATE.format(upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
+    arg_maps = "".join(f'map $arg_{arg} $sender_fwd_{arg.lower()} {{{{ "" ""; default "&{arg}=$arg_{arg}"; }}}}\n'
+                       for arg in KEY_ARGS)
+    forward_args = "".join(f"$sender_fwd_{arg.lower()}" for arg in KEY_ARGS)
+    return NGINX_TEMPLATE.format(arg_maps=arg_maps.format(), forward_args=forward_args,upstream=upstream, listen=listen, server_name=server_name, cache_dir=cache_dir,
                                  max_size=max_size, zone_mb=zone_mb, cache_key=cache_key,
                                  hold_s=hold_seconds(target_duration_s),
                                  read_timeout_s=upstream_timeout_seconds(target_duration_s))

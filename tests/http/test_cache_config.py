@@ -73,3 +73,15 @@ async def test_private_streams_are_not_cached(http, proxy):
             assert r.status_code == 200 and r.headers["x-cache-status"] != "HIT"
         assert (await c.get(gen.url("1.m4s"))).status_code == 403  # and never served without a token
     assert origin_count(http, "segment") == 2
+
+
+async def test_arguments_outside_the_key_never_reach_the_origin(http, proxy):
+    """sender-http is asked exactly what the cache key names: a duplicated or percent-encoded
+    directive (nginx keys on the first, undecoded; sender-http would take the last, decoded)
+    cannot put another answer under this key."""
+    gen = await generation(http)
+    async with httpx.AsyncClient(base_url=proxy, timeout=30) as c:
+        r = await c.get(gen.url() + "?_HLS_msn=1&_HLS_part=0&_HLS_%6Dsn=9&_HLS_msn=9&session=s1")
+        assert r.status_code == 200  # msn 1 exists: answered at once, not held for msn 9 (or 400: too far ahead)
+        plain = await c.get(gen.url() + "?_HLS_skip=&_HLS_skip=YES")
+        assert plain.status_code == 200 and "#EXT-X-SKIP" not in plain.text

@@ -316,7 +316,9 @@ class EdgeFillDaemon:
             expired = await self.store.run(_expired_mirrors, retention)
             for sid, gid in expired:
                 if gid not in self.mirrors:
-                    await trio.to_thread.run_sync(shutil.rmtree, self.root / sid / gid, True)
+                    d = self.root / sid / gid
+                    if d.exists():  # (every ended mirror is listed each round; most are gone already)
+                        await trio.to_thread.run_sync(shutil.rmtree, d, True)
 
     def send_event(self, sid: str, gid: str, name: str, playlist: hls.MediaPlaylist) -> None:
         last = playlist.last_msn_part()
@@ -386,7 +388,8 @@ class GenerationMirror:
         self.ended = False
         self._hints: dict[str, tuple[trio.Event, Upstream, trio.CancelScope]] = {}  # "<rendition>/<name>" → prefetch in flight
         self._fetch_limit = trio.CapacityLimiter(daemon.cfg["edge_fill.max_fetches"])
-        self._locks = {n: trio.Lock() for n in self.names}  # one step at a time per rendition
+        self._locks = {n: trio.Lock() for n in self.names}
+        self._master: bytes | None = None  # the master playlist last written  # one step at a time per rendition
         self._progress_at = {n: trio.current_time() for n in self.names}
 
     @property
@@ -740,8 +743,9 @@ class GenerationMirror:
                 return
             if status != 200:
                 return
-        if data is not None:
-            await self.writer.apply("", [], {"master.m3u8": data})
+        if data is not None and data != self._master:  # unchanged: its ETag stays
+            if await self.writer.apply("", [], {"master.m3u8": data}):
+                self._master = data
 
     def _external_master(self) -> bytes | None:
         text = self.external.get("master")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from daemons.core import config as config_mod
 from daemons.core import domain, install
 from daemons.core.install import Install
 from daemons.media.hls.parse import parse_media_playlist
+from tests.daemons.conftest import ffmpeg_publish_cmd
 from tests.daemons.test_up import free_port, port_open
 
 SENDER = str(Path(sys.executable).parent / "sender")
@@ -151,6 +153,28 @@ def stream_and_key(node: Node, slug: str = "show") -> tuple[dict, str]:
     return stream, key
 
 
+@asynccontextmanager
+async def origin_and_edge(make_node, *, seconds: int, hop: "CountingProxy | None" = None, edge_daemons=("http", "edge-fill"),
+                          **edge_config):
+    """An origin (ingest + http) publishing a test pattern with ffmpeg for `seconds`, and one edge
+    (`edge-a`) following it — through `hop` when given. Yields (origin, edge, stream)."""
+    origin, edge = make_node("origin"), make_node("edge-a", **edge_config)
+    link(origin, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
+    if hop is not None:
+        hop.upstream = origin.base_url
+    link(edge, {"origin": ("tribes_origin", hop.base_url if hop else origin.base_url, []),
+                "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
+    stream, key = stream_and_key(origin)
+    await origin.start("ingest", "http")
+    await edge.start(*edge_daemons)
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), seconds), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield origin, edge, stream
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
 async def get_playlist(client: httpx.AsyncClient, url: str):
     r = await client.get(url)
     if r.status_code != 200:
@@ -162,7 +186,7 @@ class CountingProxy:
     """A real HTTP hop between an edge and its source that counts every request it forwards
     (path and query): what the origin is asked, request by request."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str = ""):
         self.upstream = upstream
         self.requests: dict[str, int] = {}
         self.port = free_port()

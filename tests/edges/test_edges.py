@@ -15,7 +15,7 @@ from daemons.core.stats import read_stats
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from daemons.media.hls.parse import parse_media_playlist
-from tests.edges.conftest import CountingProxy, get_playlist, link, stream_and_key, wait_until
+from tests.edges.conftest import CountingProxy, get_playlist, link, origin_and_edge, stream_and_key, wait_until
 from tests.http.nginx_proxy import NGINX, nginx_cache
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
@@ -35,15 +35,7 @@ def position(p):
 
 
 async def test_an_edge_serves_the_origins_stream_with_the_same_urls_a_part_behind(make_node, tmp_path):
-    origin = make_node("origin")
-    edge = make_node("edge-a")
-    for n in (origin, edge):
-        link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
-    stream, key = stream_and_key(origin)
-    await origin.start("ingest", "http")
-    await edge.start("http", "edge-fill", "snapshot")
-    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 30), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    async with origin_and_edge(make_node, seconds=30, edge_daemons=("http", "edge-fill", "snapshot")) as (origin, edge, stream):
         async with httpx.AsyncClient(timeout=10) as client:
             at_origin = await wait_until(lambda: live_generation(client, origin, "show"), 30, "live at the origin")
             at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
@@ -96,9 +88,6 @@ async def test_an_edge_serves_the_origins_stream_with_the_same_urls_a_part_behin
                 return row if row and row["segment_lag"] is not None and row["viewers"] >= 1 else None
             row = await wait_until(edge_snapshot, 20, "the edge's snapshot of the generation")
             assert row["status"] == "healthy" and row["segment_lag"] <= 1, row
-    finally:
-        publisher.kill()
-        publisher.wait()
 
 
 def _parts_between(o, e) -> int:
@@ -203,48 +192,38 @@ async def test_an_edge_leaves_a_stalled_or_dead_source_within_two_target_duratio
 
 
 async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_object(make_node, record_property):
-    origin, edge = make_node("origin"), make_node("edge-a")
     async with trio.open_nursery() as nursery:
-        proxy = CountingProxy(origin.base_url)
+        proxy = CountingProxy()
         await nursery.start(proxy.serve)
-        link(origin, {"origin": ("tribes_origin", origin.base_url, [])})
-        link(edge, {"origin": ("tribes_origin", proxy.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
-        stream, key = stream_and_key(origin)
-        await origin.start("ingest", "http")
-        await edge.start("http", "edge-fill")
-        publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
-            async with httpx.AsyncClient(timeout=15, limits=limits) as client:
-                at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
-                base = f"{edge.base_url}/hls/{stream['id']}/{at_edge['generation_id']}/source/"
-                fetched = {"parts": 0, "errors": 0}
-                served: list[int] = []  # parts per viewer
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+        async with origin_and_edge(make_node, seconds=60, hop=proxy) as (origin, edge, stream), \
+                httpx.AsyncClient(timeout=15, limits=limits) as client:
+            at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
+            base = f"{edge.base_url}/hls/{stream['id']}/{at_edge['generation_id']}/source/"
+            fetched = {"parts": 0, "errors": 0}
+            served: list[int] = []  # parts per viewer
 
-                async def viewer() -> None:
-                    # An LL-HLS player: blocking reload for the next part, then that part.
-                    r = await client.get(base + "index.m3u8")
+            async def viewer() -> None:
+                # An LL-HLS player: blocking reload for the next part, then that part.
+                r = await client.get(base + "index.m3u8")
+                p = parse_media_playlist(r.text)
+                assert (await client.get(base + "init.mp4")).status_code == 200
+                served.append(0)
+                me = len(served) - 1
+                while True:
+                    nxt = (p.next_msn, len(p.partial_parts)) if p.partial_parts else (p.next_msn, 0)
+                    r = await client.get(f"{base}index.m3u8?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}")
                     p = parse_media_playlist(r.text)
-                    assert (await client.get(base + "init.mp4")).status_code == 200
-                    served.append(0)
-                    me = len(served) - 1
-                    while True:
-                        nxt = (p.next_msn, len(p.partial_parts)) if p.partial_parts else (p.next_msn, 0)
-                        r = await client.get(f"{base}index.m3u8?_HLS_msn={nxt[0]}&_HLS_part={nxt[1]}")
-                        p = parse_media_playlist(r.text)
-                        newest = p.partial_parts[-1].uri if p.partial_parts else p.segments[-1].parts[-1].uri
-                        part = await client.get(base + newest)
-                        fetched["parts" if part.status_code == 200 else "errors"] += 1
-                        served[me] += part.status_code == 200
+                    newest = p.partial_parts[-1].uri if p.partial_parts else p.segments[-1].parts[-1].uri
+                    part = await client.get(base + newest)
+                    fetched["parts" if part.status_code == 200 else "errors"] += 1
+                    served[me] += part.status_code == 200
 
-                with trio.move_on_after(8):
-                    async with trio.open_nursery() as viewers:
-                        for _ in range(200):
-                            viewers.start_soon(viewer)
-        finally:
-            publisher.kill()
-            publisher.wait()
-            nursery.cancel_scope.cancel()
+            with trio.move_on_after(8):
+                async with trio.open_nursery() as viewers:
+                    for _ in range(200):
+                        viewers.start_soon(viewer)
+        nursery.cancel_scope.cancel()
 
     media = proxy.media_requests()
     playlists = proxy.playlist_requests()
@@ -261,14 +240,7 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
 
 @pytest.mark.skipif(NGINX is None, reason="nginx not installed (run .ci/bootstrap --test)")
 async def test_nginx_from_sender_cache_config_in_front_of_an_edge_serves_ll_hls(make_node, tmp_path):
-    origin, edge = make_node("origin"), make_node("edge-a", **{"http.trusted_proxies": ["127.0.0.1/32"]})
-    for n in (origin, edge):
-        link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
-    stream, key = stream_and_key(origin)
-    await origin.start("ingest", "http")
-    await edge.start("http", "edge-fill")
-    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    async with origin_and_edge(make_node, seconds=40, **{"http.trusted_proxies": ["127.0.0.1/32"]}) as (origin, edge, stream):
         async with nginx_cache(f"127.0.0.1:{edge.http_port}", tmp_path / "nginx") as cache, \
                 httpx.AsyncClient(timeout=10) as client:
             await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
@@ -296,9 +268,6 @@ async def test_nginx_from_sender_cache_config_in_front_of_an_edge_serves_ll_hls(
             probe = await trio.run_process([FFPROBE, "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", info["master_url"]],
                                            capture_stdout=True, check=False)
             assert probe.returncode == 0 and {s["codec_type"] for s in json.loads(probe.stdout)["streams"]} == {"video", "audio"}
-    finally:
-        publisher.kill()
-        publisher.wait()
 
 
 async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:
@@ -307,16 +276,9 @@ async def _has_segment(client: httpx.AsyncClient, url: str) -> bool:
 
 
 async def test_an_ended_generation_and_a_deleted_stream_reach_the_edge(make_node):
-    origin, edge = make_node("origin"), make_node("edge-a")
-    for n in (origin, edge):
-        link(n, {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])})
-    stream, key = stream_and_key(origin)
-    with origin.store() as store:  # a private stream: the edge fetches it with its node token
-        domain.streams.update(store, "show", visibility="private")
-    await origin.start("ingest", "http")
-    await edge.start("http", "edge-fill")
-    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    async with origin_and_edge(make_node, seconds=60) as (origin, edge, stream):
+        with origin.store() as store:  # a private stream: the edge fetches it with its node token
+            domain.streams.update(store, "show", visibility="private")
         async with httpx.AsyncClient(timeout=10) as client:
             def edge_generation():
                 with edge.store() as store:
@@ -360,6 +322,3 @@ async def test_an_ended_generation_and_a_deleted_stream_reach_the_edge(make_node
             await wait_until(deleted_at_edge, 15, "deleted at the edge")
             r = await client.get(f"{edge.base_url}/api/streams/show/playback?token={token}")
             assert r.status_code == 404
-    finally:
-        publisher.kill()
-        publisher.wait()

@@ -12,7 +12,7 @@ from daemons.core import domain
 from daemons.core.install import Install
 from daemons.http.server import HTTPDaemon
 from daemons.runtime.store import StoreWorker
-from tests.daemons.conftest import make_install
+from tests.daemons.conftest import make_install, wait_for
 from tests.http.spool_writer import GenerationWriter
 
 
@@ -92,3 +92,30 @@ async def answer_before_late_body(running: RunningHTTP, method: str, path: bytes
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
     return head.split(b"\r\n", 1)[0], rest
+
+
+async def origin_saw(http: RunningHTTP, kind: str, expected: int, status: int = 200) -> int:
+    """sender-http's count of one kind of answer, once it has counted `expected` of them: it
+    counts after sending, so the count may trail the answer the client already has."""
+    await wait_for(lambda: origin_count(http, kind, status) >= expected)
+    return origin_count(http, kind, status)
+
+
+async def viewers_blocked_on_the_next_part(http: RunningHTTP, proxy: str, viewers: int = 50) -> list[httpx.Response]:
+    """`viewers` players ask a caching proxy for the playlist blocked on part 3.0, which does not
+    exist yet; nobody may be answered until it appears (then it is added)."""
+    gen = await generation(http)
+    results = []
+    async with httpx.AsyncClient(base_url=proxy, limits=httpx.Limits(max_connections=100), timeout=30) as c:
+        async with trio.open_nursery() as n:
+            async def viewer(i: int) -> None:
+                results.append(await c.get(gen.url(), params={"_HLS_msn": 3, "_HLS_part": 0, "session": f"viewer-{i}"}))
+
+            for i in range(viewers):
+                n.start_soon(viewer, i)
+            # Held upstream: one request, however many viewers wait behind the proxy.
+            view_path = f"{gen.stream_id}/{gen.generation_id}/{gen.rendition}"
+            await wait_for(lambda: (v := http.daemon.ctx.spool.views.get(view_path)) is not None and v.waiters >= 1)
+            assert results == []  # nobody is answered before the part exists
+            gen.add_part()
+    return results

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import trio
 
 from daemons.core.domain import playback
-from tests.daemons.conftest import wait_for
-from tests.http.conftest import generation, origin_count
+from tests.http.conftest import generation, origin_saw, viewers_blocked_on_the_next_part
 from tests.http.nginx_proxy import NGINX, nginx_cache
 from tests.http.spool_writer import part_bytes
 
@@ -31,26 +29,14 @@ async def test_media_is_fetched_from_the_origin_once(http, proxy):
         second = await c.get(gen.url("1.m4s"), params={"session": "another-viewer"})  # the session id is not in the key
     assert first.status_code == second.status_code == 200 and first.content == second.content
     assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("MISS", "HIT")
-    assert origin_count(http, "segment") == 1
+    assert await origin_saw(http, "segment", 1) == 1
 
 
 async def test_blocking_reloads_through_the_cache_collapse_into_one_origin_request(http, proxy):
-    gen = await generation(http)
-    results = []
-    async with httpx.AsyncClient(base_url=proxy, limits=httpx.Limits(max_connections=100), timeout=30) as c:
-        async with trio.open_nursery() as n:
-            async def viewer(i: int) -> None:
-                results.append(await c.get(gen.url(), params={"_HLS_msn": 3, "_HLS_part": 0, "session": f"viewer-{i}"}))
-
-            for i in range(50):
-                n.start_soon(viewer, i)
-            # Held upstream: one request, however many viewers wait behind nginx.
-            view_path = f"{gen.stream_id}/{gen.generation_id}/{gen.rendition}"
-            await wait_for(lambda: (v := http.daemon.ctx.spool.views.get(view_path)) is not None and v.waiters >= 1)
-            gen.add_part()
+    results = await viewers_blocked_on_the_next_part(http, proxy)
     assert len(results) == 50 and {r.status_code for r in results} == {200}
     assert all("3.0.m4s" in r.text for r in results)
-    assert origin_count(http, "playlist") == 1
+    assert await origin_saw(http, "playlist", 1) == 1
 
 
 async def test_a_404_for_a_future_part_is_not_kept(http, proxy):
@@ -72,7 +58,7 @@ async def test_private_streams_are_not_cached(http, proxy):
             r = await c.get(gen.url("1.m4s"), params={"token": token})
             assert r.status_code == 200 and r.headers["x-cache-status"] != "HIT"
         assert (await c.get(gen.url("1.m4s"))).status_code == 403  # and never served without a token
-    assert origin_count(http, "segment") == 2
+    assert await origin_saw(http, "segment", 2) == 2
 
 
 async def test_arguments_outside_the_key_never_reach_the_origin(http, proxy):

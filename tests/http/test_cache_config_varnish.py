@@ -19,7 +19,7 @@ from sender_cli.app import app
 from sender_cli.commands.cache_config import render_varnish
 from tests.daemons.conftest import wait_for
 from tests.daemons.test_up import free_port, port_open
-from tests.http.conftest import generation, make_http_install, origin_count
+from tests.http.conftest import generation, make_http_install, origin_saw, viewers_blocked_on_the_next_part
 from tests.http.spool_writer import part_bytes
 from tests.http.test_playback import live_generation
 
@@ -61,13 +61,6 @@ async def proxy(http, tmp_path):
             await proc.wait()
 
 
-async def origin_saw(http, kind: str, expected: int, status: int = 200) -> int:
-    """sender-http's count of one kind of answer, once it has counted `expected` of them: it
-    counts after sending, so the count may trail the answer the client already has."""
-    await wait_for(lambda: origin_count(http, kind, status) >= expected)
-    return origin_count(http, kind, status)
-
-
 def test_the_generated_vcl_compiles(tmp_path):
     out = CliRunner().invoke(app, ["cache-config", "varnish", "--upstream", "10.0.0.5:8080", "--listen", "6081",
                                    "--target-duration", "4", "--json"])
@@ -95,20 +88,7 @@ async def test_media_is_fetched_from_the_origin_once(http, proxy):
 
 
 async def test_blocking_reloads_through_the_cache_collapse_into_one_origin_request(http, proxy):
-    gen = await generation(http)
-    results = []
-    async with httpx.AsyncClient(base_url=proxy, limits=httpx.Limits(max_connections=100), timeout=30) as c:
-        async with trio.open_nursery() as n:
-            async def viewer(i: int) -> None:
-                results.append(await c.get(gen.url(), params={"_HLS_msn": 3, "_HLS_part": 0, "session": f"viewer-{i}"}))
-
-            for i in range(50):
-                n.start_soon(viewer, i)
-            # Held upstream: one request, however many viewers wait behind Varnish.
-            view_path = f"{gen.stream_id}/{gen.generation_id}/{gen.rendition}"
-            await wait_for(lambda: (v := http.daemon.ctx.spool.views.get(view_path)) is not None and v.waiters >= 1)
-            assert results == []  # nobody is answered before the part exists
-            gen.add_part()
+    results = await viewers_blocked_on_the_next_part(http, proxy)
     assert len(results) == 50 and {r.status_code for r in results} == {200}
     assert all("3.0.m4s" in r.text for r in results)
     assert await origin_saw(http, "playlist", 1) == 1

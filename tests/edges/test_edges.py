@@ -280,10 +280,10 @@ async def test_an_ended_generation_and_a_deleted_stream_reach_the_edge(make_node
         with origin.store() as store:  # a private stream: the edge fetches it with its node token
             domain.streams.update(store, "show", visibility="private")
         async with httpx.AsyncClient(timeout=10) as client:
-            def edge_generation():
+            def edge_generation():  # None until the edge has mirrored the stream
                 with edge.store() as store:
-                    rows = domain.generations.list_(store, stream["id"])
-                return rows[0] if rows else None
+                    return store.one("SELECT * FROM stream_generations WHERE stream_id = ? ORDER BY started_at DESC",
+                                     (stream["id"],))
 
             await wait_until(lambda: (g := edge_generation()) is not None and g["status"] == "live" and
                              (edge.spool(stream["id"], g["id"]) / "source" / "index.m3u8").exists(), 30, "mirrored and live")

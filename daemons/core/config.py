@@ -199,6 +199,27 @@ def _duration_from_text(s: str) -> Any:
         return s.strip()
 
 
+NEVER = "never"
+
+
+def parse_grace(v: Any) -> float | None:
+    """Seconds from a grace period: a duration, or "never" (None: wait without end)."""
+    if isinstance(v, str) and v.strip().lower() == NEVER:
+        return None
+    return parse_duration(v)
+
+
+def _check_grace(v: Any) -> Any:
+    parse_grace(v)
+    return v
+
+
+def _grace_from_text(s: str) -> Any:
+    if s.strip().lower() == NEVER:
+        return NEVER
+    return _duration_from_text(s)
+
+
 def _enum_kind(*choices: str) -> Kind:
     allowed = " | ".join(choices)
 
@@ -257,6 +278,7 @@ PATH = Kind("a filesystem path", _check_path, lambda s: s)
 STR_LIST = Kind("a list of strings", _check_str_list, _list_from_text)
 CIDRS = Kind("a list of IP addresses or CIDR networks", _check_cidrs, _list_from_text)
 DURATION = Kind("a duration (seconds, or 90s / 15m / 24h / 7d)", _check_duration, _duration_from_text)
+GRACE = Kind('a duration (seconds, or 90s / 15m / 24h), or "never"', _check_grace, _grace_from_text)
 LADDER = Kind(
     "an array of rendition tables",
     _check_ladder,
@@ -296,10 +318,14 @@ SCHEMA: dict[str, Key] = {
     "rtmp.rtmps_listen": Key(OPTIONAL_LISTEN, "", 'RTMPS listen address, e.g. "0.0.0.0:1936"; "" turns RTMPS off. Needs tls_cert and tls_key.'),
     "rtmp.tls_cert": Key(PATH, "", "PEM certificate chain for RTMPS."),
     "rtmp.tls_key": Key(PATH, "", "PEM private key for RTMPS."),
-    "rtmp.max_publishers": Key(_int_kind(1, 10_000), 64, "Most RTMP connections at once; more are refused at accept."),
+    "rtmp.max_publishers": Key(_int_kind(1, 10_000), 64, "Most publishing (authenticated) RTMP connections at once; a publish past it is refused."),
+    "rtmp.max_pending_connections": Key(_int_kind(1, 100_000), 256, "Most RTMP connections at once that have not published yet (handshaking, connecting); they never take a publisher's slot."),
+    "rtmp.max_pending_per_address": Key(_int_kind(1, 100_000), 8, "Most not-yet-publishing RTMP connections from one source address; more are closed at accept."),
+    "rtmp.reconnect_grace": Key(GRACE, "60s", 'How long a broadcast whose publisher left stays live for it to come back (the same generation goes on); then it ends like `sender stream stop`. "0s" ends it at once, "never" keeps it live until an explicit stop. Per stream: `sender stream start --reconnect-grace`.'),
     "rtmp.allow_takeover": Key(BOOL, False, "Let a new publisher with a valid key replace the connected one (else it is refused)."),
     "rtmp.record": Key(BOOL, False, "Also record each publisher session as FLV in its generation's spool directory (ingest/NNNN.flv)."),
-    "rtmp.auth_failures_per_minute": Key(_int_kind(1, 100_000), 10, "Refused publish attempts allowed per source address per minute before it is locked out."),
+    "rtmp.auth_failures_per_minute": Key(_int_kind(1, 100_000), 10, "Refused publish attempts (bad keys, unknown applications) allowed per source address within rtmp.auth_lockout_s before the address is locked out. Everyone behind one NAT address shares this count."),
+    "rtmp.auth_lockout_s": Key(_float_kind(1, 86_400), 60.0, "The window over which refused publish attempts are counted per source address; a locked-out address is let in again once its oldest failures are this old."),
     "rtmp.limits.max_chunk_size": Key(_int_kind(128, 16_777_215), 65536, "Largest chunk size a publisher may set (bytes)."),
     "rtmp.limits.max_message_size": Key(_int_kind(1024, 268_435_456), 8 * 1024 * 1024, "Largest RTMP message accepted (bytes)."),
     "rtmp.limits.max_chunk_streams": Key(_int_kind(4, 65_599), 64, "Most chunk streams one connection may open."),
@@ -308,6 +334,8 @@ SCHEMA: dict[str, Key] = {
     "http.listen": Key(LISTEN, "0.0.0.0:8080", "HTTP listen address (HLS, watch page, APIs, metrics)."),
     "http.trusted_proxies": Key(CIDRS, [], "Proxies whose X-Forwarded-* headers are honoured (addresses or CIDRs)."),
     "http.max_connections": Key(_int_kind(1, 1_000_000), 4096, "Most concurrent HTTP connections."),
+    "http.max_connections_per_address": Key(_int_kind(1, 1_000_000), 256, "Most concurrent HTTP connections from one client address (trusted proxies are not limited); more are closed at accept."),
+    "http.request_head_timeout_s": Key(_float_kind(0.5, 600), 10.0, "A client must send a whole request head within this many seconds (of connecting, or of its previous response); else the connection is closed."),
     "http.max_request_body": Key(_int_kind(1024, 1 << 30), 1024 * 1024, "Largest request body accepted (bytes)."),
     "http.workers": Key(_int_kind(1, 256), 1, "HTTP worker processes sharing the listen port (SO_REUSEPORT); one per core is a good start."),
     "http.keep_alive_s": Key(_float_kind(1, 3600), 30.0, "Idle keep-alive connections are closed after this long."),

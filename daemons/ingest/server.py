@@ -22,6 +22,7 @@ import trio
 from daemons.core import domain
 from daemons.core.domain.common import now_iso
 from daemons.core.install import Install
+from daemons.ingest.admission import Admission, Refused
 from daemons.ingest.pipeline import GenerationPipeline
 from daemons.runtime.ratelimit import WindowLimiter
 from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
@@ -177,7 +178,11 @@ class IngestDaemon:
             handshake_timeout_s=c["rtmp.limits.handshake_timeout_s"],
             idle_timeout_s=c["rtmp.limits.idle_timeout_s"],
         )
-        self.failures = WindowLimiter(c["rtmp.auth_failures_per_minute"])
+        self.failures = WindowLimiter(c["rtmp.auth_failures_per_minute"], window_s=c["rtmp.auth_lockout_s"])
+        self.admission = Admission(
+            max_pending=c["rtmp.max_pending_connections"], max_pending_per_address=c["rtmp.max_pending_per_address"],
+            max_publishers=c["rtmp.max_publishers"], deadline_s=c["rtmp.limits.handshake_timeout_s"],
+        )
         self.publishers: dict[str, Publisher] = {}  # stream id → its publisher
         self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
         self.nursery: trio.Nursery | None = None
@@ -232,29 +237,33 @@ class IngestDaemon:
         await self._handle(stream, _peer(stream.socket))
 
     async def _handle_tls(self, stream: trio.SSLStream) -> None:
-        remote = _peer(stream.transport_stream.socket)
-        with trio.move_on_after(self.limits.handshake_timeout_s) as scope:
-            try:
-                await stream.do_handshake()
-            except trio.BrokenResourceError:
-                scope.cancel()
-        if scope.cancelled_caught:
-            await trio.aclose_forcefully(stream)
-            return
-        await self._handle(stream, remote)
+        # The TLS handshake happens in the session, within its pending deadline.
+        await self._handle(stream, _peer(stream.transport_stream.socket))
 
     async def _handle(self, stream: trio.abc.Stream, remote: str) -> None:
-        if self.connections >= self.config["rtmp.max_publishers"]:
-            slog.log(log, logging.WARNING, "connection refused: rtmp.max_publishers reached", remote=remote)
+        """Admit the connection to the pending pool (daemons/ingest/admission.py), then run it."""
+        session = Session(self, stream, remote)
+        verdict = self.admission.connect(session, _address(remote), trio.current_time())
+        if isinstance(verdict, Refused):
+            if verdict.first:
+                slog.log(log, logging.WARNING, "connections refused: too many not yet publishing from this address",
+                         limit="rtmp.max_pending_per_address", remote=remote)
             await trio.aclose_forcefully(stream)
             return
+        if verdict.first_eviction:
+            slog.log(log, logging.WARNING, "pending connections full: closing the oldest of the busiest addresses",
+                     limit="rtmp.max_pending_connections", remote=remote)
+        for victim in verdict.evicted:
+            victim.end("evicted: rtmp.max_pending_connections reached")
+        session.scope.deadline = verdict.deadline
         self.connections += 1
         try:
-            await Session(self, stream, remote).run()
+            await session.run()
         except Exception:  # a bug in one session must not take the daemon down
             log.exception("session failed", extra={"fields": {"remote": remote}})
         finally:
             self.connections -= 1
+            self.admission.leave(session)
 
     # --- publish decisions -----------------------------------------------------------------
 
@@ -460,17 +469,25 @@ class Session:
         self.publisher: Publisher | None = None
         self.sinks: list[MediaSink] = []
         self.metadata: dict | None = None
+        # The pending deadline (set by the daemon at accept) until a publish is accepted; kicks and
+        # evictions cancel it too.
+        self.scope = trio.CancelScope()
+        self.end_reason: str | None = None
+
+    def end(self, reason: str) -> None:
+        self.end_reason = reason
+        self.scope.cancel()
 
     async def run(self) -> None:
-        limits = self.daemon.limits
-        self.scope = trio.CancelScope(deadline=trio.current_time() + limits.handshake_timeout_s)
         reason = "closed"
         try:
             with self.scope:
-                reason = await self._loop(limits.idle_timeout_s)
-            if self.scope.cancelled_caught:  # kicked, or no accepted publish before the deadline
+                if isinstance(self.stream, trio.SSLStream):
+                    await self.stream.do_handshake()
+                reason = await self._loop(self.daemon.limits.idle_timeout_s)
+            if self.scope.cancelled_caught:  # kicked, evicted, or no accepted publish before the deadline
                 pub = self.publisher
-                reason = pub.kick_reason if pub is not None and pub.kick_reason else "handshake timeout"
+                reason = (pub.kick_reason if pub is not None else None) or self.end_reason or "no publish within rtmp.limits.handshake_timeout_s"
                 self.conn.close(reason)
         except SessionOver as over:
             reason = over.reason
@@ -542,10 +559,15 @@ class Session:
 
     async def _on_publish(self, request: rtmp.PublishRequest) -> None:
         d = self.daemon
+        if not d.admission.publish(self):  # pending → a publisher slot, before the key check
+            limit = d.admission.max_publishers
+            slog.log(log, logging.WARNING, "publish refused: rtmp.max_publishers reached", limit=limit, remote=self.remote)
+            self._refuse(PublishRefused("NetStream.Publish.Denied", f"this server has its most publishers ({limit}); try again later"))
         try:
             stream, generation_id, key_id = await d.admit(request, self.conn.app, self.remote)
         except PublishRefused as refused:
             self._refuse(refused)
+        self.scope.deadline = math.inf  # authenticated: the pending deadline ends with a valid key
         try:
             self.sinks = await d.open_sinks(stream, generation_id)
         except BaseException as e:
@@ -561,7 +583,6 @@ class Session:
             for sink in self.sinks:
                 await sink.metadata(self.metadata)
         self.conn.accept_publish()
-        self.scope.deadline = math.inf  # the handshake deadline ends with an accepted publish
         slog.log(log, logging.INFO, "publishing", stream=stream["slug"], generation=generation_id, remote=self.remote)
 
     def _refuse(self, refused: PublishRefused) -> None:
@@ -575,6 +596,8 @@ class Session:
             await sink.aclose()
         if pub is not None:
             self.daemon.unregister(pub)
+            # Still connected (an unpublish): pending again, it may publish again before the deadline.
+            self.scope.deadline = self.daemon.admission.unpublish(self, trio.current_time())
             s = pub.stats
             slog.log(
                 log, logging.INFO, "publisher left", reason=reason, stream=pub.stream["slug"], generation=pub.generation_id,
@@ -597,6 +620,11 @@ def _peer(sock) -> str:
     except OSError:
         return "unknown"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _address(remote: str) -> str:
+    """The source address of a `_peer` string (no port)."""
+    return remote.rsplit(":", 1)[0]
 
 
 def _bound(listener: trio.SocketListener) -> tuple[str, int]:

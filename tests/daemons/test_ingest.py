@@ -222,16 +222,23 @@ async def test_handshake_timeout_closes_silent_connections(nursery, tmp_path):
             assert await stream.receive_some(100) == b""  # the server closed it
 
 
-async def test_connection_limit(nursery, tmp_path):
-    inst = make_install(tmp_path / "var", **{"rtmp.max_publishers": 2})
+async def test_publish_past_max_publishers_is_refused_and_idle_sockets_take_no_slot(nursery, tmp_path):
+    inst = make_install(tmp_path / "var", **{"rtmp.max_publishers": 1})
     running = await start_ingest(nursery, inst)
-    held = [await trio.open_tcp_stream(running.host, running.port) for _ in range(2)]
-    await wait_for(lambda: running.daemon.connections == 2)
-    async with await trio.open_tcp_stream(running.host, running.port) as extra:
-        with trio.fail_after(5):
-            assert await extra.receive_some(100) == b""
-    for s in held:
-        await s.aclose()
+    first, second = add_stream(inst, "first"), add_stream(inst, "second")
+    idle = [await trio.open_tcp_stream(running.host, running.port) for _ in range(4)]
+    try:
+        await wait_for(lambda: running.daemon.admission.pending == 4)
+        code, publishing = await rtmp_probe.publish(running.host, running.port, first.key)
+        async with publishing:
+            assert code == "NetStream.Publish.Start"  # idle sockets did not take the only slot
+            # The slot is taken: a valid key for another stream gets a clear refusal, not a reset.
+            assert await rtmp_probe.status_of(running.host, running.port, second.key) == "NetStream.Publish.Denied"
+        await running.publisher_left(first.stream["id"])
+        assert await rtmp_probe.status_of(running.host, running.port, second.key) == "NetStream.Publish.Start"
+    finally:
+        for s in idle:
+            await s.aclose()
 
 
 async def test_failed_attempts_are_rate_limited_per_source(nursery, tmp_path):

@@ -19,7 +19,7 @@ from html import escape
 
 from quart import Response, redirect, request
 
-from daemons.core import domain
+from daemons.core import advice, domain
 from daemons.core.domain import mgmt_tokens
 from daemons.core.errors import SenderError
 from daemons.core.stats import read_fresh_stats
@@ -163,6 +163,9 @@ def register(app, ctx) -> None:
             f'<p>OBS → Settings → Stream → Service <b>Custom</b>:</p>'
             f'<p>Server: <code id="obs-server">{escape(server)}</code></p>'
             f'<p>Stream key: <code id="stream-key">{escape(key)}</code></p>'
+            f'<p>OBS → Settings → Output → Streaming → Keyframe Interval: '
+            f'<code id="obs-keyframe-interval">{advice.recommended_keyframe_interval_s(ctx.config["hls.segment_target_s"])} s</code> '
+            f'(the segment length; not 0/auto, which makes 8 s segments and puts viewers further behind).</p>'
             '<p><a href="/admin">Back to the admin page</a></p>'
         )
         return page(f"Stream key for {slug}", body)
@@ -171,10 +174,10 @@ def register(app, ctx) -> None:
         await ctx.store.run(domain.keys.revoke, key_id)
 
     async def start_stream(form, session, slug: str):
-        await ctx.store.run(domain.generations.start, slug)
+        await ctx.store.run(domain.streams.start, slug)
 
     async def stop_stream(form, session, slug: str):
-        await ctx.store.run(domain.generations.stop, slug)
+        await ctx.store.run(domain.streams.stop, slug)
 
     action("/admin/logout", logout)
     action("/admin/streams", create_stream)
@@ -191,14 +194,14 @@ def _form(action: str, csrf: str, label: str, fields: str = "") -> str:
 
 async def dashboard(ctx, session: str) -> str:
     csrf = csrf_of(ctx.secret, session)
-    streams, keys, active, snapshots = await ctx.store.run(_admin_rows)
+    streams, keys, snapshots = await ctx.store.run(_admin_rows)
     ingest = read_fresh_stats(ctx.install.state_dir, "ingest") or {}
     publishers = {p["stream_id"]: p for p in ingest.get("publishers", [])}
     viewers = viewers_per_stream([r for w in all_worker_stats(ctx) for r in w.get("viewers", ())])
     rows = []
     for s in streams:
-        g, p = active.get(s["id"]), publishers.get(s["id"])
-        state = g["status"] if g else "idle"
+        g, p = s["generation"], publishers.get(s["id"])
+        state = "idle" if g is None else "reconnecting" if g["publisher_left_at"] else g["status"]
         toggle = (_form(f"/admin/streams/{s['slug']}/stop", csrf, "Stop") if g
                   else _form(f"/admin/streams/{s['slug']}/start", csrf, "Start"))
         rows.append(
@@ -229,6 +232,9 @@ async def dashboard(ctx, session: str) -> str:
                 '<option>private</option></select></label> ')
         + "</section>"
         '<section aria-labelledby="keys-h"><h2 id="keys-h">Stream keys</h2>'
+        f'<p class="note">OBS: Server and Stream Key come with a new key; set Settings → Output → Streaming → '
+        f'Keyframe Interval to <b>{advice.recommended_keyframe_interval_s(ctx.config["hls.segment_target_s"])} s</b> '
+        f'(the segment length; 0/auto makes 8 s segments).</p>'
         '<table><thead><tr><th>stream</th><th>prefix</th><th>label</th><th>last used</th><th></th></tr></thead><tbody>'
         + "".join(key_rows) + "</tbody></table>"
         + (_form("/admin/keys", csrf, "Create key",
@@ -249,8 +255,7 @@ def _key_row(k: dict, csrf: str) -> str:
 
 
 def _admin_rows(store):
-    streams = domain.streams.list_(store)
+    streams = domain.streams.list_with_generations(store)
     keys = domain.keys.list_(store)
-    active = {g["stream_id"]: g for g in domain.generations.list_(store, active_only=True)}
     snapshots = store.query("SELECT * FROM endpoint_snapshots ORDER BY endpoint_id, generation_id")
-    return streams, keys, active, snapshots
+    return streams, keys, snapshots

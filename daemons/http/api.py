@@ -10,13 +10,14 @@ import json
 import os
 import re
 import time
+from functools import partial
 from datetime import datetime, timezone
 
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from daemons.core.domain import distribution, playback
+from daemons.core.domain import distribution, generations, playback
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import endpoint_reports, management, metrics, openapi
 from daemons.http.state import viewers_per_stream
@@ -99,7 +100,7 @@ def create_api(ctx) -> QuartTrio:
         doc = await ctx.store.run(distribution.listing, node_id=ctx.config["node.id"])
         for s in doc["streams"]:
             g = s["generation"]
-            if g is None or g["status"] not in ("starting", "live"):
+            if g is None or not generations.is_active(g["status"]):
                 continue
             for r in g["renditions"]:
                 view = ctx.spool.rendition(s["id"], g["id"], r["name"])
@@ -125,7 +126,7 @@ def create_api(ctx) -> QuartTrio:
         token = request.args.get("token")
         if entry.visibility == "private" and not playback.token_valid(ctx.playback_secret, entry.id, token):
             return error_response(403, "forbidden", "this stream is private: a valid playback token is required")
-        doc = await ctx.store.run(playback.info, entry.id)
+        doc = await ctx.store.run(partial(playback.info, default_grace=ctx.config["rtmp.reconnect_grace"]), entry.id)
         doc["low_latency"] = ctx.config["hls.low_latency"]
         doc["master_url"] = None
         gid = doc["generation_id"]
@@ -188,14 +189,16 @@ def _viewers_of(ctx, stream_id: str) -> int:
 
 def _public_streams(store) -> list[dict]:
     rows = store.query(
-        """SELECT s.id, s.slug, s.title, g.id AS generation_id, g.status, g.started_at
+        f"""SELECT s.slug, s.title, g.id AS generation_id, g.status, g.started_at,
+                  g.publisher_connected_at, g.publisher_left_at
            FROM streams s LEFT JOIN stream_generations g
-             ON g.stream_id = s.id AND g.status IN ('starting', 'live')
+             ON g.stream_id = s.id AND g.{generations.ACTIVE_SQL}
            WHERE s.deleted_at IS NULL AND s.visibility = 'public' ORDER BY s.slug"""
     )
     return [
-        {"slug": r["slug"], "title": r["title"], "status": playback.status_of({"status": r["status"]} if r["status"] else None),
-         "generation_id": r["generation_id"], "started_at": r["started_at"]}
+        {"slug": r["slug"], "title": r["title"], "status": generations.public_status(r if r["status"] else None),
+         "generation_id": r["generation_id"], "started_at": r["started_at"],
+         "publisher_connected": bool(r["status"]) and generations.publisher_connected(r)}
         for r in rows
     ]
 

@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 import trio
 
-from daemons.core import advice
 from daemons.core import config as config_mod
 from daemons.core.config import RENDITION_KINDS, parse_listen
 from daemons.core.domain import endpoints, generations, keys, mgmt_tokens, playback, renditions, snapshots, streams
@@ -202,6 +201,10 @@ STREAM_FIELDS = {
     "visibility": {"type": "string", "enum": list(streams.VISIBILITIES),
                    "description": "public (listed), unlisted (playable with the URL) or private (playback token)."},
     "auto_start": boolean("Start a generation when a publisher connects (else stream.start first)."),
+    "reconnect_grace": {"type": ["string", "null"], "maxLength": 20,
+                        "description": "How long a broadcast whose publisher left stays live for it to come back "
+                                       "(\"90s\", \"5m\", \"0s\" = end at once, \"never\" = until stream.stop); "
+                                       "null = the node's rtmp.reconnect_grace."},
 }
 SNAPSHOT_FIELDS = {
     "endpoint_id": string("The endpoint observed.", maxLength=100),
@@ -247,18 +250,10 @@ async def stream_get(ctx, params: dict) -> dict:
     return await _in_store(ctx, _stream_get, params["stream"])
 
 
-def _stream_list(store, include_deleted: bool) -> dict:
-    rows = streams.list_(store, include_deleted=include_deleted)
-    active = {g["stream_id"]: g for g in generations.list_(store, active_only=True, limit=100_000)}
-    for r in rows:
-        r["generation"] = active.get(r["id"])
-    return {"streams": rows}
-
-
 @method("stream.list", "All streams, each with its active generation (null when idle).",
         obj({"include_deleted": boolean("Include soft-deleted streams (default false).")}))
 async def stream_list(ctx, params: dict) -> dict:
-    return await _in_store(ctx, _stream_list, params.get("include_deleted", False))
+    return {"streams": await _in_store(ctx, streams.list_with_generations, include_deleted=params.get("include_deleted", False))}
 
 
 @method("stream.create", "Create a stream. An existing slug is a conflict (-32009, HTTP 409).",
@@ -293,53 +288,27 @@ async def stream_delete(ctx, params: dict) -> dict:
 
 
 @method("stream.start", "Start a generation (needed before publishing when auto_start is off); "
-                        "an active one is returned as is.",
-        obj({"stream": STREAM_REF}, ("stream",)), blame={"not_found": "stream"})
+                        "an active one is returned as is. reconnect_grace, when given, becomes the stream's own.",
+        obj({"stream": STREAM_REF, "reconnect_grace": STREAM_FIELDS["reconnect_grace"]}, ("stream",)),
+        blame={"not_found": "stream"})
 async def stream_start(ctx, params: dict) -> dict:
-    generation, created = await _in_store(ctx, generations.start, params["stream"])
+    generation, created = await _in_store(ctx, streams.start, params.pop("stream"), **params)
     return {"generation": generation, "created": created}
 
 
 @method("stream.stop", "End the active generation: the publisher is disconnected, viewers see the end.",
         obj({"stream": STREAM_REF}, ("stream",)), blame={"not_found": "stream"})
 async def stream_stop(ctx, params: dict) -> dict:
-    generation = await _in_store(ctx, generations.stop, params["stream"])
+    generation = await _in_store(ctx, streams.stop, params["stream"])
     return {"generation": generation, "stopped": generation is not None}
-
-
-def _status_rows(store, ref: str) -> tuple[dict, dict | None]:
-    stream = streams.get(store, ref)
-    return stream, playback.latest_generation(store, stream["id"])
 
 
 @method("stream.status", "Is it live? status (offline | starting | live | ended), the latest generation, and the "
                          "connected publisher and packaging pipeline as the ingest daemon reports them.",
         obj({"stream": STREAM_REF}, ("stream",)), blame={"not_found": "stream"})
 async def stream_status(ctx, params: dict) -> dict:
-    stream, generation = await _in_store(ctx, _status_rows, params["stream"])
     ingest = await trio.to_thread.run_sync(read_fresh_stats, ctx.install.state_dir, "ingest") or {}
-    publisher = next((p for p in ingest.get("publishers", []) if p.get("stream_id") == stream["id"]), None)
-    pipeline = next((g for g in ingest.get("generations", [])
-                     if generation and g.get("generation_id") == generation["id"]), None)
-    active = generation is not None and generation["status"] in generations.ACTIVE
-    return {
-        "stream": stream["slug"],
-        "stream_id": stream["id"],
-        "status": playback.status_of(generation),
-        "active": active,
-        "generation": generation,
-        "publisher": publisher if active else None,
-        "pipeline": pipeline,
-        "warnings": _warnings(ctx, publisher, pipeline),
-        "ingest_running": bool(ingest),
-        "stats_updated_at": ingest.get("updated_at"),
-    }
-
-
-def _warnings(ctx, publisher: dict | None, pipeline: dict | None) -> list[str]:
-    """What `sender stream status` warns about (the same rules)."""
-    return advice.stream_warnings(publisher, pipeline, segment_target_s=ctx.config["hls.segment_target_s"],
-                                  spool_root=str(ctx.config["spool.root"]))
+    return await _in_store(ctx, streams.status, params["stream"], ingest, ctx.config)
 
 
 @method("stream.playback_token", "A playback token for a (private) stream: {token, expires_at (unix s), ttl_s}. "

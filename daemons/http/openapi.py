@@ -16,6 +16,8 @@ import functools
 import json
 import sys
 
+from daemons.core.domain import generations
+
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 
@@ -29,7 +31,7 @@ MEDIA_FILE_PATTERN = r"^(?:init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended"]
-STREAM_STATUSES = ["offline", "starting", "live", "ended"]
+STREAM_STATUSES = list(generations.PUBLIC_STATUSES)
 VISIBILITIES = ["public", "unlisted", "private"]
 
 # The methods while daemons/http/management.py has no METHODS table (then its table rules).
@@ -108,13 +110,14 @@ def _schemas() -> dict:
         },
         "StreamSummary": {
             "type": "object",
-            "required": ["slug", "title", "status", "generation_id", "started_at"],
+            "required": ["slug", "title", "status", "generation_id", "started_at", "publisher_connected"],
             "properties": {
                 "slug": {"type": "string", "pattern": SLUG_PATTERN},
                 "title": {"type": "string"},
                 "status": {"enum": STREAM_STATUSES},
                 "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
                 "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+                "publisher_connected": {"type": "boolean", "description": "false while the broadcaster is reconnecting."},
             },
         },
         "StreamList": {
@@ -140,7 +143,8 @@ def _schemas() -> dict:
         "Playback": {
             "type": "object",
             "description": "What a player needs to start.",
-            "required": ["stream", "status", "generation_id", "started_at", "live_at", "ended_at",
+            "required": ["stream", "status", "generation_id", "started_at", "live_at", "ended_at", "end_reason",
+                         "publisher_connected", "publisher_left_at", "ends_at",
                          "master_url", "low_latency", "renditions", "viewers"],
             "properties": {
                 "stream": {
@@ -158,6 +162,12 @@ def _schemas() -> dict:
                 "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
                 "live_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
                 "ended_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
+                "end_reason": _nullable({"enum": [r.value for r in generations.EndReason],
+                                         "description": "Why an ended broadcast ended (null unless status is ended)."}),
+                "publisher_connected": {"type": "boolean",
+                                        "description": "Whether the broadcaster is connected now (false while it is reconnecting, and when nothing is active)."},
+                "publisher_left_at": _nullable({"type": "string", "description": "ISO 8601 UTC: since when an active broadcast's publisher is away."}),
+                "ends_at": _nullable({"type": "string", "description": "ISO 8601 UTC: when the reconnect grace ends the broadcast if its publisher does not come back (null: it waits until stopped)."}),
                 "master_url": _nullable({"type": "string", "format": "uri",
                                          "description": "The generation's master playlist (carrying `?token=` for private streams); null until there is one."}),
                 "low_latency": {"type": "boolean"},

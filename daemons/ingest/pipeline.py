@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import trio
@@ -108,6 +109,18 @@ class GenerationPipeline:
             slog.log(log, logging.INFO, "resumed packager state from the spool", **self.fields)
         self.nursery.start_soon(self._run_deletions)
         await self._publish_generation(ended=False)
+
+    def last_write_time(self) -> str:
+        """When the generation's playlists last changed (UTC ISO-8601; now if none exists).
+        Blocking: call from a worker thread."""
+        mtimes = []
+        for r in self.renditions:
+            try:
+                mtimes.append((self.directory / r["name"] / "index.m3u8").stat().st_mtime)
+            except OSError:
+                continue
+        when = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else datetime.now(timezone.utc)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     async def _run_deletions(self) -> None:
         with self._cancel:

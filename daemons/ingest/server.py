@@ -9,6 +9,7 @@ within half a second; a stats loop writes per-publisher stats for the other daem
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -197,12 +198,7 @@ class IngestDaemon:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
-                    if g["mode"] == domain.distribution.MIRROR_MODE:
-                        continue  # an edge's copy: sender-edge-fill owns it
-                    slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
-                    stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
-                    await self.pipeline(stream, g["id"])
+                await self._resume_generations()
                 host, port = self.config.listen("rtmp.listen")
                 listeners = await trio.open_tcp_listeners(port, host=host)
                 self.addresses += [("rtmp", *_bound(l)) for l in listeners]
@@ -223,6 +219,36 @@ class IngestDaemon:
                 task_status.started(self.addresses)
         finally:
             self.events.close()
+
+    async def _resume_generations(self) -> None:
+        """Continue every active generation of this node's ingest from the spool, and close the
+        playlists of those that ended while the daemon was away."""
+        for g in await self.store.run(domain.generations.list_, active_only=True, limit=10_000):
+            if g["mode"] != domain.generations.ORIGIN_MODE:
+                continue  # an edge's copy: sender-edge-fill owns it
+            slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
+            stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
+            pipeline = await self.pipeline(stream, g["id"])
+            if g["publisher_connected_at"] and not g["publisher_left_at"]:
+                # Its publisher went with the previous daemon: the reconnect grace counts from the
+                # last media written, not from this restart.
+                left = await trio.to_thread.run_sync(pipeline.last_write_time)
+                await self.store.run(domain.generations.publisher_left, g["id"], at=left)
+                slog.log(log, logging.INFO, "publisher lost with the previous daemon", stream=g["stream"], generation=g["id"], since=left)
+        for gid in await trio.to_thread.run_sync(_unfinished_generations, self.install.spool_root):
+            if gid in self.pipelines:
+                continue
+            status = (await self.store.run(domain.generations.statuses, [gid]))[gid]
+            if status == "gone" or domain.generations.is_active(status):
+                continue
+            g = await self.store.run(domain.generations.get, gid)
+            if g["mode"] != domain.generations.ORIGIN_MODE:
+                continue
+            stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
+            slog.log(log, logging.INFO, "closing the playlists of a generation that ended while ingest was down",
+                     stream=stream["slug"], generation=gid)
+            await (await self.pipeline(stream, gid)).finish()
+            del self.pipelines[gid]
 
     def _tls_context(self) -> ssl.SSLContext:
         cert, key = self.config["rtmp.tls_cert"], self.config["rtmp.tls_key"]
@@ -270,11 +296,14 @@ class IngestDaemon:
     async def admit(self, request: rtmp.PublishRequest, app: str | None, remote: str) -> tuple[dict, str, str]:
         """Check a publish request; return (stream, generation id, key id) or raise PublishRefused."""
         source = remote.rsplit(":", 1)[0]
-        if app != APP:
-            raise PublishRefused("NetStream.Publish.BadName", f"unknown application {app!r}: publish to rtmp://HOST/{APP}/<stream key>")
         if self.failures.blocked(source):
             slog.log(log, logging.WARNING, "publish refused: too many failed attempts", remote=remote)
             raise PublishRefused("NetStream.Publish.BadName", "too many failed attempts; try again later")
+        if app != APP:
+            # Counted and logged like a bad key: probing application names is guessing too.
+            self.failures.record(source)
+            slog.log(log, logging.WARNING, "publish refused: unknown application", app=str(app)[:64], remote=remote)
+            raise PublishRefused("NetStream.Publish.BadName", f"unknown application {app!r}: publish to rtmp://HOST/{APP}/<stream key>")
         check = await self.store.run(domain.keys.verify, self.secret, request.stream_name)
         if not check.ok:
             self.failures.record(source)
@@ -301,7 +330,7 @@ class IngestDaemon:
                 if not stream["auto_start"]:
                     slog.log(log, logging.WARNING, "publish refused: stream not started", stream=stream["slug"], remote=remote)
                     raise PublishRefused("NetStream.Publish.Denied", f"stream {stream['slug']} is not started (auto_start is off): start it first")
-                generation, _ = await self.store.run(domain.generations.start, sid)
+                generation, _ = await self.store.run(domain.generations.begin, sid)
                 slog.log(log, logging.INFO, "generation started", stream=stream["slug"], generation=generation["id"])
             else:
                 slog.log(log, logging.INFO, "publisher continues generation", stream=stream["slug"], generation=generation["id"])
@@ -310,19 +339,24 @@ class IngestDaemon:
             raise
         return stream, generation["id"], check.key_id
 
-    def register(self, publisher: Publisher) -> None:
+    async def register(self, publisher: Publisher) -> None:
         sid = publisher.stream["id"]
         self._reserved.discard(sid)
         self.publishers[sid] = publisher
+        await self.store.run(domain.generations.publisher_joined, publisher.generation_id)
 
     def release(self, stream_id: str) -> None:
         self._reserved.discard(stream_id)
 
-    def unregister(self, publisher: Publisher) -> None:
+    async def unregister(self, publisher: Publisher) -> None:
+        """The publisher is gone: its generation's reconnect grace starts (an ended one stays ended)."""
         sid = publisher.stream["id"]
         if self.publishers.get(sid) is publisher:
             del self.publishers[sid]
-        publisher.done.set()
+        try:
+            await self.store.run(domain.generations.publisher_left, publisher.generation_id)
+        finally:
+            publisher.done.set()
 
     async def pipeline(self, stream: dict, generation_id: str) -> GenerationPipeline:
         """The generation's pipeline, created (or resumed from the spool) on first use."""
@@ -358,9 +392,14 @@ class IngestDaemon:
     # --- background loops ------------------------------------------------------------------
 
     async def _control_loop(self) -> None:
-        """Apply admin changes made in the store: ended generations, deleted streams, revoked keys."""
+        """Apply the reconnect grace, and admin changes made in the store: ended generations,
+        deleted streams, revoked keys."""
+        default_grace = self.config["rtmp.reconnect_grace"]
         while True:
             await trio.sleep(CONTROL_INTERVAL_S)
+            for g in await self.store.run(domain.generations.end_abandoned, default_grace):
+                slog.log(log, logging.INFO, "generation ended: its publisher did not come back within the reconnect grace",
+                         stream=g["stream"], generation=g["id"], publisher_left_at=g["publisher_left_at"])
             pubs = list(self.publishers.values())
             if pubs:
                 verdicts = await self.store.run(_publisher_verdicts, [(p.generation_id, p.key_id) for p in pubs])
@@ -369,7 +408,7 @@ class IngestDaemon:
                         slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
                         p.kick(reason)
             if self.pipelines:
-                statuses = await self.store.run(_generation_statuses, list(self.pipelines))
+                statuses = await self.store.run(domain.generations.statuses, list(self.pipelines))
                 for gid, status in statuses.items():
                     pipeline = self.pipelines[gid]
                     if status not in domain.generations.ACTIVE and pipeline.session is None:
@@ -424,13 +463,6 @@ class IngestDaemon:
             await trio.sleep(STATS_INTERVAL_S)
 
 
-def _generation_statuses(store, generation_ids: list[str]) -> dict[str, str]:
-    marks = ",".join("?" * len(generation_ids))
-    rows = store.query(f"SELECT id, status FROM stream_generations WHERE id IN ({marks})", tuple(generation_ids))
-    found = {r["id"]: r["status"] for r in rows}
-    return {g: found.get(g, "gone") for g in generation_ids}
-
-
 def _expired_generations(store, generation_ids: list[str], retention_s: float) -> set[str]:
     """Generations ended (or failed) longer than the retention ago, and directories the store does not know."""
     cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -441,6 +473,18 @@ def _expired_generations(store, generation_ids: list[str], retention_s: float) -
         g for g in generation_ids
         if g not in known or (known[g]["status"] not in domain.generations.ACTIVE and (known[g]["ended_at"] or "") <= cutoff)
     }
+
+
+def _unfinished_generations(spool_root) -> list[str]:
+    """Generation directories whose generation.json does not say ended yet."""
+    out = []
+    for doc in (spool_root / "streams").glob("*/*/generation.json"):
+        try:
+            if not json.loads(doc.read_bytes()).get("ended"):
+                out.append(doc.parent.name)
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def _publisher_verdicts(store, pairs: list[tuple[str, str]]) -> list[str | None]:
@@ -577,7 +621,7 @@ class Session:
             raise
         stats = PublisherStats(remote=self.remote, connected_since=now_iso())
         self.publisher = Publisher(stream, generation_id, key_id, stats, self.scope)
-        d.register(self.publisher)
+        await d.register(self.publisher)
         if self.metadata:
             stats.on_metadata(self.metadata)
             for sink in self.sinks:
@@ -595,7 +639,7 @@ class Session:
         for sink in sinks:
             await sink.aclose()
         if pub is not None:
-            self.daemon.unregister(pub)
+            await self.daemon.unregister(pub)
             # Still connected (an unpublish): pending again, it may publish again before the deadline.
             self.scope.deadline = self.daemon.admission.unpublish(self, trio.current_time())
             s = pub.stats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from daemons.core import advice, domain
+from daemons.core import domain
 from daemons.core.config import parse_duration
 from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput
@@ -16,18 +16,30 @@ from sender_cli.context import JSON_OPTION
 app = typer.Typer(help="Streams: what broadcasters publish to.", no_args_is_help=True)
 
 SLUG_ARG = typer.Argument(..., help="Stream slug (or id).", autocompletion=stream_slugs)
-COLUMNS = ("slug", "title", "visibility", "auto_start", "id", "created_at")
+COLUMNS = ("slug", "title", "visibility", "auto_start", "reconnect_grace", "id", "created_at")
+GRACE_HELP = ('How long a broadcast whose publisher left stays live for it to come back: "90s", "5m", '
+              '"0s" (end at once) or "never" (until `sender stream stop`); "default" = rtmp.reconnect_grace.')
 
 
-def _table(rows: list[dict], active: dict[str, dict]) -> None:
+def _grace(value: str | None):
+    """--reconnect-grace: None = not given; "default" = back to the config's."""
+    return None if value is None or value.strip().lower() == "default" else value
+
+
+def _table(rows: list[dict]) -> None:
     render.table(
         "Streams",
         ("slug", "title", "visibility", "auto start", "state", "id"),
-        (
-            (r["slug"], r["title"], r["visibility"], r["auto_start"], active.get(r["id"], {}).get("status", "idle"), r["id"])
-            for r in rows
-        ),
+        ((r["slug"], r["title"], r["visibility"], r["auto_start"], _state(r["generation"]), r["id"]) for r in rows),
     )
+
+
+def _state(generation: dict | None) -> str:
+    if generation is None:
+        return "idle"
+    if domain.generations.is_active(generation["status"]) and generation["publisher_left_at"]:
+        return f"{generation['status']} (publisher away)"
+    return generation["status"]
 
 
 @app.command("create")
@@ -37,12 +49,14 @@ def create(
     title: str = typer.Option("", "--title", help="Title shown to viewers (default: the slug)."),
     visibility: str = typer.Option("public", "--visibility", help="public | unlisted | private."),
     auto_start: bool = typer.Option(True, "--auto-start/--no-auto-start", help="Start a generation when a publisher connects."),
+    reconnect_grace: str = typer.Option(None, "--reconnect-grace", help=GRACE_HELP),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a stream with the config's default rendition ladder."""
     cli = context.get(ctx)
     row = domain.streams.create(
-        cli.store(), slug, title=title, visibility=visibility, auto_start=auto_start, ladder=cli.install().config["renditions.ladder"]
+        cli.store(), slug, title=title, visibility=visibility, auto_start=auto_start,
+        ladder=cli.install().config["renditions.ladder"], reconnect_grace=_grace(reconnect_grace),
     )
     render.emit(row, as_json, lambda: render.fields(f"Stream {row['slug']} created", row, COLUMNS))
 
@@ -54,12 +68,8 @@ def list_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """All streams with their state."""
-    store = context.get(ctx).store()
-    rows = domain.streams.list_(store, include_deleted=all_)
-    active = {g["stream_id"]: g for g in domain.generations.list_(store, active_only=True, limit=10_000)}
-    for r in rows:
-        r["generation"] = active.get(r["id"])
-    render.emit(rows, as_json, lambda: _table(rows, active))
+    rows = domain.streams.list_with_generations(context.get(ctx).store(), include_deleted=all_)
+    render.emit(rows, as_json, lambda: _table(rows))
 
 
 @app.command("show")
@@ -70,6 +80,7 @@ def show(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) 
     row["keys"] = domain.keys.list_(store, row["id"])
     row["renditions"] = domain.renditions.list_(store, row["id"])
     row["generations"] = domain.generations.list_(store, row["id"], limit=5)
+    row["reconnect_grace"] = row["reconnect_grace"] or f"{context.get(ctx).install().config['rtmp.reconnect_grace']} (default)"
 
     def human() -> None:
         render.fields(f"Stream {row['slug']}", row, (*COLUMNS, "updated_at"))
@@ -77,8 +88,9 @@ def show(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) 
                      ((k["id"], k["prefix"], k["label"], k["created_at"], k["last_used_at"], k["revoked_at"]) for k in row["keys"]))
         render.table("Renditions", ("name", "kind", "size", "video bps", "audio bps"),
                      ((r["name"], r["kind"], f"{r['width'] or '?'}x{r['height']}" if r["height"] else "as published", r["video_bitrate"], r["audio_bitrate"]) for r in row["renditions"]))
-        render.table("Recent generations", ("id", "status", "started", "live", "ended", "discontinuities"),
-                     ((g["id"], g["status"], g["started_at"], g["live_at"], g["ended_at"], g["discontinuity_count"]) for g in row["generations"]))
+        render.table("Recent generations", ("id", "status", "started", "live", "ended", "why", "discontinuities"),
+                     ((g["id"], g["status"], g["started_at"], g["live_at"], g["ended_at"], g["end_reason"] or g["failure_reason"],
+                       g["discontinuity_count"]) for g in row["generations"]))
 
     render.emit(row, as_json, human)
 
@@ -91,10 +103,13 @@ def update(
     title: str = typer.Option(None, "--title"),
     visibility: str = typer.Option(None, "--visibility", help="public | unlisted | private."),
     auto_start: bool = typer.Option(None, "--auto-start/--no-auto-start"),
+    reconnect_grace: str = typer.Option(None, "--reconnect-grace", help=GRACE_HELP),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Change a stream's slug, title, visibility or auto start."""
-    row = domain.streams.update(context.get(ctx).store(), slug, slug=new_slug, title=title, visibility=visibility, auto_start=auto_start)
+    """Change a stream's slug, title, visibility, auto start or reconnect grace."""
+    changes = {} if reconnect_grace is None else {"reconnect_grace": _grace(reconnect_grace)}
+    row = domain.streams.update(context.get(ctx).store(), slug, slug=new_slug, title=title, visibility=visibility,
+                                auto_start=auto_start, **changes)
     render.emit(row, as_json, lambda: render.fields(f"Stream {row['slug']} updated", row, (*COLUMNS, "updated_at")))
 
 
@@ -106,9 +121,15 @@ def delete(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
 
 
 @app.command("start")
-def start(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) -> None:
+def start(
+    ctx: typer.Context,
+    slug: str = SLUG_ARG,
+    reconnect_grace: str = typer.Option(None, "--reconnect-grace", help=GRACE_HELP + " Kept as the stream's own."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Start a generation (needed before publishing when auto start is off)."""
-    gen, created = domain.generations.start(context.get(ctx).store(), slug)
+    changes = {} if reconnect_grace is None else {"reconnect_grace": _grace(reconnect_grace)}
+    gen, created = domain.streams.start(context.get(ctx).store(), slug, **changes)
     msg = f"Generation {gen['id']} {'started' if created else 'already active'} ({gen['status']})."
     render.emit(gen, as_json, lambda: render.console.print(msg, markup=False))
 
@@ -116,35 +137,32 @@ def start(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION)
 @app.command("stop")
 def stop(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) -> None:
     """End the active generation: publishers are disconnected, viewers see the end."""
-    gen = domain.generations.stop(context.get(ctx).store(), slug)
+    gen = domain.streams.stop(context.get(ctx).store(), slug)
     msg = f"Generation {gen['id']} ended." if gen else "Nothing was active."
     render.emit(gen, as_json, lambda: render.console.print(msg, markup=False))
 
 
 @app.command("status")
 def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) -> None:
-    """Is it live? The active generation and the connected publisher, as the ingest daemon sees it."""
+    """Is it live? The latest generation, the connected publisher (or since when it is away, and
+    when the reconnect grace ends the broadcast), and advice for the broadcaster."""
     cli = context.get(ctx)
-    store = cli.store()
-    stream = domain.streams.get(store, slug)
-    generation = domain.generations.active(store, stream["id"])
     ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
-    publisher = next((p for p in ingest.get("publishers", []) if p["stream_id"] == stream["id"]), None)
-    pipeline = next((g for g in ingest.get("generations", []) if generation and g["generation_id"] == generation["id"]), None)
-    cfg = cli.install().config
-    warnings = advice.stream_warnings(publisher, pipeline, segment_target_s=cfg["hls.segment_target_s"], spool_root=str(cfg["spool.root"]))
-    data = {"stream": stream["slug"], "generation": generation, "publisher": publisher, "pipeline": pipeline, "warnings": warnings,
-            "stats_updated_at": ingest.get("updated_at")}
+    data = domain.streams.status(cli.store(), slug, ingest, cli.install().config)
 
     def human() -> None:
-        state = generation["status"] if generation else "idle"
-        render.console.print(f"{stream['slug']}: {state}" + (f" (generation {generation['id']})" if generation else ""), markup=False)
+        generation, publisher = data["generation"], data["publisher"]
+        line = f"{data['stream']}: {data['status']}" + (f" (generation {generation['id']})" if generation else "")
+        render.console.print(line, markup=False)
         if publisher:
             render.fields("Publisher", publisher, ("remote", "connected_since", "bitrate_bps", "video_codec", "audio_codec",
-                                                   "width", "height", "frame_rate", "video_frames", "bytes_in"))
+                                                   "width", "height", "frame_rate", "keyframe_interval_s", "video_frames", "bytes_in"))
+        elif data["publisher_left_at"]:
+            ends = f"; the broadcast ends at {data['ends_at']} unless it returns" if data["ends_at"] else "; the broadcast waits until stopped"
+            render.console.print(f"The publisher left at {data['publisher_left_at']} (reconnect grace {data['reconnect_grace']}){ends}.", markup=False)
         else:
             render.console.print("No publisher connected.", markup=False)
-        for w in warnings:
+        for w in data["warnings"]:
             render.err_console.print(f"warning: {w}", markup=False)
 
     render.emit(data, as_json, human)

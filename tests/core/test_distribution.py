@@ -70,9 +70,9 @@ def test_listing_shape(store):
     b = _origin_stream(store, "beta", visibility="unlisted")
     gone = _origin_stream(store, "gone")
     domain.streams.delete(store, gone["id"])
-    g1, _ = domain.generations.start(store, a["id"])
-    domain.generations.stop(store, a["id"])
-    g2, _ = domain.generations.start(store, a["id"])
+    g1, _ = domain.streams.start(store, a["id"])
+    domain.streams.stop(store, a["id"])
+    g2, _ = domain.streams.start(store, a["id"])
     domain.generations.mark_live(store, g2["id"])
     domain.endpoints.upsert(store, "origin", type="tribes_origin")
     domain.snapshots.record(store, {"endpoint_id": "origin", "status": "healthy", "viewers": 7, "egress_bps": 5000,
@@ -105,8 +105,8 @@ def test_listing_takes_the_latest_generation(store):
     s = _origin_stream(store)
     ids = []
     for _ in range(3):
-        g, _ = domain.generations.start(store, s["id"])
-        domain.generations.stop(store, s["id"])
+        g, _ = domain.streams.start(store, s["id"])
+        domain.streams.stop(store, s["id"])
         ids.append(g["id"])
     assert dist.listing(store, node_id="o")["streams"][0]["generation"]["id"] == ids[-1]
     assert dist.listing(store, node_id="o")["streams"][0]["generation"]["status"] == "ended"
@@ -318,7 +318,7 @@ def test_mirror_is_idempotent_and_updates_changed_fields(store):
 
 def test_mirror_never_touches_a_local_stream_with_the_same_id(store):
     local = _origin_stream(store, "mine")
-    g, _ = domain.generations.start(store, local["id"])
+    g, _ = domain.streams.start(store, local["id"])
     before = {t: _rows(store, t) for t in ("streams", "stream_generations", "renditions")}
     listed = _listed(sid=local["id"], slug="theirs", gid="gen_4c55a8552a2c7261", renditions=[{"name": "720p", "kind": "source"}])
     assert dist.mirror(store, "origin", _doc(listed)) == []
@@ -398,7 +398,7 @@ def test_mirror_refuses_a_bad_listing_and_writes_nothing(store):
 
 def test_mirror_leaves_a_local_generation_with_a_listed_id_alone(store):
     local = _origin_stream(store, "mine")
-    g, _ = domain.generations.start(store, local["id"])
+    g, _ = domain.streams.start(store, local["id"])
     dist.mirror(store, "origin", _doc(_listed(gid=g["id"], status="ended")))
     mine = domain.generations.get(store, g["id"])
     assert mine["stream_id"] == local["id"] and mine["status"] == "starting" and mine["mode"] == "origin_ingest"

@@ -173,9 +173,9 @@ def test_optional_snapshot_fields_default(store, edge):
 
 def test_generation_lifecycle(store):
     stream = domain.streams.create(store, "demo")
-    gen, created = domain.generations.start(store, "demo")
+    gen, created = domain.streams.start(store, "demo")
     assert created and gen["status"] == "starting" and gen["mode"] == "origin_ingest"
-    again, created_again = domain.generations.start(store, "demo")
+    again, created_again = domain.streams.start(store, "demo")
     assert (again["id"], created_again) == (gen["id"], False)
 
     live = domain.generations.mark_live(store, gen["id"])
@@ -184,27 +184,141 @@ def test_generation_lifecycle(store):
     assert domain.generations.add_discontinuity(store, gen["id"])["discontinuity_count"] == 1
     assert domain.generations.active(store, stream["id"])["id"] == gen["id"]
 
-    ended = domain.generations.stop(store, "demo")
+    ended = domain.streams.stop(store, "demo")
     assert ended["status"] == "ended" and ended["ended_at"]
-    assert domain.generations.stop(store, "demo") is None
+    assert domain.streams.stop(store, "demo") is None
     with pytest.raises(Conflict, match="ended"):
         domain.generations.mark_live(store, gen["id"])
     # A failure report after the end changes nothing.
     assert domain.generations.mark_failed(store, gen["id"], "late")["status"] == "ended"
 
-    nxt, created = domain.generations.start(store, "demo")
+    nxt, created = domain.streams.start(store, "demo")
     assert created and nxt["id"] != gen["id"]
     failed = domain.generations.mark_failed(store, nxt["id"], "ffmpeg exited 1")
     assert failed["status"] == "failed" and failed["failure_reason"] == "ffmpeg exited 1" and failed["ended_at"]
-    assert [g["id"] for g in domain.generations.list_(store, "demo")] == [nxt["id"], gen["id"]]
-    assert domain.generations.list_(store, "demo", active_only=True) == []
+    assert [g["id"] for g in domain.generations.list_(store, stream["id"])] == [nxt["id"], gen["id"]]
+    assert domain.generations.list_(store, stream["id"], active_only=True) == []
+    assert ended["end_reason"] == "stopped" and failed["end_reason"] is None
+
+
+def test_transition_table_allows_exactly_the_documented_moves():
+    G = domain.generations
+    allowed = {(a, e): b for (a, e), b in G.TRANSITIONS.items()}
+    for status in G.Status:
+        for event in G.Event:
+            if (status, event) in allowed:
+                assert G.next_status(status, event) is allowed[(status, event)]
+            else:
+                with pytest.raises(G.IllegalTransition):
+                    G.next_status(status, event)
+    assert set(G.ACTIVE) == {"starting", "live"}
+    assert G.ACTIVE_SQL == "status IN ('starting', 'live')"
+    with pytest.raises(G.IllegalTransition):
+        G.next_status("bogus", G.Event.END)
+
+
+def test_deleting_a_stream_ends_its_generation_with_the_reason(store):
+    domain.streams.create(store, "demo")
+    gen, _ = domain.streams.start(store, "demo")
+    domain.streams.delete(store, "demo")
+    ended = domain.generations.get(store, gen["id"])
+    assert (ended["status"], ended["end_reason"]) == ("ended", "stream_deleted")
+
+
+def _at(seconds: float):
+    from datetime import datetime, timedelta, timezone
+
+    return datetime(2026, 12, 7, 12, 0, 0, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+
+
+def _left(store, gid: str, seconds: float) -> None:
+    domain.generations.publisher_joined(store, gid)
+    domain.generations.publisher_left(store, gid, at=_at(seconds).isoformat().replace("+00:00", "Z"))
+
+
+def test_reconnect_grace_ends_a_generation_whose_publisher_stays_away(store):
+    G = domain.generations
+    stream = domain.streams.create(store, "demo")
+    gen, _ = domain.streams.start(store, "demo")
+    assert G.end_abandoned(store, "5s", now=_at(100)) == []  # never had a publisher: it waits
+    G.publisher_joined(store, gen["id"])
+    assert G.publisher_connected(G.get(store, gen["id"]))
+    assert G.end_abandoned(store, "5s", now=_at(100)) == []  # connected
+    _left(store, gen["id"], 0)
+    away = G.get(store, gen["id"])
+    assert not G.publisher_connected(away) and away["publisher_left_at"].startswith("2026-12-07T12:00:00")
+    assert G.reconnect_deadline(away, None, "5s") == _at(5)
+    assert G.end_abandoned(store, "5s", now=_at(4.9)) == []
+    ended = G.end_abandoned(store, "5s", now=_at(5))
+    assert [(g["id"], g["status"], g["end_reason"], g["stream"]) for g in ended] == [(gen["id"], "ended", "publisher_gone", "demo")]
+    assert G.active(store, stream["id"]) is None
+    assert G.end_abandoned(store, "5s", now=_at(50)) == []
+
+
+def test_a_publisher_back_within_the_grace_keeps_the_generation(store):
+    G = domain.generations
+    domain.streams.create(store, "demo")
+    gen, _ = domain.streams.start(store, "demo")
+    _left(store, gen["id"], 0)
+    G.publisher_joined(store, gen["id"])  # back after 3 s, say
+    assert G.end_abandoned(store, "5s", now=_at(60)) == []
+    assert G.get(store, gen["id"])["status"] == "starting"
+    _left(store, gen["id"], 30)  # and away again: the grace counts from the new departure
+    assert G.end_abandoned(store, "5s", now=_at(34)) == []
+    assert len(G.end_abandoned(store, "5s", now=_at(35))) == 1
+
+
+def test_grace_never_and_zero_and_the_streams_own_grace_beats_the_config(store):
+    G = domain.generations
+    for slug in ("never", "zero", "own", "default"):
+        domain.streams.create(store, slug)
+    domain.streams.update(store, "never", reconnect_grace="never")
+    domain.streams.update(store, "zero", reconnect_grace="0s")
+    gens = {slug: domain.streams.start(store, slug)[0] for slug in ("never", "zero", "default")}
+    gens["own"] = domain.streams.start(store, "own", reconnect_grace="2m")[0]  # stream.start's override, kept
+    assert domain.streams.get(store, "own")["reconnect_grace"] == "2m"
+    for g in gens.values():
+        _left(store, g["id"], 0)
+    assert {g["stream"] for g in G.end_abandoned(store, "60s", now=_at(0))} == {"zero"}
+    assert {g["stream"] for g in G.end_abandoned(store, "60s", now=_at(60))} == {"default"}
+    assert {g["stream"] for g in G.end_abandoned(store, "60s", now=_at(120))} == {"own"}
+    assert G.end_abandoned(store, "60s", now=_at(10**7)) == []
+    assert G.get(store, gens["never"]["id"])["status"] == "starting"
+    # The config's "never" holds every stream without its own grace.
+    domain.streams.update(store, "default", reconnect_grace=None)
+    g, _ = domain.streams.start(store, "default")
+    _left(store, g["id"], 0)
+    assert G.end_abandoned(store, "never", now=_at(10**7)) == []
+
+
+def test_an_edge_copy_is_never_ended_by_the_grace(store):
+    G = domain.generations
+    stream = domain.streams.create(store, "demo")
+    gen, _ = G.begin(store, stream["id"], mode="edge_mirror")
+    _left(store, gen["id"], 0)
+    assert G.end_abandoned(store, "0s", now=_at(100)) == []
+
+
+@pytest.mark.parametrize("value, stored", [("30s", "30s"), ("5m", "5m"), (" never ", "never"), ("NEVER", "never"),
+                                           (0, "0s"), (90, "90s"), (None, None)])
+def test_stream_reconnect_grace_values(store, value, stored):
+    domain.streams.create(store, "demo")
+    assert domain.streams.update(store, "demo", reconnect_grace=value)["reconnect_grace"] == stored
+
+
+@pytest.mark.parametrize("value", ["soon", "-5s", "5x", True, [], "31d"])
+def test_stream_reconnect_grace_refuses_garbage_naming_the_field(store, value):
+    domain.streams.create(store, "demo")
+    with pytest.raises(InvalidInput) as e:
+        domain.streams.update(store, "demo", reconnect_grace=value)
+    assert e.value.field == "reconnect_grace"
 
 
 def test_one_active_generation_per_stream_is_enforced_by_the_store(store):
     stream = domain.streams.create(store, "demo")
     other = domain.streams.create(store, "other")
-    domain.generations.start(store, "demo")
-    domain.generations.start(store, "other")  # another stream is independent
+    domain.streams.start(store, "demo")
+    domain.streams.start(store, "other")  # another stream is independent
     with pytest.raises(sqlite3.IntegrityError):
         with store.write() as db:
             db["stream_generations"].insert({"id": "gen_dup", "stream_id": stream["id"], "status": "live",
@@ -215,7 +329,7 @@ def test_one_active_generation_per_stream_is_enforced_by_the_store(store):
 
 def test_generation_errors(store):
     with pytest.raises(NotFound):
-        domain.generations.start(store, "nope")
+        domain.streams.start(store, "nope")
     with pytest.raises(NotFound):
         domain.generations.get(store, "gen_nope")
     with pytest.raises(NotFound):
@@ -223,5 +337,5 @@ def test_generation_errors(store):
     domain.streams.create(store, "gone")
     domain.streams.delete(store, "gone")
     with pytest.raises(NotFound):
-        domain.generations.start(store, "gone")
+        domain.streams.start(store, "gone")
     assert _rows(store, "stream_generations") == []

@@ -284,7 +284,7 @@ def test_list_keys_never_shows_verifiers(store, secret):
 def test_soft_delete_stops_keys_and_ends_generations(store, secret):
     stream = domain.streams.create(store, "demo")
     _, key = domain.keys.create(store, secret, "demo")
-    gen, created = domain.generations.start(store, "demo")
+    gen, created = domain.streams.start(store, "demo")
     assert created
     domain.generations.mark_live(store, gen["id"])
 

@@ -16,7 +16,8 @@ from daemons.core.errors import StoreError
 from daemons.core.store import Store
 
 ALL = ["0001_streams_keys_generations", "0002_media_endpoints", "0003_renditions_snapshots", "0004_measured_bandwidth_player_events",
-       "0005_endpoint_report_tokens", "0006_mirrored_streams"]
+       "0005_endpoint_report_tokens", "0006_mirrored_streams",
+       "0007_publisher_presence_reconnect_grace"]
 REPO = Path(__file__).resolve().parents[2]
 
 

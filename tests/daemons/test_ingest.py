@@ -106,7 +106,7 @@ async def test_refused_publishes_get_the_right_status(ingest):
     assert await rtmp_probe.status_of(h, p, good.key, app="other") == "NetStream.Publish.BadName"
     # Once an admin starts the stream, the same key is accepted.
     with inst.open_store() as store:
-        domain.generations.start(store, "manual")
+        domain.streams.start(store, "manual")
     assert await rtmp_probe.status_of(h, p, manual.key) == "NetStream.Publish.Start"
     assert await rtmp_probe.status_of(h, p, good.key) == "NetStream.Publish.Start"
 
@@ -207,7 +207,7 @@ async def test_admin_stop_disconnects_the_publisher(ingest):
         n.start_soon(publish)
         await wait_for(lambda: s.stream["id"] in ingest.daemon.publishers)
         with ingest.install.open_store() as store:
-            gen = domain.generations.stop(store, "demo")
+            gen = domain.streams.stop(store, "demo")
         stopped_at = trio.current_time()
     assert gen["status"] == "ended"
     assert result["p"].returncode != 0

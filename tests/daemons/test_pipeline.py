@@ -114,7 +114,7 @@ async def test_publish_makes_a_valid_ll_hls_generation(ingest):
     # Once the generation is stopped (ENDLIST), ffprobe reads the whole of it through the master
     # playlist, from the file system, with the source's codecs.
     with ingest.install.open_store() as store:
-        domain.generations.stop(store, "demo")
+        domain.streams.stop(store, "demo")
     await wait_for(lambda: "#EXT-X-ENDLIST" in read_playlist(gen_dir), timeout=10)
     info = ffprobe_json("-count_packets", "-show_streams", str(gen_dir / "master.m3u8"))
     kinds = {st["codec_type"]: st for st in info["streams"]}
@@ -214,7 +214,7 @@ async def test_admin_stop_ends_the_playlists_and_retention_removes_them(nursery,
         await wait_for(lambda: pipeline.live, timeout=10)
         gen_dir = pipeline.directory
         with inst.open_store() as store:
-            domain.generations.stop(store, "demo")
+            domain.streams.stop(store, "demo")
     text = await wait_for(lambda: (t := read_playlist(gen_dir)) and "#EXT-X-ENDLIST" in t and t, timeout=10)
     ended = check_media_playlist(text)
     assert ended.ended and ended.preload_hint is None

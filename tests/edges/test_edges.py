@@ -298,7 +298,7 @@ async def test_an_ended_generation_and_a_deleted_stream_reach_the_edge(make_node
             assert (await client.get(f"{edge.base_url}{path}?token={token}")).status_code == 200
 
             with origin.store() as store:
-                domain.generations.stop(store, "show")
+                domain.streams.stop(store, "show")
             await wait_until(lambda: edge_generation()["status"] == "ended", 15, "ended at the edge")
 
             async def ended_playlist():

@@ -153,7 +153,7 @@ async def test_schemathesis_finds_no_server_error(http, management_token, tmp_pa
         unlisted = domain.streams.create(store, "quiet", visibility="unlisted")  # offline: no generation
         generations = {}
         for stream in (public, private):
-            row, _ = domain.generations.start(store, stream["slug"])
+            row, _ = domain.streams.start(store, stream["slug"])
             domain.generations.mark_live(store, row["id"])
             generations[stream["slug"]] = row["id"]
     live = GenerationWriter(http.install.spool_root, http.install.state_dir, public["id"], generation_id=generations["open"])

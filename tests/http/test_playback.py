@@ -20,7 +20,7 @@ URL_KINDS = ("master", "playlist", "init", "segment", "part")
 async def live_generation(http, slug: str, visibility: str) -> tuple[dict, GenerationWriter]:
     with http.install.open_store() as store:
         stream = domain.streams.create(store, slug, visibility=visibility)
-        gen_row, _ = domain.generations.start(store, slug)
+        gen_row, _ = domain.streams.start(store, slug)
         domain.generations.mark_live(store, gen_row["id"])
     gen = GenerationWriter(http.install.spool_root, http.install.state_dir, stream["id"], generation_id=gen_row["id"])
     gen.add_segments(2)
@@ -102,7 +102,7 @@ async def test_playback_api_states(http):
         assert offline["low_latency"] is True and offline["renditions"][0]["name"] == "source"
 
         with http.install.open_store() as store:
-            gen_row, _ = domain.generations.start(store, "show")
+            gen_row, _ = domain.streams.start(store, "show")
         starting = (await c.get("/api/streams/show/playback")).json()
         assert starting["status"] == "starting" and starting["master_url"] is None
 
@@ -117,7 +117,7 @@ async def test_playback_api_states(http):
         assert (await c.get(live["master_url"])).status_code == 200
 
         with http.install.open_store() as store:
-            domain.generations.stop(store, "show")
+            domain.streams.stop(store, "show")
         ended = (await c.get("/api/streams/show/playback")).json()
         assert ended["status"] == "ended" and ended["ended_at"] and ended["master_url"] == live["master_url"]
 

@@ -49,7 +49,7 @@ async def test_index_lists_public_live_streams_only(http):
         for slug, visibility in (("open", "public"), ("quiet", "unlisted"), ("hidden", "private"), ("idle", "public")):
             domain.streams.create(store, slug, title=f"{slug} & co", visibility=visibility)
             if slug != "idle":
-                row, _ = domain.generations.start(store, slug)
+                row, _ = domain.streams.start(store, slug)
                 domain.generations.mark_live(store, row["id"])
     async with http.client() as c:
         r = await c.get("/")

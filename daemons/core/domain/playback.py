@@ -49,36 +49,31 @@ def token_valid(secret: bytes, stream_id: str, token: str | None, *, now: float 
     return hmac.compare_digest(signature.encode(), _signature(secret, stream_id, expiry).encode())
 
 
-def status_of(generation: dict | None) -> str:
-    """offline | starting | live | ended, as the playback API reports it."""
-    if generation is None:
-        return "offline"
-    return {"starting": "starting", "live": "live", "ended": "ended", "failed": "offline"}[generation["status"]]
+def info(store: Store, stream_ref: str, *, default_grace) -> dict:
+    """What the playback API answers (without URLs, which the HTTP layer adds).
 
-
-def latest_generation(store: Store, stream_id: str) -> dict | None:
-    """The active generation, else the most recent one (to report `ended`)."""
-    current = generations.active(store, stream_id)
-    if current is not None:
-        return current
-    return store.one(
-        "SELECT * FROM stream_generations WHERE stream_id = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
-        (stream_id,),
-    )
-
-
-def info(store: Store, stream_ref: str) -> dict:
-    """What the playback API answers (without URLs, which the HTTP layer adds)."""
+    While a broadcast is active, `publisher_connected` says whether its publisher is here, and
+    `publisher_left_at` since when it is away (the watch page shows "reconnecting"), with
+    `ends_at` when the reconnect grace will end it (null: it waits until stopped);
+    `default_grace` is the config's rtmp.reconnect_grace.
+    """
     stream = streams.get(store, stream_ref)
-    generation = latest_generation(store, stream["id"])
-    status = status_of(generation)
+    generation = generations.latest(store, stream["id"])
+    status = generations.public_status(generation)
+    current = generation if generation and status != "offline" else None
+    active = current is not None and generations.is_active(current["status"])
+    deadline = generations.reconnect_deadline(current, stream["reconnect_grace"], default_grace) if active else None
     return {
         "stream": {"id": stream["id"], "slug": stream["slug"], "title": stream["title"], "visibility": stream["visibility"]},
         "status": status,
-        "generation_id": generation["id"] if generation and status != "offline" else None,
-        "started_at": generation["started_at"] if generation and status != "offline" else None,
-        "live_at": generation["live_at"] if generation and status != "offline" else None,
-        "ended_at": generation["ended_at"] if generation and status == "ended" else None,
+        "generation_id": current["id"] if current else None,
+        "started_at": current["started_at"] if current else None,
+        "live_at": current["live_at"] if current else None,
+        "ended_at": current["ended_at"] if current and status == "ended" else None,
+        "end_reason": current["end_reason"] if current and status == "ended" else None,
+        "publisher_connected": generations.publisher_connected(current) if active else False,
+        "publisher_left_at": current["publisher_left_at"] if active else None,
+        "ends_at": deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z") if deadline else None,
         "renditions": [
             {k: r[k] for k in ("name", "kind", "width", "height", "frame_rate", "video_codec", "audio_codec",
                                "measured_bandwidth", "measured_average_bandwidth")}

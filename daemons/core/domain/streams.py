@@ -1,13 +1,35 @@
-"""Streams: create, find, update, soft-delete. A stream is what a broadcaster publishes to."""
+"""Streams: create, find, update, start, stop, soft-delete. A stream is what a broadcaster publishes to.
+
+Starting and stopping a stream are moves of its generation (`generations` owns the lifecycle);
+this module resolves the stream and keeps the stream's own settings, such as its reconnect grace.
+"""
 
 from __future__ import annotations
 
-from daemons.core.domain import renditions
+from daemons.core import advice
+from daemons.core.config import parse_grace
+from daemons.core.domain import generations, renditions
 from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, new_id, now_iso
 from daemons.core.errors import Conflict, InvalidInput, NotFound
 from daemons.core.store import Store
 
 VISIBILITIES = ("public", "unlisted", "private")
+_UNSET = object()
+
+
+def check_grace(value: object) -> str | None:
+    """A stream's reconnect grace: a duration ("90s", "5m", seconds) or "never"; None = the config's."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidInput("reconnect_grace must be a duration such as 30s, 5m, or \"never\"", field="reconnect_grace")
+    try:
+        seconds = parse_grace(value)
+    except ValueError as e:
+        raise InvalidInput(f"reconnect_grace {value!r} is not allowed: {e}, or \"never\"", field="reconnect_grace") from None
+    if seconds is not None and seconds > 30 * 86400:
+        raise InvalidInput("reconnect_grace must be at most 30 days (or \"never\")", field="reconnect_grace")
+    return "never" if seconds is None else (f"{value}" if isinstance(value, str) else f"{value:g}s").strip()
 
 
 def _row(row: dict) -> dict:
@@ -22,11 +44,13 @@ def create(
     visibility: str = "public",
     auto_start: bool = True,
     ladder: list[dict] | None = None,
+    reconnect_grace: str | None = None,
 ) -> dict:
     """A new stream, with renditions from the given ladder (the config's default ladder)."""
     check_name(slug, "slug")
     check_text(title, "title")
     check_choice(visibility, "visibility", VISIBILITIES)
+    grace = check_grace(reconnect_grace)
     now = now_iso()
     row = {
         "id": new_id("st"),
@@ -37,6 +61,7 @@ def create(
         "created_at": now,
         "updated_at": now,
         "deleted_at": None,
+        "reconnect_grace": grace,
     }
     with store.write() as db:
         if _find_live_slug(store, slug):
@@ -66,6 +91,46 @@ def list_(store: Store, *, include_deleted: bool = False) -> list[dict]:
     return [_row(r) for r in store.query(f"SELECT * FROM streams {where} ORDER BY slug, created_at")]
 
 
+def list_with_generations(store: Store, *, include_deleted: bool = False) -> list[dict]:
+    """Every stream with its active generation (`generation`, None when idle): what `sender stream
+    list` and the management API's stream.list show."""
+    rows = list_(store, include_deleted=include_deleted)
+    active = {g["stream_id"]: g for g in generations.list_(store, active_only=True, limit=len(rows) + 1)}
+    for r in rows:
+        r["generation"] = active.get(r["id"])
+    return rows
+
+
+def status(store: Store, ref: str, ingest: dict, config) -> dict:
+    """Is it live? What `sender stream status` and the management API's stream.status answer:
+    the latest generation and, from the ingest daemon's stats (`ingest`, {} when it is not
+    running), the connected publisher, the packaging pipeline, and advice for the broadcaster."""
+    stream = get(store, ref)
+    generation = generations.latest(store, stream["id"])
+    active = generation is not None and generations.is_active(generation["status"])
+    publisher = next((p for p in ingest.get("publishers", []) if p.get("stream_id") == stream["id"]), None)
+    pipeline = next((g for g in ingest.get("generations", []) if generation and g.get("generation_id") == generation["id"]), None)
+    default_grace = config["rtmp.reconnect_grace"]
+    deadline = generations.reconnect_deadline(generation, stream["reconnect_grace"], default_grace) if active else None
+    return {
+        "stream": stream["slug"],
+        "stream_id": stream["id"],
+        "status": generations.public_status(generation),
+        "active": active,
+        "generation": generation,
+        "publisher": publisher if active else None,
+        "publisher_connected": active and generations.publisher_connected(generation),
+        "publisher_left_at": generation["publisher_left_at"] if active else None,
+        "reconnect_grace": stream["reconnect_grace"] or default_grace,
+        "ends_at": deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z") if deadline else None,
+        "pipeline": pipeline,
+        "warnings": advice.stream_warnings(publisher, pipeline, segment_target_s=config["hls.segment_target_s"],
+                                           spool_root=str(config["spool.root"])),
+        "ingest_running": bool(ingest),
+        "stats_updated_at": ingest.get("updated_at"),
+    }
+
+
 def update(
     store: Store,
     ref: str,
@@ -74,7 +139,9 @@ def update(
     title: str | None = None,
     visibility: str | None = None,
     auto_start: bool | None = None,
+    reconnect_grace=_UNSET,
 ) -> dict:
+    """Change the given fields; `reconnect_grace=None` goes back to the config's."""
     changes: dict = {}
     if slug is not None:
         changes["slug"] = check_name(slug, "slug")
@@ -84,6 +151,8 @@ def update(
         changes["visibility"] = check_choice(visibility, "visibility", VISIBILITIES)
     if auto_start is not None:
         changes["auto_start"] = int(bool(auto_start))
+    if reconnect_grace is not _UNSET:
+        changes["reconnect_grace"] = check_grace(reconnect_grace)
     with store.write() as db:
         current = get(store, ref)
         changed = {k: v for k, v in changes.items() if _stored(current[k]) != v}
@@ -108,9 +177,22 @@ def delete(store: Store, ref: str) -> dict:
         current = get(store, ref)
         now = now_iso()
         db["streams"].update(current["id"], {"deleted_at": now, "updated_at": now})
-        db.execute(
-            "UPDATE stream_generations SET status = 'ended', ended_at = ?, updated_at = ? "
-            "WHERE stream_id = ? AND status IN ('starting', 'live')",
-            (now, now, current["id"]),
-        )
+        generations.end_active(store, current["id"], generations.EndReason.STREAM_DELETED, at=now)
     return get(store, current["id"], include_deleted=True)
+
+
+def start(store: Store, ref: str, *, reconnect_grace=_UNSET) -> tuple[dict, bool]:
+    """The stream's active generation, starting one if none is: (generation, created).
+    `reconnect_grace`, when given, becomes the stream's own (kept for its next broadcasts too)."""
+    with store.write():
+        stream = get(store, ref)
+        if reconnect_grace is not _UNSET:
+            stream = update(store, stream["id"], reconnect_grace=reconnect_grace)
+        return generations.begin(store, stream["id"])
+
+
+def stop(store: Store, ref: str) -> dict | None:
+    """End the stream's active generation (like its publisher's grace running out, but now);
+    None when nothing was active."""
+    stream = get(store, ref, include_deleted=True)
+    return generations.end_active(store, stream["id"], generations.EndReason.STOPPED)

@@ -195,3 +195,20 @@ def _m0006(db: Database) -> None:
         ALTER TABLE streams ADD COLUMN source_endpoint_id TEXT;
         """
     )
+
+
+@MIGRATIONS(name="0007_publisher_presence_reconnect_grace")
+def _m0007(db: Database) -> None:
+    db.executescript(
+        """
+        -- The publisher of an active generation: when it last connected and when it left (NULL
+        -- while one is connected, or before the first). The reconnect grace counts from
+        -- publisher_left_at, so it survives an ingest daemon restart.
+        ALTER TABLE stream_generations ADD COLUMN publisher_connected_at TEXT;
+        ALTER TABLE stream_generations ADD COLUMN publisher_left_at TEXT;
+        -- Why an ended generation ended: stopped | publisher_gone | stream_deleted | source_ended.
+        ALTER TABLE stream_generations ADD COLUMN end_reason TEXT;
+        -- A stream's own reconnect grace ("30s", "never"); NULL = the config's rtmp.reconnect_grace.
+        ALTER TABLE streams ADD COLUMN reconnect_grace TEXT;
+        """
+    )

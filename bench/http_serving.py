@@ -102,15 +102,16 @@ def log(msg: str) -> None:
 
 def live_playlist(next_parts: int, *, first_msn: int = FIRST_MSN, segments: int = LIVE_SEGMENTS,
                   target_duration: int = 2, segment_s: float = SEGMENT_S, part_s: float = PART_S) -> hls.MediaPlaylist:
-    """A playlist as Sender's packager writes it mid-stream: `segments` complete segments (the
-    last three with their parts listed), `next_parts` parts of the segment being built, the
-    preload hint for the next part, server control as the packager sets it."""
+    """A playlist as Sender's packager writes it mid-stream: `segments` complete segments (parts
+    listed on those starting within three target durations of the end, three segments at most
+    counting the one being built), `next_parts` parts of the segment being built, the preload
+    hint for the next part, server control as the packager sets it."""
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     parts_per_segment = round(segment_s / part_s)
     listed = []
     for i in range(segments):
         msn = first_msn + i
-        with_parts = i >= segments - round(3 * target_duration / segment_s)
+        with_parts = i >= segments - round(3 * target_duration / segment_s) + (1 if next_parts else 0)
         listed.append(hls.Segment(
             msn=msn, uri=f"{msn}.m4s", duration=segment_s, map_uri="init.mp4",
             program_date_time=start + timedelta(seconds=segment_s * i),

@@ -345,7 +345,7 @@ SCHEMA: dict[str, Key] = {
     "http.telemetry_keep_events": Key(_int_kind(0, 100_000_000), 10_000, "Recent player events kept in the store (oldest dropped)."),
     "http.playback_token_ttl": Key(DURATION, "6h", "Default lifetime of playback tokens for private streams."),
     "spool.root": Key(PATH, "/var/cache/sender/spool", "Where parts, segments and playlists are written."),
-    "spool.live_window_segments": Key(_int_kind(3, 10_000), 6, "Segments listed in a live playlist."),
+    "spool.live_window_segments": Key(_int_kind(3, 10_000), 30, "Segments listed in a live playlist: viewers can seek back this far (30 × 2 s = a minute), and LL-HLS delta updates (_HLS_skip) leave out all but the last 12 s of it."),
     "spool.ended_retention": Key(DURATION, "24h", "How long an ended generation's files are kept (e.g. 90s, 15m, 24h, 7d)."),
     "store.path": Key(PATH, "/var/lib/sender/sender.db", "SQLite store: streams, keys, generations, endpoints, snapshots."),
     "store.busy_timeout_ms": Key(_int_kind(0, 600_000), 5000, "How long a writer waits for another process's transaction (ms)."),

@@ -30,13 +30,14 @@ from daemons.media.fmp4 import Fragment, InitSegment, Track
 
 STATE_VERSION = 1
 MAX_PENDING_BYTES = 1 << 20  # audio kept while no segment is open (bounded: a keyframe may never come)
+PART_SEGMENTS = 3  # most segments (the one in progress included) whose parts a playlist lists
 
 
 @dataclass(frozen=True)
 class PackagerConfig:
     part_target_s: float = 0.2
     segment_target_s: float = 2.0
-    live_window_segments: int = 6
+    live_window_segments: int = 30
     low_latency: bool = True
 
     @property
@@ -295,12 +296,18 @@ class RenditionPackager:
     def playlist(self, rendition_reports: tuple[hls.RenditionReport, ...] = ()) -> hls.MediaPlaylist:
         ll = self.config.low_latency
         td = self.target_duration
-        # Parts are listed for segments within 3 target durations of the live edge (RFC 8216bis 4.4.4.9).
-        keep_parts_s = 3 * td
+        o = self._open
+        # Parts are listed for the newest segments only (RFC 8216bis 6.2.2): for a segment that
+        # starts within 3 target durations of the playlist's end, and for at most 3 segments
+        # counting the one in progress, as strict parsers (hls-parser) enforce.
+        with_parts = ll
+        slots = PART_SEGMENTS - (1 if o is not None and o.parts else 0)
         segments = []
-        age = self._open.duration if self._open else 0.0
+        age = o.duration if o else 0.0  # from the start of the segment below to the playlist's end
         for s in reversed(self.segments):
-            with_parts = ll and age < keep_parts_s
+            age += s.duration
+            with_parts = with_parts and slots > 0 and age <= 3 * td + 1e-6
+            slots -= 1
             segments.append(
                 hls.Segment(
                     msn=s.msn,
@@ -312,9 +319,7 @@ class RenditionPackager:
                     parts=tuple(hls.Part(part_name(s.msn, i), p.duration, p.independent) for i, p in enumerate(s.parts)) if with_parts else (),
                 )
             )
-            age += s.duration
         segments.reverse()
-        o = self._open
         partial = ()
         if ll and o is not None:
             partial = tuple(hls.Part(part_name(o.msn, i), p.duration, p.independent) for i, p in enumerate(o.parts))

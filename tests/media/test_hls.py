@@ -51,7 +51,7 @@ def segment(msn: int, *, parts: int = 0, duration: float = 2.0, start: float | N
                    map_uri, listed)
 
 
-def ll_playlist(*, first: int = 0, count: int = 10, with_parts: int = 3, partial: int = 2,
+def ll_playlist(*, first: int = 0, count: int = 10, with_parts: int = 2, partial: int = 2,
                 reports: tuple[RenditionReport, ...] = (), **overrides) -> MediaPlaylist:
     """A live LL-HLS playlist as the packager would write it: 2 s segments of ten 0.2 s
     parts, parts listed on the newest `with_parts` segments, `partial` parts of the next."""

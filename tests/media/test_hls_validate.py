@@ -81,9 +81,9 @@ def test_playlist_tags_come_before_the_segments():
 
 
 @pytest.mark.parametrize("tag", ["#EXT-X-DISCONTINUITY", '#EXT-X-MAP:URI="init.mp4"',
-                                 "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:14.000Z"])
+                                 "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:16.000Z"])
 def test_parent_segment_tags_come_before_its_first_part(tag):
-    first_part = '#EXT-X-PART:DURATION=0.20000,URI="7.0.m4s",INDEPENDENT=YES\n'
+    first_part = '#EXT-X-PART:DURATION=0.20000,URI="8.0.m4s",INDEPENDENT=YES\n'
     text = GOOD.render()
     violates(text.replace(first_part, first_part + tag + "\n"), "4.4.4.9")
 
@@ -183,15 +183,28 @@ def test_first_part_of_an_independent_segment_is_marked_independent():
 
 def test_parts_are_removed_oldest_first():
     segments = list(GOOD.segments)
-    segments[8] = replace(segments[8], parts=())  # 7 and 9 list parts, 8 does not
+    segments[7] = replace(segments[7], parts=segments[9].parts)  # 7 and 9 list parts, 8 does not
+    segments[8] = replace(segments[8], parts=())
     violates(edited(GOOD, segments=tuple(segments)).render(), "6.2.2")
 
 
 def test_parts_removed_beyond_three_target_durations():
-    # Segment 6 ends 6.4 s before the live edge, more than 3 x 2 s.
-    violates(ll_playlist(with_parts=4).render(), "6.2.2")
-    check_media_playlist(ll_playlist(with_parts=4, partial=0, preload_hint="10.0.m4s",
-                                     next_program_date_time=None).render())  # exactly 6.0 s
+    # Segment 7 starts 6.4 s before the live edge, more than 3 x 2 s.
+    violates(ll_playlist(with_parts=3).render(), "6.2.2")
+    check_media_playlist(ll_playlist(with_parts=3, partial=0, preload_hint="10.0.m4s",
+                                     next_program_date_time=None).render())  # starts exactly 6.0 s back
+
+
+def test_parts_on_at_most_three_segments_counting_the_one_in_progress():
+    # hls-parser (strict) refuses parts on any but the last three segments, its in-progress
+    # segment included, even when they are all within three target durations (short segments).
+    short = tuple(segment(msn, parts=2, duration=0.4, start=0.4 * msn) for msn in range(4))
+    playlist = ll_playlist(count=0, with_parts=0, partial=2, segments=short, media_sequence=0,
+                           preload_hint="4.2.m4s", next_program_date_time=T0 + timedelta(seconds=1.6))
+    error = violates(playlist.render(), "6.2.2")
+    assert "5 segments list parts" in str(error)
+    trimmed = edited(playlist, segments=(replace(short[0], parts=()), replace(short[1], parts=()), *short[2:]))
+    check_media_playlist(trimmed.render())
 
 
 def test_parts_reach_back_to_part_hold_back():
@@ -529,11 +542,14 @@ class LiveRendition:
         return self.playlist(())
 
     def playlist(self, reports: tuple[RenditionReport, ...]) -> MediaPlaylist:
-        edge = sum(s.duration for s in self.segments) + sum(p.duration for p in self.parts)
-        end, listed = 0.0, []
-        for s in self.segments:
-            end += s.duration
-            listed.append(s if edge - end <= 3 * 2 else replace(s, parts=()))
+        # Parts on segments starting within 3 x 2 s of the end, three segments at most
+        # counting the one in progress (the packager's rule).
+        age, slots, listed = sum(p.duration for p in self.parts), 3 - bool(self.parts), []
+        for s in reversed(self.segments):
+            age += s.duration
+            listed.insert(0, s if slots > 0 and age <= 3 * 2 + 1e-9 and (not listed or listed[0].parts)
+                          else replace(s, parts=()))
+            slots -= 1
         return MediaPlaylist(
             target_duration=2,
             media_sequence=self.media_sequence,

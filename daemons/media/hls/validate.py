@@ -264,15 +264,24 @@ def _check_part_window(playlist: MediaPlaylist, parents: list) -> None:
             "a segment without parts listed after one with parts",
         )
     edge = playlist.duration + sum(part.duration for part in playlist.partial_parts)
-    end = 0.0  # the end of each segment, from the start of the playlist
+    start = 0.0  # the start of each segment, from the start of the playlist
     for segment in playlist.segments:
-        end += segment.duration
-        if segment.parts and edge - end > 3 * playlist.target_duration + _EPSILON:
+        if segment.parts and edge - start > 3 * playlist.target_duration + _EPSILON:
             raise _spec(
                 "6.2.2", "EXT-X-PART tags SHOULD be removed from the Playlist after they are "
                 "greater than three Target Durations from the end of the Playlist",
-                f"segment {segment.msn} still lists parts {edge - end:.3f} s from the end",
+                f"segment {segment.msn} still lists parts from {edge - start:.3f} s before the end",
             )
+        start += segment.duration
+    # hls-parser (strict) counts the in-progress segment as a segment and refuses parts on any
+    # but the last three: a defect a real client finds is a defect.
+    listing = sum(1 for segment in playlist.segments if segment.parts) + (1 if playlist.partial_parts else 0)
+    if listing > 3:
+        raise _spec(
+            "6.2.2", "EXT-X-PART tags SHOULD be removed from the Playlist after they are "
+            "greater than three Target Durations from the end of the Playlist",
+            f"{listing} segments list parts (the one in progress counted); strict clients accept three",
+        )
     control = playlist.server_control
     if playlist.ended or control is None or control.part_hold_back is None:
         return

@@ -2,7 +2,8 @@
 
 * sender(1) from the typer/click command tree: every command and option, with its help text;
 * sender.toml(5) from `daemons.core.config.SCHEMA`: every key, its kind, default and meaning;
-* sender-daemons(8) from the daemons table, the listen keys and the unit templates in `units/`.
+* sender-daemons(8) from the daemons table, the listen keys and the unit templates in `units/`
+  (read as package data: sender_cli/share/units links to it).
 
     python -m sender_cli.manpages man/        # rewrite the committed pages
 
@@ -419,7 +420,9 @@ def write(directory: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    target = Path(argv[0]) if argv else Path(__file__).resolve().parents[1] / "man"
+    from sender_cli.commands.install_cmd import MAN_PAGES
+
+    target = Path(argv[0]) if argv else Path(MAN_PAGES)  # the shipped pages: man/ in a checkout
     written = write(target)
     for p in written:
         print(f"wrote {p}")

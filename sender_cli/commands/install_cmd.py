@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import typer
@@ -35,8 +36,11 @@ from sender_cli import context, render
 from sender_cli.commands.daemon import DAEMONS
 from sender_cli.context import JSON_OPTION
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "units"
-MAN_PAGES = Path(__file__).resolve().parents[2] / "man"
+# The unit templates and man pages this Sender ships: package data (sender_cli/share/ links to the
+# checkout's top-level units/ and man/; a wheel carries copies of them).
+SHARE = resources.files("sender_cli") / "share"
+TEMPLATES = SHARE / "units"
+MAN_PAGES = SHARE / "man"
 PACKAGED = Path("/usr/lib")  # where a package puts units, sysusers.d and tmpfiles.d
 USER = "sender"
 # Every unit Sender ships, and the config keys each daemon listens on (for CAP_NET_BIND_SERVICE).
@@ -275,7 +279,7 @@ def install(
 
 
 def man_page_names() -> list[str]:
-    return sorted(p.name for p in MAN_PAGES.glob("*.[0-9]"))
+    return sorted(p.name for p in MAN_PAGES.iterdir() if re.fullmatch(r".+\.[0-9]", p.name))
 
 
 def _install_man_pages(lay: Layout, rep: Report) -> None:

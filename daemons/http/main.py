@@ -2,8 +2,9 @@
 
 With `http.workers` = N > 1 this process is worker 0: it binds the listen address with
 SO_REUSEPORT and starts workers 1..N-1 as child processes on the same port (the kernel spreads
-connections over them), each dying with it (PR_SET_PDEATHSIG) and restarted with backoff if it
-crashes. Each worker has its own spool view, caches and counters; `/metrics` adds them up.
+connections over them), each started by `daemons.runtime.children.spawn` (its own process group,
+dying with this one: PR_SET_PDEATHSIG, forked on this main thread) and restarted with backoff
+if it exits. Each worker has its own spool view, caches and counters; `/metrics` adds them up.
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ import gc
 import logging
 import os
 import signal
-import subprocess
 import sys
 
 import trio
 
 from daemons.core.install import Install
 from daemons.http.server import HTTPDaemon
-from daemons.runtime import daemon
+from daemons.runtime import children, daemon
 from daemons.runtime import logging as slog
-from daemons.runtime.children import die_with_parent
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("http")
 
 WORKER_ENV = "SENDER_HTTP_WORKER"  # "<index>:<port>" for a child worker
 RESTART_BACKOFF_S = (0.5, 30.0)
+WORKER_STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL
 GC_THRESHOLDS = (10_000, 50, 1_000_000)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2
 FULL_COLLECTION_INTERVAL_S = 120.0
 
@@ -73,26 +73,22 @@ async def _supervise_worker(install: Install, index: int, port: int) -> None:
     env[WORKER_ENV] = f"{index}:{port}"
     cmd = [sys.executable, "-m", "daemons.http.main", str(install.config.path)]
     while True:
-        proc = await trio.lowlevel.open_process(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+        # On this (main) thread, so the worker's death signal holds for as long as we run.
+        worker = children.spawn(cmd, env=env, death_signal=signal.SIGKILL)
         started = trio.current_time()
         try:
-            code = await proc.wait()
+            code = await worker.wait()
         finally:
-            if proc.returncode is None:  # we are stopping: stop the worker cleanly, then surely
-                with trio.CancelScope(shield=True):
-                    proc.send_signal(signal.SIGTERM)
-                    with trio.move_on_after(5):
-                        await proc.wait()
-                    if proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
-        slog.log(log, logging.WARNING, "http worker exited; restarting", worker=index, code=code, backoff_s=backoff)
+            await worker.stop(WORKER_STOP_GRACE_S)  # when we are stopping: cleanly, then surely
+            await worker.aclose()
+        slog.log(log, logging.WARNING, "http worker exited; restarting", worker=index, pid=worker.pid, code=code, backoff_s=backoff)
         await trio.sleep(backoff)
         backoff = RESTART_BACKOFF_S[0] if trio.current_time() - started > 60 else min(backoff * 2, RESTART_BACKOFF_S[1])
 
 
 def main(config_path: str | None = None) -> None:
-    daemon.run("http", serve, config_path)
+    worker, _ = _worker_from_env()
+    daemon.run("http", serve, config_path, listens=worker == 0)  # the others share worker 0's port
 
 
 if __name__ == "__main__":

@@ -6,23 +6,21 @@ playlists from those fragments. The `source` rendition is a remux (`-c copy`); t
 renditions are encoded with libx264/AAC with keyframes forced on the segment grid, so every
 rendition cuts its segments at the same instants.
 
-No ffmpeg outlives its daemon: each runs in its own process group (a Ctrl-C in a terminal does
-not reach it; we stop it in order) with PR_SET_PDEATHSIG=SIGKILL. The death signal belongs to the
-*thread* that forked, so the fork happens on the daemon's main thread (the trio thread), never in
-a worker thread that may exit while ffmpeg runs.
+No ffmpeg outlives its daemon: it is started by `daemons.runtime.children.spawn` (own process
+group, so a Ctrl-C in a terminal does not reach it and we stop it in order; PR_SET_PDEATHSIG=
+SIGKILL, forked on the daemon's main thread, where the death signal holds).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
 import trio
 
-from daemons.runtime.children import die_with_parent
+from daemons.runtime import children
+from daemons.runtime.children import Child
 
 # Minimal input probing: the FLV's sequence headers come first, so ffmpeg need not probe; the
 # default probing costs over a second of latency (shared/notes/media-pipeline.md). Not
@@ -64,66 +62,44 @@ def ffmpeg_command(ffmpeg: str, renditions: list[dict], out_fds: list[int], *, s
 class BackendProcess:
     """A running ffmpeg: its stdin for FLV, one fMP4 stream per rendition, its stderr."""
 
-    popen: subprocess.Popen
-    stdin: trio.lowlevel.FdStream
+    child: Child
     outputs: list[trio.lowlevel.FdStream]
-    stderr: trio.lowlevel.FdStream
-    _pidfd: int
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.child.pid
+
+    @property
+    def stdin(self) -> trio.lowlevel.FdStream:
+        return self.child.stdin
+
+    @property
+    def stderr(self) -> trio.lowlevel.FdStream:
+        return self.child.stderr
 
     async def wait(self) -> int:
-        """Wait for exit without polling (a pidfd becomes readable when the process exits)."""
-        await trio.lowlevel.wait_readable(self._pidfd)
-        return self.popen.wait()
-
-    def kill_group(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        return await self.child.wait()
 
     async def aclose(self) -> None:
-        for s in (self.stdin, *self.outputs, self.stderr):
-            await trio.aclose_forcefully(s)
-        if self.popen.poll() is None:
-            self.kill_group()
-            with trio.CancelScope(shield=True):
-                await self.wait()
-        os.close(self._pidfd)
+        with trio.CancelScope(shield=True):
+            for s in self.outputs:
+                await trio.aclose_forcefully(s)
+            await self.child.aclose()
 
 
 def spawn(build_command: Callable[[list[int]], list[str]], n_outputs: int) -> BackendProcess:
-    """Start ffmpeg on the calling (main) thread; see the module docstring for why.
-
-    `build_command` gets the child's file descriptors for the outputs (for `pipe:FD`)."""
-    stdin_r, stdin_w = os.pipe()
-    err_r, err_w = os.pipe()
+    """Start ffmpeg (through `children.spawn`: on the main thread, own process group, SIGKILL if
+    the daemon dies). `build_command` gets the child's file descriptors for the outputs (for
+    `pipe:FD`)."""
     outs = [os.pipe() for _ in range(n_outputs)]
     child_ends = [w for _, w in outs]
     try:
-        popen = subprocess.Popen(
-            build_command(child_ends),
-            stdin=stdin_r,
-            stdout=subprocess.DEVNULL,
-            stderr=err_w,
-            pass_fds=child_ends,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-            close_fds=True,
-        )
+        child = children.spawn(build_command(child_ends), stdin=children.PIPE, stdout=children.DEVNULL,
+                               stderr=children.PIPE, pass_fds=child_ends)
     except BaseException:
-        for fd in (stdin_r, stdin_w, err_r, err_w, *[fd for pair in outs for fd in pair]):
+        for fd in (fd for pair in outs for fd in pair):
             os.close(fd)
         raise
-    for fd in (stdin_r, err_w, *child_ends):
+    for fd in child_ends:
         os.close(fd)
-    return BackendProcess(
-        popen=popen,
-        stdin=trio.lowlevel.FdStream(stdin_w),
-        outputs=[trio.lowlevel.FdStream(r) for r, _ in outs],
-        stderr=trio.lowlevel.FdStream(err_r),
-        _pidfd=os.pidfd_open(popen.pid),
-    )
+    return BackendProcess(child=child, outputs=[trio.lowlevel.FdStream(r) for r, _ in outs])

@@ -303,13 +303,37 @@ def check_ports(cfg: Config) -> list[Check]:
             if ours:
                 out.append(_ok(name, f"{value} is held by sender-{daemon} (pid {ours[0][0]})"))
             else:
-                who = ", ".join(f"pid {pid} ({cmd[:60]})" for pid, cmd in holders) or "another process"
-                out.append(_fail(name, f"{value} is in use by {who}", f"stop that process, or `sender config set {key} HOST:PORT` with a free port"))
+                out.append(_fail(name, f"{value} is in use by {describe_holders(holders)}", f"stop that process, or `sender config set {key} HOST:PORT` with a free port"))
         elif err == errno.EADDRNOTAVAIL:
             out.append(_fail(name, f"{value}: {host} is not an address of this machine", f"`sender config set {key} 0.0.0.0:{port}` (or one of this machine's addresses)"))
         else:
             out.append(_fail(name, f"{value}: cannot bind: {os.strerror(err)}", f"`sender config set {key} HOST:PORT`"))
     return out
+
+
+def check_listen_free(daemon: str, cfg: Config) -> list[Check]:
+    """At a daemon's start: every address it listens on can be bound. Held by anyone, even by a
+    Sender daemon (then another `sender up` or the units already run this node), it fails, naming
+    the holder when /proc shows it. Other bind errors are left to the daemon's own bind."""
+    out = []
+    for key, owner in LISTEN_KEYS.items():
+        value = cfg[key]
+        if owner != daemon or not value:
+            continue
+        host, port = config_mod.parse_listen(value)
+        if port != 0 and _try_bind(host, port) == errno.EADDRINUSE:
+            out.append(_fail(f"port {key}", f"{value} is in use by {describe_holders(port_holders(port))}",
+                             f"stop it (`sender status` shows what runs), or `sender config set {key} HOST:PORT`"))
+    return out
+
+
+def describe_holders(holders: list[tuple[int, str]]) -> str:
+    """`sender-ingest (pid 12)`, `pid 34 (nginx: master process)`, or `another process`."""
+    names = []
+    for pid, cmd in holders:
+        ours = next((d for d in dict.fromkeys(LISTEN_KEYS.values()) if _is_our_daemon(cmd, d)), None)
+        names.append(f"sender-{ours} (pid {pid})" if ours else f"pid {pid} ({' '.join(cmd.split())[:60]})")
+    return ", ".join(names) or "another process"
 
 
 def _try_bind(host: str, port: int) -> int | None:
@@ -489,15 +513,17 @@ def check_distribution(cfg: Config) -> Check:
     return _ok("distribution", f"key {path}: node tokens and playback tokens shared with the other nodes")
 
 
-def startup(daemon: str, install) -> list[Check]:
+def startup(daemon: str, install, *, listens: bool = True) -> list[Check]:
     """What a daemon needs before it starts: state and spool writable (the spool created, mode
-    0750, if missing), the install secret, the binaries it runs. Failures only."""
+    0750, if missing), the install secret, the binaries it runs, and (`listens`: not for a
+    process sharing its first worker's socket) its listen addresses free. Failures only."""
     cfg = install.config
     results = [
         check_directory("state", install.state_dir, "node.state_dir", min_free=0),
         check_directory("spool", install.spool_root, "spool.root", create=True, min_free=0),
         check_secret(install.state_dir),
         *check_binaries(daemon, cfg),
+        *(check_listen_free(daemon, cfg) if listens else ()),
     ]
     if daemon == "snapshot":
         results.append(check_control_plane(cfg))

@@ -8,6 +8,7 @@ disconnect clients and close files.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 from typing import Awaitable, Callable
@@ -43,11 +44,36 @@ async def _run(name: str, serve: Serve, install: Install) -> None:
     slog.log(log, logging.INFO, "stopped")
 
 
-def run(name: str, serve: Serve, config_path: str | None) -> None:
+def run(name: str, serve: Serve, config_path: str | None, *, listens: bool = True) -> None:
+    """`listens=False` for a process that shares an already bound socket (an extra HTTP worker)."""
     install = Install.load(config_path)
     slog.setup(install.config["log.level"])
-    failed = checks.startup(name, install)  # the same checks as `sender doctor`, fatal ones only
+    # The same checks as `sender doctor`, fatal ones only; a taken port is refused here, before
+    # the daemon touches anything (the spool, the store's generations).
+    failed = checks.startup(name, install, listens=listens)
     if failed:
-        slog.log(slog.get(name), logging.CRITICAL, "refusing to start: " + "; ".join(c.line() for c in failed))
-        raise SystemExit(1)
-    trio.run(_run, name, serve, install)
+        _refuse(name, "; ".join(c.line() for c in failed))
+    try:
+        trio.run(_run, name, serve, install)
+    except BaseException as e:
+        in_use = _address_in_use(e)
+        if in_use is None:
+            raise
+        # Taken between the check and the bind: still one line, not a traceback.
+        _refuse(name, "; ".join(c.line() for c in checks.check_listen_free(name, install.config)) or str(in_use))
+
+
+def _refuse(name: str, why: str) -> None:
+    slog.log(slog.get(name), logging.CRITICAL, "refusing to start: " + why)
+    raise SystemExit(1)
+
+
+def _address_in_use(e: BaseException) -> OSError | None:
+    """The EADDRINUSE error inside `e` (trio wraps it in exception groups), if that is all it is."""
+    if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        found = [_address_in_use(sub) for sub in e.exceptions]
+        if found and all(found):
+            return found[0]
+    return None

@@ -185,7 +185,8 @@ class SenderTarget(_Delegate):
         self.workers = workers
         self.label = f"sender-http (http.workers {workers})"
         self.server = SenderHTTP(root, sender, source, workers=workers,
-                                 config={"http.max_connections": str(max(4096, 2 * args.count))})
+                                 config={"http.max_connections": str(max(4096, 2 * args.count)),
+                                         "http.max_connections_per_address": str(max(256, 2 * args.count))})
 
     def prepare(self, init: bytes, before: bytes) -> str:
         s = self.server

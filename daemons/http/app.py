@@ -53,7 +53,8 @@ class HTTPContext:
 
     # --- who is asking: X-Forwarded-* only from trusted proxies ---------------------------
 
-    def _trusted(self, address: str) -> bool:
+    def is_trusted_proxy(self, address: str) -> bool:
+        """Whether `address` is one of http.trusted_proxies (their X-Forwarded-* count; no per-address cap)."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -64,14 +65,14 @@ class HTTPContext:
         """The viewer's address: the peer, or the nearest untrusted hop of X-Forwarded-For when
         the peer is a trusted proxy."""
         peer = (scope.get("client") or ("unknown", 0))[0]
-        if not self.trusted_proxies or not self._trusted(peer):
+        if not self.trusted_proxies or not self.is_trusted_proxy(peer):
             return peer
         forwarded = _header(scope, b"x-forwarded-for")
         if not forwarded:
             return peer
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         for hop in reversed(hops):
-            if not self._trusted(hop):
+            if not self.is_trusted_proxy(hop):
                 return hop
         return hops[0] if hops else peer
 
@@ -80,7 +81,7 @@ class HTTPContext:
         peer = (scope.get("client") or ("unknown", 0))[0]
         scheme = scope.get("scheme", "http")
         host = _header(scope, b"host") or self.config["node.public_base_url"].split("://", 1)[-1]
-        if self.trusted_proxies and self._trusted(peer):
+        if self.trusted_proxies and self.is_trusted_proxy(peer):
             scheme = (_header(scope, b"x-forwarded-proto") or scheme).split(",")[0].strip()
             host = (_header(scope, b"x-forwarded-host") or host).split(",")[0].strip()
         return f"{scheme}://{host}"

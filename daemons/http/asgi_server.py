@@ -1,10 +1,15 @@
-"""Hypercorn's trio worker, with the two things its `serve()` lacks: a connection limit and
-sockets we bind ourselves (SO_REUSEPORT, so `http.workers` processes share one port).
+"""Hypercorn's trio worker, with what its `serve()` lacks: connection limits, a request-head
+deadline, and sockets we bind ourselves (SO_REUSEPORT, so `http.workers` processes share one port).
 
-This mirrors `hypercorn.trio.run.worker_serve` (lifespan, then one `TCPServer` per
-connection) but accepts through a `trio.CapacityLimiter`: at `http.max_connections` open
-connections it stops accepting and the kernel's backlog holds newcomers, instead of failing
-them or running out of file descriptors. Pinned to hypercorn 0.17–0.18's worker API.
+This mirrors `hypercorn.trio.run.worker_serve` (lifespan, then one `TCPServer` per connection)
+but every connection goes through a `ConnectionTable` (connections.py, sans-IO): a per-address
+cap at accept, and at `http.max_connections` the connection that has waited longest for a
+request head gives way to the new one; when all have requests in progress the accept loop
+waits and the kernel's backlog holds newcomers (no failed accepts, no running out of file
+descriptors). hypercorn itself only closes a connection whose head is late when its keep-alive
+timer fires, and keeps a connection whose client left without a request until then too:
+`_TCPServer` ends the read at the head deadline and stops that timer once reading is over.
+Pinned to hypercorn 0.17–0.18's worker and `TCPServer` API.
 """
 
 from __future__ import annotations
@@ -17,16 +22,25 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.events import Closed, RawData, Updated
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
+from daemons.http.connections import FULL, ConnectionTable, Refused
 from daemons.runtime import logging as slog
 
 log = slog.get("http")
 
 ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        return stream.socket.getpeername()[0]
+    except OSError:
+        return "unknown"
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int) -> socket.socket:
@@ -41,39 +55,122 @@ def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int) -> sock
     return sock
 
 
-async def serve(app, config: Config, sockets: list[socket.socket], max_connections: int,
+class _TCPServer(TCPServer):
+    """One connection: hypercorn's, with the table's head deadline and a way to give way."""
+
+    def __init__(self, app, config: Config, context: WorkerContext, state: ConnectionState,
+                 stream: trio.SocketStream, table: ConnectionTable, room: "_Room"):
+        super().__init__(app, config, context, state, stream)
+        self.table = table
+        self.room = room
+        self.giving_way = False
+        self.read_scope = trio.CancelScope()
+
+    def give_way(self) -> None:
+        """Evicted: end the read (hypercorn then closes the connection as when its client leaves)."""
+        self.giving_way = True
+        self.read_scope.cancel()
+
+    async def protocol_send(self, event) -> None:
+        if isinstance(event, Updated):
+            if event.idle:
+                self.table.request_done(self)
+                self.room.changed()
+            else:
+                self.table.request_started(self)
+        await super().protocol_send(event)
+
+    async def _read_data(self) -> None:
+        # hypercorn's loop (its read_timeout is unset here), with the head deadline and eviction.
+        while not self.giving_way:
+            with trio.CancelScope(deadline=self.table.deadline(self)) as self.read_scope:
+                if self.giving_way:
+                    self.read_scope.cancel()
+                try:
+                    data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+            if self.read_scope.cancelled_caught:
+                if not self.giving_way:
+                    self.table.timed_out(self)
+                    self.room.changed()
+                break
+            if data:
+                self.table.received(self, trio.current_time())
+            await self.protocol.handle(RawData(bytes(data)))
+            if not data:
+                break
+        await self.idle_task.stop()  # nothing more to read: do not keep the connection for keep-alive
+        await self.protocol.handle(Closed())
+
+
+class _Room:
+    """Wakes an accept loop waiting for a connection to finish or to turn idle."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def changed(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def serve(app, config: Config, sockets: list[socket.socket], table: ConnectionTable,
                 *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     config.set_statsd_logger_class(StatsdLogger)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: dict = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)
     context = WorkerContext(None)
-    limiter = trio.CapacityLimiter(max_connections)
+    room = _Room()
 
-    async def handle(stream: trio.SocketStream, token: object) -> None:
+    async def handle(server: _TCPServer) -> None:
         try:
-            await TCPServer(wrapped, config, context, ConnectionState(lifespan_state.copy()), stream)
+            await server
         finally:
-            limiter.release_on_behalf_of(token)
-            await trio.aclose_forcefully(stream)  # hypercorn's own close may have been cancelled
+            table.close(server)
+            room.changed()
+            await trio.aclose_forcefully(server.stream)  # hypercorn's own close may have been cancelled
+
+    async def admit(stream: trio.SocketStream, nursery: trio.Nursery) -> None:
+        address = _peer_address(stream)
+        server = _TCPServer(wrapped, config, context, ConnectionState(lifespan_state.copy()), stream, table, room)
+        while True:
+            verdict = table.accept(server, address, trio.current_time())
+            if verdict is not FULL:
+                break
+            await room.wait()  # every connection has a request in progress
+        if isinstance(verdict, Refused):
+            if verdict.first:
+                slog.log(log, logging.WARNING, "connections refused: http.max_connections_per_address reached",
+                         address=address, limit=table.max_per_address)
+            await trio.aclose_forcefully(stream)
+            return
+        if verdict.first_eviction:
+            slog.log(log, logging.WARNING, "http.max_connections reached: closing the connections waiting longest for a request",
+                     limit=table.max_connections)
+        if verdict.evicted is not None:
+            verdict.evicted.give_way()
+        nursery.start_soon(handle, server)
 
     async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            token = object()
-            await limiter.acquire_on_behalf_of(token)
             try:
                 stream = await listener.accept()
             except OSError as e:
-                limiter.release_on_behalf_of(token)
                 if e.errno not in ACCEPT_ERRORS:
                     raise
                 slog.log(log, logging.WARNING, "accept failed; retrying", error=e)
                 await trio.sleep(0.1)
                 continue
+            try:
+                await admit(stream, nursery)
             except BaseException:
-                limiter.release_on_behalf_of(token)
+                await trio.aclose_forcefully(stream)
                 raise
-            nursery.start_soon(handle, stream, token)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)

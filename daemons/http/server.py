@@ -17,6 +17,7 @@ from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.http import asgi_server, metrics
 from daemons.http.app import HTTPContext, SenderApp
+from daemons.http.connections import ConnectionTable
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
@@ -32,6 +33,11 @@ class HTTPDaemon:
         self.install = install
         self.ctx = HTTPContext(install, store, worker)
         self.port = port  # a pool's workers share the port the first one bound
+        c = install.config
+        self.connections = ConnectionTable(
+            max_connections=c["http.max_connections"], max_per_address=c["http.max_connections_per_address"],
+            head_timeout_s=c["http.request_head_timeout_s"], exempt=self.ctx.is_trusted_proxy,
+        )
         self.addresses: list[tuple[str, str, int]] = []
 
     def hypercorn_config(self) -> HypercornConfig:
@@ -59,8 +65,7 @@ class HTTPDaemon:
             await nursery.start(ctx.spool.run)
             await nursery.start(ctx.pull.run)
             nursery.start_soon(self._stats_loop)
-            await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets,
-                                self.install.config["http.max_connections"])
+            await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets, self.connections)
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append(("http", host, port))

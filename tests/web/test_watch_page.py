@@ -15,6 +15,7 @@ daemons/http/static/, under the page's strict Content-Security-Policy (any viola
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -221,3 +222,98 @@ async def test_private_stream_plays_with_a_token_and_says_so_without(nursery, tm
     assert out["title"] == "Members only"
     assert out["played"]["masterUrl"].endswith(f"?token={token}")
     assert out["csp"] == [], out["csp"]
+
+
+ERROR_DIALOG = """() => { const d = document.querySelector("live-video-skin").shadowRoot.querySelector("media-error-dialog");
+  return d ? {open: d.hasAttribute("data-open"), visible: !!(d.offsetWidth || d.offsetHeight) && getComputedStyle(d).visibility !== "hidden"
+              && getComputedStyle(d).display !== "none", text: d.textContent.replace(/\\s+/g, " ").trim()} : null; }"""
+
+
+async def test_watch_page_through_reconnecting_the_end_and_a_new_broadcast(nursery, tmp_path):
+    """Publisher killed → "reconnecting" over the last frame (no spinner, no error box); back within
+    the grace → plays on; killed again past the grace → only "The broadcast has ended."; a new
+    publish → the new broadcast plays on the same page, without a reload."""
+    inst = make_install(tmp_path / "var", **{"http.listen": "127.0.0.1:0", "rtmp.reconnect_grace": "6s"})
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst, "demo", title="Lifecycle")
+    await http.daemon.ctx.directory.refresh()
+    cue = {name: threading.Event() for name in ("playing", "reconnecting", "resumed", "ended", "replaying")}
+    out: dict = {}
+
+    def browse():
+        with sync_playwright() as pw:
+            b = Browser(pw)
+            try:
+                page = b.open(f"{http.base_url}/watch/demo")
+                out["first"] = wait_status(page, lambda x: x["playing"] and x["currentTime"] > 1, 30, "plays once live")
+                cue["playing"].set()
+                out["reconnecting"] = wait_status(page, lambda x: x["shown"] == "reconnecting", 10, "reconnecting shown")
+                out["reconnecting_overlay"] = page.inner_text("#overlay")
+                out["reconnecting_badge"] = page.inner_text("#badge")
+                time.sleep(2.5)  # the scenario: the viewer watches the reconnecting state for a while
+                out["reconnecting_later"] = status(page)
+                out["dialog_reconnecting"] = page.evaluate(ERROR_DIALOG)
+                cue["reconnecting"].set()
+                out["resumed"] = wait_status(page, lambda x: x["shown"] == "live" and not x["paused"] and not x["halted"], 15,
+                                             "plays again after the publisher came back")
+                c0 = out["resumed"]["currentTime"]
+                out["resumed_advancing"] = wait_status(page, lambda x: x["currentTime"] - c0 >= 1.5, 10, "advancing after the return")
+                cue["resumed"].set()
+                out["ended"] = wait_status(page, lambda x: x["shown"] == "ended", 25, "ended shown after the grace")
+                time.sleep(3)  # the scenario: an ended page left open; nothing else may appear
+                out["ended_later"] = status(page)
+                out["ended_overlay"] = page.inner_text("#overlay")
+                out["ended_badge"] = page.inner_text("#badge")
+                out["dialog_ended"] = page.evaluate(ERROR_DIALOG)
+                cue["ended"].set()
+                out["replaying"] = wait_status(page, lambda x: x["shown"] == "live" and x["playing"] and x["currentTime"] > 1
+                                               and x["generationId"] != out["first"]["generationId"], 30, "a new broadcast plays")
+                out["csp"] = page.evaluate("window.__csp || []")
+            finally:
+                out["console"] = b.console
+                b.close()
+                for e in cue.values():
+                    e.set()
+
+    async def waited(name: str) -> None:
+        await trio.to_thread.run_sync(cue[name].wait, 60)
+
+    async def publish():
+        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+        await waited("playing")
+        proc.kill()
+        await proc.wait()
+        await waited("reconnecting")
+        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+        await waited("resumed")
+        proc.kill()
+        await proc.wait()
+        await waited("ended")
+        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+        await waited("replaying")
+        proc.kill()
+        await proc.wait()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(publish)
+        await trio.to_thread.run_sync(browse)
+
+    print(f"\n[watch page lifecycle] console {out.get('console')}")
+    assert out["reconnecting_overlay"] == "The broadcaster is reconnecting…"
+    assert out["reconnecting_badge"].lower() == "reconnecting"
+    later = out["reconnecting_later"]
+    assert later["paused"] and later["halted"] and later["playerError"] is None  # last frame, no spinner, no error
+    assert later["generationId"] == out["first"]["generationId"]
+    assert out["dialog_reconnecting"] is not None and not out["dialog_reconnecting"]["open"]
+    assert out["resumed"]["generationId"] == out["first"]["generationId"]  # the same broadcast goes on
+    assert out["ended_overlay"] == "The broadcast has ended."
+    assert out["ended_badge"].lower() == "ended"
+    assert out["ended_later"]["shown"] == "ended" and out["ended_later"]["playerError"] is None
+    assert not out["dialog_ended"]["open"] and not out["dialog_ended"]["visible"], out["dialog_ended"]
+    replay = out["replaying"]
+    assert replay["sessionId"] == out["first"]["sessionId"]  # the same page: no reload
+    assert replay["overlay"] == "" and out["csp"] == []

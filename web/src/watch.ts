@@ -3,10 +3,16 @@
 // stream's slug in data- attributes: no inline script, so a strict CSP holds.
 //
 // What it does: asks /api/streams/<slug>/playback every few seconds and shows offline / starting
-// / live / ended by itself; plays the master playlist through hls.js (never the browser's own
-// HLS), near the live edge, catching up when it drifts; recovers from network and media errors
-// and from a new broadcast without a reload; reports startup, errors, rebuffers and live-edge
-// distance to /api/player/events with a per-page session id, which every HLS request carries too.
+// / live / reconnecting / ended by itself; plays the master playlist through hls.js (never the
+// browser's own HLS), near the live edge, catching up when it drifts; recovers from network and
+// media errors and from a new broadcast without a reload; reports startup, errors, rebuffers and
+// live-edge distance to /api/player/events with a per-page session id, which every HLS request
+// carries too.
+//
+// The page, not the player, says what is happening to the broadcast: while its publisher is away
+// ("reconnecting") and once it has ended, loading stops, the last frame stays under one message,
+// and the player's own error dialog is dismissed (a missing playlist then is expected, not an
+// error for the viewer).
 
 import { createPlayer, MediaContainerElement, MediaElement } from "@videojs/html";
 import { liveVideoFeatures } from "@videojs/html/live-video";
@@ -14,19 +20,24 @@ import "@videojs/html/live-video/skin";
 import "@videojs/html/media/hls-video";
 import Hls, { type ErrorData, type HlsConfig } from "hls.js";
 
-const POLL_MS = 3000;            // playback API while waiting / live
+const POLL_MS = 3000;            // playback API while live
+const POLL_WAITING_MS = 1000;    // ... while offline, starting or reconnecting: start as soon as it is back
+const END_GRACE_MS = 4000;       // an ended broadcast plays out what is buffered, at most this long
 const FLUSH_MS = 5000;           // telemetry batch interval
 const EDGE_SAMPLE_MS = 5000;     // live_edge events
 const DRIFT_MAX_S = 4;           // past this distance from the live edge: jump back to it
 const RETRY_MS = [1000, 2000, 4000, 8000];
 
 type Status = "offline" | "starting" | "live" | "ended";
+type Shown = Status | "reconnecting";
 interface Playback {
   stream: { id: string; slug: string; title: string | null; visibility: string };
   status: Status;
   generation_id: string | null;
   master_url: string | null;
   low_latency: boolean;
+  publisher_connected: boolean;
+  publisher_left_at: string | null;
   viewers: number;
 }
 interface PlayerEvent { kind: string; value?: number; detail?: string }
@@ -61,6 +72,9 @@ const badge = document.getElementById("badge") as HTMLElement;
 const titleEl = document.getElementById("title") as HTMLElement;
 const viewersEl = document.getElementById("viewers") as HTMLElement;
 const overlay = document.getElementById("overlay") as HTMLElement;
+const playerEl = document.querySelector("video-player") as unknown as {
+  store: { error: unknown; dismissError(): void; subscribe(cb: () => void): () => void };
+};
 
 function newSessionId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
@@ -70,6 +84,8 @@ const sessionId = newSessionId();
 
 const state = {
   status: null as Status | null,
+  shown: null as Shown | null,  // what the page says (live + publisher away = reconnecting)
+  halted: false,                // loading stopped: reconnecting or ended
   message: "",
   generationId: null as string | null,
   masterUrl: null as string | null,
@@ -119,21 +135,37 @@ addEventListener("pagehide", () => flush(true));
 
 // --- what the page shows ------------------------------------------------------------------------
 
-const LABELS: Record<Status, string> = { offline: "Offline", starting: "Starting", live: "Live", ended: "Ended" };
-const MESSAGES: Record<Status, string> = {
+const LABELS: Record<Shown, string> = {
+  offline: "Offline", starting: "Starting", live: "Live", reconnecting: "Reconnecting", ended: "Ended",
+};
+const MESSAGES: Record<Shown, string> = {
   offline: "This stream is offline. It will start playing here as soon as it goes live.",
   starting: "The stream is starting…",
   live: "",
+  reconnecting: "The broadcaster is reconnecting…",
   ended: "The broadcast has ended.",
 };
 
-function show(status: Status | null, message: string) {
+function show(status: Shown | null, message: string) {
+  state.shown = status;
   badge.dataset.status = status ?? "unknown";
   badge.textContent = status ? LABELS[status] : "…";
   root.dataset.status = status ?? "error";
   overlay.textContent = message;
   overlay.hidden = !message;
+  overlay.dataset.kind = status === "reconnecting" ? "over-frame" : "cover";
+  if (status === "reconnecting" || status === "ended") dismissPlayerError();
 }
+
+// The player's own error dialog ("Something went wrong") is for errors the viewer can act on;
+// while the broadcaster is away or after the end, the page's one message says it all.
+function dismissPlayerError() {
+  const store = playerEl.store;
+  if (store.error) store.dismissError();
+}
+playerEl.store.subscribe(() => {
+  if (state.halted || state.shown === "reconnecting" || state.shown === "ended") dismissPlayerError();
+});
 
 function setViewers(n: number) {
   viewersEl.textContent = `${n} ${n === 1 ? "viewer" : "viewers"}`;
@@ -165,6 +197,7 @@ function video(): HTMLVideoElement | null {
 }
 
 function load(url: string) {
+  state.halted = false;
   state.masterUrl = url;
   state.loadedAt = performance.now();
   state.startupMs = null;
@@ -195,6 +228,7 @@ function tryPlay() {
 }
 
 function onHlsError(hls: Hls, data: ErrorData) {
+  if (state.halted) return;  // loading was stopped on purpose: nothing to recover
   const what = `${data.type}/${data.details}${data.response?.code ? ` ${data.response.code}` : ""}`;
   if (state.errors.length < 50) state.errors.push(`${data.fatal ? "fatal " : ""}${what}`);
   if (!data.fatal) {
@@ -214,8 +248,47 @@ function onHlsError(hls: Hls, data: ErrorData) {
   const delay = RETRY_MS[Math.min(state.retry, RETRY_MS.length - 1)];
   state.retry += 1;
   setTimeout(() => {
-    if (state.masterUrl && hls === engine()) hls.loadSource(state.masterUrl);  // <hls-video> starts the load
+    if (state.masterUrl && hls === engine() && !state.halted) hls.loadSource(state.masterUrl);  // <hls-video> starts the load
   }, delay);
+}
+
+// Reconnecting or ended: stop asking for playlists that cannot move, keep the last frame.
+function halt() {
+  if (state.halted) return;
+  state.halted = true;
+  engine()?.stopLoad();
+  video()?.pause();  // the player shows no buffering spinner on a paused video
+  dismissPlayerError();
+}
+
+// The broadcaster is back (same broadcast): load again from the live edge and play.
+function resume() {
+  if (!state.halted) return;
+  state.halted = false;
+  const hls = engine();
+  if (hls) hls.startLoad(-1);
+  else if (state.masterUrl) load(state.masterUrl);
+  const v = video();
+  if (v && hls && hls.liveSyncPosition != null) v.currentTime = hls.liveSyncPosition;
+  tryPlay();
+}
+
+let endTimer: ReturnType<typeof setTimeout> | null = null;
+
+// Ended: what is buffered plays out (the end of the broadcast, about a second), then the message.
+function end() {
+  const v = video();
+  const finish = () => {
+    if (endTimer) { clearTimeout(endTimer); endTimer = null; }
+    if (state.status !== "ended") return;  // a new broadcast began meanwhile
+    halt();
+    show("ended", MESSAGES.ended);
+  };
+  if (state.halted || !v || v.paused || v.ended || !state.playing) { finish(); return; }
+  if (endTimer) return;
+  endTimer = setTimeout(finish, END_GRACE_MS);
+  v.addEventListener("ended", finish, { once: true });
+  v.addEventListener("waiting", finish, { once: true });
 }
 
 function liveEdgeDistance(): number | null {
@@ -291,7 +364,8 @@ async function poll() {
   } catch {
     if (!state.status) show(null, "Cannot reach the server; retrying…");
   } finally {
-    if (root.dataset.status !== "forbidden" && root.dataset.status !== "not-found") setTimeout(poll, POLL_MS);
+    const waiting = state.status !== "live" || state.shown === "reconnecting";
+    if (root.dataset.status !== "forbidden" && root.dataset.status !== "not-found") setTimeout(poll, waiting ? POLL_WAITING_MS : POLL_MS);
   }
 }
 
@@ -300,16 +374,27 @@ function apply(p: Playback) {
   if (titleEl.textContent !== title) { titleEl.textContent = title; document.title = `${title} · Sender`; }
   setViewers(p.viewers);
   const playable = (p.status === "live" || p.status === "ended") && !!p.master_url;
-  if (playable && (p.generation_id !== state.generationId || !state.masterUrl)) {
+  const newBroadcast = playable && (p.generation_id !== state.generationId || !state.masterUrl);
+  if (newBroadcast) {
     // A new broadcast (or the first): load it. Same broadcast after a reconnect: hls.js keeps
     // going over the discontinuity.
     state.generationId = p.generation_id;
     if (p.status === "live") load(p.master_url as string);
   }
   state.status = p.status;
-  if (p.status === "live" && !playable) show("starting", MESSAGES.starting);
-  else if (p.status === "ended" && state.playing) show("ended", "");
-  else show(p.status, MESSAGES[p.status]);
+  if (p.status === "ended") {
+    if (state.shown !== "ended") end();
+    return;
+  }
+  if (p.status === "live" && !playable) { show("starting", MESSAGES.starting); return; }
+  if (p.status === "live" && !p.publisher_connected && p.publisher_left_at) {
+    // Away: the last frame stays under the message; loading resumes when it is back.
+    halt();
+    show("reconnecting", MESSAGES.reconnecting);
+    return;
+  }
+  if (p.status === "live" && state.halted && !newBroadcast) resume();
+  show(p.status, MESSAGES[p.status]);
 }
 
 // What the tests (and a curious viewer's console) read: plain JSON, no live objects.
@@ -329,6 +414,8 @@ window.senderPlayer = () => {
     startupMs: state.startupMs, playing: state.playing, rebuffers: state.rebuffers, errors: state.errors,
     recoveries: state.recoveries, catchUps: state.catchUps, eventsSent: state.eventsSent,
     overlay: overlay.hidden ? "" : overlay.textContent,
+    shown: state.shown, halted: state.halted,
+    playerError: playerEl.store.error ? String((playerEl.store.error as { message?: string }).message ?? "error") : null,
   };
 };
 

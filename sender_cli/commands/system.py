@@ -11,6 +11,7 @@ from daemons.core import domain
 from daemons.core import install
 from daemons.core.stats import read_fresh_stats
 from sender_cli import context, render
+from sender_cli.commands.daemon import STATS_NAME as UP_STATS
 from sender_cli.context import JSON_OPTION
 
 
@@ -69,6 +70,12 @@ def status(
         "active_generations": [{"stream": g["stream"], "id": g["id"], "status": g["status"]} for g in active],
         "daemons": _running_daemons(inst.state_dir),
     }
+    up = read_fresh_stats(inst.state_dir, UP_STATS)  # a running `sender up` supervising them
+    data["sender_up"] = {"pid": up.get("pid"), "restarts": up.get("restarts", 0), "daemons": up.get("daemons", {})} if up else None
+
+    def running(name: str, d: dict) -> str:
+        restarts = f", restarted {d['restarts']}× (last: {d['last_exit']['description']} at {d['last_exit']['at']})" if d.get("restarts") else ""
+        return f"{name} (pid {d['pid']}{restarts})"
 
     def human() -> None:
         render.fields(
@@ -85,7 +92,8 @@ def status(
                 "active keys": data["keys"],
                 "endpoints": data["endpoints"],
                 "live now": [f"{g['stream']} ({g['status']})" for g in active] or "nothing",
-                "daemons running": [f"{name} (pid {d['pid']})" for name, d in data["daemons"].items()] or "none",
+                "daemons running": [running(name, d) for name, d in data["daemons"].items()] or "none",
+                "sender up": f"pid {up['pid']}, {data['sender_up']['restarts']} restart(s)" if up else "not running",
             },
         )
 
@@ -93,12 +101,19 @@ def status(
 
 
 def _running_daemons(state_dir) -> dict[str, dict]:
-    """Daemons whose stats file is fresh (each writes its own every second while it runs)."""
+    """Daemons whose stats file is fresh (each writes its own every second while it runs); under
+    a running `sender up` (its own file, up.json), with their restarts and last exit."""
+    supervised = (read_fresh_stats(state_dir, UP_STATS) or {}).get("daemons", {})
     out = {}
     for path in sorted((state_dir / "stats").glob("*.json")):
+        if path.stem == UP_STATS:
+            continue
         doc = read_fresh_stats(state_dir, path.stem)
         if doc is not None:
             out[path.stem] = {"pid": doc.get("pid"), "updated_at": doc.get("updated_at")}
+            up = supervised.get("http" if path.stem == "http-0" else path.stem)  # http-0 is sender-http's first worker
+            if up:
+                out[path.stem] |= {"restarts": up.get("restarts", 0), "last_exit": up.get("last_exit")}
     return out
 
 
@@ -161,10 +176,16 @@ def _endpoint_table(inst, store):
 
 
 def _watch(cli) -> None:
+    import signal
     import time
 
     from rich.live import Live
 
+    # Ctrl-C (and SIGTERM) end it even when SIGINT was ignored at our start: a background job of
+    # a non-interactive shell (a CI runner, `sh -c '… &'`) inherits SIG_IGN, and Python then
+    # installs no KeyboardInterrupt handler, so the dashboard would run on after SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if not render.console.is_terminal:  # piped or logged: one frame per second, appended
             while True:

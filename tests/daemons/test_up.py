@@ -95,9 +95,10 @@ async def test_sender_up_accepts_a_publisher_and_refuses_a_wrong_key(tmp_path):
         token = json.loads(sender(env, "token", "create", "--label", "legion", "--json").stdout)["token"]
         await _legion_flow(port, http_port, token)
 
-        # `sender stream stop` ends the generation; `status` reports idle.
+        # `sender stream stop` ends the generation; `status` reports it ended.
         assert sender(env, "stream", "stop", "demo").returncode == 0
-        assert json.loads(sender(env, "stream", "status", "demo", "--json").stdout)["generation"] is None
+        stopped = json.loads(sender(env, "stream", "status", "demo", "--json").stdout)
+        assert stopped["status"] == "ended" and not stopped["active"]
     finally:
         up.send_signal(signal.SIGINT)
         with trio.fail_after(20):
@@ -170,18 +171,27 @@ async def test_sender_up_demo_is_live_within_ten_seconds(tmp_path):
 
             with trio.fail_after(10):  # from `sender up --demo` to a live LL-HLS playlist
                 await wait_for_async(live_playlist, timeout=10)
-        # `sender status --watch` shows the demo publisher live, and ends cleanly on Ctrl-C.
+        # `sender status --watch` shows the demo publisher live, and ends cleanly on Ctrl-C (even
+        # when this run started with SIGINT ignored: tests/ops/test_status_watch.py).
         watch = await trio.lowlevel.open_process([SENDER, "status", "--watch"], env={**env, "COLUMNS": "200"},
-                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen = b""
-        with trio.fail_after(15):
-            # the publisher with its bitrate, and this node's endpoint health from sender-snapshot
-            while b"127.0.0.1:" not in seen or b"Mb/s" not in seen or b"healthy" not in seen:
-                seen += await watch.stdout.receive_some(65536)
-        watch.send_signal(signal.SIGINT)
-        with trio.fail_after(10):
-            assert await watch.wait() == 0
-        assert b"demo" in seen and b"ingest" in seen
+                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            seen = b""
+            with trio.fail_after(15):
+                # the publisher with its bitrate, and this node's endpoint health from sender-snapshot
+                while b"127.0.0.1:" not in seen or b"Mb/s" not in seen or b"healthy" not in seen:
+                    seen += await watch.stdout.receive_some(65536)
+            watch.send_signal(signal.SIGINT)
+            with trio.fail_after(10):
+                assert await watch.wait() == 0
+            assert b"demo" in seen and b"ingest" in seen
+        finally:
+            # Never left running: its process and pipe, collected during a later test, would
+            # fail that one with a ResourceWarning.
+            if watch.returncode is None:
+                watch.kill()
+                await watch.wait()
+            await watch.stdout.aclose()
     finally:
         up.send_signal(signal.SIGINT)
         with trio.fail_after(20):

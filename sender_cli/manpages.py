@@ -351,9 +351,22 @@ def sender_daemons_8() -> str:
         *tp("\\fBSIGKILL\\fR", para(
             "Children never outlive their daemon: ffmpeg and HTTP worker processes are started with "
             "PR_SET_PDEATHSIG and die with it. A restarted sender-ingest resumes each live "
-            "generation's playlists from the spool."
+            "generation's playlists from the spool; for a publisher lost with the killed daemon, "
+            "the reconnect grace counts from the last write of its playlists."
         )),
         *tp("\\fBSIGHUP\\fR", para("Not handled: config changes need a restart (`systemctl restart sender.target`).")),
+        ".SH BROADCAST LIFECYCLE",
+        *para(
+            "A broadcast (a generation of a stream) starts when a publisher with a valid key connects "
+            "(or with `sender stream start`) and stays live across publisher reconnects and backend "
+            "restarts. sender-ingest records when its publisher leaves; when it has been away for the "
+            "reconnect grace (`rtmp.reconnect_grace`, default "
+            f"{config_mod.SCHEMA['rtmp.reconnect_grace'].default}; a stream's own with `sender stream "
+            "update --reconnect-grace`), the broadcast ends as `sender stream stop` ends it: every "
+            "playlist gets EXT-X-ENDLIST, the playback API says `ended`, edges follow. \"0s\" ends "
+            "at once; \"never\" waits for an explicit stop (for a control plane that owns the "
+            "lifecycle). A broadcast started before any publisher connected waits without limit."
+        ),
         ".SH STARTUP CHECKS",
         *para(
             "Before listening, each daemon checks what it cannot work without and refuses to start "

@@ -126,7 +126,11 @@ def _claim_node(install: Install) -> int:
     taken = [c for name in DAEMONS for c in checks.check_listen_free(name, install.config)]
     if taken:
         os.close(fd)
-        render.error("the sender units or another program already run this node: " + "; ".join(c.detail for c in taken))
+        details = "; ".join(c.detail for c in taken)
+        if "sender-" in details:  # held by Sender daemons (checks.describe_holders names them)
+            render.error(f"the sender units already run this node: {details}")
+        else:
+            render.error(f"cannot start: {details}; stop it, or `sender config set` another listen address")
         raise typer.Exit(1)
     return fd
 

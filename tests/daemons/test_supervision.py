@@ -244,13 +244,26 @@ async def test_sender_up_beside_running_daemons_refuses_before_starting_any(tmp_
                                             capture_stderr=True, check=False)
         lines = result.stderr.decode().strip().splitlines()
         assert result.returncode == 1
-        assert lines == [f"error: the sender units or another program already run this node: "
-                         f"127.0.0.1:{http_port} is in use by sender-http (pid {http.pid})"]
+        assert lines == [f"error: the sender units already run this node: 127.0.0.1:{http_port} is in use by sender-http (pid {http.pid})"]
         assert read_fresh_stats(d / "state", "ingest") is None  # no daemon was started
     finally:
         http.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
             assert await http.wait() == 0
+
+
+async def test_sender_up_names_the_program_holding_its_port(tmp_path):
+    d = tmp_path / "var"
+    env, rtmp_port, _ = new_install(d)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", rtmp_port))
+        holder.listen()
+        with trio.fail_after(60):
+            result = await trio.run_process([SENDER, "up"], env=env, stdin=subprocess.DEVNULL, capture_stdout=True,
+                                            capture_stderr=True, check=False)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot start: 127.0.0.1:{rtmp_port} is in use by pid {os.getpid()} ("), lines
 
 
 async def test_a_worker_that_loses_the_race_for_its_port_says_so_in_one_line(tmp_path):

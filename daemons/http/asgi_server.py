@@ -3,9 +3,9 @@ deadline, and sockets we bind ourselves (SO_REUSEPORT, so `http.workers` process
 
 This mirrors `hypercorn.trio.run.worker_serve` (lifespan, then one `TCPServer` per connection)
 but every connection goes through a `ConnectionTable` (connections.py, sans-IO): a per-address
-cap at accept, and at `http.max_connections` the connection that has waited longest for a
-request head gives way to the new one; when all have requests in progress the accept loop
-waits and the kernel's backlog holds newcomers (no failed accepts, no running out of file
+cap at accept, and at `http.max_connections` a connection waiting for a request head gives way
+to a newcomer from an address that holds fewer (else the newcomer is refused); when all have
+requests in progress the accept loop waits and the kernel's backlog holds newcomers (no failed accepts, no running out of file
 descriptors). hypercorn itself only closes a connection whose head is late when its keep-alive
 timer fires, and keeps a connection whose client left without a request until then too:
 `_TCPServer` ends the read at the head deadline and stops that timer once reading is over.
@@ -144,7 +144,10 @@ async def serve(app, config: Config, sockets: list[socket.socket], table: Connec
                 break
             await room.wait()  # every connection has a request in progress
         if isinstance(verdict, Refused):
-            if verdict.first:
+            if verdict.first and verdict.full:
+                slog.log(log, logging.WARNING, "http.max_connections reached: refusing addresses that hold their share",
+                         address=address, limit=table.max_connections)
+            elif verdict.first:
                 slog.log(log, logging.WARNING, "connections refused: http.max_connections_per_address reached",
                          address=address, limit=table.max_per_address)
             await trio.aclose_forcefully(stream)

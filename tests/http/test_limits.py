@@ -41,28 +41,38 @@ def test_the_per_address_cap_refuses_at_accept_and_trusted_proxies_are_exempt():
     assert t.stats.refused == 3 and t.from_address("10.9.9.9") == 0
 
 
-def test_at_the_limit_the_connection_waiting_longest_for_a_head_gives_way():
-    t = table(max_connections=3, max_per_address=3)
-    t.accept("slow1", "10.0.0.2", 0.0)
-    t.accept("player", "10.0.0.1", 1.0)
-    t.accept("slow2", "10.0.0.2", 2.0)
+def test_at_the_limit_a_newcomer_from_a_lighter_address_takes_the_place_of_the_busiest_addresses_longest_waiting():
+    t = table(max_connections=5, max_per_address=5)
+    for i in range(4):
+        t.accept(f"slow{i}", "10.0.0.2", float(i))
+    t.accept("player", "10.0.0.1", 4.0)
     t.request_started("player")
-    first = t.accept("health", "10.0.0.1", 3.0)
-    assert first == Accepted(13.0, "slow1", first_eviction=True)
-    assert "slow1" not in t
-    # The player's response is done: an idle keep-alive connection waits from now, behind slow2.
-    t.request_done("player")
-    assert t.accept("x", "10.0.0.3", 4.0).evicted == "slow2"
-    t.request_started("health")
-    t.request_started("x")
-    assert t.accept("y", "10.0.0.3", 5.0).evicted == "player"
-    t.request_started("y")
-    # Every connection has a request in progress: nothing gives way.
-    assert t.accept("z", "10.0.0.4", 6.0) is FULL
-    assert "z" not in t and len(t) == 3
-    t.request_done("x")
-    assert t.accept("z", "10.0.0.4", 7.0).evicted == "x"
-    assert t.stats.evicted == 4
+    assert t.accept("health", "10.0.0.3", 5.0) == Accepted(15.0, "slow0", first_eviction=True)
+    # The player's address holds 1, the attacker's 3: a second connection of the player's gets in too.
+    assert t.accept("player2", "10.0.0.1", 6.0).evicted == "slow1"
+    # The attacker reopening what was closed is refused: its connections never evict each other.
+    assert t.accept("slow4", "10.0.0.2", 7.0) == Refused(first=True, full=True)
+    assert t.accept("slow5", "10.0.0.2", 7.0) == Refused(first=False, full=True)
+    assert t.stats.refused_full == 2 and t.from_address("10.0.0.2") == 2
+    # Every connection has a request in progress: nothing gives way, the caller waits.
+    for conn in ("health", "player2", "slow2", "slow3"):
+        t.request_started(conn)
+    assert t.accept("z", "10.0.0.4", 8.0) is FULL
+    assert "z" not in t and len(t) == 5
+    # A finished response makes its connection an idle keep-alive one, which can give way.
+    t.request_done("health")
+    assert t.accept("z", "10.0.0.4", 9.0).evicted == "health"
+    assert t.stats.evicted == 3
+
+
+def test_keep_alive_idle_waits_from_its_last_response():
+    t = table(max_connections=3, max_per_address=3)
+    t.accept("a", "10.0.0.2", 0.0)
+    t.accept("b", "10.0.0.2", 1.0)
+    t.accept("c", "10.0.0.3", 2.0)
+    t.request_started("a")
+    t.request_done("a")  # waiting again, now behind b
+    assert t.accept("d", "10.0.0.4", 3.0).evicted == "b"
 
 
 def test_the_head_deadline_counts_from_accept_then_from_the_first_byte_of_each_next_head():
@@ -98,16 +108,25 @@ class TableMachine(RuleBasedStateMachine):
         conn, self.next_id = self.next_id, self.next_id + 1
         before = sum(1 for a in self.open.values() if a == address)
         verdict = self.t.accept(conn, address, self.now)
-        if isinstance(verdict, Refused):
+        held = lambda a: sum(1 for x in self.open.values() if x == a)  # noqa: E731
+        busiest = max((held(a) for c, a in self.open.items() if c not in self.busy), default=0)
+        if isinstance(verdict, Refused) and not verdict.full:
             assert address != "proxy" and before == 3
+            return
+        if isinstance(verdict, Refused):
+            assert len(self.open) == 5 and address != "proxy" and 1 <= held(address) and held(address) + 1 >= busiest
             return
         if verdict is FULL:
             assert len(self.open) == 5 and self.busy == set(self.open)
             return
         assert verdict.deadline == self.now + 2.0
         if verdict.evicted is not None:
+            assert len(self.open) == 5
             assert verdict.evicted in self.open and verdict.evicted not in self.busy
+            assert held(self.open[verdict.evicted]) == busiest
             del self.open[verdict.evicted]
+        else:
+            assert len(self.open) < 5
         self.open[conn] = address
 
     @precondition(lambda self: set(self.open) - self.busy)
@@ -192,7 +211,7 @@ async def test_healthz_and_a_live_playlist_answer_while_slowloris_holds_every_co
         for i in range(2, 17):  # 15 addresses × 20 = 300 slowloris connections for 100 places
             for _ in range(20):
                 attack.start_soon(lambda src=f"127.0.0.{i}": slowloris(http.host, http.port, src, held=held, closed=closed))
-        await wait_for(lambda: len(table) == 100 and table.stats.evicted >= 100, timeout=20)
+        await wait_for(lambda: len(table) == 100 and table.stats.evicted + table.stats.refused_full == 200, timeout=20)
         # Fresh connections each time (no keep-alive): each must be let in past the attackers.
         latencies = []
         for _ in range(10):

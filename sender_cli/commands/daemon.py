@@ -128,7 +128,7 @@ def _claim_node(install: Install) -> int:
         os.close(fd)
         details = "; ".join(c.detail for c in taken)
         if "sender-" in details:  # held by Sender daemons (checks.describe_holders names them)
-            render.error(f"the sender units already run this node: {details}")
+            render.error(f"the sender-* units (or a `sender up` of another install) already run this node: {details}")
         else:
             render.error(f"cannot start: {details}; stop it, or `sender config set` another listen address")
         raise typer.Exit(1)

@@ -244,7 +244,8 @@ async def test_sender_up_beside_running_daemons_refuses_before_starting_any(tmp_
                                             capture_stderr=True, check=False)
         lines = result.stderr.decode().strip().splitlines()
         assert result.returncode == 1
-        assert lines == [f"error: the sender units already run this node: 127.0.0.1:{http_port} is in use by sender-http (pid {http.pid})"]
+        assert lines == ["error: the sender-* units (or a `sender up` of another install) already run this node: "
+                         f"127.0.0.1:{http_port} is in use by sender-http (pid {http.pid})"]
         assert read_fresh_stats(d / "state", "ingest") is None  # no daemon was started
     finally:
         http.send_signal(signal.SIGTERM)

@@ -97,7 +97,8 @@ def create_api(ctx) -> QuartTrio:
             response = error_response(401, "unauthorized", "a node token (Authorization: Bearer snd_…) is required")
             response.headers["WWW-Authenticate"] = 'Bearer realm="sender-distribution"'
             return response
-        doc = await ctx.store.run(distribution.listing, node_id=ctx.config["node.id"])
+        # Each generation with the renditions it runs (its generation.json), not the stream's rows.
+        doc = await ctx.store.run(distribution.listing, node_id=ctx.config["node.id"], spool_root=ctx.install.spool_root)
         for s in doc["streams"]:
             g = s["generation"]
             if g is None or not generations.is_active(g["status"]):

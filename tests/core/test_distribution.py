@@ -13,6 +13,7 @@ from tests.core.core_hypothesis import core
 
 from daemons.core import domain
 from daemons.core.domain import distribution as dist
+from daemons.core.domain.common import new_id
 from daemons.core.errors import InvalidInput
 
 KEY = b"k" * 32
@@ -60,11 +61,29 @@ def _origin_stream(store, slug="show", **kw):
     return domain.streams.create(store, slug, title=slug.title(), **kw)
 
 
-def test_listing_of_an_empty_node(store):
-    assert dist.listing(store, node_id="origin") == {"version": 1, "node_id": "origin", "load": None, "streams": []}
+def _generation_json(spool, stream_id: str, generation_id: str, renditions) -> None:
+    """What a generation's producer writes in the spool (the ingest pipeline, or sender-edge-fill)."""
+    d = spool / "streams" / stream_id / generation_id
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "generation.json").write_text(json.dumps({"stream_id": stream_id, "generation_id": generation_id,
+                                                   "renditions": renditions, "ended": False}))
 
 
-def test_listing_shape(store):
+def _generation(store, stream_id: str, status: str = "live", started_at: str = "2026-11-27T00:00:00.000Z") -> dict:
+    """A generation row of this node's own (as the ingest daemon makes them)."""
+    row = {"id": new_id("gen"), "stream_id": stream_id, "status": status, "mode": "origin_ingest",
+           "started_at": started_at, "live_at": None, "ended_at": None, "failure_reason": None,
+           "discontinuity_count": 0, "updated_at": started_at}
+    with store.write() as db:
+        db["stream_generations"].insert(row)
+    return row
+
+
+def test_listing_of_an_empty_node(store, tmp_path):
+    assert dist.listing(store, node_id="origin", spool_root=tmp_path) == {"version": 1, "node_id": "origin", "load": None, "streams": []}
+
+
+def test_listing_shape(store, tmp_path):
     a = _origin_stream(store, "alpha", ladder=[{"name": "source", "kind": "source"},
                                                {"name": "360p", "kind": "transcode", "height": 360, "video_bitrate": 800_000}])
     b = _origin_stream(store, "beta", visibility="unlisted")
@@ -77,8 +96,9 @@ def test_listing_shape(store):
     domain.endpoints.upsert(store, "origin", type="tribes_origin")
     domain.snapshots.record(store, {"endpoint_id": "origin", "status": "healthy", "viewers": 7, "egress_bps": 5000,
                                     "reporter": "origin"}, history_limit=10)
+    _generation_json(tmp_path, a["id"], g2["id"], ["source", "360p"])
     positions = {f"{g2['id']}/source": {"last": [12, 3], "playlist_age_s": 0.4}}
-    doc = dist.listing(store, node_id="origin", rendition_positions=positions)
+    doc = dist.listing(store, node_id="origin", spool_root=tmp_path, rendition_positions=positions)
     assert doc["version"] == dist.LISTING_VERSION and doc["node_id"] == "origin"
     assert doc["load"] == {"status": "healthy", "viewers": 7, "egress_bps": 5000}
     by_id = {s["id"]: s for s in doc["streams"]}
@@ -98,18 +118,67 @@ def test_listing_shape(store):
     assert json.loads(json.dumps(doc)) == doc  # plain JSON
     assert dist.check_listing(doc) is doc
     # Another node's snapshot is not this node's load.
-    assert dist.listing(store, node_id="edge1")["load"] is None
+    assert dist.listing(store, node_id="edge1", spool_root=tmp_path)["load"] is None
 
 
-def test_listing_takes_the_latest_generation(store):
+def test_listing_takes_the_latest_generation(store, tmp_path):
     s = _origin_stream(store)
     ids = []
     for _ in range(3):
         g, _ = domain.streams.start(store, s["id"])
         domain.streams.stop(store, s["id"])
         ids.append(g["id"])
-    assert dist.listing(store, node_id="o")["streams"][0]["generation"]["id"] == ids[-1]
-    assert dist.listing(store, node_id="o")["streams"][0]["generation"]["status"] == "ended"
+    assert dist.listing(store, node_id="o", spool_root=tmp_path)["streams"][0]["generation"]["id"] == ids[-1]
+    assert dist.listing(store, node_id="o", spool_root=tmp_path)["streams"][0]["generation"]["status"] == "ended"
+
+
+def test_listing_takes_the_renditions_the_generation_runs_not_the_streams_rows(store, tmp_path):
+    # The stream's renditions rows change while a generation is live; its packager keeps running
+    # what it started with, and that is what generation.json in the spool lists.
+    s = _origin_stream(store, ladder=[{"name": "source", "kind": "source"},
+                                      {"name": "720p", "kind": "transcode", "height": 720, "video_bitrate": 2_500_000}])
+    g = _generation(store, s["id"])
+    _generation_json(tmp_path, s["id"], g["id"], ["source", "720p"])
+    domain.renditions.upsert(store, s["id"], {"name": "360p", "kind": "transcode", "height": 360, "video_bitrate": 800_000})
+    domain.renditions.delete(store, s["id"], "720p")
+
+    def listed() -> list[dict]:
+        return dist.listing(store, node_id="o", spool_root=tmp_path)["streams"][0]["generation"]["renditions"]
+
+    # 360p (added during the generation) is not produced by it: an edge must not wait for it.
+    # 720p (deleted during it) still is: listed as what it is, without the row's details.
+    assert [(r["name"], r["kind"]) for r in listed()] == [("720p", "transcode"), ("source", "source")]
+    assert listed()[0]["height"] is None
+    # The next generation runs the rows of its time.
+    with store.write() as db:
+        db["stream_generations"].update(g["id"], {"status": "ended"})
+    g2 = _generation(store, s["id"], started_at="2026-11-27T01:00:00.000Z")
+    _generation_json(tmp_path, s["id"], g2["id"], ["source", "360p"])
+    assert [(r["name"], r["height"]) for r in listed()] == [("360p", 360), ("source", None)]
+    dist.check_listing(dist.listing(store, node_id="o", spool_root=tmp_path))
+
+
+@pytest.mark.parametrize("content", [None, b"", b"{", b"[]", b'{"renditions": "source"}', b'{"renditions": [1]}',
+                                     b'{"renditions": ["../../etc"]}', b"\xff\xfe", b"[" * 100_000])
+def test_a_generation_without_a_usable_generation_json_lists_no_renditions(store, tmp_path, content):
+    # Nothing runs it yet (its publisher has not connected): an edge has nothing to follow.
+    s = _origin_stream(store)
+    g = _generation(store, s["id"], status="starting")
+    if content is not None:
+        _generation_json(tmp_path, s["id"], g["id"], [])
+        (tmp_path / "streams" / s["id"] / g["id"] / "generation.json").write_bytes(content)
+    assert dist.listing(store, node_id="o", spool_root=tmp_path)["streams"][0]["generation"]["renditions"] == []
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
+       | st.lists(st.text(max_size=40), max_size=5).map(lambda names: json.dumps({"renditions": names}).encode()))
+def test_generation_renditions_takes_any_file(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("spool")
+    d = root / "streams" / "st_ba7816bf8f01cfea" / "gen_ba7816bf8f01cfea"
+    d.mkdir(parents=True)
+    (d / "generation.json").write_bytes(data)
+    names = dist.generation_renditions(root, "st_ba7816bf8f01cfea", "gen_ba7816bf8f01cfea")
+    assert names is None or all(dist.RENDITION_NAME.fullmatch(n) for n in names)
 
 
 # --- check_listing -----------------------------------------------------------------------------
@@ -265,7 +334,7 @@ def _rows(store, table, **where):
     return store.query(f"SELECT * FROM {table} WHERE {cond} ORDER BY rowid", tuple(where.values()))
 
 
-def test_mirror_creates_streams_generations_and_renditions_with_the_same_ids(store):
+def test_mirror_creates_streams_generations_and_renditions_with_the_same_ids(store, tmp_path):
     listed = _listed(renditions=[{"name": "source", "kind": "source", "width": 1280, "height": 720,
                                   "video_codec": "avc1.64001f", "audio_codec": "mp4a.40.2", "frame_rate": 30.0,
                                   "measured_bandwidth": 2_500_000},
@@ -283,7 +352,7 @@ def test_mirror_creates_streams_generations_and_renditions_with_the_same_ids(sto
     assert rends["source"]["width"] == 1280 and rends["source"]["measured_bandwidth"] == 2_500_000
     assert rends["360p"]["video_bitrate"] == 800_000
     # What the edge lists of the mirrored stream is what the source listed.
-    again = {x["id"]: x for x in dist.listing(store, node_id="edge")["streams"]}["st_ba7816bf8f01cfea"]
+    again = {x["id"]: x for x in dist.listing(store, node_id="edge", spool_root=tmp_path)["streams"]}["st_ba7816bf8f01cfea"]
     assert again["generation"]["id"] == "gen_ba7816bf8f01cfea" and again["slug"] == "show"
 
 
@@ -343,15 +412,107 @@ def test_mirror_skips_a_stream_whose_slug_clashes_with_a_local_one(store):
 
 def test_mirror_ends_an_older_active_generation_when_a_newer_one_is_listed(store):
     dist.mirror(store, "origin", _doc(_listed(gid="gen_cba06b5736faf67e", status="live")))
-    dist.mirror(store, "origin", _doc(_listed(gid="gen_11507a0e2f5e69d5", status="starting")))
+    newer = _listed(gid="gen_11507a0e2f5e69d5", status="starting")
+    newer["generation"]["started_at"] = "2026-11-27T01:00:00.000Z"  # (newer: started later)
+    dist.mirror(store, "origin", _doc(newer))
     old, new = domain.generations.get(store, "gen_cba06b5736faf67e"), domain.generations.get(store, "gen_11507a0e2f5e69d5")
     assert old["status"] == "ended" and old["ended_at"] and new["status"] == "starting"
     active = store.query("SELECT id FROM stream_generations WHERE stream_id = 'st_ba7816bf8f01cfea' AND status IN ('starting', 'live')")
     assert active == [{"id": "gen_11507a0e2f5e69d5"}]
     assert domain.generations.active(store, "st_ba7816bf8f01cfea")["id"] == "gen_11507a0e2f5e69d5"
     # The same again, and the newer one going live: still one active generation.
-    dist.mirror(store, "origin", _doc(_listed(gid="gen_11507a0e2f5e69d5", status="live")))
+    newer["generation"]["status"] = "live"
+    dist.mirror(store, "origin", _doc(newer))
     assert [g["id"] for g in store.query("SELECT id FROM stream_generations WHERE status IN ('starting', 'live')")] == ["gen_11507a0e2f5e69d5"]
+
+
+# --- one stream listed with different generations by different sources ---------------------------
+
+OLD, NEW = "gen_cba06b5736faf67e", "gen_11507a0e2f5e69d5"
+EARLY, LATE = "2026-11-27T00:00:00.000Z", "2026-11-27T01:00:00.000Z"
+
+
+def _gen(gid: str, started_at: str | None, status: str = "live", **kw) -> dict:
+    s = _listed(gid=gid, status=status, **kw)
+    s["generation"]["started_at"] = started_at
+    return s
+
+
+def _statuses(store) -> dict[str, str]:
+    return {g["id"]: g["status"] for g in _rows(store, "stream_generations")}
+
+
+def test_merge_takes_the_newest_generation_whatever_the_sources_order():
+    stale, fresh = _doc(_gen(OLD, EARLY)), _doc(_gen(NEW, LATE))
+    for docs in ([stale, fresh], [fresh, stale]):
+        [entry] = dist.merge(docs)
+        assert entry["generation"]["id"] == NEW
+    # The same started_at: the id decides, the same way every time.
+    a, b = _doc(_gen(OLD, LATE)), _doc(_gen(NEW, LATE))
+    assert dist.merge([a, b])[0]["generation"]["id"] == dist.merge([b, a])[0]["generation"]["id"] == max(OLD, NEW)
+
+
+def test_merge_of_one_generation_an_end_wins_else_the_first_source():
+    live, ended = _doc(_gen(NEW, LATE, "live")), _doc(_gen(NEW, LATE, "ended"))
+    assert dist.merge([live, ended])[0]["generation"]["status"] == "ended"
+    assert dist.merge([ended, live])[0]["generation"]["status"] == "ended"
+    first, second = _doc(_gen(NEW, LATE, title="First")), _doc(_gen(NEW, LATE, title="Second"))
+    assert dist.merge([first, second])[0]["title"] == "First"
+    # Streams without a generation, and streams only one source lists, come through.
+    idle = _listed(sid="st_8a0e414f1bb24346", slug="idle", gid=None)
+    merged = dist.merge([_doc(idle), _doc(_gen(NEW, LATE))])
+    assert sorted(s["id"] for s in merged) == sorted(["st_8a0e414f1bb24346", "st_ba7816bf8f01cfea"])
+
+
+def test_an_older_generation_is_never_activated_once_a_newer_one_was_seen(store):
+    assert [s["generation"]["status"] for s in dist.mirror(store, "origin", _doc(_gen(NEW, LATE)))] == ["live"]
+    # A stale source still lists the previous generation as live: it is not brought back, and
+    # what mirror answers says so (the daemon follows only what it answers as active).
+    out = dist.mirror(store, "stale", _doc(_gen(OLD, EARLY)))
+    assert [(s["generation"]["id"], s["generation"]["status"]) for s in out] == [(OLD, "ended")]
+    assert _statuses(store) == {NEW: "live", OLD: "ended"}
+    # Seen first while live, then a newer one: the older one ended and stays ended.
+    dist.mirror(store, "origin", _doc(_gen(NEW, LATE)))
+    dist.mirror(store, "stale", _doc(_gen(OLD, EARLY)))
+    assert _statuses(store) == {NEW: "live", OLD: "ended"}
+    assert domain.generations.active(store, "st_ba7816bf8f01cfea")["id"] == NEW
+    assert domain.generations.get(store, OLD)["end_reason"] == "source_ended"
+    assert domain.generations.get(store, NEW)["end_reason"] is None
+
+
+def test_an_ended_generation_stays_ended(store):
+    dist.mirror(store, "origin", _doc(_gen(NEW, LATE)))
+    dist.mirror(store, "origin", _doc(_gen(NEW, LATE, "ended")))
+    ended_at = domain.generations.get(store, NEW)["ended_at"]
+    for status in ("live", "starting"):
+        out = dist.mirror(store, "stale", _doc(_gen(NEW, LATE, status)))
+        assert [s["generation"]["status"] for s in out] == ["ended"]
+    assert domain.generations.get(store, NEW)["status"] == "ended" and domain.generations.get(store, NEW)["ended_at"] == ended_at
+    assert domain.generations.active(store, "st_ba7816bf8f01cfea") is None
+
+
+@core
+@given(rounds=st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["live", "ended", "starting"])), min_size=1, max_size=12))
+def test_listings_in_any_order_never_flip_the_active_generation_back(bare_store, rounds):
+    """Sources answer in any order with any of three generations: once a generation was seen, no
+    older one is active again, and an ended one never comes back."""
+    store = bare_store
+    with store.write() as db:  # each example starts from an empty edge
+        for t in ("renditions", "stream_generations", "streams"):
+            db.execute(f"DELETE FROM {t}")
+    started = {"a": EARLY, "b": "2026-11-27T00:30:00.000Z", "c": LATE}
+    gid = {k: f"gen_000000000000000{i}" for i, k in enumerate("abc")}
+    newest_seen, ended = "", set()
+    for which, status in rounds:
+        dist.mirror(store, "origin", _doc(_gen(gid[which], started[which], status)))
+        newest_seen = max(newest_seen, started[which])
+        if status == "ended":
+            ended.add(which)
+        now = _statuses(store)
+        active = [k for k in "abc" if now.get(gid[k]) in ("starting", "live")]
+        assert len(active) <= 1
+        assert all(k not in ended and started[k] == newest_seen for k in active)
+        assert all(now[gid[k]] == "ended" for k in ended)
 
 
 def test_mirror_soft_deletes_streams_no_longer_listed_but_not_carried_ones(store):

@@ -90,7 +90,7 @@ async def start_nodes(nursery, tmp_path, key_file, *, visibility="public", **edg
     edge = await start_http(nursery, make_http_install(tmp_path / "edge", **{"distribution.key_file": key_file, **edge_config}))
     with origin.install.open_store() as store:
         stream = domain.streams.create(store, "demo", visibility=visibility)
-        listing = distribution.listing(store, node_id="origin")
+        listing = distribution.listing(store, node_id="origin", spool_root=origin.install.spool_root)
     with edge.install.open_store() as store:
         distribution.mirror(store, SOURCE, listing)  # the edge carries the origin's stream, same id
     gen = GenerationWriter(origin.install.spool_root, origin.install.state_dir, stream["id"])

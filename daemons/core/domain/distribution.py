@@ -1,12 +1,17 @@
 """Distribution between Sender nodes: what a source offers its edges, and what an edge mirrors.
 
 * `listing(store, ...)` — a source node's answer to `GET /api/distribution` (its edges ask once a
-  discovery interval): every stream it carries with the latest generation and its renditions, so
-  an edge can mirror the rows and follow the generation's playlists.
+  discovery interval): every stream it carries with the latest generation and the renditions
+  that generation runs (its `generation.json` in the spool), so an edge can mirror the rows and
+  follow the generation's playlists.
+* `merge(listings)` — the edge side: one entry per stream from all its sources' listings, the
+  newest generation winning (`started_at`, then id), never the source order.
 * `mirror(store, source_endpoint_id, listing)` — the edge side: upsert the listed streams,
   generations and renditions with the same ids, so every node answers playback metadata (and
   serves the same URLs) for every stream it carries. Mirrored streams remember which source
-  endpoint they came from; a mirrored stream that no source lists any more is soft-deleted.
+  endpoint they came from; a mirrored stream that no source lists any more is soft-deleted. A
+  generation never goes back: an ended one stays ended, and once a newer generation of a stream
+  was seen an older one is never active again, whatever a stale source lists.
 * `plan(store, node_id)` — the local edge endpoints and their ordered sources (the graph).
 * Node authentication: requests between nodes carry `Authorization: Bearer <node token>`, an
   HMAC of the shared distribution key; `node_authorized` checks it in constant time.
@@ -19,9 +24,12 @@ import hmac
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from daemons.core.domain.common import new_id, now_iso
+from daemons.core.domain.generations import ACTIVE, EndReason
 from daemons.core.errors import InvalidInput
 from daemons.core.store import Store
 
@@ -57,12 +65,16 @@ def node_authorized(key: bytes | None, authorization: str | None) -> bool:
 # --- the source side ---------------------------------------------------------------------------
 
 
-def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] | None = None) -> dict:
-    """Every stream (not deleted) with its latest generation and renditions.
+def listing(store: Store, *, node_id: str, spool_root: Path, rendition_positions: dict[str, dict] | None = None) -> dict:
+    """Every stream (not deleted) with its latest generation and the renditions it runs.
 
-    `rendition_positions` ("<generation_id>/<rendition>" → {"last": [msn, part], "playlist_age_s": …}) is
-    what the HTTP daemon knows of the spool: an edge compares sources with it (segment lag,
-    playlist age). The load of this node comes from its own latest snapshot.
+    A generation's renditions are the ones its producer runs, as its `generation.json` in the
+    spool (`spool_root`) lists them — not the stream's renditions rows, which may change while it
+    is live (a rendition added then is not produced by it, one deleted then still is). The rows
+    give each rendition's details. `rendition_positions` ("<generation_id>/<rendition>" →
+    {"last": [msn, part], "playlist_age_s": …}) is what the HTTP daemon knows of the spool: an
+    edge compares sources with it (segment lag, playlist age). The load of this node comes from
+    its own latest snapshot.
     """
     positions = rendition_positions or {}
     streams = []
@@ -75,10 +87,14 @@ def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] 
         entry["generation"] = None
         if g is not None:
             gen = {k: g[k] for k in _GENERATION_FIELDS}
+            rows = {r["name"]: r for r in store.query("SELECT * FROM renditions WHERE stream_id = ?", (s["id"],))}
             gen["renditions"] = []
-            for r in store.query("SELECT * FROM renditions WHERE stream_id = ? ORDER BY name", (s["id"],)):
-                rend = {k: r[k] for k in _RENDITION_FIELDS}
-                rend.update(positions.get(f"{g['id']}/{r['name']}", {}))
+            # Not (yet) run by anything — its publisher has not connected: nothing to follow.
+            for name in sorted(generation_renditions(spool_root, s["id"], g["id"]) or ()):
+                row = rows.get(name)
+                rend = {k: row[k] for k in _RENDITION_FIELDS} if row else {
+                    **dict.fromkeys(_RENDITION_FIELDS), "name": name, "kind": "source" if name == "source" else "transcode"}
+                rend.update(positions.get(f"{g['id']}/{name}", {}))
                 gen["renditions"].append(rend)
             entry["generation"] = gen
         streams.append(entry)
@@ -87,6 +103,20 @@ def listing(store: Store, *, node_id: str, rendition_positions: dict[str, dict] 
     )
     load = {"status": snap["status"], "viewers": snap["viewers"], "egress_bps": snap["egress_bps"]} if snap else None
     return {"version": LISTING_VERSION, "node_id": node_id, "load": load, "streams": streams}
+
+
+def generation_renditions(spool_root: Path, stream_id: str, generation_id: str) -> list[str] | None:
+    """The renditions a generation runs, from the `generation.json` its producer writes in the
+    spool (the ingest pipeline on an origin, sender-edge-fill on an edge); None when there is
+    none (yet) or it is not what a producer writes."""
+    try:
+        doc = json.loads((spool_root / "streams" / stream_id / generation_id / "generation.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    names = doc.get("renditions") if isinstance(doc, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) and RENDITION_NAME.fullmatch(n) for n in names):
+        return None
+    return list(dict.fromkeys(names))
 
 
 # --- the edge side -----------------------------------------------------------------------------
@@ -194,11 +224,46 @@ def _rendition_ok(r: dict) -> bool:
     return age is None or _number(age, integer=False)
 
 
+def _generation_order(g: dict) -> tuple[str, str]:
+    """Which of two generations of a stream is newer: the later start, then the larger id (an
+    arbitrary but fixed tie-break, so every edge and every round decides the same)."""
+    return (g.get("started_at") or "", g["id"])
+
+
+_FINAL = {"ended": 2, "failed": 2, "live": 1, "starting": 0}
+
+
+def merge(listings: Iterable[dict]) -> list[dict]:
+    """One entry per stream from several sources' listings, given in preference order: the entry
+    with the newest generation wins, whichever source lists it (a stale source still listing the
+    previous generation as live never beats one that lists its successor); of entries with the
+    same generation, one that says it ended (or failed) wins — an end is final — else the first."""
+    merged: dict[str, dict] = {}
+    for doc in listings:
+        for s in doc.get("streams", ()):
+            have = merged.get(s["id"])
+            if have is None or _better(s, have):
+                merged[s["id"]] = s
+    return list(merged.values())
+
+
+def _better(s: dict, than: dict) -> bool:
+    g, h = s.get("generation"), than.get("generation")
+    if g is None or h is None:
+        return h is None and g is not None
+    if g["id"] != h["id"]:
+        return _generation_order(g) > _generation_order(h)
+    return _FINAL[g["status"]] > _FINAL[h["status"]]
+
+
 def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str] | None = None) -> list[dict]:
     """Make the local store carry what the source listed; returns the streams with a generation
-    (the listing's entries, validated). Streams of this node's own (not mirrored) are never touched;
-    a slug taken by a local stream keeps the source's stream out. `carried` are stream ids some
-    other source of this node still lists: they are not deleted when this source drops them."""
+    (the listing's entries, validated), each generation with the status it has here now: a
+    listed generation this node knows to be over (ended, or older than one already seen) comes
+    back ended whatever the listing says. Streams of this node's own (not mirrored) are never
+    touched; a slug taken by a local stream keeps the source's stream out. `carried` are stream
+    ids some other source of this node still lists: they are not deleted when this source drops
+    them."""
     check_listing(doc)
     now = now_iso()
     listed = {s["id"] for s in doc["streams"]}
@@ -220,8 +285,12 @@ def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str
             g = s.get("generation")
             if g is None:
                 continue
-            if _mirror_generation(store, db, s["id"], g, now):
-                out.append(s)
+            # Ends this node inferred when every source had dropped the stream (stamped with the
+            # stream's deletion) are undone by a source listing it again; any other end is final.
+            revived = local["deleted_at"] if local is not None else None
+            status = _mirror_generation(store, db, s["id"], g, now, revived=revived)
+            if status is not None:
+                out.append(s if status == g["status"] else {**s, "generation": {**g, "status": status}})
         for row in store.query(
             "SELECT id FROM streams WHERE source_endpoint_id = ? AND deleted_at IS NULL", (source_endpoint_id,)
         ):
@@ -229,26 +298,46 @@ def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str
                 db["streams"].update(row["id"], {"deleted_at": now, "updated_at": now})
                 # As streams.delete: a deleted stream has no active generation.
                 db.execute(
-                    "UPDATE stream_generations SET status = 'ended', ended_at = ?, updated_at = ? "
+                    "UPDATE stream_generations SET status = 'ended', end_reason = ?, ended_at = ?, updated_at = ? "
                     "WHERE stream_id = ? AND status IN ('starting', 'live')",
-                    (now, now, row["id"]),
+                    (EndReason.SOURCE_ENDED.value, now, now, row["id"]),
                 )
     return out
 
 
-def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> bool:
+def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str, *, revived: str | None = None) -> str | None:
+    """Upsert one listed generation and its renditions; the generation's status here afterwards,
+    or None when the id is not the source's to change. `revived`: the deletion time of the
+    stream, listed again now."""
     fields = {k: g.get(k) for k in _GENERATION_FIELDS if k != "id"}
     fields["discontinuity_count"] = int(fields.get("discontinuity_count") or 0)
     local = store.one("SELECT * FROM stream_generations WHERE id = ?", (g["id"],))
     if local is not None and (local["stream_id"] != stream_id or local["mode"] != MIRROR_MODE):
-        return False  # that id is another stream's (or this node's own) generation: not the source's to change
-    if g["status"] in ("starting", "live"):
-        # One active generation per stream: an older mirrored one has ended upstream.
+        return None  # that id is another stream's (or this node's own) generation: not the source's to change
+    inferred_end = local is not None and revived is not None and local["status"] == "ended" and local["ended_at"] == revived
+    if local is not None and local["status"] not in ACTIVE and not inferred_end:
+        # An end is final: a source still listing it as active is behind. Its other fields
+        # (a late ended_at, the count of discontinuities) may still arrive.
+        fields["status"], fields["ended_at"] = local["status"], local["ended_at"] or fields["ended_at"]
+    started = fields["started_at"] or (local["started_at"] if local else now)
+    newer = store.one(
+        "SELECT id FROM stream_generations WHERE stream_id = ? AND id != ? AND (started_at > ? OR (started_at = ? AND id > ?)) LIMIT 1",
+        (stream_id, g["id"], started, started, g["id"]),
+    )
+    if newer is not None:
+        if fields["status"] in ACTIVE:
+            # A newer generation of this stream was seen: this one is over, whatever this source says.
+            fields["status"], fields["ended_at"] = "ended", fields["ended_at"] or now
+    else:
+        # The newest generation of the stream (active or not): any other still active here is older, so over.
         for old in store.query(
             "SELECT id FROM stream_generations WHERE stream_id = ? AND status IN ('starting', 'live') AND id != ?",
             (stream_id, g["id"]),
         ):
-            db["stream_generations"].update(old["id"], {"status": "ended", "ended_at": now, "updated_at": now})
+            db["stream_generations"].update(old["id"], {"status": "ended", "end_reason": EndReason.SOURCE_ENDED.value,
+                                                        "ended_at": now, "updated_at": now})
+    # Every end an edge sees is its source's (the listing does not say why the source's ended).
+    fields["end_reason"] = ((local and local["end_reason"]) or EndReason.SOURCE_ENDED.value) if fields["status"] == "ended" else None
     if local is None:
         db["stream_generations"].insert({"id": g["id"], "stream_id": stream_id, "mode": MIRROR_MODE, **fields,
                                          "started_at": fields["started_at"] or now, "updated_at": now})
@@ -262,4 +351,4 @@ def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str) -> b
             db["renditions"].insert({"id": rid, "stream_id": stream_id, **row, "created_at": now, "updated_at": now})
         elif any(existing[k] != v for k, v in row.items()):
             db["renditions"].update(existing["id"], {**row, "updated_at": now})
-    return True
+    return fields["status"]

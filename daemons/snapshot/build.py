@@ -135,6 +135,10 @@ def build(
     all_sessions = set().union(*sessions.values()) if sessions else set()
 
     live = {g["generation_id"]: g for g in (ingest or {}).get("generations", ()) if g.get("live")} if ingest_fresh else {}
+    # When a producer says its newest segment arrived (an edge: no packager state.json there). A
+    # time, not a rate: still true when the document is late.
+    produced_at = {g["generation_id"]: g["last_segment_at"] for g in (ingest or {}).get("generations", ())
+                   if isinstance(g.get("last_segment_at"), str)}
     ingress: dict[str, int] = {}
     if ingest_fresh:
         for p in ingest.get("publishers", ()):
@@ -156,7 +160,7 @@ def build(
             # Workers count bytes per kind, not per stream: a generation's share is its viewers' share.
             "egress_bps": int(egress_total * viewers / len(all_sessions)) if all_sessions else 0,
             "playlist_age_s": round(max(0.0, min(ages)), 3) if ages else None,
-            "last_segment_at": iso(facts.segment_mtime) if facts.segment_mtime else None,
+            "last_segment_at": iso(facts.segment_mtime) if facts.segment_mtime else produced_at.get(gid),
             "segment_lag": 0 if origin else (segment_lags or {}).get(gid),  # an origin is its own source
         }
         if ingest_fresh and gid not in live:
@@ -192,14 +196,15 @@ def build(
 
 def edge_fill_as_producer(doc: dict | None) -> tuple[dict | None, dict[str, int | None]]:
     """sender-edge-fill's stats in the shape `build` reads from the ingest daemon (an edge's
-    producer of media), and each generation's segment lag."""
+    producer of media), and each generation's segment lag. Each generation carries when its
+    newest closed segment reached the edge's spool (`last_segment_at`)."""
     if doc is None:
         return None, {}
     gens = doc.get("generations", ())
     producer = {
         "updated_at": doc.get("updated_at"),
         "generations": [{"generation_id": g["generation_id"], "stream_id": g["stream_id"], "live": g.get("live", False),
-                         "backend_restarts": 0} for g in gens],
+                         "backend_restarts": 0, "last_segment_at": g.get("last_segment_at")} for g in gens],
         "publishers": [],
     }
     return producer, {g["generation_id"]: g.get("segment_lag") for g in gens}

@@ -3,7 +3,7 @@ generations, overload thresholds, egress from bytes_sent growth, distinct viewer
 
 from __future__ import annotations
 
-from daemons.snapshot.build import EgressMeter, SpoolFacts, Thresholds, build, iso
+from daemons.snapshot.build import EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer, iso
 
 T0 = 1_700_000_000.0
 ORIGIN = {"id": "node-1", "type": "tribes_origin"}
@@ -91,3 +91,34 @@ def test_egress_meter_survives_a_worker_restart():
     assert m.update("http-0", {"updated_at": iso(T0 + 3), "bytes_sent": {"x": 500}}) == 0  # restarted
     assert m.update("http-0", {"updated_at": iso(T0 + 4), "bytes_sent": {"x": 1500}}) == 8000
     assert m.update("http-0", {"updated_at": iso(T0 + 4), "bytes_sent": {"x": 1500}}) == 8000  # same document again
+
+
+def edge_fill_doc(at: float, *, last_segment_at: float | None, lag: int | None = 0) -> dict:
+    """sender-edge-fill's stats: the generations it mirrors (no publishers, no state.json)."""
+    return {
+        "updated_at": iso(at), "counters": {}, "edges": {},
+        "generations": [{"stream_id": "s1", "generation_id": "g1", "live": True, "ended": False, "segment_lag": lag,
+                         "source": "origin", "switches": 0, "renditions": {"source": {"last": [12, 3]}},
+                         "last_segment_at": iso(last_segment_at) if last_segment_at else None}],
+    }
+
+
+def test_an_edge_reports_when_its_newest_segment_arrived():
+    # An edge's spool has no packager state.json: the segment time is what sender-edge-fill says.
+    producer, lags = edge_fill_as_producer(edge_fill_doc(T0, last_segment_at=T0 - 0.7, lag=1))
+    out = run(T0, producer, {"http-0": http_doc(T0, 0, {})}, endpoint=EDGE, store_generations=["g1"],
+              spool={"g1": SpoolFacts(playlist_mtime=T0 - 0.1)}, segment_lags=lags)
+    top, gen = out.rows
+    assert gen["last_segment_at"] == top["last_segment_at"] == iso(T0 - 0.7)
+    assert gen["status"] == top["status"] == "healthy" and gen["segment_lag"] == 1
+    # Before its first closed segment: unknown, as on an origin.
+    producer, lags = edge_fill_as_producer(edge_fill_doc(T0, last_segment_at=None))
+    out = run(T0, producer, {"http-0": http_doc(T0, 0, {})}, endpoint=EDGE, store_generations=["g1"], segment_lags=lags)
+    assert out.rows[1]["last_segment_at"] is None and out.rows[0]["last_segment_at"] is None
+    # Late stats: the numbers are dropped, but when the last segment came is still a fact.
+    producer, lags = edge_fill_as_producer(edge_fill_doc(T0, last_segment_at=T0 - 0.7))
+    late = run(T0 + 11, producer, {"http-0": http_doc(T0 + 11, 0, {})}, endpoint=EDGE, store_generations=["g1"], segment_lags=lags)
+    assert late.rows[1]["status"] == "degraded" and late.rows[1]["last_segment_at"] == iso(T0 - 0.7)
+    # An origin's packager state.json stays what counts where there is one.
+    assert run(T0, ingest_doc(T0), {"http-0": http_doc(T0, 0, {})},
+               spool={"g1": SpoolFacts(segment_mtime=T0 - 2)}).rows[1]["last_segment_at"] == iso(T0 - 2)

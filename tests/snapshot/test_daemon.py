@@ -72,6 +72,35 @@ async def test_stats_that_stop_arriving_turn_degraded_then_stale(tmp_path, mock_
     assert [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s] == ["healthy", "degraded", "stale"]
 
 
+async def test_an_edges_snapshots_carry_the_time_of_its_newest_segment(tmp_path):
+    """On an edge endpoint sender-snapshot reads sender-edge-fill's stats: its rows say when the
+    edge's newest closed segment arrived (an edge's spool has no packager state.json)."""
+    inst = make_install(tmp_path / "var", **{"node.id": "edge-1"})
+    with inst.open_store() as store:
+        domain.endpoints.upsert(store, "edge-1", type="tribes_edge", node_id="edge-1")
+        stream = domain.streams.create(store, "show")
+        gid = "gen_ba7816bf8f01cfea"
+        with store.write() as db:  # as distribution.mirror writes a mirrored generation
+            db["stream_generations"].insert({"id": gid, "stream_id": stream["id"], "status": "live", "mode": "edge_mirror",
+                                             "started_at": iso(time.time() - 60), "live_at": None, "ended_at": None,
+                                             "failure_reason": None, "discontinuity_count": 0, "updated_at": iso(time.time())})
+    arrived = time.time() - 0.5
+    write_doc(inst.state_dir, "edge-fill", time.time(), edges={}, counters={}, generations=[
+        {"stream_id": stream["id"], "generation_id": gid, "live": True, "ended": False, "segment_lag": 0,
+         "source": "origin", "switches": 0, "renditions": {}, "last_segment_at": iso(arrived)}])
+    write_doc(inst.state_dir, "http-0", time.time(), bytes_sent={}, viewers=[], playlists=[])
+    worker = StoreWorker(inst.open_store())
+    try:
+        built = await SnapshotDaemon(inst, worker).collect()
+    finally:
+        await worker.aclose()
+    top, row = built.rows
+    assert row["generation_id"] == gid and row["last_segment_at"] == top["last_segment_at"] == iso(arrived)
+    with inst.open_store() as store:
+        stored = store.one("SELECT * FROM endpoint_snapshots WHERE endpoint_id = 'edge-1' AND generation_id = ?", (gid,))
+    assert stored["last_segment_at"] == iso(arrived) and stored["status"] == "healthy"
+
+
 async def test_a_node_never_writes_another_nodes_endpoint(tmp_path, nursery):
     inst = make_install(tmp_path / "var", **{"node.id": "node-a", "snapshot.history_limit": 3})
     with inst.open_store() as store:

@@ -4,18 +4,23 @@ For each local edge endpoint (`distribution.plan`), once a discovery interval:
 
 1. ask every source what it carries — a Sender node's `GET /api/distribution` (with the node
    token), an external origin's master playlist — and judge its health (`health.py`);
-2. mirror the streams, generations and renditions into the local store (`distribution.mirror`),
-   so this node answers the playback API for every stream it carries;
+2. mirror the streams, generations and renditions into the local store (`distribution.merge`,
+   then `distribution.mirror`): per stream the newest generation any source lists, and never
+   back to an older or ended one, so this node answers the playback API for every stream it
+   carries;
 3. run a `GenerationMirror` for every live generation: one follower per rendition reloads the
    upstream media playlist (blocking reloads when the source offers them, and the preload-hinted
    part requested ahead), fetches what the local spool lacks, and publishes the playlist once
    every file it lists is on disk — same names and sequence numbers as the source, so players can
-   move between nodes. The source is chosen per request: a failing or stalled source is left at
-   once, a preferred one taken back as soon as it is healthy; a switch between Sender sources of
-   the same generation is seamless, because they serve the same files.
+   move between nodes; rendition reports name the positions of this edge's own sibling
+   playlists. The source is chosen per request: a failing or stalled source (or one that lists
+   parts it does not give) is left at once, a preferred one taken back as soon as it is healthy;
+   a switch between Sender sources of the same generation is seamless, because they serve the
+   same files.
 
-`generation.json` in the generation's spool directory names the source followed, so sender-http's
-pull-through fetches a missing object from the same place. Stats go to `stats/edge-fill.json`.
+`generation.json` in the generation's spool directory lists its renditions (what this node's own
+listing offers further edges) and names the source followed, so sender-http's pull-through
+fetches a missing object from the same place. Stats go to `stats/edge-fill.json`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import math
 import re
 import shutil
 import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urljoin, urlsplit
 
@@ -39,7 +45,7 @@ from daemons.core.errors import SenderError
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.edge_fill.health import SourceHealth, choose
-from daemons.edge_fill.mirror import OriginRestarted, RenditionMirror, Step, listed_names
+from daemons.edge_fill.mirror import OriginRestarted, RenditionMirror, Step, listed_names, sibling_reports
 from daemons.media import hls
 from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
 from daemons.media.packager import Delete
@@ -187,14 +193,13 @@ class EdgeFillDaemon:
         if not docs:
             return  # nobody answered: keep what is mirrored, delete nothing
         now = trio.current_time()
-        merged: dict[str, dict] = {}
         ranked = sorted(edge.upstreams, key=lambda u: (u.health.status(now) == "stale", u.health.order))
-        for u in ranked:
-            for s in docs.get(u.source.endpoint_id, {}).get("streams", ()):
-                merged.setdefault(s["id"], s)
-        listing = {"version": distribution.LISTING_VERSION, "node_id": self.node_id, "streams": list(merged.values())}
+        # Per stream the newest generation any source lists (a stale source cannot bring back the
+        # one before); the store keeps what ended ended (`distribution.mirror`).
+        merged = distribution.merge(docs[u.source.endpoint_id] for u in ranked if u.source.endpoint_id in docs)
+        listing = {"version": distribution.LISTING_VERSION, "node_id": self.node_id, "streams": merged}
         streams = await self.store.run(distribution.mirror, edge.endpoint_id, listing)
-        active = {s["generation"]["id"] for s in streams if s["generation"]["status"] in ("starting", "live")}
+        active = {s["generation"]["id"] for s in streams if s["generation"]["status"] in domain.generations.ACTIVE}
         for mirror in self.mirrors.values():
             if mirror.edge is edge:
                 mirror.upstream_active = mirror.gid in active  # ended, failed, or its stream deleted upstream
@@ -326,6 +331,16 @@ class EdgeFillDaemon:
             self.events.send(spool_events.encode(f"{sid}/{gid}/{name}", *last))
 
 
+@dataclass(eq=False)
+class Prefetch:
+    """A preload-hinted part requested ahead: from which source, done when it ended (arrived or
+    not), cancelled when the rendition leaves that source."""
+
+    source: Upstream
+    done: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
 def same_origin(base: str, uri: str) -> str:
     """`uri` resolved against `base`, refused unless it is on the same scheme, host and port: an
     external origin's playlists must not point the edge at other hosts (its own network, say)."""
@@ -346,6 +361,10 @@ def _range_total(content_range: str | None) -> int | None:
         return None
     total = content_range.rsplit("/", 1)[1].strip()
     return int(total) if total.isdigit() else None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_external_generation(endpoint_id: str) -> str:
@@ -386,11 +405,12 @@ class GenerationMirror:
         self.switches = 0
         self.playable = trio.Event()
         self.ended = False
-        self._hints: dict[str, tuple[trio.Event, Upstream, trio.CancelScope]] = {}  # "<rendition>/<name>" → prefetch in flight
+        self._hints: dict[str, Prefetch] = {}  # "<rendition>/<name>" → prefetch in flight
         self._fetch_limit = trio.CapacityLimiter(daemon.cfg["edge_fill.max_fetches"])
         self._locks = {n: trio.Lock() for n in self.names}
         self._master: bytes | None = None  # the master playlist last written  # one step at a time per rendition
         self._progress_at = {n: trio.current_time() for n in self.names}
+        self.last_segment_at: float | None = None  # wall clock: when the newest closed segment reached the spool
 
     @property
     def fields(self) -> dict:
@@ -401,6 +421,7 @@ class GenerationMirror:
             "stream_id": self.sid, "generation_id": self.gid, "ended": self.ended, "switches": self.switches,
             "live": self.playable.is_set() and not self.ended, "segment_lag": self.segment_lag(),
             "source": self.source.source.endpoint_id if self.source else None,
+            "last_segment_at": _iso(self.last_segment_at) if self.last_segment_at else None,
             "renditions": {n: {"last": m.local.last_msn_part() if m.local else None} for n, m in self.renditions.items()},
         }
 
@@ -456,6 +477,12 @@ class GenerationMirror:
                 continue
             if not playlist.ended:
                 out[name] = (playlist, {n for n in listed_names(playlist) if (d / n).exists()})
+                if playlist.segments:
+                    try:
+                        at = (d / playlist.segments[-1].uri).stat().st_mtime
+                    except OSError:
+                        continue
+                    self.last_segment_at = max(self.last_segment_at or at, at)
         return out
 
     # --- choosing the source ----------------------------------------------------------------
@@ -471,9 +498,9 @@ class GenerationMirror:
                 slog.log(log, logging.WARNING, "source switched", old=old.source.endpoint_id, new=u.source.endpoint_id,
                          old_status=old.health.status(trio.current_time(), self.gid), **self.fields)
                 self.daemon.nursery.start_soon(self._write_generation)
-                for _, source, scope in self._hints.values():
-                    if source is not u:
-                        scope.cancel()  # a part held by the source we left would come late, if ever
+                for hint in self._hints.values():
+                    if hint.source is not u:
+                        hint.scope.cancel()  # a part held by the source we left would come late, if ever
         return u
 
     async def _get(self, url: str, **kw) -> tuple[int, bytes, httpx.Headers]:
@@ -511,6 +538,9 @@ class GenerationMirror:
             # whole target duration means the source's playlist stopped: leave it (≤ 2 × TARGETDURATION).
             timeout = td + 0.5 if directive is not None else cfg["edge_fill.request_timeout_s"]
             now = trio.current_time()
+            # The parts it lists must be here by then too (the hinted one included): a source
+            # that lists parts and does not give them is left as fast as one whose playlist stopped.
+            parts_by = now + timeout if directive is not None else None
             try:
                 status, body, _ = await self._get(url + query, timeout=timeout, limit=MAX_PLAYLIST_BYTES)
             except SourceError as e:
@@ -537,7 +567,7 @@ class GenerationMirror:
                 continue
             try:
                 upstream = parse_media_playlist(body.decode())
-                step = await self._advance(u, url, name, upstream)
+                step = await self._advance(u, url, name, upstream, parts_by=parts_by)
             except (UnicodeDecodeError, ValueError) as e:  # PlaylistError and MirrorError are ValueErrors
                 u.health.failed(trio.current_time())
                 self.daemon.counters["errors"] += 1
@@ -580,13 +610,15 @@ class GenerationMirror:
             if not blocking:
                 await trio.sleep(max(RETRY_S, step.playlist.target_duration / 2))
 
-    async def _advance(self, u: Upstream, playlist_url: str, name: str, upstream: hls.MediaPlaylist) -> Step | None:
-        """Fetch what this upstream playlist adds and publish it (one at a time per rendition)."""
+    async def _advance(self, u: Upstream, playlist_url: str, name: str, upstream: hls.MediaPlaylist, *,
+                       parts_by: float | None = None) -> Step | None:
+        """Fetch what this upstream playlist adds and publish it (one at a time per rendition).
+        `parts_by`: when the parts it lists must be on disk (see `_fetch_all`)."""
         m = self.renditions[name]
         async with self._locks[name]:
             step = m.step(upstream)
             if step is not None:
-                await self._fetch_all(u, playlist_url, name, step)
+                await self._fetch_all(u, playlist_url, name, step, parts_by=parts_by)
                 await self._publish(name, m, step)
             return step
 
@@ -617,25 +649,39 @@ class GenerationMirror:
         slog.log(log, logging.WARNING, "rendition closed: its source no longer carries it", rendition=name, **self.fields)
         return True
 
-    async def _fetch_all(self, u: Upstream, playlist_url: str, name: str, step: Step) -> None:
+    async def _fetch_all(self, u: Upstream, playlist_url: str, name: str, step: Step, *, parts_by: float | None = None) -> None:
+        """Everything the step lacks, at once; the first failure stops the others (the source is
+        judged and another may be taken at once). A part the source lists exists there: it must
+        arrive by `parts_by` (the bound of the blocking reload that listed it, at least a part
+        duration from now) — a hinted part in flight is waited for no longer than that either, so
+        a source that holds parts cannot hold the rendition past the failover bound."""
         errors: list[Exception] = []
+        part_names = {p.uri for seg in step.playlist.segments for p in seg.parts} | {p.uri for p in step.playlist.partial_parts}
+        if parts_by is not None:
+            parts_by = max(parts_by, trio.current_time() + (step.playlist.part_target or 0))
 
         async def one(fetch) -> None:
             key = f"{name}/{fetch.name}"
-            pending = self._hints.get(key)
-            if pending is not None and pending[1] is u:
-                await pending[0].wait()
-            if fetch.name in self.renditions[name].have:
-                return  # the hinted part arrived meanwhile
-            parts = segment_parts.get(fetch.name)
+            deadline = parts_by if parts_by is not None and fetch.name in part_names else None
             try:
+                pending = self._hints.get(key)
+                if pending is not None and pending.source is u:
+                    with trio.move_on_at(deadline if deadline is not None else math.inf):
+                        await pending.done.wait()
+                    if not pending.done.is_set():
+                        pending.scope.cancel()
+                        raise SourceError(f"{fetch.uri}: the hinted part it lists did not come", timeout=True)
+                if fetch.name in self.renditions[name].have:
+                    return  # the hinted part arrived meanwhile
+                parts = segment_parts.get(fetch.name)
                 async with self._fetch_limit:
                     if parts and all(p in self.renditions[name].have for p in parts):
                         await self._assemble_segment(playlist_url, name, fetch, parts)
                     else:
-                        await self._fetch_into(playlist_url, name, fetch)
+                        await self._fetch_into(playlist_url, name, fetch, deadline=deadline)
             except (SourceError, OSError) as e:
                 errors.append(e)
+                n.cancel_scope.cancel()
 
         # A Sender source's segment is its parts one after the other (plus, for the last segment
         # of a publisher's session, audio that came after its last video frame): when every part
@@ -648,9 +694,12 @@ class GenerationMirror:
         if errors:
             raise errors[0]
 
-    async def _fetch_into(self, playlist_url: str, name: str, fetch) -> None:
+    async def _fetch_into(self, playlist_url: str, name: str, fetch, *, deadline: float | None = None) -> None:
         url = self._resolve(playlist_url, fetch.uri)
-        status, data, _ = await self._get(url, timeout=self.daemon.cfg["edge_fill.request_timeout_s"])
+        timeout = self.daemon.cfg["edge_fill.request_timeout_s"]
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - trio.current_time()))
+        status, data, _ = await self._get(url, timeout=timeout)
         if status != 200:
             raise SourceError(f"{url}: HTTP {status}", status=status)
         await trio.to_thread.run_sync(atomic_write, self.dir / name / fetch.name, data)
@@ -687,8 +736,8 @@ class GenerationMirror:
         key = f"{name}/{fetch.name}"
         if key in self._hints:
             return
-        done, scope = trio.Event(), trio.CancelScope()
-        self._hints[key] = (done, u, scope)
+        hint = self._hints[key] = Prefetch(u)
+        done, scope = hint.done, hint.scope
         td = self.renditions[name].local.target_duration if self.renditions[name].local else 2
         try:
             url = self._resolve(playlist_url, fetch.uri)
@@ -708,9 +757,18 @@ class GenerationMirror:
             done.set()
 
     async def _publish(self, name: str, m: RenditionMirror, step: Step) -> None:
+        if step.playlist.part_target is not None:
+            # Rendition reports (part of the low-latency profile) from the siblings this edge
+            # published, never the source's: a player following one finds it here. (Each sibling's
+            # `local` is set once its playlist is on disk, so it never runs ahead of the disk.)
+            reports = sibling_reports(name, {n: r.local for n, r in self.renditions.items()})
+            step = Step(step.fetches, replace(step.playlist, rendition_reports=reports), step.hint)
         data = step.playlist.render().encode()
         await trio.to_thread.run_sync(atomic_write, self.dir / name / "index.m3u8", data)
+        closed_before = m.local.next_msn if m.local else None
         gone = m.published(step)
+        if step.playlist.segments and (closed_before is None or step.playlist.next_msn > closed_before):
+            self.last_segment_at = time.time()  # a newer closed segment is on this edge's disk
         self._progress_at[name] = trio.current_time()
         if gone:
             # Out of the playlist now, off the disk a little later (a player may hold the old one).

@@ -8,6 +8,11 @@ edge never publishes a playlist that lists a file it does not have, never goes b
 that trails what the edge already shows is ignored until it catches up), and keeps the upstream's
 sequence numbers, so a player can move between origin and edges.
 
+Rendition reports: the source's EXT-X-RENDITION-REPORTs describe the source's siblings, which
+may be ahead of this edge's (a player following one would ask for a part the edge does not have
+yet). They are never copied: `sibling_reports` makes them from the playlists the edge itself
+published for the sibling renditions.
+
 Names: a Sender source already uses the spool's names (`init.mp4`, `<msn>.m4s`,
 `<msn>.<part>.m4s`), kept as they are. Any other HLS origin names its files as it likes; they
 are renamed by position (`<msn>.m4s` or `<msn>.ts`, `<msn>.<i>.m4s`, `init.mp4`, `init-<n>.mp4`).
@@ -17,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from daemons.media.hls import MediaPlaylist
+from daemons.media.hls import MediaPlaylist, RenditionReport
 
 SENDER_NAME = re.compile(r"init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.(?:m4s|ts)")
 
@@ -147,7 +153,7 @@ class RenditionMirror:
             if up.next_map_uri:
                 objects.append(Fetch(up.next_map_uri, up.next_map_uri))
             objects += [Fetch(p.uri, p.uri) for p in up.partial_parts]
-            return up, objects
+            return dataclasses.replace(up, rendition_reports=()), objects
 
         ext = ".m4s" if (up.next_map_uri or any(s.map_uri for s in up.segments)) else ".ts"
 
@@ -179,6 +185,15 @@ class RenditionMirror:
         local = dataclasses.replace(up, segments=tuple(segments), partial_parts=tuple(partial), next_map_uri=next_map,
                                     preload_hint=hint, rendition_reports=())
         return local, objects
+
+
+def sibling_reports(name: str, published: Mapping[str, MediaPlaylist | None]) -> tuple[RenditionReport, ...]:
+    """EXT-X-RENDITION-REPORTs for rendition `name`: each sibling at the newest position the edge
+    published for it (`published`: rendition → its playlist on disk, None before the first), so
+    a report never points past what this edge serves. Siblings with nothing published yet are
+    left out; they are reported from the next playlist on."""
+    return tuple(RenditionReport.for_playlist(f"../{other}/index.m3u8", p)
+                 for other, p in published.items() if other != name and p is not None)
 
 
 def _uris(p: MediaPlaylist) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import trio
 from daemons.core import config as config_mod
 from daemons.core import domain, install
 from daemons.core.install import Install
+from daemons.core.stats import read_stats
 from daemons.media.hls.parse import parse_media_playlist
 from tests.daemons.conftest import ffmpeg_publish_cmd
 from tests.daemons.test_up import free_port, port_open
@@ -184,11 +186,13 @@ async def get_playlist(client: httpx.AsyncClient, url: str):
 
 class CountingProxy:
     """A real HTTP hop between an edge and its source that counts every request it forwards
-    (path and query): what the origin is asked, request by request."""
+    (path and query): what the origin is asked, request by request. Requests `hang` picks (by
+    path and query) are accepted and never answered: a source that stopped giving them."""
 
     def __init__(self, upstream: str = ""):
         self.upstream = upstream
         self.requests: dict[str, int] = {}
+        self.hang: Callable[[str], bool] = lambda key: False
         self.port = free_port()
         self.client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=512))
 
@@ -206,6 +210,8 @@ class CountingProxy:
                     return
         key = scope["raw_path"].decode() + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
         self.requests[key] = self.requests.get(key, 0) + 1
+        if self.hang(key):
+            await trio.sleep_forever()
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() == b"authorization"}
         try:
             r = await self.client.get(self.upstream + key, headers=headers)
@@ -233,3 +239,42 @@ class CountingProxy:
 
     def playlist_requests(self) -> dict[str, int]:
         return {k: v for k, v in self.requests.items() if ".m3u8" in k}
+
+
+class RecordingOrigin:
+    """A tiny HTTP origin in the test process: fixed answers by path (`pages`, changed by the test
+    as it likes), every request recorded."""
+
+    def __init__(self, pages: dict[str, bytes]):
+        self.pages, self.requests, self.port = pages, [], free_port()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def app(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        self.requests.append((scope["path"], dict(scope["headers"])))
+        body = self.pages.get(scope["path"])
+        await send({"type": "http.response.start", "status": 200 if body is not None else 404,
+                    "headers": [(b"content-length", b"%d" % len(body or b""))]})
+        await send({"type": "http.response.body", "body": body or b""})
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind, config.accesslog, config.errorlog = [f"127.0.0.1:{self.port}"], None, None
+        await serve(self.app, config, task_status=task_status)
+
+
+def source_of(node: Node) -> str | None:
+    """The source the node's edge-fill follows its (first) generation from, as its stats say."""
+    gens = (read_stats(node.install.state_dir, "edge-fill") or {}).get("generations") or []
+    return gens[0]["source"] if gens else None

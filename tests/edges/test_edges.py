@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import httpx
@@ -12,10 +13,11 @@ import trio
 from daemons.core import domain
 from daemons.core.domain import playback
 from daemons.core.stats import read_stats
+from daemons.snapshot.build import parse_time
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from daemons.media.hls.parse import parse_media_playlist
-from tests.edges.conftest import CountingProxy, get_playlist, link, origin_and_edge, stream_and_key, wait_until
+from tests.edges.conftest import CountingProxy, get_playlist, link, origin_and_edge, source_of, stream_and_key, wait_until
 from tests.http.nginx_proxy import NGINX, nginx_cache
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
@@ -88,6 +90,10 @@ async def test_an_edge_serves_the_origins_stream_with_the_same_urls_a_part_behin
                 return row if row and row["segment_lag"] is not None and row["viewers"] >= 1 else None
             row = await wait_until(edge_snapshot, 20, "the edge's snapshot of the generation")
             assert row["status"] == "healthy" and row["segment_lag"] <= 1, row
+            # When the edge's newest segment arrived (its spool has no packager state.json):
+            # a segment closes every second, so it is recent.
+            row = await wait_until(lambda: (r := edge_snapshot()) and r["last_segment_at"] and r, 10, "last_segment_at")
+            assert abs(parse_time(row["last_segment_at"]) - parse_time(row["observed_at"])) < 5, row
 
 
 def _parts_between(o, e) -> int:
@@ -189,6 +195,85 @@ async def test_an_edge_leaves_a_stalled_or_dead_source_within_two_target_duratio
     finally:
         publisher.kill()
         publisher.wait()
+
+
+async def test_a_rendition_added_during_a_live_generation_does_not_keep_the_edge_waiting(make_node):
+    """The stream gains a rendition while its generation is live: the generation's packager does
+    not run it, so the origin does not list it for that generation, and an edge that starts
+    following then is playable as soon as the renditions the generation has are."""
+    origin, edge = make_node("origin"), make_node("edge-a")
+    graph = {"origin": ("tribes_origin", origin.base_url, []), "edge-a": ("tribes_edge", edge.base_url, ["origin"])}
+    link(origin, graph)
+    link(edge, graph)
+    stream, key = stream_and_key(origin)
+    await origin.start("ingest", "http")
+    publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            at_origin = await wait_until(lambda: live_generation(client, origin, "show"), 30, "live at the origin")
+            with origin.store() as store:
+                domain.renditions.upsert(store, stream["id"], {"name": "360p", "kind": "transcode", "height": 360,
+                                                               "video_bitrate": 800_000})
+            token = {"Authorization": f"Bearer {domain.distribution.node_token(origin.install.distribution_key())}"}
+            listed = (await client.get(f"{origin.base_url}/api/distribution", headers=token)).json()
+            [entry] = listed["streams"]
+            assert entry["generation"]["id"] == at_origin["generation_id"]
+            assert [r["name"] for r in entry["generation"]["renditions"]] == ["source"]
+
+            await edge.start("http", "edge-fill")
+            at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
+            assert at_edge["generation_id"] == at_origin["generation_id"]
+            def mirrored():  # (its stats are written once a second)
+                gens = (read_stats(edge.install.state_dir, "edge-fill") or {}).get("generations") or [{}]
+                return gens[0] if gens[0].get("live") else None
+            assert set((await wait_until(mirrored, 5, "stats say playable"))["renditions"]) == {"source"}
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
+PART_NAME = re.compile(r"/[0-9]+\.[0-9]+\.m4s")
+
+
+async def test_a_source_that_never_answers_the_hinted_part_is_left_within_two_target_durations(make_node, record_property):
+    """A source whose playlists move but whose parts (the preload-hinted one first) are accepted
+    and never answered: the edge leaves it within 2 × TARGETDURATION, as it leaves a dead one."""
+    async with trio.open_nursery() as nursery:
+        relay = CountingProxy()  # a Sender source in front of the origin, hanging parts when told to
+        await nursery.start(relay.serve)
+        origin, edge = make_node("origin"), make_node("edge-a")
+        relay.upstream = origin.base_url
+        link(origin, {"origin": ("tribes_origin", origin.base_url, [])})
+        link(edge, {"relay": ("tribes_origin", relay.base_url, []), "origin": ("tribes_origin", origin.base_url, []),
+                    "edge-a": ("tribes_edge", edge.base_url, ["relay", "origin"])})
+        stream, key = stream_and_key(origin)
+        await origin.start("ingest", "http")
+        await edge.start("http", "edge-fill")
+        publisher = subprocess.Popen(ffmpeg_publish_cmd(origin.rtmp_url(key), 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as watching:
+                at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
+                watcher = PlaylistWatcher(client, f"{edge.base_url}/hls/{stream['id']}/{at_edge['generation_id']}/source/index.m3u8")
+                watching.start_soon(watcher.run)
+                await wait_until(lambda: len(watcher.advances) > 10 and source_of(edge) == "relay", 20, "the edge follows the relay")
+                target = 2 * watcher.previous.target_duration
+                hinted_before = sum(n for k, n in relay.requests.items() if PART_NAME.search(k))
+
+                relay.hang = lambda k: PART_NAME.search(k) is not None
+                hung_at = trio.current_time()
+                await wait_until(lambda: source_of(edge) == "origin", 3 * target, "the edge left the relay")
+                await wait_until(lambda: watcher.advances[-1][0] > hung_at + 2 * target, 4 * target, "the edge moves on")
+                gap = watcher.longest_wait(hung_at)
+                record_property("hanging_part_gap_s", round(gap, 3))
+                # The relay was asked for parts after it stopped answering them (the hint among them).
+                assert sum(n for k, n in relay.requests.items() if PART_NAME.search(k)) > hinted_before
+                assert gap <= target, watcher.advances[-15:]
+                assert watcher.discontinuities == 0
+                watching.cancel_scope.cancel()
+        finally:
+            publisher.kill()
+            publisher.wait()
+            nursery.cancel_scope.cancel()
 
 
 async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_object(make_node, record_property):

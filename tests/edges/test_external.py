@@ -14,7 +14,7 @@ import trio
 from daemons.media.hls.validate import check_media_playlist
 from tests.daemons.conftest import FFMPEG, FFPROBE, ffmpeg_publish_cmd, needs_ffmpeg
 from tests.daemons.test_up import free_port, port_open
-from tests.edges.conftest import link, stream_and_key, wait_until
+from tests.edges.conftest import RecordingOrigin, link, stream_and_key, wait_until
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 
@@ -179,34 +179,6 @@ async def test_an_ll_hls_external_origin_is_followed_with_blocking_reloads(make_
     finally:
         publisher.kill()
         publisher.wait()
-
-
-class RecordingOrigin:
-    """A tiny HTTP origin in the test process: fixed answers by path, every request recorded."""
-
-    def __init__(self, pages: dict[str, bytes]):
-        self.pages, self.requests, self.port = pages, [], free_port()
-
-    async def app(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        self.requests.append((scope["path"], dict(scope["headers"])))
-        body = self.pages.get(scope["path"])
-        await send({"type": "http.response.start", "status": 200 if body is not None else 404,
-                    "headers": [(b"content-length", b"%d" % len(body or b""))]})
-        await send({"type": "http.response.body", "body": body or b""})
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
-        config = Config()
-        config.bind, config.accesslog, config.errorlog = [f"127.0.0.1:{self.port}"], None, None
-        await serve(self.app, config, task_status=task_status)
 
 
 async def test_an_external_origin_gets_no_node_token_and_cannot_send_the_edge_elsewhere(make_node):

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.edge_fill.mirror import Fetch, MirrorError, OriginRestarted, RenditionMirror, Step, listed_names, position
+from daemons.edge_fill.mirror import (Fetch, MirrorError, OriginRestarted, RenditionMirror, Step, listed_names, position,
+                                      sibling_reports)
 from daemons.media.hls import MediaPlaylist, Part, RenditionReport, Segment, ServerControl, parse_media_playlist
 
 LL = ServerControl(can_block_reload=True, part_hold_back=0.75, hold_back=3.0)
@@ -250,10 +251,44 @@ def test_keep_names_accepts_every_spool_name():
     assert step.hint.name == "99999999999.123457.ts"
 
 
-def test_keep_names_keeps_rendition_reports():
+def test_the_sources_rendition_reports_are_never_copied():
+    # The source's reports name its own siblings' positions, which may be ahead of this edge's.
     reports = (RenditionReport("../720p/index.m3u8", 13, 1),)
-    step = RenditionMirror("source", keep_names=True).step(ll(10, 3, partial=2, reports=reports))
-    assert step.playlist.rendition_reports == reports
+    for keep_names in (True, False):
+        step = RenditionMirror("source", keep_names=keep_names).step(ll(10, 3, partial=2, reports=reports))
+        assert step.playlist.rendition_reports == ()
+
+
+# --- rendition reports from the edge's own siblings ----------------------------------------------
+
+
+def test_sibling_reports_are_the_positions_the_edge_published():
+    hi, lo = ll(10, 3, partial=2), ll(10, 2, partial=0)
+    assert sibling_reports("hi", {"hi": hi, "lo": lo, "mid": None}) == (RenditionReport("../lo/index.m3u8", 11, 3),)
+    assert sibling_reports("lo", {"hi": hi, "lo": lo, "mid": None}) == (RenditionReport("../hi/index.m3u8", 13, 1),)
+    assert sibling_reports("hi", {"hi": hi}) == ()  # no sibling published yet: nothing to report
+    only_segments = plain(4, 2)
+    assert sibling_reports("hi", {"hi": hi, "lo": only_segments}) == (RenditionReport("../lo/index.m3u8", 5, None),)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["source", "720p", "360p", "audio"]),
+                       st.one_of(st.none(), st.tuples(st.integers(0, 50), st.integers(1, 4), st.integers(0, 3))),
+                       min_size=1))
+def test_sibling_reports_never_point_past_a_sibling(published):
+    siblings = {n: None if p is None else ll(p[0], p[1], partial=p[2]) for n, p in published.items()}
+    for name in siblings:
+        reports = sibling_reports(name, siblings)
+        by_uri = {r.uri: r for r in reports}
+        assert len(by_uri) == len(reports)
+        for other, p in siblings.items():
+            r = by_uri.get(f"../{other}/index.m3u8")
+            if other == name or p is None:
+                assert r is None
+            else:
+                # exactly the sibling's newest position: a player asking for it is answered at once
+                assert r == RenditionReport.for_playlist(f"../{other}/index.m3u8", p)
+                assert p.contains(r.last_msn, r.last_part)
 
 
 # --- renaming (any other HLS origin) ------------------------------------------------------------

@@ -55,6 +55,8 @@ class HTTPContext:
 
     def is_trusted_proxy(self, address: str) -> bool:
         """Whether `address` is one of http.trusted_proxies (their X-Forwarded-* count; no per-address cap)."""
+        if not self.trusted_proxies:
+            return False  # asked at every accept: no address parsing when there are none
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

@@ -8,7 +8,8 @@ to a newcomer from an address that holds fewer (else the newcomer is refused); w
 requests in progress the accept loop waits and the kernel's backlog holds newcomers (no failed accepts, no running out of file
 descriptors). hypercorn itself only closes a connection whose head is late when its keep-alive
 timer fires, and keeps a connection whose client left without a request until then too:
-`_TCPServer` ends the read at the head deadline and stops that timer once reading is over.
+`_TCPServer` ends the read at the head deadline and stops that timer once reading is over, and
+starts hypercorn's machinery for a connection only once its first request head is whole.
 Pinned to hypercorn 0.17–0.18's worker and `TCPServer` API.
 """
 
@@ -56,7 +57,12 @@ def bind_socket(host: str, port: int, *, reuse_port: bool, backlog: int) -> sock
 
 
 class _TCPServer(TCPServer):
-    """One connection: hypercorn's, with the table's head deadline and a way to give way."""
+    """One connection: hypercorn's, with the table's head deadline and a way to give way.
+
+    Until its first request head is whole a connection is only this object, one task and a
+    buffer: hypercorn's machinery (a task group, a protocol, a keep-alive timer) costs about a
+    third of a millisecond of CPU per connection, which an attacker reopening thousands of
+    connections at once would make the worker spend while health checks queue behind them."""
 
     def __init__(self, app, config: Config, context: WorkerContext, state: ConnectionState,
                  stream: trio.SocketStream, table: ConnectionTable, room: "_Room"):
@@ -65,11 +71,16 @@ class _TCPServer(TCPServer):
         self.room = room
         self.giving_way = False
         self.read_scope = trio.CancelScope()
+        self.first_bytes = b""  # read before hypercorn started: its first request head
 
     def give_way(self) -> None:
         """Evicted: end the read (hypercorn then closes the connection as when its client leaves)."""
         self.giving_way = True
         self.read_scope.cancel()
+
+    async def run(self) -> None:
+        if await self._first_head():
+            await super().run()
 
     async def protocol_send(self, event) -> None:
         if isinstance(event, Updated):
@@ -80,26 +91,45 @@ class _TCPServer(TCPServer):
                 self.table.request_started(self)
         await super().protocol_send(event)
 
+    async def _receive(self) -> bytes | None:
+        """The next bytes (b"" at the client's EOF), or None: closed, evicted, or the head is late."""
+        if self.giving_way:
+            return None
+        with trio.CancelScope(deadline=self.table.deadline(self)) as self.read_scope:
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return None
+        if self.read_scope.cancelled_caught:
+            if not self.giving_way:
+                self.table.timed_out(self)
+                self.room.changed()
+            return None
+        if data:
+            self.table.received(self, trio.current_time())
+        return data
+
+    async def _first_head(self) -> bool:
+        """Read until the first request head is whole (or too long for one: hypercorn answers
+        that); False when the connection ends first."""
+        buffer = bytearray()
+        while True:
+            data = await self._receive()
+            if not data:
+                return False
+            buffer += data
+            if b"\r\n\r\n" in buffer or b"\n\n" in buffer or len(buffer) > self.config.h11_max_incomplete_size:
+                self.first_bytes = bytes(buffer)
+                return True
+
     async def _read_data(self) -> None:
         # hypercorn's loop (its read_timeout is unset here), with the head deadline and eviction.
-        while not self.giving_way:
-            with trio.CancelScope(deadline=self.table.deadline(self)) as self.read_scope:
-                if self.giving_way:
-                    self.read_scope.cancel()
-                try:
-                    data = await self.stream.receive_some(MAX_RECV)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    break
-            if self.read_scope.cancelled_caught:
-                if not self.giving_way:
-                    self.table.timed_out(self)
-                    self.room.changed()
-                break
-            if data:
-                self.table.received(self, trio.current_time())
+        data = self.first_bytes
+        while data is not None:
             await self.protocol.handle(RawData(bytes(data)))
             if not data:
                 break
+            data = await self._receive()
         await self.idle_task.stop()  # nothing more to read: do not keep the connection for keep-alive
         await self.protocol.handle(Closed())
 

@@ -45,6 +45,13 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     return child_setup
 
 
+def clear_death_signal() -> None:
+    """For a child that is stopping anyway: no more death signals. The kernel sends one again at
+    each reparenting (each exiting thread of a dying multi-threaded parent), and one arriving
+    after Python's exit restored SIG_DFL would end the process with a signal instead of 0."""
+    _libc.prctl(PR_SET_PDEATHSIG, 0)
+
+
 class Child:
     """A started child process: wait for it, signal it (and its group), stop it, close it."""
 

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 import trio
 
 from daemons.core.install import Install
-from daemons.runtime import checks
+from daemons.runtime import checks, children
 from daemons.runtime import logging as slog
 from daemons.runtime import systemd
 from daemons.runtime.store import StoreWorker
@@ -24,24 +24,38 @@ from daemons.runtime.store import StoreWorker
 Serve = Callable[..., Awaitable[None]]
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 async def _run(name: str, serve: Serve, install: Install) -> None:
     log = slog.get(name)
-    store = StoreWorker(await trio.to_thread.run_sync(install.open_store))
-    try:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # Outside the receiver below a stop signal is only noted. One just before it opens still
+    # stops the daemon; repeats that trio re-delivers as it closes can no longer end the process
+    # halfway through its clean stop (a parent's death signal comes again each time one of its
+    # threads exits: several SIGTERMs when `sender up` is killed).
+    noted: list[int] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: noted.append(signum))
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        store = StoreWorker(await trio.to_thread.run_sync(install.open_store))
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, log, signals, noted, nursery.cancel_scope)
                 await nursery.start(serve, install, store)
                 systemd.notify("READY=1\nSTATUS=running")
                 nursery.start_soon(systemd.watchdog_loop)
-                async for signum in signals:
-                    slog.log(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
-                    systemd.notify("STOPPING=1")
-                    nursery.cancel_scope.cancel()
-                    break
-    finally:
-        with trio.CancelScope(shield=True):
-            await store.aclose()
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.aclose()
     slog.log(log, logging.INFO, "stopped")
+
+
+async def _stop_on_signal(log, signals, noted: list[int], scope: trio.CancelScope) -> None:
+    signum = noted[0] if noted else await signals.__anext__()
+    children.clear_death_signal()  # stopping anyway: no more of them (if that one was one)
+    slog.log(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
+    systemd.notify("STOPPING=1")
+    scope.cancel()
 
 
 def run(name: str, serve: Serve, config_path: str | None, *, listens: bool = True) -> None:

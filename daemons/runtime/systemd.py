@@ -1,6 +1,7 @@
 """sd_notify in a few lines: READY, STOPPING, STATUS and WATCHDOG pings from a trio task.
 
-Does nothing when NOTIFY_SOCKET is unset (not under systemd), so daemons call it unconditionally.
+Does nothing when NOTIFY_SOCKET is unset (not under systemd or `sender up`), and nothing when its
+listener is gone, so daemons call it unconditionally.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ def notify(state: str) -> bool:
     if addr.startswith("@"):
         addr = "\0" + addr[1:]  # abstract namespace
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        s.connect(addr)
-        s.sendall(state.encode())
+        try:
+            s.connect(addr)
+            s.sendall(state.encode())
+        except OSError:  # the listener is gone (e.g. `sender up` was killed): nobody to tell
+            return False
     return True
 
 

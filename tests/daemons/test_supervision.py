@@ -160,6 +160,50 @@ async def test_a_daemon_killed_from_outside_comes_back_and_the_others_keep_servi
     assert json.loads(sender(env, "status", "--json").stdout)["sender_up"] is None
 
 
+# A subreaper (PR_SET_CHILD_SUBREAPER) runs `sender up`, kills it once its daemons run, and
+# reaps the orphaned daemons itself: their exit statuses, which nobody else could see.
+SUBREAPER = """
+import ctypes, json, os, signal, subprocess, sys, time
+from daemons.core.stats import read_fresh_stats
+ctypes.CDLL(None).prctl(36, 1)
+state_dir = sys.argv[1]
+up = subprocess.Popen([sys.argv[2], "up"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+deadline = time.monotonic() + 40
+while not all(read_fresh_stats(state_dir, n) for n in %r) and time.monotonic() < deadline:
+    time.sleep(0.1)
+daemons = {n: d["pid"] for n, d in read_fresh_stats(state_dir, "up")["daemons"].items()}
+os.kill(up.pid, signal.SIGKILL)
+statuses = {}
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    statuses[pid] = os.waitstatus_to_exitcode(status)
+print(json.dumps({"up": statuses.pop(up.pid), "daemons": {n: statuses.get(pid) for n, pid in daemons.items()}}))
+""" % (DAEMON_STATS,)
+
+
+@needs_ffmpeg
+async def test_the_daemons_stop_cleanly_when_sender_up_is_killed(tmp_path):
+    """kill -9 of `sender up` leaves nothing running: each daemon gets SIGTERM from the kernel
+    (its death signal) and stops as if asked, status 0, though its notify socket went with
+    `sender up` and the kernel repeats the death signal as each of the dead parent's threads
+    goes (a repeat used to end a daemon halfway through its stop, or during Python's exit)."""
+    d = tmp_path / "var"
+    env, rtmp_port, http_port = new_install(d)
+    with trio.fail_after(90):
+        result = await trio.run_process([sys.executable, "-c", SUBREAPER, str(d / "state"), SENDER], env=env,
+                                        cwd=Path(__file__).parents[2], stdin=subprocess.DEVNULL,
+                                        capture_stdout=True, capture_stderr=True, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert json.loads(result.stdout) == {"up": -signal.SIGKILL, "daemons": dict.fromkeys(("ingest", "http", "edge-fill", "snapshot"), 0)}, err
+    assert all(f"sender.{name}: stopped" in err for name in ("ingest", "http", "edge-fill", "snapshot")), err
+    assert "Traceback" not in err
+    assert not port_open(rtmp_port) and not port_open(http_port)
+
+
 @needs_ffmpeg
 async def test_a_daemon_that_cannot_start_stops_sender_up_with_its_reason(tmp_path):
     d = tmp_path / "var"

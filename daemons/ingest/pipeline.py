@@ -16,7 +16,11 @@ Spool layout (the contract with the HTTP daemon, see docs/arch.md):
         <rendition>/state.json   packager state (closed segments; rewritten once per segment): what a restarted daemon reads
 
 Every file is written to a temporary name and renamed; media files are on disk before the
-playlist that lists them.
+playlist that lists them, and a name once listed never names other bytes: when the spool refuses a
+write, the pipeline keeps what it could not write (the same bytes are retried until they land), closes
+each rendition's open segment as it stands, drops media until the backlog is written, and goes on
+with a new segment after a discontinuity. A restarted daemon closes the segment whose parts the last
+playlist listed (from those files) before it goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from daemons.core.errors import SenderError
 from daemons.ingest import backend
 from daemons.media import flv, hls
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
+from daemons.media.generation import Batch, GenerationPackager
+from daemons.media.names import MASTER, PLAYLIST
 from daemons.media.packager import PackagerConfig, RenditionPackager, utc_now
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
@@ -47,10 +53,14 @@ RESTART_BACKOFF_START_S = 0.25
 STOP_GRACE_S = 5.0
 MAX_FAILED_STARTS = 5
 BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
+SPOOL_RETRY_S = 0.5  # while the spool refuses writes, the backlog is tried again this often
 AVC_END_OF_SEQUENCE = 2  # flagged as a keyframe by encoders, but carries no picture
 
 
 class GenerationPipeline:
+    """The I/O shell around a `GenerationPackager` (daemons/media/generation.py): it writes the
+    batches, wakes readers, and tells the store what happened."""
+
     def __init__(self, *, stream: dict, generation_id: str, renditions: list[dict], directory: Path,
                  config, store: StoreWorker, nursery: trio.Nursery, events: SpoolEventSender | None = None):
         self.stream = stream
@@ -68,59 +78,64 @@ class GenerationPipeline:
         )
         self.spool = SpoolWriter(directory)
         self.events = events
-        self.packagers: dict[str, RenditionPackager] = {}
+        self.media = GenerationPackager.new(self.packager_config, [r["name"] for r in renditions])
         self.inits: dict[str, InitSegment] = {}
         self.live = False
         self.restarts = 0
         self.frame_rate: float | None = None
         self.session: BackendSession | None = None
         self._master: bytes | None = None
-        self._states: dict[str, tuple] = {}  # fingerprint of each rendition's last written state
+        self._discontinuities = 0  # as recorded in the store and generation.json
         self._bandwidth_recorded_at = -math.inf
         self._cancel = trio.CancelScope()
+
+    @property
+    def packagers(self) -> dict[str, RenditionPackager]:
+        return self.media.packagers
 
     @property
     def fields(self) -> dict:
         return {"stream": self.stream["slug"], "generation": self.generation_id}
 
     async def load(self) -> None:
-        """Create the directories; continue from the packagers' state files if a daemon left them."""
+        """Create the directories; continue from the packagers' state files if a daemon left them,
+        closing the segments whose parts the last playlists listed."""
 
-        def work() -> dict[str, dict | None]:
-            states = {}
+        def work() -> tuple[int, dict[str, dict], dict[str, tuple]]:
+            restarts = 0
+            try:
+                restarts = int(json.loads((self.directory / "generation.json").read_text()).get("restarts", 0))
+            except (OSError, ValueError, AttributeError):
+                pass
+            states, listed = {}, {}
             for r in self.renditions:
                 d = self.directory / r["name"]
                 d.mkdir(parents=True, exist_ok=True)
                 try:
                     states[r["name"]] = json.loads((d / "state.json").read_text())
                 except FileNotFoundError:
-                    states[r["name"]] = None
-            return states
+                    continue
+                found = _listed_open_parts(d)
+                if found is not None:
+                    listed[r["name"]] = found
+            return restarts, states, listed
 
-        states = await trio.to_thread.run_sync(work)
-        for r in self.renditions:
-            state = states[r["name"]]
-            if state is not None:
-                self.packagers[r["name"]] = RenditionPackager.from_state(state, self.packager_config)
-                self.live = True
-            else:
-                self.packagers[r["name"]] = RenditionPackager(r["name"], self.packager_config)
-        if any(states.values()):
-            slog.log(log, logging.INFO, "resumed packager state from the spool", **self.fields)
+        self.restarts, states, listed = await trio.to_thread.run_sync(work)
+        if states:
+            packagers = {
+                r["name"]: RenditionPackager.from_state(states[r["name"]], self.packager_config) if r["name"] in states
+                else RenditionPackager(r["name"], self.packager_config)
+                for r in self.renditions
+            }
+            self.media = GenerationPackager(self.packager_config, packagers)
+            self._discontinuities = self.media.discontinuities
+            sealed = self.media.seal_listed(listed)
+            self.live = self.media.playable
+            slog.log(log, logging.INFO, "resumed packager state from the spool", sealed=",".join(listed) or "-", **self.fields)
+            if sealed is not None:
+                await self._write(sealed)
         self.nursery.start_soon(self._run_deletions)
         await self._publish_generation(ended=False)
-
-    def last_write_time(self) -> str:
-        """When the generation's playlists last changed (UTC ISO-8601; now if none exists).
-        Blocking: call from a worker thread."""
-        mtimes = []
-        for r in self.renditions:
-            try:
-                mtimes.append((self.directory / r["name"] / "index.m3u8").stat().st_mtime)
-            except OSError:
-                continue
-        when = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else datetime.now(timezone.utc)
-        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     async def _run_deletions(self) -> None:
         with self._cancel:
@@ -131,9 +146,20 @@ class GenerationPipeline:
         return self.session
 
     async def finish(self) -> None:
-        """The generation ended: close the playlists with ENDLIST."""
-        for name, p in self.packagers.items():
-            await self._apply(name, p.end())
+        """The generation ended: close the playlists with ENDLIST (once the spool takes them, if
+        it refuses writes now)."""
+        await self._write(self.media.end())
+        if self.media.outage:
+            self.nursery.start_soon(self._finish_when_written)
+        else:
+            await self._close()
+
+    async def _finish_when_written(self) -> None:
+        while self.media.outage:
+            await trio.sleep(SPOOL_RETRY_S)
+        await self._close()
+
+    async def _close(self) -> None:
         await self._publish_generation(ended=True)
         if self.live:
             await self._publish_master(final=True)
@@ -143,43 +169,47 @@ class GenerationPipeline:
     # --- packaging -------------------------------------------------------------------------
 
     async def on_output(self, name: str, items: list) -> None:
-        p = self.packagers[name]
-        actions = []
         now = utc_now()
         for item in items:
             if isinstance(item, InitSegment):
                 self.inits[name] = item
-                actions += p.on_init(item)
+                await self._write(self.media.on_init(name, item))
                 await self.store.run(_record_rendition, self.stream["id"], name, item, self.frame_rate)
             else:
-                actions += p.on_fragment(item, now)
-        if actions:
-            await self._apply(name, actions)
+                await self._write(self.media.on_fragment(name, item, now))
 
-    async def _apply(self, name: str, actions: list) -> None:
-        p = self.packagers[name]
-        published = {}
-        # The state holds closed segments only: it changes once per segment, not once per part,
-        # so it is encoded only when this fingerprint of it changes.
-        state = (p.next_msn, p.media_sequence, p.discontinuity_sequence, p.ended, p.init_uri, p.target_duration, len(p.segments))
-        if state != self._states.get(name):
-            published[f"{name}/state.json"] = json.dumps(p.to_state()).encode()
-        # No playlist before every rendition has something to play: each lists all its siblings
-        # in rendition reports from its first version on. A change in one rendition changes
-        # every sibling's reports, so all playlists are rendered again.
-        if all(q.playable for q in self.packagers.values()):
-            for other, q in self.packagers.items():
-                published[f"{other}/index.m3u8"] = q.playlist(self._reports(other)).render().encode()
-        if not await self.spool.apply(name, actions, published):
-            p.drop_open_segment()
+    async def _write(self, batch: Batch | None) -> None:
+        """Write a batch; on refusal the packager keeps it and a task retries until it lands."""
+        if batch is None:
             return
-        if f"{name}/state.json" in published:
-            self._states[name] = state
-        if self.events is not None and f"{name}/index.m3u8" in published:
-            last = p.last_part()
-            if last is not None:
-                self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last))
-        if not self.live and all(q.playable for q in self.packagers.values()):
+        retry = self.media.outage
+        if not await self.spool.write(batch.actions, batch.published):
+            self.media.refused(batch)
+            if not retry:
+                slog.log(log, logging.WARNING, "spool refused a write: media is dropped until it is written", **self.fields)
+                self.nursery.start_soon(self._recover)
+            return
+        if retry:
+            self.media.recovered(batch)
+        else:
+            self.media.written(batch)
+        await self._after(batch)
+
+    async def _recover(self) -> None:
+        while self.media.outage:
+            await trio.sleep(SPOOL_RETRY_S)
+            if self.media.outage:
+                await self._write(self.media.retry())
+        slog.log(log, logging.INFO, "spool writes again: the backlog is written, media goes on", **self.fields)
+
+    async def _after(self, batch: Batch) -> None:
+        """A batch landed: wake readers of the playlists it published; the store and the master follow."""
+        if self.events is not None:
+            for name, p in self.packagers.items():
+                last = p.last_part()
+                if last is not None and batch.playlist_of(name) is not None:
+                    self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last))
+        if not self.live and self.media.playable:
             self.live = True
             try:
                 await self.store.run(domain.generations.mark_live, self.generation_id)
@@ -188,18 +218,10 @@ class GenerationPipeline:
                 slog.log(log, logging.INFO, "generation not marked live", reason=e.message, **self.fields)
         if self.live:
             await self._publish_master()
-
-    def _reports(self, name: str) -> tuple[hls.RenditionReport, ...]:
-        if not self.packager_config.low_latency:
-            return ()
-        reports = []
-        for other, q in self.packagers.items():
-            if other == name:
-                continue
-            last = q.last_part()
-            if last is not None:
-                reports.append(hls.RenditionReport(f"../{other}/index.m3u8", last[0], last[1]))
-        return tuple(reports)
+        if self.media.discontinuities != self._discontinuities:
+            self._discontinuities = self.media.discontinuities
+            await self.store.run(domain.generations.record_discontinuities, self.generation_id, self._discontinuities)
+            await self._publish_generation(ended=False)
 
     async def _publish_master(self, *, final: bool = False) -> None:
         variants = []
@@ -211,7 +233,7 @@ class GenerationPipeline:
             estimate = (r.get("video_bitrate") or 0) + (r.get("audio_bitrate") or 0)
             variants.append(
                 hls.Variant(
-                    uri=f"{r['name']}/index.m3u8",
+                    uri=f"{r['name']}/{PLAYLIST}",
                     bandwidth=max(p.bandwidth_peak, estimate, 1),
                     average_bandwidth=p.average_bandwidth or None,
                     codecs=codecs,
@@ -221,7 +243,7 @@ class GenerationPipeline:
             )
         data = hls.MasterPlaylist(tuple(variants)).render().encode()
         if data != self._master:
-            if await self.spool.apply("", [], {"master.m3u8": data}):
+            if await self.spool.apply("", [], {MASTER: data}):
                 self._master = data
         await self._record_bandwidth(variants, final=final)
 
@@ -242,18 +264,47 @@ class GenerationPipeline:
             "renditions": [r["name"] for r in self.renditions],
             "ended": ended,
             "restarts": self.restarts,
+            "discontinuities": self._discontinuities,
         }
         await self.spool.apply("", [], {"generation.json": json.dumps(doc).encode()})
 
     async def new_backend_session(self) -> None:
-        for p in self.packagers.values():
-            p.start_session()
+        self.media.start_session()
+
+    async def backend_restarted(self) -> None:
+        self.restarts += 1
+        await self._publish_generation(ended=False)
 
     async def end_backend_session(self) -> None:
-        for name, p in self.packagers.items():
-            actions = p.end_session()
-            if actions:
-                await self._apply(name, actions)
+        await self._write(self.media.end_session())
+
+
+def last_write_time(directory: Path) -> str:
+    """When a generation's playlists last changed (UTC ISO-8601; now if none exists): for a
+    publisher lost with a killed daemon, when it was last heard of. Blocking: call from a thread."""
+    mtimes = []
+    for playlist in directory.glob(f"*/{PLAYLIST}"):
+        try:
+            mtimes.append(playlist.stat().st_mtime)
+        except OSError:
+            continue
+    when = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else datetime.now(timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _listed_open_parts(directory: Path) -> tuple[hls.MediaPlaylist, list[bytes]] | None:
+    """The rendition's published playlist and the bytes of the parts it lists for the segment in
+    progress, if any (all on disk: a part is written before any playlist lists it)."""
+    try:
+        listed = hls.parse_media_playlist((directory / PLAYLIST).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not listed.partial_parts or listed.ended:
+        return None
+    try:
+        return listed, [(directory / part.uri).read_bytes() for part in listed.partial_parts]
+    except OSError:
+        return None
 
 
 def _record_rendition(store, stream_id: str, name: str, init: InitSegment, frame_rate: float | None) -> None:
@@ -371,7 +422,7 @@ class BackendSession:
             produced = await self._run_process(proc)
             if self.closing:
                 break
-            p.restarts += 1
+            await p.backend_restarted()
             self.failed_starts = 0 if produced else self.failed_starts + 1
             if self.failed_starts >= MAX_FAILED_STARTS:
                 slog.log(log, logging.ERROR, "media backend keeps failing; generation failed", **p.fields)
@@ -379,7 +430,6 @@ class BackendSession:
                 break
             await p.end_backend_session()
             await p.new_backend_session()
-            await p.store.run(domain.generations.add_discontinuity, p.generation_id)
             backoff = RESTART_BACKOFF_START_S if produced else min(backoff * 2, self.config["backend.restart_backoff_max_s"])
             slog.log(log, logging.WARNING, "media backend exited; restarting", backoff_s=round(backoff, 2), restarts=p.restarts, **p.fields)
             await trio.sleep(backoff)

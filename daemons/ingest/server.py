@@ -24,7 +24,7 @@ from daemons.core import domain
 from daemons.core.domain.common import now_iso
 from daemons.core.install import Install
 from daemons.ingest.admission import Admission, Refused
-from daemons.ingest.pipeline import GenerationPipeline
+from daemons.ingest.pipeline import GenerationPipeline, last_write_time
 from daemons.runtime.ratelimit import WindowLimiter
 from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
 from daemons.media import flv
@@ -228,13 +228,13 @@ class IngestDaemon:
                 continue  # an edge's copy: sender-edge-fill owns it
             slog.log(log, logging.INFO, "resuming active generation", stream=g["stream"], generation=g["id"], status=g["status"])
             stream = await self.store.run(domain.streams.get, g["stream_id"], include_deleted=True)
-            pipeline = await self.pipeline(stream, g["id"])
             if g["publisher_connected_at"] and not g["publisher_left_at"]:
                 # Its publisher went with the previous daemon: the reconnect grace counts from the
-                # last media written, not from this restart.
-                left = await trio.to_thread.run_sync(pipeline.last_write_time)
+                # last media written (before resuming writes anything), not from this restart.
+                left = await trio.to_thread.run_sync(last_write_time, generation_dir(self.install.spool_root, stream["id"], g["id"]))
                 await self.store.run(domain.generations.publisher_left, g["id"], at=left)
                 slog.log(log, logging.INFO, "publisher lost with the previous daemon", stream=g["stream"], generation=g["id"], since=left)
+            await self.pipeline(stream, g["id"])
         for gid in await trio.to_thread.run_sync(_unfinished_generations, self.install.spool_root):
             if gid in self.pipelines:
                 continue

@@ -5,18 +5,27 @@ with `Write`/`Delete` actions (file names relative to the rendition directory) a
 rendition's playlist as a `hls.MediaPlaylist`. The caller performs the actions in order — a file
 is always whole on disk before the playlist that lists it is published.
 
-The timeline is the video track (the audio track for audio-only streams). A part closes as soon
-as one more frame of the same length would take it past the part target — it is published
-without waiting for that frame (ffmpeg already holds each frame until the next one; waiting once
-more would double the part delay) — and before every keyframe that starts a segment, at the first
-keyframe at or after the segment target. Audio fragments join the open part; audio that arrives
-while no segment is open (between a segment's close and the next keyframe) is kept and leads the
-next segment, so no audio is lost at a boundary. A publisher whose keyframe interval is longer
-than the target gets longer segments and an honest TARGETDURATION. Each backend session (a publisher connection, an ffmpeg restart) starts with a
-discontinuity; media sequence numbers run on across sessions for the whole generation.
+Three parts, each with one job:
 
-The packager's state (`to_state`/`from_state`) is plain JSON, so a restarted ingest daemon
-continues a generation's playlists where they stopped.
+* `Cutter` decides where parts and segments end, in integer ticks of the timeline track (the
+  video track; the audio track for audio-only streams): a part closes as soon as one more frame
+  of the same length would take it past the part target — it is published without waiting for
+  that frame (ffmpeg already holds each frame until the next one; waiting once more would double
+  the part delay) — and before every keyframe that starts a segment, at the first keyframe at or
+  after the segment target (half a frame of tolerance).
+* `LiveWindow` keeps the closed segments of the live window, prunes the oldest (their files are
+  deleted 3 × TARGETDURATION later), and renders the playlist: parts are listed only on the
+  newest segments (RFC 8216bis 6.2.2, and what strict parsers accept).
+* `RenditionPackager` holds sessions, init segments and the segment being built, and its state
+  (`to_state`/`from_state`, plain JSON: a restarted ingest daemon continues the playlists).
+
+Names are never reused: a segment whose parts were listed is closed as it stands (`end_session`)
+whenever the timeline breaks — the publisher left, the backend restarted, the spool refused a
+write, the daemon was restarted (`seal_listed`) — and the next segment, with the next media
+sequence number, starts after a discontinuity at the next keyframe. Audio fragments join the open
+part; audio that arrives while no segment is open is kept and leads the next segment, so no audio
+is lost at a boundary. A publisher whose keyframe interval is longer than the target gets longer
+segments and an honest TARGETDURATION.
 """
 
 from __future__ import annotations
@@ -24,13 +33,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 from daemons.media import hls
 from daemons.media.fmp4 import Fragment, InitSegment, Track
+from daemons.media.names import init_name, part_name, segment_name
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 MAX_PENDING_BYTES = 1 << 20  # audio kept while no segment is open (bounded: a keyframe may never come)
 PART_SEGMENTS = 3  # most segments (the one in progress included) whose parts a playlist lists
+MICROSECONDS = 1_000_000  # the timescale of durations known only in seconds (a resumed playlist)
 
 
 @dataclass(frozen=True)
@@ -60,41 +72,133 @@ class Delete:
 Action = Write | Delete
 
 
-@dataclass
-class _Part:
-    duration: float
+# --- time in integer ticks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    ticks: int
+    timescale: int
     independent: bool
 
+    @property
+    def seconds(self) -> Fraction:
+        return Fraction(self.ticks, self.timescale)
+
 
 @dataclass
-class _Segment:
+class Segment:
     msn: int
-    duration: float
     pdt: datetime
     discontinuity: bool
     map_uri: str
-    parts: list[_Part]
+    parts: list[Part]
     size: int = 0
+
+    @property
+    def duration(self) -> Fraction:
+        return sum((p.seconds for p in self.parts), Fraction(0))
+
+
+class Cutter:
+    """Where parts and segments end, in ticks of one timescale (exact: no float epsilons)."""
+
+    def __init__(self, config: PackagerConfig, timescale: int):
+        self.timescale = timescale
+        # floor: a part never exceeds PART-TARGET, however the timescale divides it.
+        self.part_target = math.floor(Fraction(str(config.part_target_s)) * timescale)
+        self.segment_target = math.ceil(Fraction(str(config.segment_target_s)) * timescale)
+
+    def closes_segment(self, open_ticks: int, keyframe: bool, last_frame: int) -> bool:
+        """A keyframe at or after the segment target (half a frame early counts) starts the next segment."""
+        return keyframe and 2 * open_ticks >= 2 * self.segment_target - last_frame
+
+    def overflows(self, part_ticks: int, frame_ticks: int) -> bool:
+        """Whether a frame of `frame_ticks` would take a part of `part_ticks` past the target."""
+        return part_ticks + frame_ticks > self.part_target
+
+
+# --- the live window ------------------------------------------------------------------------------
+
+
+class LiveWindow:
+    """The closed segments a live playlist lists, oldest first; numbering and pruning."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.segments: list[Segment] = []
+        self.media_sequence = 0  # msn of segments[0] (or of the next segment when empty)
+        self.discontinuity_sequence = 0
+        self.discontinuities = 0  # every discontinuity of the generation, pruned or not
+
+    def add(self, segment: Segment, target_duration: int) -> list[Action]:
+        """A closed segment joins; the oldest leave — never leaving less than 3 target durations
+        listed (RFC 8216bis 6.2.2: short segments after reconnects count too) — and their files
+        are deleted 3 target durations later."""
+        self.segments.append(segment)
+        self.discontinuities += segment.discontinuity
+        actions: list[Action] = []
+        grace_s = 3 * target_duration
+        listed = sum((s.duration for s in self.segments), Fraction(0))
+        while len(self.segments) > self.size and listed - self.segments[0].duration >= 3 * target_duration:
+            old = self.segments.pop(0)
+            listed -= old.duration
+            self.discontinuity_sequence += old.discontinuity
+            actions.append(Delete(segment_name(old.msn), grace_s))
+            actions += [Delete(part_name(old.msn, i), grace_s) for i in range(len(old.parts))]
+        self.media_sequence = self.segments[0].msn
+        return actions
+
+    def listed(self, target_duration: int, open_parts: int, open_seconds: Fraction, low_latency: bool) -> list[hls.Segment]:
+        """The segments as the playlist lists them: parts only on segments that start within 3
+        target durations of the end, and on at most PART_SEGMENTS of them counting the open one."""
+        with_parts = low_latency
+        slots = PART_SEGMENTS - (1 if open_parts else 0)
+        age = open_seconds  # from the start of the segment below to the playlist's end
+        out = []
+        for s in reversed(self.segments):
+            age += s.duration
+            with_parts = with_parts and slots > 0 and age <= 3 * target_duration
+            slots -= 1
+            out.append(hls.Segment(
+                msn=s.msn, uri=segment_name(s.msn), duration=float(s.duration), program_date_time=s.pdt,
+                discontinuity=s.discontinuity, map_uri=s.map_uri,
+                parts=_hls_parts(s.msn, s.parts) if with_parts else (),
+            ))
+        out.reverse()
+        return out
+
+
+def _hls_parts(msn: int, parts: list[Part]) -> tuple[hls.Part, ...]:
+    return tuple(hls.Part(part_name(msn, i), float(p.seconds), p.independent) for i, p in enumerate(parts))
+
+
+# --- the rendition ----------------------------------------------------------------------------------
 
 
 @dataclass
 class _Open:
-    """The segment being built: its closed parts and the fragments of its open part."""
+    """The segment being built: its closed parts and the fragments of its open part (ticks)."""
 
     msn: int
     pdt: datetime
     discontinuity: bool
     map_uri: str
-    parts: list[_Part] = field(default_factory=list)
+    timescale: int
+    parts: list[Part] = field(default_factory=list)
     part_data: bytearray = field(default_factory=bytearray)
-    part_duration: float = 0.0
+    part_ticks: int = 0
     part_independent: bool = False
     part_fragments: int = 0
     segment_data: bytearray = field(default_factory=bytearray)
 
     @property
-    def duration(self) -> float:
-        return sum(p.duration for p in self.parts) + self.part_duration
+    def ticks(self) -> int:
+        return sum(p.ticks for p in self.parts) + self.part_ticks
+
+    @property
+    def seconds(self) -> Fraction:
+        return Fraction(self.ticks, self.timescale)
 
 
 class RenditionPackager:
@@ -102,9 +206,7 @@ class RenditionPackager:
         self.name = name
         self.config = config
         self.target_duration = config.target_duration
-        self.segments: list[_Segment] = []  # the live window, oldest first
-        self.media_sequence = 0  # msn of segments[0] (or of the next segment when empty)
-        self.discontinuity_sequence = 0
+        self.window = LiveWindow(config.live_window_segments)
         self.next_msn = 0
         self.ended = False
         self.init: InitSegment | None = None
@@ -116,38 +218,64 @@ class RenditionPackager:
         self._session_wall: datetime | None = None
         self._session_first_dts: int | None = None
         self._timeline: Track | None = None
-        self._last_frame_s = 0.0
+        self._cutter: Cutter | None = None
+        self._last_frame = 0  # ticks of the newest timeline frame
         self._init_data: bytes | None = None
         self.keyframe_interval_s: float | None = None
-        self._last_keyframe_s: float | None = None
+        self._last_keyframe: int | None = None
         self.bandwidth_peak = 0
-        self.bandwidth_sum = 0.0
-        self.bandwidth_time = 0.0
+        self.bandwidth_bits = 0
+        self.bandwidth_seconds = Fraction(0)
 
-    # --- sessions --------------------------------------------------------------------------
+    # --- what the pipeline reads ---------------------------------------------------------------
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self.window.segments
+
+    @property
+    def media_sequence(self) -> int:
+        return self.window.media_sequence
+
+    @property
+    def discontinuity_sequence(self) -> int:
+        return self.window.discontinuity_sequence
+
+    @property
+    def discontinuities(self) -> int:
+        """Every discontinuity of the generation so far (also those no longer in the window)."""
+        return self.window.discontinuities
+
+    @property
+    def average_bandwidth(self) -> int:
+        return int(self.bandwidth_bits / self.bandwidth_seconds) if self.bandwidth_seconds > 0 else 0
+
+    # --- sessions ------------------------------------------------------------------------------
 
     def start_session(self) -> None:
         """A new backend session: its first segment follows a discontinuity (unless it is the first)."""
-        self._session_discontinuity = self.next_msn > 0 or bool(self.segments)
+        self._session_discontinuity = self.next_msn > 0
         self._pending = bytearray()  # the old backend's timeline ends here
         self._session_wall = None
         self._session_first_dts = None
-        self._last_keyframe_s = None
+        self._last_keyframe = None
 
     def on_init(self, init: InitSegment) -> list[Action]:
         self.init = init
         self._timeline = init.video or init.audio
         if self._timeline is None:
             raise ValueError(f"rendition {self.name}: the backend's output has neither video nor audio")
+        self._cutter = Cutter(self.config, self._timeline.timescale)
         if init.data == self._init_data and self.init_uri:
             return []
         self._init_data = init.data
-        self.init_uri = "init.mp4" if self.inits_written == 0 else f"init-{self.inits_written}.mp4"
+        self.init_uri = init_name(self.inits_written)
         self.inits_written += 1
         return [Write(self.init_uri, init.data)]
 
     def end_session(self) -> list[Action]:
-        """The backend stopped: the open segment is closed as it is (possibly short)."""
+        """The timeline breaks (the backend stopped, the spool refused a write): the open segment
+        is closed as it is (possibly short), so its listed parts keep their names and bytes."""
         actions: list[Action] = []
         o = self._open
         if o is not None:
@@ -157,6 +285,7 @@ class RenditionPackager:
             o.segment_data += o.part_data
             actions += self._close_segment()
         self._pending = bytearray()
+        self._session_discontinuity = self.next_msn > 0
         return actions
 
     def end(self) -> list[Action]:
@@ -165,19 +294,24 @@ class RenditionPackager:
         self.ended = True
         return actions
 
-    def drop_open_segment(self) -> None:
-        """A file of the open segment could not be written (spool full): drop that segment.
-
-        Its parts leave the playlist (they may not all be on disk); the next keyframe starts a
-        new segment after a discontinuity, so nothing listed is ever missing from disk.
-        """
-        self._open = None
+    def seal_listed(self, listed: hls.MediaPlaylist, files: list[bytes]) -> list[Action]:
+        """Resuming after a daemon restart: the last published playlist lists parts of a segment
+        the state does not know (the open one). Close it from those parts (`files`, their bytes,
+        read from disk) so that no name it listed is ever used for other bytes."""
+        if self._open is not None or listed.next_msn != self.next_msn or not listed.partial_parts:
+            return []
+        parts = [Part(round(p.duration * MICROSECONDS), MICROSECONDS, p.independent) for p in listed.partial_parts]
+        self._open = _Open(self.next_msn, listed.next_program_date_time or utc_now(), listed.next_discontinuity,
+                           listed.next_map_uri or self.init_uri or init_name(0), MICROSECONDS, parts=parts,
+                           segment_data=bytearray(b"".join(files)))
+        actions = self._close_segment()
         self._session_discontinuity = True
+        return actions
 
-    # --- fragments -------------------------------------------------------------------------
+    # --- fragments -------------------------------------------------------------------------------
 
     def on_fragment(self, frag: Fragment, now: datetime) -> list[Action]:
-        if self.init is None or self._timeline is None:
+        if self.init is None or self._timeline is None or self._cutter is None:
             raise ValueError(f"rendition {self.name}: a fragment arrived before the init segment")
         track = frag.tracks.get(self._timeline.track_id)
         if track is None:  # an audio-only fragment in a muxed stream: joins the open part
@@ -186,25 +320,23 @@ class RenditionPackager:
             elif len(self._pending) + len(frag.data) <= MAX_PENDING_BYTES:
                 self._pending += frag.data  # leads the next segment
             return []
-        scale = self._timeline.timescale
-        start_s = track.base_decode_time / scale
-        duration = track.duration / scale
+        cut = self._cutter
+        ticks = track.duration
         keyframe = track.first_sample_sync if self.init.video is not None else True
         if self._session_wall is None:
             self._session_wall = now
             self._session_first_dts = track.base_decode_time
         if keyframe and self.init.video is not None:
-            if self._last_keyframe_s is not None:
-                self.keyframe_interval_s = start_s - self._last_keyframe_s
-            self._last_keyframe_s = start_s
+            if self._last_keyframe is not None:
+                self.keyframe_interval_s = (track.base_decode_time - self._last_keyframe) / cut.timescale
+            self._last_keyframe = track.base_decode_time
 
         actions: list[Action] = []
         o = self._open
         if o is not None:
-            # A keyframe at or after the segment target starts the next segment.
-            closes_segment = keyframe and o.duration >= self.config.segment_target_s - self._last_frame_s / 2
+            closes_segment = cut.closes_segment(o.ticks, keyframe, self._last_frame)
             # The open part closes there too, or when this fragment would take it past the target.
-            if o.part_fragments and (closes_segment or o.part_duration + duration > self.config.part_target_s + 1e-6):
+            if o.part_fragments and (closes_segment or cut.overflows(o.part_ticks, ticks)):
                 actions += self._close_part()
             if closes_segment:
                 if o.part_fragments == 0:
@@ -214,20 +346,21 @@ class RenditionPackager:
         if o is None:
             if not keyframe:
                 return actions  # a segment can only start with a keyframe
-            pdt = self._session_wall + timedelta(seconds=(track.base_decode_time - self._session_first_dts) / scale)
-            o = self._open = _Open(self.next_msn, pdt, self._session_discontinuity, self.init_uri or "init.mp4")
+            since = Fraction(track.base_decode_time - self._session_first_dts, cut.timescale)
+            pdt = self._session_wall + timedelta(microseconds=round(since * MICROSECONDS))
+            o = self._open = _Open(self.next_msn, pdt, self._session_discontinuity, self.init_uri or init_name(0), cut.timescale)
             self._session_discontinuity = False
             o.part_data += self._pending
             self._pending = bytearray()
         if o.part_fragments == 0:
             o.part_independent = keyframe
         o.part_data += frag.data
-        o.part_duration += duration
+        o.part_ticks += ticks
         o.part_fragments += 1
-        self._last_frame_s = duration
+        self._last_frame = ticks
         # Close now if the next frame of the same length would not fit: the part is published
         # without waiting for that frame.
-        if o.part_duration + duration > self.config.part_target_s + 1e-6:
+        if cut.overflows(o.part_ticks, ticks):
             actions += self._close_part()
         return actions
 
@@ -237,10 +370,10 @@ class RenditionPackager:
             return []
         index = len(o.parts)
         data = bytes(o.part_data)
-        o.parts.append(_Part(o.part_duration, o.part_independent))
+        o.parts.append(Part(o.part_ticks, o.timescale, o.part_independent))
         o.segment_data += data
         o.part_data = bytearray()
-        o.part_duration = 0.0
+        o.part_ticks = 0
         o.part_fragments = 0
         o.part_independent = False
         return [Write(part_name(o.msn, index), data)]
@@ -250,46 +383,32 @@ class RenditionPackager:
         self._open = None
         if o is None or not o.parts:
             return []
-        seg = _Segment(o.msn, sum(p.duration for p in o.parts), o.pdt, o.discontinuity, o.map_uri, o.parts, len(o.segment_data))
-        self.segments.append(seg)
+        seg = Segment(o.msn, o.pdt, o.discontinuity, o.map_uri, o.parts, len(o.segment_data))
         self.next_msn = o.msn + 1
-        if seg.duration > 0:
-            bps = int(seg.size * 8 / seg.duration)
-            self.bandwidth_peak = max(self.bandwidth_peak, bps)
-            self.bandwidth_sum += seg.size * 8
-            self.bandwidth_time += seg.duration
-        if round(seg.duration) > self.target_duration:
+        duration = seg.duration
+        if duration > 0:
+            self.bandwidth_peak = max(self.bandwidth_peak, int(seg.size * 8 / duration))
+            self.bandwidth_bits += seg.size * 8
+            self.bandwidth_seconds += duration
+        if round(duration) > self.target_duration:
             # A keyframe interval longer than the segment target: say so honestly.
-            self.target_duration = round(seg.duration)
+            self.target_duration = round(duration)
         actions: list[Action] = [Write(segment_name(seg.msn), bytes(o.segment_data))]
-        actions += self._prune()
+        actions += self.window.add(seg, self.target_duration)
         return actions
 
-    def _prune(self) -> list[Action]:
-        """Keep the live window; removed files stay on disk for 3 target durations."""
-        actions: list[Action] = []
-        grace = 3 * self.target_duration
-        while len(self.segments) > self.config.live_window_segments:
-            old = self.segments.pop(0)
-            if old.discontinuity:
-                self.discontinuity_sequence += 1
-            actions.append(Delete(segment_name(old.msn), grace))
-            actions += [Delete(part_name(old.msn, i), grace) for i in range(len(old.parts))]
-        self.media_sequence = self.segments[0].msn if self.segments else self.next_msn
-        return actions
-
-    # --- the playlist ----------------------------------------------------------------------
+    # --- the playlist ----------------------------------------------------------------------------
 
     @property
     def playable(self) -> bool:
-        return bool(self.segments) or bool(self._open and self._open.parts)
+        return bool(self.window.segments) or bool(self._open and self._open.parts)
 
     def last_part(self) -> tuple[int, int] | None:
         """(msn, part index) of the newest part listed."""
         if self._open is not None and self._open.parts:
             return self._open.msn, len(self._open.parts) - 1
-        if self.segments:
-            s = self.segments[-1]
+        if self.window.segments:
+            s = self.window.segments[-1]
             return s.msn, len(s.parts) - 1
         return None
 
@@ -297,32 +416,9 @@ class RenditionPackager:
         ll = self.config.low_latency
         td = self.target_duration
         o = self._open
-        # Parts are listed for the newest segments only (RFC 8216bis 6.2.2): for a segment that
-        # starts within 3 target durations of the playlist's end, and for at most 3 segments
-        # counting the one in progress, as strict parsers (hls-parser) enforce.
-        with_parts = ll
-        slots = PART_SEGMENTS - (1 if o is not None and o.parts else 0)
-        segments = []
-        age = o.duration if o else 0.0  # from the start of the segment below to the playlist's end
-        for s in reversed(self.segments):
-            age += s.duration
-            with_parts = with_parts and slots > 0 and age <= 3 * td + 1e-6
-            slots -= 1
-            segments.append(
-                hls.Segment(
-                    msn=s.msn,
-                    uri=segment_name(s.msn),
-                    duration=s.duration,
-                    program_date_time=s.pdt,
-                    discontinuity=s.discontinuity,
-                    map_uri=s.map_uri,
-                    parts=tuple(hls.Part(part_name(s.msn, i), p.duration, p.independent) for i, p in enumerate(s.parts)) if with_parts else (),
-                )
-            )
-        segments.reverse()
-        partial = ()
-        if ll and o is not None:
-            partial = tuple(hls.Part(part_name(o.msn, i), p.duration, p.independent) for i, p in enumerate(o.parts))
+        open_parts = len(o.parts) if ll and o is not None else 0
+        segments = self.window.listed(td, open_parts, o.seconds if o else Fraction(0), ll)
+        partial = _hls_parts(o.msn, o.parts) if open_parts else ()
         server_control = None
         preload = None
         if ll:
@@ -333,14 +429,11 @@ class RenditionPackager:
                 can_skip_until=6 * td,
             )
             if not self.ended:
-                if o is not None:
-                    preload = part_name(o.msn, len(o.parts))
-                else:
-                    preload = part_name(self.next_msn, 0)
+                preload = part_name(o.msn, len(o.parts)) if o is not None else part_name(self.next_msn, 0)
         return hls.MediaPlaylist(
             target_duration=td,
-            media_sequence=self.media_sequence,
-            discontinuity_sequence=self.discontinuity_sequence,
+            media_sequence=self.window.media_sequence if self.window.segments else self.next_msn,
+            discontinuity_sequence=self.window.discontinuity_sequence,
             segments=tuple(segments),
             partial_parts=partial,
             next_map_uri=o.map_uri if partial else None,
@@ -354,71 +447,69 @@ class RenditionPackager:
             independent_segments=True,
         )
 
-    # --- persistence -----------------------------------------------------------------------
+    # --- persistence -------------------------------------------------------------------------------
 
     def to_state(self) -> dict:
         """What a restarted daemon needs to continue: the closed segments, numbering, the init."""
+        w = self.window
         return {
             "version": STATE_VERSION,
             "name": self.name,
             "target_duration": self.target_duration,
-            "media_sequence": self.media_sequence,
-            "discontinuity_sequence": self.discontinuity_sequence,
+            "media_sequence": w.media_sequence,
+            "discontinuity_sequence": w.discontinuity_sequence,
+            "discontinuities": w.discontinuities,
             "next_msn": self.next_msn,
             "ended": self.ended,
             "init_uri": self.init_uri,
             "inits_written": self.inits_written,
             "bandwidth_peak": self.bandwidth_peak,
-            "average_bandwidth": self.average_bandwidth,
+            "bandwidth_bits": self.bandwidth_bits,
+            "bandwidth_seconds": [self.bandwidth_seconds.numerator, self.bandwidth_seconds.denominator],
             "segments": [
                 {
                     "msn": s.msn,
-                    "duration": s.duration,
                     "pdt": s.pdt.isoformat(),
                     "discontinuity": s.discontinuity,
                     "map_uri": s.map_uri,
                     "size": s.size,
-                    "parts": [[p.duration, p.independent] for p in s.parts],
+                    "parts": [[p.ticks, p.timescale, p.independent] for p in s.parts],
                 }
-                for s in self.segments
+                for s in w.segments
             ],
         }
 
     @classmethod
     def from_state(cls, state: dict, config: PackagerConfig) -> "RenditionPackager":
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unknown packager state version {state.get('version')!r}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"unknown packager state version {version!r}")
         p = cls(state["name"], config)
         p.target_duration = int(state["target_duration"])
-        p.media_sequence = int(state["media_sequence"])
-        p.discontinuity_sequence = int(state["discontinuity_sequence"])
         p.next_msn = int(state["next_msn"])
         p.ended = bool(state["ended"])
         p.init_uri = state["init_uri"]
         p.inits_written = int(state["inits_written"])
         p.bandwidth_peak = int(state.get("bandwidth_peak", 0))
-        p.segments = [
-            _Segment(
-                s["msn"], s["duration"], datetime.fromisoformat(s["pdt"]), s["discontinuity"], s["map_uri"],
-                [_Part(d, i) for d, i in s["parts"]], s.get("size", 0),
-            )
+        w = p.window
+        w.media_sequence = int(state["media_sequence"])
+        w.discontinuity_sequence = int(state["discontinuity_sequence"])
+        if version == 1:  # float seconds (Sender before integer time)
+            parts_of = lambda s: [Part(round(d * MICROSECONDS), MICROSECONDS, i) for d, i in s["parts"]]  # noqa: E731
+        else:
+            parts_of = lambda s: [Part(int(t), int(scale), bool(i)) for t, scale, i in s["parts"]]  # noqa: E731
+        w.segments = [
+            Segment(s["msn"], datetime.fromisoformat(s["pdt"]), s["discontinuity"], s["map_uri"], parts_of(s), s.get("size", 0))
             for s in state["segments"]
         ]
-        p.bandwidth_sum = sum(s.size * 8 for s in p.segments)
-        p.bandwidth_time = sum(s.duration for s in p.segments)
+        w.discontinuities = int(state.get("discontinuities", w.discontinuity_sequence + sum(s.discontinuity for s in w.segments)))
+        if "bandwidth_seconds" in state:
+            p.bandwidth_bits = int(state["bandwidth_bits"])
+            p.bandwidth_seconds = Fraction(*state["bandwidth_seconds"])
+        else:
+            p.bandwidth_bits = sum(s.size * 8 for s in w.segments)
+            p.bandwidth_seconds = sum((s.duration for s in w.segments), Fraction(0))
         return p
-
-    @property
-    def average_bandwidth(self) -> int:
-        return int(self.bandwidth_sum / self.bandwidth_time) if self.bandwidth_time > 0 else 0
-
-
-def segment_name(msn: int) -> str:
-    return f"{msn}.m4s"
-
-
-def part_name(msn: int, index: int) -> str:
-    return f"{msn}.{index}.m4s"
 
 
 def utc_now() -> datetime:

@@ -50,12 +50,17 @@ class SpoolWriter:
         self.full = False
 
     async def apply(self, rendition: str, actions: list, published: dict[str, bytes]) -> bool:
-        """Write the actions' files, then the published files (playlists, state). False if the disk refused."""
+        """Write one rendition's actions' files, then the published files (playlists, state)."""
+        return await self.write([(rendition, a) for a in actions], published)
+
+    async def write(self, actions: list | tuple, published: dict[str, bytes]) -> bool:
+        """Perform `(rendition, action)` pairs in order — files written, deletions scheduled —
+        then write the published files (playlists, states). False if the disk refused."""
         now = trio.current_time()
-        for a in actions:
+        for rendition, a in actions:
             if isinstance(a, Delete):
                 heapq.heappush(self._deletions, (now + a.due_s, str(self.directory / rendition / a.name)))
-        writes = [(self.directory / rendition / a.name, a.data) for a in actions if isinstance(a, Write)]
+        writes = [(self.directory / rendition / a.name, a.data) for rendition, a in actions if isinstance(a, Write)]
 
         def work() -> None:
             for path, data in writes:

@@ -181,7 +181,8 @@ def test_generation_lifecycle(store):
     live = domain.generations.mark_live(store, gen["id"])
     assert live["status"] == "live" and live["live_at"]
     assert domain.generations.mark_live(store, gen["id"])["live_at"] == live["live_at"]  # idempotent
-    assert domain.generations.add_discontinuity(store, gen["id"])["discontinuity_count"] == 1
+    assert domain.generations.record_discontinuities(store, gen["id"], 2)["discontinuity_count"] == 2
+    assert domain.generations.record_discontinuities(store, gen["id"], 1)["discontinuity_count"] == 2  # only grows
     assert domain.generations.active(store, stream["id"])["id"] == gen["id"]
 
     ended = domain.streams.stop(store, "demo")

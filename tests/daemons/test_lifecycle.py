@@ -3,7 +3,6 @@ real sender-http (playback API, /api/streams), including an ingest daemon killed
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -28,6 +27,18 @@ def _generation(inst, stream_id: str) -> dict | None:
 
 def _playlists(pipeline) -> list[str]:
     return [(pipeline.directory / r["name"] / "index.m3u8").read_text() for r in pipeline.renditions]
+
+
+def _parts_only(rendition):
+    """(playlist, bytes of its parts) while the playlist lists parts of its first segment only."""
+    try:
+        text = (rendition / "index.m3u8").read_text()
+    except FileNotFoundError:
+        return None
+    playlist = parse_media_playlist(text)
+    if playlist.segments or len(playlist.partial_parts) < 2:
+        return None
+    return playlist, [(rendition / p.uri).read_bytes() for p in playlist.partial_parts]
 
 
 async def _publisher(cmd: list[str]) -> trio.Process:
@@ -169,8 +180,9 @@ async def test_the_grace_counts_from_the_departure_across_an_ingest_daemon_kille
         live = await wait_for(lambda: (g := _generation(inst, s.stream["id"])) and g["status"] == "live" and g, timeout=20)
         assert live["publisher_connected_at"] and not live["publisher_left_at"]
         gen_dir = inst.spool_root / "streams" / s.stream["id"] / live["id"]
-        await wait_for(lambda: (gen_dir / "source" / "state.json").exists()
-                       and json.loads((gen_dir / "source" / "state.json").read_text())["segments"], timeout=10)
+        rendition = gen_dir / "source"
+        # Killed while the first segment is still open: the playlist lists its parts only.
+        before = await wait_for(lambda: _parts_only(rendition), timeout=10)
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed = time.monotonic()
@@ -187,8 +199,16 @@ async def test_the_grace_counts_from_the_departure_across_an_ingest_daemon_kille
         # Ends at departure + 5 s (+ the restart and a control tick), not at restart + 5 s (= 8 s).
         assert took < 7.0, took
         assert ended["end_reason"] == "publisher_gone" and ended["publisher_left_at"]
-        gen_dir = inst.spool_root / "streams" / s.stream["id"] / ended["id"]
-        await wait_for(lambda: "#EXT-X-ENDLIST" in (gen_dir / "source" / "index.m3u8").read_text(), timeout=5)
+        final = await wait_for(lambda: "#EXT-X-ENDLIST" in (t := (rendition / "index.m3u8").read_text()) and t, timeout=5)
+        # The open segment was closed from the parts the last playlist listed: same names, same
+        # bytes; the segment it became is the concatenation of those parts.
+        ended_playlist = parse_media_playlist(final)
+        listed, files = before
+        assert [seg.msn for seg in ended_playlist.segments] == [listed.next_msn]
+        assert [p.uri for p in ended_playlist.segments[0].parts] == [p.uri for p in listed.partial_parts]
+        for part, data in zip(listed.partial_parts, files):
+            assert (rendition / part.uri).read_bytes() == data
+        assert (rendition / ended_playlist.segments[0].uri).read_bytes() == b"".join(files)
     finally:
         second.send_signal(signal.SIGTERM)
         try:

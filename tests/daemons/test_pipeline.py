@@ -174,6 +174,9 @@ async def test_ffmpeg_killed_mid_stream_restarts_with_a_discontinuity(ingest):
     with ingest.install.open_store() as store:
         gen = domain.generations.active(store, s.stream["id"])
     assert gen["status"] == "live" and gen["discontinuity_count"] == 1
+    # generation.json agrees with the store and with the playlist.
+    doc = await wait_for(lambda: (d := json.loads((gen_dir / "generation.json").read_text()))["restarts"] == 1 and d, timeout=5)
+    assert doc["discontinuities"] == 1 == playlist.discontinuity_sequence + sum(seg.discontinuity for seg in playlist.segments)
 
 
 async def test_publisher_gone_and_back_continues_with_a_discontinuity(ingest):

@@ -22,6 +22,7 @@ async def test_live_blocking_delta_and_ended_playlists_satisfy_strict_parsers(nu
     ingest = await start_ingest(nursery, inst)
     http = await start_http(nursery, inst)
     s = add_stream(inst)
+    await http.daemon.ctx.directory.refresh()
     nursery.start_soon(run_publisher, ffmpeg_publish_cmd(ingest.url(s.key), 60))  # until the stop disconnects it
     texts: dict[str, list[str]] = {"live": [], "blocking": [], "delta": [], "ended": []}
     async with httpx.AsyncClient(base_url=f"http://{http.host}:{http.port}", timeout=10) as client:

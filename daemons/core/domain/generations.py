@@ -210,11 +210,13 @@ def end_active(store: Store, stream_id: str, reason: EndReason, *, at: str | Non
         return end(store, current["id"], reason, at=at)
 
 
-def add_discontinuity(store: Store, generation_id: str) -> dict:
+def record_discontinuities(store: Store, generation_id: str, count: int) -> dict:
+    """How many discontinuities the generation's playlists hold so far (reconnects, backend
+    restarts, spool outages): the count only grows."""
     with store.write() as db:
         db.execute(
-            "UPDATE stream_generations SET discontinuity_count = discontinuity_count + 1, updated_at = ? WHERE id = ?",
-            (now_iso(), generation_id),
+            "UPDATE stream_generations SET discontinuity_count = MAX(discontinuity_count, ?), updated_at = ? WHERE id = ?",
+            (int(count), now_iso(), generation_id),
         )
     return get(store, generation_id)
 

@@ -198,11 +198,12 @@ class IngestDaemon:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                await self._resume_generations()
+                # Bind first: a port taken by another daemon of this node fails here, before this
+                # one touches the spool or the store's generations.
                 host, port = self.config.listen("rtmp.listen")
                 listeners = await trio.open_tcp_listeners(port, host=host)
                 self.addresses += [("rtmp", *_bound(l)) for l in listeners]
-                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+                tls_listeners = []
                 if self.config["rtmp.rtmps_listen"]:
                     ctx = self._tls_context()
                     host, port = self.config.listen("rtmp.rtmps_listen")
@@ -210,6 +211,9 @@ class IngestDaemon:
                         trio.SSLListener(l, ctx, https_compatible=False) for l in await trio.open_tcp_listeners(port, host=host)
                     ]
                     self.addresses += [("rtmps", *_bound(l.transport_listener)) for l in tls_listeners]
+                await self._resume_generations()  # publishers wait in the listen backlog meanwhile
+                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+                if tls_listeners:
                     nursery.start_soon(trio.serve_listeners, self._handle_tls, tls_listeners)
                 nursery.start_soon(self._control_loop)
                 nursery.start_soon(self._stats_loop)

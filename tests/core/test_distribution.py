@@ -15,6 +15,7 @@ from daemons.core import domain
 from daemons.core.domain import distribution as dist
 from daemons.core.domain.common import new_id
 from daemons.core.errors import InvalidInput
+from daemons.core.store import Store
 
 KEY = b"k" * 32
 
@@ -108,7 +109,8 @@ def test_listing_shape(store, tmp_path):
     assert {k: sa[k] for k in ("slug", "title", "visibility")} == {"slug": "alpha", "title": "Alpha", "visibility": "public"}
     ga = sa["generation"]
     assert ga["id"] == g2["id"] != g1["id"] and ga["status"] == "live" and ga["live_at"] and ga["ended_at"] is None
-    assert set(ga) == {"id", "status", "started_at", "live_at", "ended_at", "discontinuity_count", "renditions"}
+    assert set(ga) == {"id", "status", "started_at", "live_at", "ended_at", "discontinuity_count", "renditions",
+                       "publisher_connected_at", "publisher_left_at"}
     assert [r["name"] for r in ga["renditions"]] == ["360p", "source"]
     r360, rsrc = ga["renditions"]
     assert r360["kind"] == "transcode" and r360["height"] == 360 and r360["video_bitrate"] == 800_000
@@ -596,3 +598,26 @@ def test_plan(store):
     assert dist.plan(store, "node-3") == []
     domain.endpoints.delete(store, "edge-x")
     assert [p.endpoint_id for p in dist.plan(store, "node-1")] == ["node-1"]
+
+
+def test_the_publishers_presence_reaches_the_edge(store, tmp_path):
+    """An edge's playback API says "reconnecting" when its origin's does: the listing carries the
+    publisher's presence and the mirror keeps it."""
+    s = _origin_stream(store)
+    g, _ = domain.streams.start(store, s["id"])
+    domain.generations.publisher_joined(store, g["id"])
+    domain.generations.publisher_left(store, g["id"], at="2026-12-07T12:00:00.000Z")
+    doc = dist.listing(store, node_id="origin", spool_root=tmp_path)
+    listed = doc["streams"][0]["generation"]
+    assert listed["publisher_left_at"] == "2026-12-07T12:00:00.000Z" and listed["publisher_connected_at"]
+    edge = Store.open(tmp_path / "edge.db")
+    try:
+        domain.endpoints.upsert(edge, "origin", type="tribes_origin", public_base_url="http://origin.test")
+        dist.mirror(edge, "origin", doc)
+        mirrored = domain.generations.get(edge, g["id"])
+        assert (mirrored["publisher_connected_at"], mirrored["publisher_left_at"]) == (listed["publisher_connected_at"], listed["publisher_left_at"])
+        assert not domain.generations.publisher_connected(mirrored)
+    finally:
+        edge.close()
+    with pytest.raises(InvalidInput):
+        dist.check_listing({**doc, "streams": [{**doc["streams"][0], "generation": {**listed, "publisher_left_at": 5}}]})

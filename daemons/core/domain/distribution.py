@@ -37,7 +37,9 @@ MIRROR_MODE = "edge_mirror"
 LISTING_VERSION = 1
 NODE_TOKEN_PREFIX = "snd_"
 _STREAM_FIELDS = ("id", "slug", "title", "visibility")
-_GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "discontinuity_count")
+# The publisher's presence travels too: an edge's playback API says "reconnecting" like its origin's.
+_GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "discontinuity_count",
+                      "publisher_connected_at", "publisher_left_at")
 _RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_bitrate", "video_codec",
                      "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
 _STATUSES = ("starting", "live", "ended", "failed")
@@ -180,7 +182,7 @@ def check_listing(doc: object) -> dict:
             raise InvalidInput("a listed generation needs an id gen_ + 16 hex digits", field="generation")
         if g.get("status") not in _STATUSES:
             raise InvalidInput(f"listed generation status {g.get('status')!r} is unknown", field="status")
-        for k in ("started_at", "live_at", "ended_at"):
+        for k in ("started_at", "live_at", "ended_at", "publisher_connected_at", "publisher_left_at"):
             if g.get(k) is not None and (not isinstance(g[k], str) or len(g[k]) > 40):
                 raise InvalidInput(f"listed generation field {k!r} must be a time or null", field=k)
         count = g.get("discontinuity_count")

@@ -76,7 +76,7 @@ def measure(seconds: float) -> dict:
                 for kind, url in (("full", base), ("delta", base + "?_HLS_skip=YES")):
                     run_wrk(wrk, url, threads=1, connections=16, seconds=1)  # warm-up
                     pids = [server.pid, *descendants(server.pid)]
-                    t0, c0 = time.monotonic(), cpu_ticks(pids)
+                    c0 = cpu_ticks(pids)
                     result = run_wrk(wrk, url, threads=1, connections=16, seconds=seconds)
                     cpu_s = (cpu_ticks(pids) - c0) / CLK_TCK
                     requests = result["requests"] or 0

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from daemons.core.errors import ConfigError
+from daemons.media import names
 
 DEFAULT_CONFIG_PATH = Path("/etc/sender/sender.toml")
 CONFIG_ENV = "SENDER_CONFIG"
@@ -232,7 +233,7 @@ def _enum_kind(*choices: str) -> Kind:
 
 
 RENDITION_KINDS = ("source", "transcode")
-_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_RENDITION_NAME = names.RENDITION_RE  # a directory in the spool and a segment of HLS URLs
 _RENDITION_FIELDS: dict[str, Kind]  # filled below, after the simple kinds exist
 
 

@@ -21,13 +21,13 @@ are renamed by position (`<msn>.m4s` or `<msn>.ts`, `<msn>.<i>.m4s`, `init.mp4`,
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from daemons.media import names
 from daemons.media.hls import MediaPlaylist, RenditionReport
 
-SENDER_NAME = re.compile(r"init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.(?:m4s|ts)")
+SENDER_NAME = names.MEDIA_FILE_RE
 
 
 class MirrorError(ValueError):

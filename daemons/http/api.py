@@ -21,6 +21,7 @@ from daemons.core.domain import distribution, generations, playback
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import endpoint_reports, management, metrics, openapi
 from daemons.http.state import viewers_per_stream
+from daemons.media import names
 
 TELEMETRY_MAX_BODY = 16 * 1024
 TELEMETRY_MAX_EVENTS = 50
@@ -221,7 +222,7 @@ def _parse_events(body: bytes) -> dict:
     if not isinstance(doc.get("stream"), str) or not doc["stream"]:
         raise InvalidInput("stream must be the stream's slug", field="stream")
     gid = doc.get("generation_id")
-    if gid is not None and (not isinstance(gid, str) or not re.fullmatch(r"gen_[0-9a-f]{16}", gid)):
+    if gid is not None and (not isinstance(gid, str) or not names.GENERATION_ID_RE.fullmatch(gid)):
         raise InvalidInput("generation_id must be a generation id or absent", field="generation_id")
     events = doc.get("events")
     if not isinstance(events, list) or not 1 <= len(events) <= TELEMETRY_MAX_EVENTS:

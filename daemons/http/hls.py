@@ -28,6 +28,7 @@ from daemons.core.domain import distribution, playback
 from daemons.http.pull_through import PullFailed, PullThrough, finalized
 from daemons.http.spool_view import FileCache, RenditionView, SpoolView, with_query
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
+from daemons.media import names
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 MP4_TYPE = b"video/mp4"
@@ -36,11 +37,10 @@ IMMUTABLE = b"max-age=31536000, immutable"
 ENDED_PLAYLIST_MAX_AGE = 3600
 LIVE_PLAYLIST_MAX_AGE = 1
 
-_ID = rb"(st_[0-9a-f]{16})/(gen_[0-9a-f]{16})"
-_RENDITION = rb"([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)"
+# Every name from daemons/media/names.py: what the packager writes is what this route accepts.
 ROUTE = re.compile(
-    rb"/hls/" + _ID + rb"/(?:(master\.m3u8)|" + _RENDITION
-    + rb"/(index\.m3u8|init(?:-[0-9]{1,6})?\.mp4|([0-9]{1,12})(?:\.([0-9]{1,6})\.m4s|\.m4s|\.ts)))"
+    (rf"/hls/({names.STREAM_ID})/({names.GENERATION_ID})/(?:({re.escape(names.MASTER)})|({names.RENDITION})"
+     rf"/({re.escape(names.PLAYLIST)}|{names.INIT_FILE}|({names.MSN})(?:\.({names.PART_INDEX})\.m4s|\.m4s|\.ts)))").encode()
 )
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

@@ -17,17 +17,18 @@ import json
 import sys
 
 from daemons.core.domain import generations
+from daemons.media import names
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 
 # --- shared patterns (the same alphabets the code checks) --------------------------------
 
-SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
-STREAM_ID_PATTERN = r"^st_[0-9a-f]{16}$"
-GENERATION_ID_PATTERN = r"^gen_[0-9a-f]{16}$"
-RENDITION_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
-MEDIA_FILE_PATTERN = r"^(?:init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.m4s|[0-9]{1,12}\.ts)$"
+SLUG_PATTERN = names.anchored(names.NAME)
+STREAM_ID_PATTERN = names.anchored(names.STREAM_ID)
+GENERATION_ID_PATTERN = names.anchored(names.GENERATION_ID)
+RENDITION_PATTERN = names.anchored(names.RENDITION)
+MEDIA_FILE_PATTERN = names.anchored(names.MEDIA_FILE)
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended"]

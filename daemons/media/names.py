@@ -27,7 +27,10 @@ RENDITION = r"[a-z0-9][a-z0-9_-]{0,31}"
 
 PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
-MEDIA_FILE = r"init(?:-[0-9]{1,6})?\.mp4|[0-9]{1,12}(?:\.[0-9]{1,6})?\.m4s|[0-9]{1,12}\.ts"
+MSN = r"[0-9]{1,12}"  # a media sequence number
+PART_INDEX = r"[0-9]{1,6}"  # a part within its segment
+INIT_FILE = r"init(?:-[0-9]{1,6})?\.mp4"
+MEDIA_FILE = rf"{INIT_FILE}|{MSN}(?:\.{PART_INDEX})?\.m4s|{MSN}\.ts"
 
 
 def init_name(index: int) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime, timezone
 
 from daemons.core.errors import InvalidInput
+from daemons.media import names
 
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+_NAME = names.NAME_RE
 
 
 def now_iso() -> str:

@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from daemons.core.domain.common import new_id, now_iso
 from daemons.core.domain.generations import ACTIVE, EndReason
 from daemons.core.errors import InvalidInput
 from daemons.core.store import Store
+from daemons.media import names
 
 MIRROR_MODE = "edge_mirror"
 LISTING_VERSION = 1
@@ -44,9 +44,9 @@ _RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_
                      "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
 _STATUSES = ("starting", "live", "ended", "failed")
 # Names and ids become directories in the spool and parts of HLS URLs: the HLS route's alphabet.
-RENDITION_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
-STREAM_ID = re.compile(r"st_[0-9a-f]{16}")
-GENERATION_ID = re.compile(r"gen_[0-9a-f]{16}")
+RENDITION_NAME = names.RENDITION_RE
+STREAM_ID = names.STREAM_ID_RE
+GENERATION_ID = names.GENERATION_ID_RE
 _RENDITION_INTS = ("width", "height", "video_bitrate", "audio_bitrate", "measured_bandwidth", "measured_average_bandwidth")
 
 

@@ -8,7 +8,7 @@ sender-snapshot; whatever runs it reports here with the endpoint's report token
     X-Sender-Timestamp: <unix seconds>
     X-Sender-Signature: sha256=<hex HMAC-SHA256(token, timestamp + "." + body)>
 
-The signature is the control-plane report's (`daemons.snapshot.report`): refused beyond ±300 s
+The signature is the control-plane report's (`daemons.core.signing`): refused beyond ±300 s
 of this server's clock, and each signature is accepted once within that window (a replay → 409).
 The body (at most 16 KiB) is one snapshot object, or `{"snapshots": [...]}` (one row per
 generation, "" for the endpoint as a whole); every row is checked before any is written
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from quart import request
 
-from daemons.core import domain
+from daemons.core import domain, signing
 from daemons.core.errors import InvalidInput, NotFound
+from daemons.core.signing import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from daemons.runtime.ratelimit import WindowLimiter
-from daemons.snapshot.report import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 MAX_BODY = 16 * 1024
 REPORTS_PER_MINUTE = 120
@@ -129,14 +129,13 @@ def _authenticate(ctx, endpoint_id: str, salt: str, body: bytes, replays: Replay
     signature = request.headers.get(SIGNATURE_HEADER)
     if signature is not None:
         stamp = request.headers.get(TIMESTAMP_HEADER) or ""
-        try:
-            ts = int(stamp)
-        except ValueError:
+        refused = signing.check(token.encode(), stamp, body, signature, now)
+        if refused is signing.Refusal.NO_TIMESTAMP:
             return 401, "unauthorized", f"{TIMESTAMP_HEADER} must be the unix time in seconds"
-        if not hmac.compare_digest(sign(token.encode(), stamp, body), signature):
+        if refused is signing.Refusal.BAD_SIGNATURE:
             return 401, "unauthorized", f"bad {SIGNATURE_HEADER}: expected sha256=HMAC-SHA256(token, timestamp + \".\" + body)"
-        if abs(now - ts) > MAX_SKEW_S:
-            return 401, "unauthorized", (f"{TIMESTAMP_HEADER} {ts} is {now - ts:+.0f} s from this server's clock "
+        if refused is signing.Refusal.SKEWED:
+            return 401, "unauthorized", (f"{TIMESTAMP_HEADER} {int(stamp)} is {now - int(stamp):+.0f} s from this server's clock "
                                          f"(at most ±{MAX_SKEW_S:g} s): sign each request when sending it")
         if not replays.first_time(f"{endpoint_id}\0{signature}", now):
             return 409, "replayed", "this signed report was already received: sign each report afresh"

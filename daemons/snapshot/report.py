@@ -5,17 +5,15 @@ A report is a JSON body POSTed to `control_plane.report_url` with two headers:
     X-Sender-Timestamp: <unix seconds, when this attempt was sent>
     X-Sender-Signature: sha256=<hex HMAC-SHA256(key, timestamp + "." + body)>
 
-The key is the shared secret in `control_plane.signing_key_file`. The receiver recomputes the
-HMAC and refuses a timestamp further than `max_skew_s` from its clock (`verify_report`), so a
-captured request cannot be replayed later; each body carries a `report_id` for de-duplication
-within the window. Reports wait in a bounded queue: while the control plane is down the oldest
+The key is the shared secret in `control_plane.signing_key_file`; the signature scheme, and the
+receiver's check (`daemons.core.signing.verify_report`: a timestamp further than `max_skew_s`
+from its clock is refused, so a captured request cannot be replayed later), live in
+`daemons.core.signing`. Each body carries a `report_id` for de-duplication within the window. Reports wait in a bounded queue: while the control plane is down the oldest
 are dropped past `MAX_QUEUE` (counted, and logged), the rest are sent in order once it is back.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections import deque
@@ -23,33 +21,13 @@ from collections import deque
 import httpx
 import trio
 
+from daemons.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from daemons.runtime import logging as slog
 
 log = slog.get("snapshot")
 
-TIMESTAMP_HEADER = "X-Sender-Timestamp"
-SIGNATURE_HEADER = "X-Sender-Signature"
 MAX_QUEUE = 1000
 BACKOFF_S = (0.5, 30.0)
-MAX_SKEW_S = 300.0
-
-
-def sign(key: bytes, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def verify_report(key: bytes, timestamp: str | None, body: bytes, signature: str | None, now: float, max_skew_s: float = MAX_SKEW_S) -> bool:
-    """The receiver's check: the signature matches the body and timestamp, and the timestamp is
-    within `max_skew_s` of `now` (unix seconds) — older or future-dated requests are refused."""
-    if not key or not timestamp or not signature:
-        return False
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now - ts) > max_skew_s:
-        return False
-    return hmac.compare_digest(sign(key, timestamp, body), signature)
 
 
 def read_key(path: str) -> bytes:

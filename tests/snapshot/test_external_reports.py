@@ -12,7 +12,7 @@ import trio
 
 from daemons.core import domain
 from daemons.snapshot.build import iso
-from daemons.snapshot.report import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from daemons.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import SenderProcess
 from tests.http.conftest import make_http_install, start_http
 

@@ -270,7 +270,14 @@ def _check_ladder(v: Any) -> list[dict]:
     return out
 
 
+def _check_size(v: Any) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgGtT]?", _check_str(v)):
+        raise ValueError("expected a size such as 512m or 2g")
+    return v
+
+
 STR = Kind("a string", _check_str, lambda s: s)
+SIZE = Kind("a size (bytes, or with k, m, g, t: 512m, 2g)", _check_size, lambda s: s.strip())
 BOOL = Kind("true or false", _check_bool, _bool_from_text)
 LISTEN = Kind("HOST:PORT", _check_listen, lambda s: s.strip())
 OPTIONAL_LISTEN = Kind('HOST:PORT, or "" for off', _check_optional_listen, lambda s: s.strip())
@@ -345,6 +352,17 @@ SCHEMA: dict[str, Key] = {
     "http.telemetry_events_per_minute": Key(_int_kind(1, 1_000_000), 120, "Player telemetry events accepted per client address per minute."),
     "http.telemetry_keep_events": Key(_int_kind(0, 100_000_000), 10_000, "Recent player events kept in the store (oldest dropped)."),
     "http.playback_token_ttl": Key(DURATION, "6h", "Default lifetime of playback tokens for private streams."),
+    "front.kind": Key(_enum_kind("", "varnish"), "", 'The front tier Sender runs before sender-http: "varnish" (Varnish caches and answers every viewer request, hitch terminates TLS and speaks HTTP/2), or "" for none (sender-http answers viewers itself). Set by `sender install --front` / `sender up --front`.'),
+    "front.listen": Key(OPTIONAL_LISTEN, "0.0.0.0:443", 'HTTPS listen address of the front (hitch: TLS, HTTP/2 and HTTP/1.1); "" for no HTTPS. Needs front.tls_cert and front.tls_key.'),
+    "front.http_listen": Key(OPTIONAL_LISTEN, "0.0.0.0:80", 'Plain HTTP listen address of the front (Varnish); "" for none. With HTTPS on and front.redirect_http, it only redirects to HTTPS (and passes ACME http-01 challenges to 127.0.0.1:front.acme_port).'),
+    "front.proxy_listen": Key(LISTEN, "127.0.0.1:6086", "Loopback address where hitch hands decrypted connections to Varnish (PROXY protocol v2: the viewer's address and the negotiated protocol)."),
+    "front.tls_cert": Key(PATH, "", "PEM certificate chain of the HTTPS front (e.g. a copy of certbot's fullchain.pem readable by the sender user)."),
+    "front.tls_key": Key(PATH, "", "PEM private key of the HTTPS front."),
+    "front.server_name": Key(STR, "", 'Host name viewers use (e.g. live.example.com): the public https base URL of playback URLs, the watch page and the OBS hint. "" = the Host each request names.'),
+    "front.redirect_http": Key(BOOL, True, "With HTTPS on, answer plain HTTP requests with a redirect to HTTPS (301) instead of serving them."),
+    "front.acme_port": Key(_int_kind(1, 65535), 8402, "Loopback port an ACME client answers http-01 challenges on (certbot --standalone --http-01-address 127.0.0.1 --http-01-port PORT); the front passes /.well-known/acme-challenge/ there."),
+    "front.cache_size": Key(SIZE, "1g", "Most memory (or file space, with front.cache_path) the front's cache uses: the live edge of every rendition fits in a few hundred MB. Changing it restarts Varnish."),
+    "front.cache_path": Key(PATH, "", 'A file for the front cache (Varnish file storage) instead of memory; "" = memory. Changing it restarts Varnish.'),
     "spool.root": Key(PATH, "/var/cache/sender/spool", "Where parts, segments and playlists are written."),
     "spool.live_window_segments": Key(_int_kind(3, 10_000), 30, "Segments listed in a live playlist: viewers can seek back this far (30 × 2 s = a minute), and LL-HLS delta updates (_HLS_skip) leave out all but the last 12 s of it."),
     "spool.ended_retention": Key(DURATION, "24h", "How long an ended generation's files are kept (e.g. 90s, 15m, 24h, 7d)."),
@@ -382,6 +400,7 @@ SECTION_DOCS = {
     "rtmp": "RTMP/RTMPS ingest (sender-ingest).",
     "rtmp.limits": "Protocol limits; a publisher breaking one is disconnected.",
     "http": "HTTP serving (sender-http).",
+    "front": "The front tier: HTTPS, HTTP/2 and the cache that answers viewers before sender-http (docs/runbooks/front.md).",
     "spool": "Media files: parts, segments, playlists.",
     "store": "The SQLite store.",
     "backend": "The media backend (ffmpeg).",

@@ -23,6 +23,9 @@ from daemons.runtime.ratelimit import WindowLimiter
 from daemons.runtime.store import StoreWorker
 
 
+FRONT_NETWORKS = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")]
+
+
 @dataclass
 class HTTPContext:
     install: Install
@@ -46,6 +49,9 @@ class HTTPContext:
         self.telemetry_limiter = WindowLimiter(c["http.telemetry_events_per_minute"])
         self.auth_failures = WindowLimiter(c["management.auth_failures_per_minute"])
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in c["http.trusted_proxies"]]
+        if c["front.kind"]:
+            # The front tier Sender runs reaches sender-http on loopback: its X-Forwarded-* are the viewer's.
+            self.trusted_proxies += [n for n in FRONT_NETWORKS if n not in self.trusted_proxies]
 
     @property
     def stats_name(self) -> str:

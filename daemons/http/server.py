@@ -2,12 +2,16 @@
 
 Background loops: the stream directory (visibility, once a second), the spool view (spool
 events → waiters), the edge's pull-through (its upstream client and fetches), and the stats writer (counters and viewers → `stats/http-<n>.json` every
-second, read by `/metrics` in sibling workers and by the snapshot daemon).
+second, read by `/metrics` in sibling workers and by the snapshot daemon). Behind a front tier
+(front.kind), worker 0 also reads the front's request log (`varnishncsa`, a child process, its
+stdout a pipe): viewers and egress of what the front answered from its cache (access_log.py).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import signal
 import socket
 
 import trio
@@ -15,9 +19,11 @@ from hypercorn.config import Config as HypercornConfig
 
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
-from daemons.http import asgi_server, metrics
+from daemons.front.render import FrontFiles
+from daemons.http import access_log, asgi_server, metrics
 from daemons.http.app import HTTPContext, SenderApp
 from daemons.http.connections import ConnectionTable
+from daemons.runtime import children
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
@@ -26,6 +32,7 @@ log = slog.get("http")
 STATS_INTERVAL_S = 1.0
 MAX_REQUEST_HEAD = 16 * 1024  # request line + headers
 BACKLOG = 4096
+FRONT_LOG_RESTART_S = 1.0  # varnishncsa ended (varnishd restarting): read again after this
 
 
 class HTTPDaemon:
@@ -39,6 +46,7 @@ class HTTPDaemon:
             head_timeout_s=c["http.request_head_timeout_s"], exempt=self.ctx.is_trusted_proxy,
         )
         self.addresses: list[tuple[str, str, int]] = []
+        self.ctx.counters.behind_front = bool(c["front.kind"])
 
     def hypercorn_config(self) -> HypercornConfig:
         c = self.install.config
@@ -65,6 +73,8 @@ class HTTPDaemon:
             await nursery.start(ctx.spool.run)
             await nursery.start(ctx.pull.run)
             nursery.start_soon(self._stats_loop)
+            if ctx.worker == 0 and self.install.config["front.kind"] == "varnish":
+                nursery.start_soon(self._front_log_loop)
             await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets, self.connections)
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
@@ -81,3 +91,29 @@ class HTTPDaemon:
             except OSError as e:
                 slog.log(log, logging.WARNING, "cannot write stats", error=e)
             await trio.sleep(STATS_INTERVAL_S)
+
+    async def _front_log_loop(self) -> None:
+        """The front's request log → viewers and egress (access_log.py), for as long as we run.
+        varnishncsa waits for varnishd's shared memory log (`-t off`) and follows its restarts;
+        should it exit, it is started again."""
+        workdir = FrontFiles.of(self.install.config).workdir
+        exe = shutil.which("varnishncsa") or "/usr/bin/varnishncsa"
+        argv = [exe, "-n", str(workdir), "-c", "-j", "-t", "off", "-F", access_log.FORMAT]
+        parser = access_log.Parser()
+        counters, viewers = self.ctx.counters, self.ctx.viewers
+        while True:
+            try:
+                reader = children.spawn(argv, stdout=children.PIPE, death_signal=signal.SIGTERM)
+            except OSError as e:
+                slog.log(log, logging.WARNING, "cannot read the front's log", error=e, argv=" ".join(argv))
+            else:
+                try:
+                    while chunk := await reader.stdout.receive_some(1 << 16):
+                        for record in parser.feed(chunk):
+                            access_log.apply(record, viewers, counters)
+                        counters.front_bad_lines = parser.bad_lines
+                finally:
+                    await reader.stop(grace_s=2)
+                    await reader.aclose()
+                slog.log(log, logging.WARNING, "the front's log reader exited; starting it again", code=reader.returncode)
+            await trio.sleep(FRONT_LOG_RESTART_S)

@@ -7,7 +7,9 @@
 * `EndpointSnapshots` — every endpoint's latest own snapshot and its 1-minute rollups, re-read
   from the store at most once a second, when `/metrics` asks.
 * `Counters` — request, byte and event counters exported at `/metrics` and in the worker's
-  stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads).
+  stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads). Behind a
+  front tier, egress (`bytes_sent`) is what the front sent viewers, from its log
+  (access_log.py); what sender-http sent the front is `upstream_bytes`.
 """
 
 from __future__ import annotations
@@ -155,9 +157,19 @@ class Counters:
     pull_bytes: int = 0  # pull-through: body bytes received from upstreams
     pull_coalesced: int = 0  # pull-through: requests that waited on a fetch already in flight
     pull_errors: Counter = field(default_factory=Counter)  # pull-through: failed upstream requests, by reason
+    behind_front: bool = False  # a front tier answers viewers: its log says what they were sent
+    upstream_bytes: Counter = field(default_factory=Counter)  # kind → bytes sender-http sent the front
+    front_requests: Counter = field(default_factory=Counter)  # (kind, status, handling) → count, from the front's log
+    front_bad_lines: int = 0  # front log lines that were not ours
 
     def count(self, kind: str, status: int, nbytes: int) -> None:
         self.requests[(kind, status)] += 1
+        if nbytes:
+            (self.upstream_bytes if self.behind_front else self.bytes_sent)[kind] += nbytes
+
+    def count_front(self, kind: str, status: int, handling: str, nbytes: int) -> None:
+        """One request the front answered (its log): egress, and its requests by cache handling."""
+        self.front_requests[(kind, status, handling)] += 1
         if nbytes:
             self.bytes_sent[kind] += nbytes
 
@@ -169,4 +181,7 @@ class Counters:
             "blocked_now": self.blocked_now,
             "pull_through": {"fetches": dict(self.pull_fetches), "bytes": self.pull_bytes,
                              "coalesced": self.pull_coalesced, "errors": dict(self.pull_errors)},
+            **({"upstream_bytes": dict(self.upstream_bytes),
+                "front": {"requests": [[k, c, h, n] for (k, c, h), n in sorted(self.front_requests.items())],
+                          "bad_lines": self.front_bad_lines}} if self.behind_front else {}),
         }

@@ -41,7 +41,8 @@ CLOCK_FLOOR = 1_735_689_600  # 2025-01-01T00:00:00Z
 CLOCK_SKEW_S = 300
 
 # Which daemons listen on which config keys, and which binaries each runs.
-LISTEN_KEYS = {"rtmp.listen": "ingest", "rtmp.rtmps_listen": "ingest", "http.listen": "http"}
+LISTEN_KEYS = {"rtmp.listen": "ingest", "rtmp.rtmps_listen": "ingest", "http.listen": "http",
+               "front.listen": "front", "front.http_listen": "front", "front.proxy_listen": "front"}
 DAEMON_BINARIES = {"ingest": ("backend.ffmpeg",)}
 
 SYSTEM_UNIT_DIRS = (Path("/etc/systemd/system"), Path("/usr/local/lib/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
@@ -284,7 +285,7 @@ def check_ports(cfg: Config) -> list[Check]:
     out = []
     for key, daemon in LISTEN_KEYS.items():
         value = cfg[key]
-        if not value:
+        if not value or (daemon == "front" and not _front_listens(cfg, key)):
             continue
         host, port = config_mod.parse_listen(value)
         name = f"port {key}"
@@ -318,7 +319,7 @@ def check_listen_free(daemon: str, cfg: Config) -> list[Check]:
     out = []
     for key, owner in LISTEN_KEYS.items():
         value = cfg[key]
-        if owner != daemon or not value:
+        if owner != daemon or not value or (owner == "front" and not _front_listens(cfg, key)):
             continue
         host, port = config_mod.parse_listen(value)
         if port != 0 and _try_bind(host, port) == errno.EADDRINUSE:
@@ -388,7 +389,14 @@ def port_holders(port: int) -> list[tuple[int, str]]:
 
 
 def _is_our_daemon(cmdline: str, daemon: str) -> bool:
+    if daemon == "front":  # the front's ports are held by the programs sender-front runs
+        return "/front/" in cmdline and ("varnishd" in cmdline or "hitch" in cmdline)
     return f"daemon {daemon}" in cmdline or (daemon == "http" and "daemons.http.main" in cmdline)
+
+
+def _front_listens(cfg: Config, key: str) -> bool:
+    """Whether the front listens on `key`: only with a front, and hitch only with HTTPS."""
+    return bool(cfg["front.kind"]) and (key != "front.proxy_listen" or bool(cfg["front.listen"]))
 
 
 # --- RTMPS files ---------------------------------------------------------------------------------
@@ -407,6 +415,100 @@ def check_tls(cfg: Config) -> list[Check]:
         else:
             out.append(_ok(key, f"{path} readable"))
     return out
+
+
+# --- the front tier ----------------------------------------------------------------------------
+
+CERT_WARN_DAYS = 14  # a certificate expiring sooner is a warning (certbot renews at 30 days left)
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _cert_not_after(path: str) -> float | None:
+    """The certificate's notAfter as a Unix time (the first certificate of a PEM chain)."""
+    import ssl
+
+    try:
+        decoded = ssl._ssl._test_decode_cert(path)  # CPython's own PEM decoder: no dependency
+    except (OSError, ValueError, AttributeError, ssl.SSLError):
+        return None
+    try:
+        return ssl.cert_time_to_seconds(decoded["notAfter"])
+    except (KeyError, ValueError):
+        return None
+
+
+def check_front(cfg: Config, *, now: float | None = None, compile_config: bool = True) -> list[Check]:
+    """The front tier (front.kind): its programs, its generated config (`varnishd -C`, `hitch
+    --test`), the certificate's files and dates, sender-http on loopback behind it."""
+    kind = cfg["front.kind"]
+    if not kind:
+        return [_ok("front", "none: sender-http answers viewers itself (`sender install --front varnish` adds HTTPS and a cache)")]
+    from daemons.front import render
+    from daemons.front.main import binaries, install_hint
+
+    out = []
+    bins = binaries(cfg)
+    missing = [n for n, p in bins.items() if p is None]
+    if missing:
+        out.append(_fail("front binaries", f"front.kind = {kind!r} needs {', '.join(missing)}: not installed", install_hint(missing)))
+    else:
+        out.append(_ok("front binaries", ", ".join(f"{n} {p}" for n, p in bins.items())))
+    http_host = cfg.listen("http.listen")[0]
+    if http_host not in LOOPBACK_HOSTS:
+        out.append(_warn("front upstream", f"http.listen is {cfg['http.listen']}: viewers can reach sender-http around the front",
+                         f"`sender config set http.listen 127.0.0.1:{cfg.listen('http.listen')[1]}`"))
+    else:
+        out.append(_ok("front upstream", f"sender-http on {cfg['http.listen']} (loopback), trusting the front's X-Forwarded-*"))
+    if render.https_on(cfg):
+        for key in ("front.tls_cert", "front.tls_key"):
+            path = cfg[key]
+            if not path:
+                out.append(_fail(key, f"HTTPS is on ({cfg['front.listen']}) but {key} is empty",
+                                 f"`sender config set {key} /path/to/pem` (docs/runbooks/front.md: certbot), or `sender config set front.listen ''`"))
+            elif not os.access(path, os.R_OK):
+                out.append(_fail(key, f"{path} is missing or not readable by {_user_name()}", f"check the path, and `chgrp sender {path}; chmod 640 {path}`"))
+        cert = cfg["front.tls_cert"]
+        if cert and os.access(cert, os.R_OK):
+            not_after = _cert_not_after(cert)
+            now = time.time() if now is None else now
+            if not_after is None:
+                out.append(_fail("front certificate", f"{cert} holds no PEM certificate", "point front.tls_cert at the PEM certificate chain (fullchain.pem)"))
+            else:
+                days = (not_after - now) / 86400
+                until = time.strftime("%Y-%m-%d", time.gmtime(not_after))
+                if days < 0:
+                    out.append(_fail("front certificate", f"{cert} expired on {until}", "renew it (certbot renew) and `systemctl reload sender-front`"))
+                elif days < CERT_WARN_DAYS:
+                    out.append(_warn("front certificate", f"{cert} expires on {until} ({days:.0f} days)", "renew it (certbot renew) and `systemctl reload sender-front`"))
+                else:
+                    out.append(_ok("front certificate", f"{cert} valid until {until} ({days:.0f} days)"))
+    if compile_config and not missing:
+        out.append(_check_front_config(cfg, bins))
+    return out
+
+
+def _check_front_config(cfg: Config, bins: dict) -> Check:
+    """The config sender-front would write, checked by the front's own tools."""
+    from daemons.front import render
+
+    with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
+        vcl = Path(tmp, "sender.vcl")
+        vcl.write_text(render.render_owned_vcl(cfg))
+        r = subprocess.run([bins["varnishd"], "-C", "-j", "none", "-n", str(Path(tmp, "varnish")), "-f", str(vcl)],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return _fail("front config", f"varnishd -C rejects the generated VCL: {' '.join(r.stderr.split())[-300:]}",
+                         "report it: the VCL is generated from sender.toml's front.* keys")
+        detail = "VCL compiles (varnishd -C)"
+        if render.https_on(cfg) and cfg["front.tls_cert"] and cfg["front.tls_key"] and bins.get("hitch"):
+            conf = Path(tmp, "hitch.conf")
+            conf.write_text(render.render_hitch(cfg))
+            r = subprocess.run([bins["hitch"], "--test", f"--config={conf}"], capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                return _fail("front config", f"hitch --test rejects its config: {' '.join((r.stderr or r.stdout).split())[-300:]}",
+                             "check front.tls_cert / front.tls_key (a PEM chain and its key) and front.listen")
+            detail += ", hitch --test passes"
+    return _ok("front config", detail)
 
 
 # --- clock -------------------------------------------------------------------------------------
@@ -529,6 +631,8 @@ def startup(daemon: str, install, *, listens: bool = True) -> list[Check]:
         results.append(check_control_plane(cfg))
     if daemon in ("http", "edge-fill"):
         results.append(check_distribution(cfg))
+    if daemon == "front":
+        results += check_front(cfg, compile_config=False)
     return [c for c in results if not c.ok]
 
 
@@ -547,6 +651,7 @@ def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_di
     out.append(store_check)
     out += check_ports(cfg)
     out += check_tls(cfg)
+    out += check_front(cfg)
     out.append(check_control_plane(cfg))
     out.append(check_distribution(cfg))
     out.append(check_clock(cfg))

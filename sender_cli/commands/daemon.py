@@ -43,6 +43,9 @@ DAEMONS = {
     "edge-fill": "daemons.edge_fill.main",
     "snapshot": "daemons.snapshot.main",
 }
+# The front tier (front.kind): run only where it is configured, after the others.
+FRONT = {"front": "daemons.front.main"}
+RUNNABLE = {**DAEMONS, **FRONT}
 
 app = typer.Typer(help="Run one daemon in the foreground (what its systemd unit runs).", no_args_is_help=True)
 
@@ -51,13 +54,13 @@ def _runner(name: str):
     def command(ctx: typer.Context) -> None:
         cli = context.get(ctx)
         cli.install()  # a broken config fails here, as one line
-        importlib.import_module(DAEMONS[name]).main(cli.config_path)
+        importlib.import_module(RUNNABLE[name]).main(cli.config_path)
 
     command.__doc__ = f"Run sender-{name} in the foreground until SIGTERM/SIGINT."
     return command
 
 
-for _name in DAEMONS:
+for _name in RUNNABLE:
     app.command(_name)(_runner(_name))
 
 
@@ -76,35 +79,80 @@ log = slog.get("up")
 def up(
     ctx: typer.Context,
     demo: bool = typer.Option(False, "--demo", help="Also create the stream 'demo' and publish a test pattern to it with ffmpeg."),
+    front: str = typer.Option(None, "--front", metavar="KIND", help="Also run the front tier: varnish (Varnish + hitch: "
+                              "HTTPS, HTTP/2, every viewer request answered from its cache). Sets front.kind and puts "
+                              "http.listen on loopback; without it, the front runs when front.kind is set."),
 ) -> None:
     """Run every daemon in the foreground, one process each, restarting any that dies, until
     Ctrl-C; then stop them cleanly."""
     cli = context.get(ctx)
     install = Install.load(cli.config_path)
+    if front is not None:
+        install = _configure_front(install, front)
     cfg = install.config
-    lock = _claim_node(install)  # before anything touches the store or the spool
+    names = list(DAEMONS) + (list(FRONT) if cfg["front.kind"] else [])
+    if cfg["front.kind"]:
+        _require_front_binaries(cfg)
+    lock = _claim_node(install, names)  # before anything touches the store or the spool
     try:
         slog.setup(cfg["log.level"])
         rtmp_host, rtmp_port = cfg.listen("rtmp.listen")
         http_host, http_port = cfg.listen("http.listen")
         local = lambda h: "127.0.0.1" if h in ("0.0.0.0", "::", "") else h  # noqa: E731 - where this machine reaches it
-        render.err_console.print(f"sender up: {', '.join(DAEMONS)} with {cfg.path} (Ctrl-C stops)", markup=False)
+        viewers = f"http://{local(http_host)}:{http_port}"
+        if cfg["front.kind"]:
+            key = "front.listen" if cfg["front.listen"] else "front.http_listen"
+            host, port = cfg.listen(key)
+            viewers = f"{'https' if key == 'front.listen' else 'http'}://{cfg['front.server_name'] or local(host)}:{port}"
+        render.err_console.print(f"sender up: {', '.join(names)} with {cfg.path} (Ctrl-C stops)", markup=False)
         render.err_console.print(f"  OBS server:   rtmp://{local(rtmp_host)}:{rtmp_port}/live  (stream key: `sender key create SLUG`)", markup=False)
-        render.err_console.print(f"  HTTP:         http://{local(http_host)}:{http_port}/api/streams", markup=False)
+        render.err_console.print(f"  HTTP:         {viewers}/api/streams", markup=False)
         publisher = None
         if demo:
             key = _demo_key(install)
             publisher = _demo_publisher_cmd(f"rtmp://{local(rtmp_host)}:{rtmp_port}/live/{key}")
-            render.err_console.print(f"  watch:        http://{local(http_host)}:{http_port}/watch/{DEMO_SLUG}", markup=False)
-            render.err_console.print(f"  demo stream:  http://{local(http_host)}:{http_port}/api/streams/{DEMO_SLUG}/playback "
+            render.err_console.print(f"  watch:        {viewers}/watch/{DEMO_SLUG}", markup=False)
+            render.err_console.print(f"  demo stream:  {viewers}/api/streams/{DEMO_SLUG}/playback "
                                      "(its master_url plays in any HLS player)", markup=False)
-        code = trio.run(_supervise, install, publisher, (local(rtmp_host), rtmp_port))
+        code = trio.run(_supervise, install, publisher, (local(rtmp_host), rtmp_port), names)
     finally:
         os.close(lock)
     raise typer.Exit(code)
 
 
-def _claim_node(install: Install) -> int:
+def _configure_front(install: Install, kind: str) -> Install:
+    """`sender up --front KIND`: front.kind set, and sender-http on loopback behind it."""
+    from daemons.core import config as config_mod
+    from daemons.core.errors import SenderError
+
+    cfg = install.config
+    try:
+        new = cfg.with_value("front.kind", kind)
+    except SenderError as e:
+        render.error(f"--front: {e.message}")
+        raise typer.Exit(2)
+    host, port = cfg.listen("http.listen")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        new = new.with_value("http.listen", f"127.0.0.1:{port}")
+    if new.values != cfg.values:
+        config_mod.write(new, cfg.path)
+        changed = [k for k in ("front.kind", "http.listen") if new[k] != cfg[k]]
+        render.err_console.print("sender up: set " + ", ".join(f"{k} = {new[k]!r}" for k in changed) + f" in {cfg.path}", markup=False)
+    return Install.load(cfg.path)
+
+
+def _require_front_binaries(cfg) -> None:
+    """One line, before anything starts, when the front's programs are not installed."""
+    from daemons.front.main import binaries, install_hint
+
+    missing = [name for name, path in binaries(cfg).items() if path is None]
+    if missing:
+        render.error(f"the front (front.kind = {cfg['front.kind']!r}) needs {', '.join(missing)}, which is not installed: "
+                     f"{install_hint(missing)}")
+        raise typer.Exit(1)
+
+
+def _claim_node(install: Install, names: list[str] | None = None) -> int:
     """The node is ours to run: the `sender up` lock (a file descriptor, held until closed) and
     every listen port free. Otherwise one line and exit 1, with nothing started or changed."""
     run_dir = install.state_dir / "run"
@@ -123,7 +171,7 @@ def _claim_node(install: Install) -> int:
         raise typer.Exit(1)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    taken = [c for name in DAEMONS for c in checks.check_listen_free(name, install.config)]
+    taken = [c for name in (names or DAEMONS) for c in checks.check_listen_free(name, install.config)]
     if taken:
         os.close(fd)
         details = "; ".join(c.detail for c in taken)
@@ -231,10 +279,11 @@ class StartFailed(Exception):
     """A daemon exited before it was ever ready: restarting will not help."""
 
 
-async def _supervise(install: Install, demo_publisher: list[str] | None = None, rtmp: tuple[str, int] | None = None) -> int:
+async def _supervise(install: Install, demo_publisher: list[str] | None = None, rtmp: tuple[str, int] | None = None,
+                     names: list[str] | None = None) -> int:
     """Run every daemon, restarting any that exits, until SIGINT/SIGTERM; then stop them in
     reverse start order. Exit status: 1 if one could not start or did not stop cleanly."""
-    daemons = [Supervised(name) for name in DAEMONS]
+    daemons = [Supervised(name) for name in (names or DAEMONS)]
     failed: list[str] = []
     # Each daemon's notify socket stays open until it has stopped (it says STOPPING=1 there).
     with contextlib.ExitStack() as sockets, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

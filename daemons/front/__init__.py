@@ -1,0 +1,1 @@
+"""The front tier: Varnish (and hitch for TLS) before sender-http, run and reloaded by Sender."""

@@ -1,0 +1,144 @@
+"""Viewers and egress from the front tier's own log (sans-IO).
+
+Behind a front (front.kind), most viewer requests are answered from its cache and never reach
+sender-http, so what sender-http counts itself is not who watches. The front logs every request
+it answers (varnishncsa, in `FORMAT`: tab-separated, values JSON-escaped with -j so a tab is only
+ever a separator) to a pipe that one HTTP worker reads (daemons/http/server.py). `Parser` turns
+those bytes into `Record`s; `apply` feeds each to the same viewer definition as a direct request
+(`state.session_key` on the media playlist's stream, generation and rendition: the session id,
+else a hash of address + user agent), so a request answered from the cache and one forwarded to
+sender-http count the same viewer once, and adds the bytes the front sent to the egress counters.
+
+Not counted as viewers: requests the front passed without looking in its cache (other Sender
+nodes carrying the distribution key, non-GET), and anything but a 200/304 media playlist — the
+same rule as hls.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from daemons.http.hls import ROUTE
+from daemons.http.state import Counters, ViewerTracker, session_key
+from daemons.media import names
+
+# varnishncsa -F: status, body bytes, cache handling, time taken (µs), client address, path,
+# query, the player's session header, its user agent (free text last).
+FORMAT = "\t".join((
+    "%s", "%b", "%{Varnish:handling}x", "%D", "%h", "%U", "%q", "%{X-Playback-Session-Id}i", "%{User-agent}i",
+))
+FIELDS = 9
+MAX_LINE = 16 * 1024  # longer lines (a huge URL or header) are dropped whole, counted as bad
+PASSED = "pass"  # Varnish:handling of a request passed without a cache lookup
+VIEWER_STATUSES = (200, 304)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    status: int
+    bytes: int
+    handling: str  # hit, miss, hitmiss, hitpass, pass, pipe, synth
+    duration_us: int
+    client: str
+    path: str
+    query: str
+    session: str  # the X-Playback-Session-Id header, "" when absent
+    user_agent: str
+
+
+def _text(value: str) -> str:
+    """A -j escaped value back to text; "-" (absent) to ""."""
+    if value == "-":
+        return ""
+    if "\\" not in value:
+        return value
+    try:
+        return json.loads(f'"{value}"')
+    except ValueError:
+        return value
+
+
+def parse_line(line: bytes) -> Record | None:
+    """One log line → a Record, or None when it is not one of ours (wrong field count, bad numbers)."""
+    try:
+        fields = line.decode("utf-8").split("\t")
+    except UnicodeDecodeError:
+        return None
+    if len(fields) != FIELDS:
+        return None
+    status, size, handling, duration, client, path, query, session, agent = fields
+    if not (status.isascii() and status.isdigit() and len(status) == 3):
+        return None
+    size = "0" if size == "-" else size
+    if not (size.isascii() and size.isdigit() and len(size) <= 15 and duration.isascii() and duration.isdigit()
+            and len(duration) <= 15):
+        return None
+    return Record(int(status), int(size), handling, int(duration), client, path,
+                  query[1:] if query.startswith("?") else query, _text(session), _text(agent))
+
+
+class Parser:
+    """Bytes from the log pipe → Records. Keeps a partial last line for the next feed."""
+
+    def __init__(self, max_line: int = MAX_LINE):
+        self.max_line = max_line
+        self.buffer = b""
+        self.bad_lines = 0
+        self._skipping = False  # inside an overlong line: drop until its end
+
+    def feed(self, data: bytes) -> list[Record]:
+        self.buffer += data
+        lines = self.buffer.split(b"\n")
+        self.buffer = lines.pop()
+        out = []
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+                continue
+            if len(line) > self.max_line:
+                self.bad_lines += 1
+                continue
+            record = parse_line(line.rstrip(b"\r"))
+            if record is None:
+                if line.strip():
+                    self.bad_lines += 1
+            else:
+                out.append(record)
+        if len(self.buffer) > self.max_line:
+            self.buffer = b""
+            self.bad_lines += 1
+            self._skipping = True
+        return out
+
+
+def kind_of(path: str) -> tuple[str, tuple[str, str, str | None] | None]:
+    """(kind, (stream_id, generation_id, rendition) or None) of a request path, as hls.py names them."""
+    m = ROUTE.fullmatch(path.encode("latin-1", "replace"))
+    if m is None:
+        return ("hls" if path.startswith("/hls/") else "other"), None
+    sid, gid, master, rendition, filename, msn, part = (g.decode() if g else None for g in m.groups())
+    if master:
+        kind = "master"
+    elif filename == names.PLAYLIST:
+        kind = "playlist"
+    elif filename.endswith(".mp4"):
+        kind = "init"
+    elif part is not None:
+        kind = "part"
+    else:
+        kind = "segment"
+    return kind, (sid, gid, rendition)
+
+
+def apply(record: Record, viewers: ViewerTracker, counters: Counters) -> None:
+    """One request the front answered: its bytes and counts; a viewer when it is a media playlist."""
+    kind, where = kind_of(record.path)
+    counters.count_front(kind, record.status, record.handling, record.bytes)
+    if kind != "playlist" or where is None or record.status not in VIEWER_STATUSES or record.handling == PASSED:
+        return
+    query = dict(parse_qsl(record.query, keep_blank_values=True)) if record.query else {}
+    sid, gid, rendition = where
+    viewers.seen(sid, gid, rendition, session_key(query.get("session") or record.session, record.client, record.user_agent))

@@ -46,6 +46,9 @@ async def sh(command: str, cwd: Path, env: dict) -> str:
 
 
 async def stop(proc: trio.Process, sig: int, timeout: float) -> int:
+    """Signal `proc`, then wait for it (killed after `timeout`): a trio Process never waited for
+    leaves its pidfd open, and the ResourceWarning ("unclosed file") fails whichever later test
+    is running when it is collected."""
     proc.send_signal(sig)
     with trio.move_on_after(timeout):
         return await proc.wait()

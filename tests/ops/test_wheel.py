@@ -22,6 +22,7 @@ import trio
 
 from tests.daemons.conftest import needs_ffmpeg
 from tests.daemons.test_up import free_port
+from tests.ops.test_quickstart import stop
 
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel must carry from the checkout's top level (the source of truth), and where.
@@ -151,9 +152,7 @@ async def test_a_wheel_install_inits_installs_and_runs_outside_the_checkout(venv
                     await trio.sleep(0.1)
         assert up.returncode is None, "sender up exited before it answered /healthz"
     finally:
-        up.send_signal(signal.SIGINT)
-        with trio.fail_after(20):
-            code = await up.wait()
+        code = await stop(up, signal.SIGINT, 20)  # waited for, whatever happened: nothing left running
         err = b""
         while chunk := await up.stderr.receive_some(65536):
             err += chunk

@@ -140,7 +140,8 @@ def _dashboard(cli):
     for s in domain.streams.list_(store):
         g, p = active.get(s["id"]), publishers.get(s["id"])
         t.add_row(
-            s["slug"], s["visibility"], f"{g['status']} {g['id']}" if g else "idle",
+            s["slug"], s["visibility"],
+            "idle" if not g else f"{g['status']}{' (reconnecting)' if g['publisher_left_at'] else ''} {g['id']}",
             p["remote"] if p else "-",
             f"{(p.get('bitrate_bps') or 0) / 1e6:.2f} Mb/s" if p else "-",
             f"{p['width']}x{p['height']}@{p.get('frame_rate') or '?'}" if p and p.get("width") else "-",

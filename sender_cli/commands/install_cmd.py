@@ -9,6 +9,11 @@ package and touches nothing else (no useradd, no systemctl, no secret or store: 
 the machine, and `sender install` there completes them). `--user` writes user units
 (~/.config/systemd/user) for an install in the XDG directories, without a dedicated user.
 
+`--front varnish` adds the front tier: `sender-front.service` (in sender.target) runs Varnish and
+hitch with a config Sender generates from sender.toml into `/etc/sender/front/` (written here
+too, so `varnishd -C` can check it before anything starts), `front.kind` is set and sender-http
+moves to loopback behind it (docs/runbooks/front.md).
+
 `uninstall` removes what `install` wrote; config, state, spool and the user stay unless --purge.
 """
 
@@ -51,6 +56,10 @@ SERVICES = {
     "snapshot": (),
 }
 TARGET = "sender.target"
+# The front tier's unit: written and enabled only where front.kind is set (`--front`).
+FRONT_SERVICE = "front"
+FRONT_LISTEN_KEYS = ("front.listen", "front.http_listen")
+FRONT_KINDS = ("varnish",)
 # Directories whose contents systemd manages for the units (StateDirectory= etc.).
 MANAGED = (Path("/var/lib/sender"), Path("/var/cache/sender"), Path("/run/sender"), Path("/etc/sender"))
 # Directives that need a system manager (namespaces, another user, capabilities): not in user units.
@@ -156,8 +165,10 @@ def unit_values(cfg: Config, lay: Layout, service: str | None) -> dict[str, str]
         s = f"-{_unit_quote(str(p))}"
         if s not in rw:
             rw.append(s)
+    if service == FRONT_SERVICE:  # the generated VCL and hitch.conf are rewritten at each reload
+        rw.append(f"-{_unit_quote(str(front_files(cfg, lay).config_dir))}")
     low_port = False
-    for key in SERVICES.get(service, ()):
+    for key in (FRONT_LISTEN_KEYS if service == FRONT_SERVICE else SERVICES.get(service, ())):
         if cfg[key] and 0 < config_mod.parse_listen(cfg[key])[1] < 1024:
             low_port = True
     in_home = any(_under(p, h) for p in [sender_executable(), lay.config, *paths] for h in HOME_PREFIXES)
@@ -203,13 +214,20 @@ def render_unit(template: str, values: dict[str, str], *, user_mode: bool) -> st
     return "\n".join(out) + "\n"
 
 
-def unit_names() -> list[str]:
-    return [f"sender-{s}.service" for s in SERVICES] + [TARGET]
+def unit_names(front: bool = False) -> list[str]:
+    return [f"sender-{s}.service" for s in SERVICES] + ([f"sender-{FRONT_SERVICE}.service"] if front else []) + [TARGET]
 
 
-def _templates() -> dict[str, str]:
+def front_files(cfg: Config, lay: Layout):
+    """Where sender-front writes its generated config on the target machine: beside sender.toml."""
+    from daemons.front.render import FrontFiles
+
+    return FrontFiles(lay.config.parent / "front", Path(cfg["node.state_dir"]) / "front" / "varnish")
+
+
+def _templates(front: bool = False) -> dict[str, str]:
     out = {}
-    for name in unit_names():
+    for name in unit_names(front):
         path = TEMPLATES / name
         try:
             out[name] = path.read_text()
@@ -226,6 +244,8 @@ def install(
     root: Path = typer.Option(None, "--root", metavar="DIR", help="Stage every file under DIR (for a package); touch nothing else."),
     user: bool = typer.Option(False, "--user", help="User units in ~/.config/systemd/user and an install in the XDG directories, run as you."),
     enable: bool = typer.Option(False, "--enable", help="Enable sender.target and the daemons' units (and start them, on a running systemd)."),
+    front: str = typer.Option(None, "--front", metavar="KIND", help="Also install the front tier: varnish (Varnish + hitch: HTTPS, "
+                              "HTTP/2, every viewer request answered from its cache; sender-http moves to loopback behind it)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Install the systemd units, the `sender` user and the directories; run `sender init` if there is no config."""
@@ -233,13 +253,18 @@ def install(
     lay = layout(root, user, cli.config_path)
     if not lay.staged and not lay.user_mode and os.geteuid() != 0:
         raise SenderError("installing system units needs root: run it with sudo, or use --user (units for your user) or --root DIR (stage files for a package)")
-    templates = _templates()
-    for template in templates.values():  # a broken template fails before anything is written
-        render_unit(template, {k: "x" for k in FIELDS}, user_mode=False)
+    if front is not None and front not in FRONT_KINDS:
+        raise SenderError(f"--front {front!r}: the front tiers Sender runs are {', '.join(FRONT_KINDS)} (docs/runbooks/front.md says why not nginx)")
     rep = Report()
 
     account = _ensure_user(lay, rep)
     cfg = _ensure_config(lay, rep)
+    if front is not None:
+        cfg = _configure_front(lay, cfg, front, rep)
+    with_front = bool(cfg["front.kind"])
+    templates = _templates(with_front)
+    for template in templates.values():  # a broken template fails before anything is written
+        render_unit(template, {k: "x" for k in FIELDS}, user_mode=False)
     _ensure_directories(lay, cfg, account, rep)
     if not lay.staged:
         _ensure_secret_and_store(cfg, account, rep)
@@ -249,11 +274,13 @@ def install(
         _write_unless_packaged(lay, lay.tmpfiles, PACKAGED / "tmpfiles.d" / "sender.conf", tmpfiles_conf(cfg, lay), rep)
     for name, template in templates.items():
         service = name.removeprefix("sender-").removesuffix(".service")
-        values = unit_values(cfg, lay, service if service in SERVICES else None)
+        values = unit_values(cfg, lay, service if service in SERVICES or service == FRONT_SERVICE else None)
         text = render_unit(template, values, user_mode=lay.user_mode)
         _write_unless_packaged(lay, lay.unit_dir / name, PACKAGED / "systemd" / "system" / name, text, rep)
+    if with_front:
+        _write_front_config(lay, cfg, account, rep)
     _install_man_pages(lay, rep)
-    _systemd_after_install(lay, enable, rep)
+    _systemd_after_install(lay, enable, rep, front=with_front)
 
     data = {
         "root": str(lay.root),
@@ -276,6 +303,62 @@ def install(
         render.console.print("Check it with: sender doctor", markup=False)
 
     render.emit(data, as_json, human)
+
+
+def _configure_front(lay: Layout, cfg: Config, kind: str, rep: Report) -> Config:
+    """front.kind set, sender-http on loopback (the front is the only way in), and the public base
+    URL through the front when front.server_name names it."""
+    from daemons.front.main import binaries, install_hint
+    from daemons.front.render import public_base_url
+
+    new = cfg.with_value("front.kind", kind)
+    host, port = cfg.listen("http.listen")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        new = new.with_value("http.listen", f"127.0.0.1:{port}")
+    if (base := public_base_url(new)) and new["node.public_base_url"] != base:
+        new = new.with_value("node.public_base_url", base)
+    changed = [k for k in new.values if new[k] != cfg[k]]
+    if changed:
+        config_mod.write(new, lay.at(lay.config))
+        rep.did(f"config {lay.config}: " + ", ".join(f"{k} = {new[k]!r}" for k in changed))
+    missing = [n for n, p in binaries(new).items() if p is None]
+    if missing and not lay.staged:
+        raise SenderError(f"--front {kind} needs {', '.join(missing)}, which is not installed: {install_hint(missing)}")
+    if missing:
+        rep.note(f"the front needs {', '.join(missing)} on the target machine ({install_hint(missing)})")
+    if new["front.listen"] and not (new["front.tls_cert"] and new["front.tls_key"]):
+        rep.note("HTTPS needs a certificate: `sender config set front.tls_cert PATH` and `front.tls_key PATH` "
+                 "(docs/runbooks/front.md: certbot), or `sender config set front.listen ''` for plain HTTP only")
+    return new
+
+
+def _write_front_config(lay: Layout, cfg: Config, account: Account | None, rep: Report) -> None:
+    """The VCL (and hitch's config once a certificate is set) as sender-front will write them at
+    its start: checked here with the front's own tools when they are installed."""
+    from daemons.front import render as front_render
+
+    files = front_files(cfg, lay)
+    target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path
+    directory = lay.at(files.config_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    _write(directory / files.vcl.name, front_render.render_owned_vcl(target_cfg), rep, mode=0o640)
+    if front_render.https_on(cfg) and cfg["front.tls_cert"] and cfg["front.tls_key"]:
+        _write(directory / files.hitch_conf.name, front_render.render_hitch(target_cfg), rep, mode=0o640)
+    if account is not None:  # sender-front (as the sender user) rewrites them at each reload
+        os.chown(directory, account.uid, account.gid)
+        for p in directory.iterdir():
+            os.chown(p, account.uid, account.gid)
+    varnishd = shutil.which("varnishd") or ("/usr/sbin/varnishd" if os.access("/usr/sbin/varnishd", os.X_OK) else None)
+    if varnishd is None:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sender-install-vcl-") as tmp:
+        r = subprocess.run([varnishd, "-C", "-j", "none", "-n", tmp, "-f", str(directory / files.vcl.name)],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SenderError(f"varnishd -C rejects the generated VCL {directory / files.vcl.name}: {' '.join(r.stderr.split())[-400:]}")
+    rep.did(f"checked {directory / files.vcl.name} with varnishd -C")
 
 
 def man_page_names() -> list[str]:
@@ -437,9 +520,9 @@ def _run(cmd: list[str], rep: Report, *, check: bool = True) -> bool:
     return True
 
 
-def enabled_services() -> list[str]:
-    """The units to enable: those of daemons that exist in this version."""
-    return [f"sender-{s}.service" for s in SERVICES if s in DAEMONS]
+def enabled_services(front: bool = False) -> list[str]:
+    """The units to enable: those of daemons that exist in this version (and the front's, with one)."""
+    return [f"sender-{s}.service" for s in SERVICES if s in DAEMONS] + ([f"sender-{FRONT_SERVICE}.service"] if front else [])
 
 
 def _systemctl(lay: Layout) -> list[str]:
@@ -455,8 +538,8 @@ def _manager_running(lay: Layout) -> bool:
     return checks.systemd_running()
 
 
-def _systemd_after_install(lay: Layout, enable: bool, rep: Report) -> None:
-    units = [*enabled_services(), TARGET]
+def _systemd_after_install(lay: Layout, enable: bool, rep: Report, *, front: bool = False) -> None:
+    units = [*enabled_services(front), TARGET]
     pending = [f"sender-{s}.service" for s in SERVICES if s not in DAEMONS]
     if pending:
         rep.note(f"written, not enabled: {', '.join(pending)} (their daemons are not in this version)")
@@ -468,17 +551,17 @@ def _systemd_after_install(lay: Layout, enable: bool, rep: Report) -> None:
             rep.note(f"start with: {' '.join(_systemctl(lay))} enable --now {' '.join(units)}")
         return
     if enable:
-        _link_wants(lay, rep)
+        _link_wants(lay, rep, front=front)
     if not lay.staged:
         rep.note("systemd is not running here: units written, nothing started")
 
 
-def _link_wants(lay: Layout, rep: Report) -> None:
+def _link_wants(lay: Layout, rep: Report, *, front: bool = False) -> None:
     """What `systemctl enable` does, for a staged root or a machine without a running systemd."""
     # Enablement links live in /etc, whatever directory the units are in.
     link_base = lay.at(lay.unit_dir if lay.user_mode else Path("/etc/systemd/system"))
     wanted_by = "default.target" if lay.user_mode else "multi-user.target"
-    links = [(wanted_by, TARGET)] + [(TARGET, s) for s in enabled_services()]
+    links = [(wanted_by, TARGET)] + [(TARGET, s) for s in enabled_services(front)]
     for target, unit in links:
         link = link_base / f"{target}.wants" / unit
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -509,7 +592,7 @@ def uninstall(
     if not lay.staged and not lay.user_mode and os.geteuid() != 0:
         raise SenderError("removing system units needs root: run it with sudo (or use --user / --root DIR)")
     rep = Report()
-    names = unit_names()
+    names = unit_names(front=True)
     if _manager_running(lay):
         _run([*_systemctl(lay), "disable", "--now", *names], rep, check=False)
 
@@ -544,6 +627,10 @@ def uninstall(
     if purge:
         for p in data_paths:
             _purge_dir(p, rep)
+        front_dir = cfg_file.parent / "front"  # sender-front's generated config
+        if front_dir.is_dir():
+            shutil.rmtree(front_dir)
+            rep.did(f"deleted {front_dir}")
         _remove(cfg_file, rep)
         _rmdir_if_empty(cfg_file.parent, rep)
         if not lay.staged and not lay.user_mode:

@@ -76,7 +76,7 @@ from servers import NginxRtmp, SenderIngest  # noqa: E402
 
 from daemons.media import flv, hls  # noqa: E402
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment  # noqa: E402
-from daemons.media.rtmp import amf0  # noqa: E402
+from daemons.media import amf0  # noqa: E402
 
 # Issue 4's goals.
 GOAL_STARTUP_S = 1.0

@@ -1,4 +1,4 @@
-"""AMF0, the value encoding of RTMP commands and data messages.
+"""AMF0, the value encoding of RTMP commands and data messages and of FLV script tags.
 
 Owns decoding and encoding of every AMF0 type, the AMF3 command/data wrapper
 (a leading 0x00 format byte followed by AMF0 values) and the few trivial AMF3
@@ -33,7 +33,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .errors import RTMPProtocolError
 
 NUMBER = 0x00
 BOOLEAN = 0x01
@@ -71,6 +70,11 @@ _DOUBLE = struct.Struct(">d")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _DATE = struct.Struct(">dh")
+
+
+class AMF0Error(ValueError):
+    """Malformed AMF0, or a value past ``max_depth``/``max_items``. The RTMP layer reports it as
+    ``RTMPProtocolError``, the FLV layer as ``FLVError``."""
 
 
 class _Undefined:
@@ -132,14 +136,14 @@ class _Decoder:
 
     def _need(self, n: int, what: str) -> None:
         if self.end - self.pos < n:
-            raise RTMPProtocolError(
+            raise AMF0Error(
                 f"AMF0 {what} truncated: needs {n} bytes, {self.end - self.pos} left"
             )
 
     def _spend(self, n: int) -> None:
         self.items_left -= n
         if self.items_left < 0:
-            raise RTMPProtocolError("AMF0 value has too many items (max_amf_items exceeded)")
+            raise AMF0Error("AMF0 value has too many items (max_amf_items exceeded)")
 
     def _u16(self, what: str) -> int:
         self._need(2, what)
@@ -160,11 +164,11 @@ class _Decoder:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RTMPProtocolError(f"AMF0 {what} is not valid UTF-8") from exc
+            raise AMF0Error(f"AMF0 {what} is not valid UTF-8") from exc
 
     def value(self, depth: int = 0) -> object:
         if depth > self.max_depth:
-            raise RTMPProtocolError("AMF0 value nested too deeply (max_amf_depth exceeded)")
+            raise AMF0Error("AMF0 value nested too deeply (max_amf_depth exceeded)")
         self._need(1, "type marker")
         marker = self.data[self.pos]
         self.pos += 1
@@ -211,8 +215,8 @@ class _Decoder:
         if marker == AVMPLUS:
             return self._amf3_value()
         if marker == OBJECT_END:
-            raise RTMPProtocolError("AMF0 object-end marker outside an object")
-        raise RTMPProtocolError(f"AMF0 type marker 0x{marker:02x} is not supported")
+            raise AMF0Error("AMF0 object-end marker outside an object")
+        raise AMF0Error(f"AMF0 type marker 0x{marker:02x} is not supported")
 
     def _begin_complex(self, value: object) -> int:
         self.references.append(value)
@@ -250,10 +254,10 @@ class _Decoder:
     def _reference(self) -> object:
         index = self._u16("reference index")
         if index >= len(self.references):
-            raise RTMPProtocolError(f"AMF0 reference {index} points past the reference table")
+            raise AMF0Error(f"AMF0 reference {index} points past the reference table")
         size = self.sizes[index]
         if size is None:
-            raise RTMPProtocolError(f"AMF0 reference {index} points at an unfinished value (cycle)")
+            raise AMF0Error(f"AMF0 reference {index} points at an unfinished value (cycle)")
         self._spend(size)
         return self.references[index]
 
@@ -295,9 +299,9 @@ class _Decoder:
         if marker == AMF3_STRING:
             header = self._amf3_u29()
             if not header & 1:
-                raise RTMPProtocolError("AMF3 string references are not supported")
+                raise AMF0Error("AMF3 string references are not supported")
             return self._utf8(header >> 1, "AMF3 string")
-        raise RTMPProtocolError(f"AMF3 value with marker 0x{marker:02x} is not supported")
+        raise AMF0Error(f"AMF3 value with marker 0x{marker:02x} is not supported")
 
 
 def decode_values(
@@ -328,7 +332,7 @@ def decode_value(
     decoder = _Decoder(data, 0, max_depth, max_items)
     value = decoder.value()
     if decoder.pos != decoder.end:
-        raise RTMPProtocolError(f"{decoder.end - decoder.pos} bytes after the AMF0 value")
+        raise AMF0Error(f"{decoder.end - decoder.pos} bytes after the AMF0 value")
     return value
 
 
@@ -338,7 +342,7 @@ def decode_amf3_wrapped(data: bytes, **limits: int) -> list:
     Such bodies start with a format byte 0x00 and then carry plain AMF0 values.
     """
     if not data or data[0] != 0x00:
-        raise RTMPProtocolError("AMF3-wrapped message does not start with the 0x00 format byte")
+        raise AMF0Error("AMF3-wrapped message does not start with the 0x00 format byte")
     return decode_values(data, 1, **limits)
 
 

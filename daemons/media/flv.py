@@ -8,8 +8,12 @@ Owns:
   or video message body *is* an FLV tag body);
 * reading: ``FLVReader``, fed bytes, yields ``FLVTag`` values, bounded by a
   maximum tag size;
-* codec headers: ``parse_video_tag``/``parse_audio_tag`` (legacy and Enhanced
-  RTMP tag headers), ``parse_avc_decoder_config`` (avcC and its SPS: profile,
+* the tag headers: ``parse_video_tag``/``parse_audio_tag`` decode a tag's header, legacy or
+  Enhanced RTMP (ExVideoTagHeader/ExAudioTagHeader: ModEx, FourCC, multitrack), into one
+  typed value each, ``VideoTagHeader``/``AudioTagHeader`` (as gortmplib's ``VideoType``): the
+  RTMP connection decodes each media message once and its events carry the header, which the
+  ingest daemon's stats, backend and recorder use as it is;
+* codec configuration records: ``parse_avc_decoder_config`` (avcC and its SPS: profile,
   level, coded size after cropping, RFC 6381 codec string) and
   ``parse_aac_audio_specific_config``.
 
@@ -20,9 +24,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from enum import IntEnum, StrEnum
 
-from .rtmp import amf0
-from .rtmp.errors import RTMPProtocolError
+from . import amf0
 
 TAG_AUDIO = 8
 TAG_VIDEO = 9
@@ -36,9 +40,6 @@ CODEC_AVC = 7
 CODEC_HEVC = 12
 SOUND_AAC = 10
 SOUND_EX_HEADER = 9
-AVC_SEQUENCE_HEADER = 0
-AVC_NALU = 1
-AAC_SEQUENCE_HEADER = 0
 
 _U32 = struct.Struct(">I")
 _FLAG_AUDIO = 0x04
@@ -90,7 +91,7 @@ def parse_script_tag(body: bytes) -> tuple[str, object]:
     """A script tag's name and value, e.g. ("onMetaData", {...})."""
     try:
         values = amf0.decode_values(body)
-    except RTMPProtocolError as exc:
+    except amf0.AMF0Error as exc:
         raise FLVError(f"bad AMF0 in script tag: {exc}") from exc
     if len(values) < 2 or not isinstance(values[0], str):
         raise FLVError("script tag is not a name followed by a value")
@@ -171,36 +172,166 @@ class FLVReader:
         return tags
 
 
-# -- codec headers inside tags -------------------------------------------------
+# -- the tag headers: decoded once, by the RTMP connection -------------------------
+#
+# A video tag body starts with a legacy VideoTagHeader (FLV 10.1: frame type, CodecID, and for
+# AVC an AVCPacketType and composition time) or, when its top bit (IsExHeader) is set, with an
+# Enhanced RTMP ExVideoTagHeader (Veovera 2023/2024: frame type, VideoPacketType, ModEx, FourCC,
+# multitrack). Both decode into one `VideoTagHeader`; audio likewise into `AudioTagHeader`.
+
+
+class FrameType(IntEnum):
+    """A video tag's frame type."""
+
+    KEY = 1  # a seekable frame
+    INTER = 2
+    DISPOSABLE_INTER = 3  # H.263 only
+    GENERATED_KEY = 4  # reserved for server use
+    COMMAND = 5  # video info/command frame: a one-byte command, no video data
+
+
+class VideoPacketType(IntEnum):
+    """What a video tag carries, in Enhanced RTMP's numbering. The legacy AVCPacketType (AVC,
+    and HEVC as CodecID 12) is its first three values; other legacy codecs carry coded frames."""
+
+    SEQUENCE_START = 0  # the decoder configuration record (avcC, hvcC, av1C, vpcC)
+    CODED_FRAMES = 1
+    SEQUENCE_END = 2
+    CODED_FRAMES_X = 3  # coded frames whose composition time is 0 (not on the wire)
+    METADATA = 4  # AMF values, e.g. ["colorInfo", {...}] (HDR)
+    MPEG2TS_SEQUENCE_START = 5  # AV1 video descriptor
+
+
+class VideoCodec(StrEnum):
+    """Video FourCCs as Enhanced RTMP names them (legacy AVC is ``avc1`` too)."""
+
+    AVC = "avc1"
+    HEVC = "hvc1"
+    AV1 = "av01"
+    VP9 = "vp09"
+    VP8 = "vp08"
+    VVC = "vvc1"
+
+
+class AudioPacketType(IntEnum):
+    """What an audio tag carries, in Enhanced RTMP's numbering (legacy AAC: 0 and 1)."""
+
+    SEQUENCE_START = 0  # AudioSpecificConfig, dOps, ...
+    CODED_FRAMES = 1
+    SEQUENCE_END = 2
+    MULTICHANNEL_CONFIG = 4
+
+
+class AudioCodec(StrEnum):
+    """Audio FourCCs as Enhanced RTMP names them (legacy AAC is ``mp4a``, MP3 ``.mp3``)."""
+
+    AAC = "mp4a"
+    OPUS = "Opus"
+    FLAC = "fLaC"
+    AC3 = "ac-3"
+    EAC3 = "ec-3"
+    MP3 = ".mp3"
+
+
+class VideoCommand(IntEnum):
+    START_SEEK = 0
+    END_SEEK = 1
+
+
+# Wire values that only steer the decode (they never reach a header).
+_EX_MULTITRACK = 6  # video: VideoPacketType.Multitrack
+_EX_AUDIO_MULTITRACK = 5  # audio: AudioPacketType.Multitrack
+_EX_MODEX = 7  # both: ModEx data precedes the real packet type
+_MODEX_TIMESTAMP_NANO = 0
+_ONE_TRACK, _MANY_TRACKS, _MANY_TRACKS_MANY_CODECS = 0, 1, 2
+_LEGACY_FOURCC = {CODEC_AVC: VideoCodec.AVC, CODEC_HEVC: VideoCodec.HEVC}
+_LEGACY_AUDIO_FOURCC = {SOUND_AAC: AudioCodec.AAC, 2: AudioCodec.MP3, 14: AudioCodec.MP3}
+_COMPOSITION_TIME_CODECS = (VideoCodec.AVC, VideoCodec.HEVC, VideoCodec.VVC)
+_CODED_FRAMES = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
+_AUDIO_PACKET_TYPES = frozenset(t.value for t in AudioPacketType)
 
 
 @dataclass(frozen=True, slots=True)
-class VideoTagInfo:
-    """The video tag header.
+class VideoTagHeader:
+    """A video tag's header, legacy or Enhanced RTMP.
 
-    ``codec_id`` is the legacy FLV CodecID (7 AVC, 12 HEVC), 0 for an Enhanced
-    RTMP tag; ``fourcc`` names the codec either way where known ("avc1",
-    "hvc1", "av01", "vp09"). ``packet_type`` is the AVC packet type (0 sequence
-    header, 1 NALU, 2 end of sequence) or the Enhanced RTMP PacketType.
-    ``data_offset`` is where the codec payload (avcC, NAL units) starts.
+    ``fourcc`` names the codec (a `VideoCodec` value when known; an unknown FourCC is kept as it
+    came, for the caller to refuse); None for legacy codecs that have none (H.263, VP6, screen
+    video) and for command frames. ``codec_id`` is the legacy CodecID, 0 in an Enhanced RTMP tag.
+    ``packet_type`` is None for a command frame (``command`` holds its command byte).
+    ``frame_type`` is None for Metadata, whose frame type the spec says to ignore.
+    The codec payload is ``body[data_offset:data_end]``; ``data_end`` is None (the end of the
+    body) except in a multitrack message with several tracks, where this header describes the
+    first. ``nano_offset`` is a ModEx TimestampOffsetNano (0 when absent).
     """
 
-    codec_id: int
+    frame_type: FrameType | None
+    packet_type: VideoPacketType | None
     fourcc: str | None
-    frame_type: int
-    is_keyframe: bool
-    packet_type: int | None
-    is_sequence_header: bool
-    composition_time: int
-    data_offset: int
+    codec_id: int = 0
+    enhanced: bool = False
+    composition_time: int = 0
+    data_offset: int = 1
+    data_end: int | None = None
+    track_id: int = 0
+    multitrack: bool = False
+    nano_offset: int = 0
+    command: int | None = None
+
+    @property
+    def is_keyframe(self) -> bool:
+        """The frame type says key frame (encoders flag sequence headers and ends so too)."""
+        return self.frame_type is FrameType.KEY
+
+    @property
+    def is_sequence_header(self) -> bool:
+        return self.packet_type is VideoPacketType.SEQUENCE_START
+
+    @property
+    def is_end_of_sequence(self) -> bool:
+        return self.packet_type is VideoPacketType.SEQUENCE_END
+
+    @property
+    def is_coded_frame(self) -> bool:
+        """The tag carries a picture (not a configuration record, end, metadata or command)."""
+        return self.packet_type in _CODED_FRAMES
+
+    @property
+    def is_random_access(self) -> bool:
+        """A key frame's picture: where a decoder, a backend or a segment may start."""
+        return self.frame_type is FrameType.KEY and self.packet_type in _CODED_FRAMES
 
 
-_LEGACY_FOURCC = {CODEC_AVC: "avc1", CODEC_HEVC: "hvc1"}
-# Enhanced RTMP video PacketType values.
-_EX_SEQUENCE_START = 0
-_EX_CODED_FRAMES = 1
-_EX_CODED_FRAMES_X = 3
-_EX_MULTITRACK = 6
+@dataclass(frozen=True, slots=True)
+class AudioTagHeader:
+    """An audio tag's header, legacy or Enhanced RTMP (``sound_format`` 9, FourCC in ``fourcc``).
+
+    ``sound_rate``/``sound_size``/``sound_type`` are the legacy 2/1/1-bit fields (0 when
+    enhanced). ``packet_type`` is legacy AAC's AACPacketType or Enhanced RTMP's AudioPacketType;
+    other legacy formats carry coded frames. ``data_offset``/``data_end``/``track_id`` as for
+    video.
+    """
+
+    sound_format: int
+    packet_type: AudioPacketType
+    fourcc: str | None
+    enhanced: bool = False
+    sound_rate: int = 0
+    sound_size: int = 0
+    sound_type: int = 0
+    data_offset: int = 1
+    data_end: int | None = None
+    track_id: int = 0
+    multitrack: bool = False
+    nano_offset: int = 0
+
+    @property
+    def is_sequence_header(self) -> bool:
+        return self.packet_type is AudioPacketType.SEQUENCE_START
+
+    @property
+    def is_coded_frame(self) -> bool:
+        return self.packet_type is AudioPacketType.CODED_FRAMES
 
 
 def _si24(b: bytes | bytearray, pos: int) -> int:
@@ -208,93 +339,162 @@ def _si24(b: bytes | bytearray, pos: int) -> int:
     return value - (1 << 24) if value & 0x800000 else value
 
 
-def parse_video_tag(body: bytes) -> VideoTagInfo:
+def _fourcc(body: bytes, pos: int, what: str) -> str:
+    if len(body) < pos + 4:
+        raise FLVError(f"Enhanced RTMP {what} tag shorter than its FourCC")
+    raw = body[pos : pos + 4]
+    if not all(0x20 <= c < 0x7F for c in raw):
+        raise FLVError(f"Enhanced RTMP {what} FourCC {bytes(raw)!r} is not ASCII")
+    return raw.decode("ascii")
+
+
+def _mod_ex(body: bytes, pos: int, what: str) -> tuple[int, int, int]:
+    """Skip ModEx blocks (each: size, data, then ModEx type and the next packet type);
+    returns (position after them, the real packet type, TimestampOffsetNano or 0)."""
+    nano = 0
+    while True:
+        if len(body) < pos + 1:
+            raise FLVError(f"Enhanced RTMP {what} ModEx truncated")
+        size = body[pos] + 1
+        pos += 1
+        if size == 256:
+            if len(body) < pos + 2:
+                raise FLVError(f"Enhanced RTMP {what} ModEx truncated")
+            size = ((body[pos] << 8) | body[pos + 1]) + 1
+            pos += 2
+        if len(body) < pos + size + 1:
+            raise FLVError(f"Enhanced RTMP {what} ModEx data of {size} bytes does not fit")
+        data = body[pos : pos + size]
+        pos += size
+        mod_ex_type, packet_type = body[pos] >> 4, body[pos] & 0x0F
+        pos += 1
+        if mod_ex_type == _MODEX_TIMESTAMP_NANO:
+            if size < 3:
+                raise FLVError(f"Enhanced RTMP {what} TimestampOffsetNano shorter than 3 bytes")
+            nano = (data[0] << 16) | (data[1] << 8) | data[2]
+            if nano > 999_999:
+                raise FLVError(f"Enhanced RTMP {what} TimestampOffsetNano {nano} is not below 1 ms")
+        if packet_type != _EX_MODEX:
+            return pos, packet_type, nano
+
+
+def _track(body: bytes, pos: int, multitrack_type: int, what: str) -> tuple[int, int, int | None]:
+    """A multitrack message's first track: (position of its data, track id, where it ends)."""
+    if len(body) < pos + 1:
+        raise FLVError(f"Enhanced RTMP {what} multitrack message without a track id")
+    track_id = body[pos]
+    pos += 1
+    if multitrack_type == _ONE_TRACK:
+        return pos, track_id, None
+    if len(body) < pos + 3:
+        raise FLVError(f"Enhanced RTMP {what} multitrack message without its track size")
+    size = (body[pos] << 16) | (body[pos + 1] << 8) | body[pos + 2]
+    pos += 3
+    if len(body) < pos + size:
+        raise FLVError(f"Enhanced RTMP {what} track of {size} bytes does not fit")
+    return pos, track_id, pos + size
+
+
+def parse_video_tag(body: bytes) -> VideoTagHeader:
+    """Decode a video tag's header (legacy or Enhanced RTMP); FLVError if malformed."""
     if not body:
         raise FLVError("empty video tag")
     b0 = body[0]
     if b0 & 0x80:
-        frame_type = (b0 >> 4) & 0x07
-        packet_type = b0 & 0x0F
-        if packet_type == _EX_MULTITRACK:
-            raise FLVError("Enhanced RTMP multitrack video is not supported")
-        if len(body) < 5:
-            raise FLVError("Enhanced RTMP video tag shorter than its FourCC")
-        try:
-            fourcc = body[1:5].decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise FLVError("Enhanced RTMP video FourCC is not ASCII") from exc
-        composition_time = 0
-        offset = 5
-        if packet_type == _EX_CODED_FRAMES and fourcc in ("avc1", "hvc1"):
-            if len(body) < 8:
-                raise FLVError("Enhanced RTMP coded frames without a composition time")
-            composition_time = _si24(body, 5)
-            offset = 8
-        return VideoTagInfo(
-            0,
-            fourcc,
-            frame_type,
-            frame_type == 1,
-            packet_type,
-            packet_type == _EX_SEQUENCE_START,
-            composition_time,
-            offset,
-        )
-    frame_type = b0 >> 4
-    codec_id = b0 & 0x0F
+        return _parse_ex_video_tag(body)
+    frame_type, codec_id = b0 >> 4, b0 & 0x0F
     if not 1 <= frame_type <= 5:
         raise FLVError(f"video frame type {frame_type} is not 1..5")
+    if frame_type == FrameType.COMMAND:
+        if len(body) < 2:
+            raise FLVError("video command frame without its command byte")
+        return VideoTagHeader(FrameType.COMMAND, None, None, codec_id, data_offset=2, command=body[1])
     if codec_id in (CODEC_AVC, CODEC_HEVC):
         if len(body) < 5:
             raise FLVError("AVC/HEVC video tag shorter than its 5-byte header")
         packet_type = body[1]
         if packet_type > 2:
             raise FLVError(f"AVC packet type {packet_type} is not 0..2")
-        return VideoTagInfo(
-            codec_id,
+        return VideoTagHeader(
+            FrameType(frame_type),
+            VideoPacketType(packet_type),
             _LEGACY_FOURCC[codec_id],
-            frame_type,
-            frame_type == 1,
-            packet_type,
-            packet_type == AVC_SEQUENCE_HEADER,
-            _si24(body, 2),
-            5,
+            codec_id,
+            composition_time=_si24(body, 2),
+            data_offset=5,
         )
-    return VideoTagInfo(codec_id, None, frame_type, frame_type == 1, None, False, 0, 1)
+    return VideoTagHeader(FrameType(frame_type), VideoPacketType.CODED_FRAMES, None, codec_id)
 
 
-@dataclass(frozen=True, slots=True)
-class AudioTagInfo:
-    """The audio tag header. ``aac_packet_type``: 0 AudioSpecificConfig, 1 raw frame.
+def _parse_ex_video_tag(body: bytes) -> VideoTagHeader:
+    b0 = body[0]
+    raw_frame_type, packet_type = (b0 >> 4) & 0x07, b0 & 0x0F
+    pos, nano = 1, 0
+    if packet_type == _EX_MODEX:
+        pos, packet_type, nano = _mod_ex(body, pos, "video")
+    if packet_type == VideoPacketType.METADATA:
+        frame_type = None
+    elif 1 <= raw_frame_type <= 5:
+        frame_type = FrameType(raw_frame_type)
+    else:
+        raise FLVError(f"video frame type {raw_frame_type} is not 1..5")
+    if frame_type is FrameType.COMMAND:
+        if len(body) < pos + 1:
+            raise FLVError("video command frame without its command byte")
+        return VideoTagHeader(frame_type, None, None, enhanced=True, data_offset=pos + 1,
+                              nano_offset=nano, command=body[pos])
+    multitrack_type = None
+    if packet_type == _EX_MULTITRACK:
+        if len(body) < pos + 1:
+            raise FLVError("Enhanced RTMP multitrack video without its multitrack type")
+        multitrack_type, packet_type = body[pos] >> 4, body[pos] & 0x0F
+        pos += 1
+        if multitrack_type > _MANY_TRACKS_MANY_CODECS:
+            raise FLVError(f"Enhanced RTMP video multitrack type {multitrack_type} is reserved")
+        if packet_type in (_EX_MULTITRACK, _EX_MODEX):
+            raise FLVError(f"Enhanced RTMP multitrack video with packet type {packet_type}")
+    if packet_type > VideoPacketType.MPEG2TS_SEQUENCE_START:
+        raise FLVError(f"Enhanced RTMP video packet type {packet_type} is reserved")
+    fourcc = None
+    if multitrack_type != _MANY_TRACKS_MANY_CODECS:
+        fourcc = _fourcc(body, pos, "video")
+        pos += 4
+    track_id, end = 0, None
+    if multitrack_type is not None:
+        if multitrack_type == _MANY_TRACKS_MANY_CODECS:
+            fourcc = _fourcc(body, pos, "video")
+            pos += 4
+        pos, track_id, end = _track(body, pos, multitrack_type, "video")
+    limit = len(body) if end is None else end
+    composition_time = 0
+    if packet_type == VideoPacketType.CODED_FRAMES and fourcc in _COMPOSITION_TIME_CODECS:
+        if limit < pos + 3:
+            raise FLVError("Enhanced RTMP coded frames without a composition time")
+        composition_time = _si24(body, pos)
+        pos += 3
+    return VideoTagHeader(
+        frame_type, VideoPacketType(packet_type), _known(VideoCodec, fourcc), enhanced=True,
+        composition_time=composition_time, data_offset=pos, data_end=end, track_id=track_id,
+        multitrack=multitrack_type is not None, nano_offset=nano,
+    )
 
-    For Enhanced RTMP audio (sound format 9), ``fourcc`` names the codec and
-    ``packet_type`` is its AudioPacketType.
-    """
 
-    sound_format: int
-    sound_rate: int
-    sound_size: int
-    sound_type: int
-    aac_packet_type: int | None
-    is_sequence_header: bool
-    fourcc: str | None
-    data_offset: int
+def _known(codecs: type[StrEnum], fourcc: str | None) -> str | None:
+    """The enum member for a known FourCC (so it reads as one), else the FourCC as it came."""
+    try:
+        return codecs(fourcc) if fourcc is not None else None
+    except ValueError:
+        return fourcc
 
 
-def parse_audio_tag(body: bytes) -> AudioTagInfo:
+def parse_audio_tag(body: bytes) -> AudioTagHeader:
+    """Decode an audio tag's header (legacy or Enhanced RTMP); FLVError if malformed."""
     if not body:
         raise FLVError("empty audio tag")
     b0 = body[0]
     sound_format = b0 >> 4
     if sound_format == SOUND_EX_HEADER:
-        packet_type = b0 & 0x0F
-        if len(body) < 5:
-            raise FLVError("Enhanced RTMP audio tag shorter than its FourCC")
-        try:
-            fourcc = body[1:5].decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise FLVError("Enhanced RTMP audio FourCC is not ASCII") from exc
-        return AudioTagInfo(sound_format, 0, 0, 0, packet_type, packet_type == 0, fourcc, 5)
+        return _parse_ex_audio_tag(body)
     rate, size, channels = (b0 >> 2) & 0x03, (b0 >> 1) & 0x01, b0 & 0x01
     if sound_format == SOUND_AAC:
         if len(body) < 2:
@@ -302,17 +502,42 @@ def parse_audio_tag(body: bytes) -> AudioTagInfo:
         packet_type = body[1]
         if packet_type > 1:
             raise FLVError(f"AAC packet type {packet_type} is not 0 or 1")
-        return AudioTagInfo(
-            sound_format,
-            rate,
-            size,
-            channels,
-            packet_type,
-            packet_type == AAC_SEQUENCE_HEADER,
-            "mp4a",
-            2,
-        )
-    return AudioTagInfo(sound_format, rate, size, channels, None, False, None, 1)
+        return AudioTagHeader(sound_format, AudioPacketType(packet_type), AudioCodec.AAC,
+                              sound_rate=rate, sound_size=size, sound_type=channels, data_offset=2)
+    return AudioTagHeader(sound_format, AudioPacketType.CODED_FRAMES, _LEGACY_AUDIO_FOURCC.get(sound_format),
+                          sound_rate=rate, sound_size=size, sound_type=channels)
+
+
+def _parse_ex_audio_tag(body: bytes) -> AudioTagHeader:
+    packet_type = body[0] & 0x0F
+    pos, nano = 1, 0
+    if packet_type == _EX_MODEX:
+        pos, packet_type, nano = _mod_ex(body, pos, "audio")
+    multitrack_type = None
+    if packet_type == _EX_AUDIO_MULTITRACK:
+        if len(body) < pos + 1:
+            raise FLVError("Enhanced RTMP multitrack audio without its multitrack type")
+        multitrack_type, packet_type = body[pos] >> 4, body[pos] & 0x0F
+        pos += 1
+        if multitrack_type > _MANY_TRACKS_MANY_CODECS:
+            raise FLVError(f"Enhanced RTMP audio multitrack type {multitrack_type} is reserved")
+    if packet_type not in _AUDIO_PACKET_TYPES:
+        raise FLVError(f"Enhanced RTMP audio packet type {packet_type} is reserved")
+    fourcc = None
+    if multitrack_type != _MANY_TRACKS_MANY_CODECS:
+        fourcc = _fourcc(body, pos, "audio")
+        pos += 4
+    track_id, end = 0, None
+    if multitrack_type is not None:
+        if multitrack_type == _MANY_TRACKS_MANY_CODECS:
+            fourcc = _fourcc(body, pos, "audio")
+            pos += 4
+        pos, track_id, end = _track(body, pos, multitrack_type, "audio")
+    return AudioTagHeader(
+        SOUND_EX_HEADER, AudioPacketType(packet_type), _known(AudioCodec, fourcc), enhanced=True,
+        data_offset=pos, data_end=end, track_id=track_id, multitrack=multitrack_type is not None,
+        nano_offset=nano,
+    )
 
 
 class _BitReader:

@@ -12,7 +12,7 @@ import struct
 
 import trio
 
-from daemons.media.rtmp import amf0
+from daemons.media import amf0
 
 STATUS_CODES = (
     b"NetStream.Publish.Start",

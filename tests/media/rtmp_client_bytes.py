@@ -9,7 +9,8 @@ import hmac
 import os
 import struct
 
-from daemons.media.rtmp import NEED_DATA, ConnectionClosed, PublishRequest, ServerConnection, amf0
+from daemons.media import amf0
+from daemons.media.rtmp import NEED_DATA, ConnectionClosed, PublishRequest, ServerConnection
 from daemons.media.rtmp.chunk import ChunkReader
 
 FP_KEY = b"Genuine Adobe Flash Player 001"

@@ -1,5 +1,5 @@
 """AMF0: every type decodes and re-encodes byte for byte; garbage only ever raises
-RTMPProtocolError; limits stop nesting and reference bombs."""
+AMF0Error; limits stop nesting and reference bombs."""
 
 import contextlib
 import math
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.media.rtmp import RTMPProtocolError
-from daemons.media.rtmp.amf0 import (
+from daemons.media.amf0 import (
+    AMF0Error,
     UNDEFINED,
     Date,
     ECMAArray,
@@ -94,12 +94,12 @@ def test_reference_resolves_to_the_finished_object():
 
 def test_reference_to_unfinished_value_is_a_cycle():
     # An object whose property references the object itself.
-    with pytest.raises(RTMPProtocolError, match="cycle"):
+    with pytest.raises(AMF0Error, match="cycle"):
         decode_value(b"\x03\x00\x01s\x07\x00\x00\x00\x00\x09")
 
 
 def test_reference_past_table():
-    with pytest.raises(RTMPProtocolError, match="reference 3"):
+    with pytest.raises(AMF0Error, match="reference 3"):
         decode_value(b"\x07\x00\x03")
 
 
@@ -117,13 +117,13 @@ def _fan_out(levels: int) -> bytes:
 def test_reference_fan_out_is_bounded_by_max_items():
     small = decode_value(_fan_out(3))
     assert small[0] is small[1]
-    with pytest.raises(RTMPProtocolError, match="max_amf_items"):
+    with pytest.raises(AMF0Error, match="max_amf_items"):
         decode_value(_fan_out(20), max_items=10_000)
 
 
 def test_depth_limit():
     body = b"\x0a\x00\x00\x00\x01" * 40 + b"\x05"
-    with pytest.raises(RTMPProtocolError, match="max_amf_depth"):
+    with pytest.raises(AMF0Error, match="max_amf_depth"):
         decode_value(body, max_depth=32)
     assert decode_value(b"\x0a\x00\x00\x00\x01" * 10 + b"\x05", max_depth=32) is not None
 
@@ -147,12 +147,12 @@ def test_depth_limit():
     ],
 )
 def test_malformed(body, match):
-    with pytest.raises(RTMPProtocolError, match=match):
+    with pytest.raises(AMF0Error, match=match):
         decode_value(body)
 
 
 def test_trailing_bytes_after_single_value():
-    with pytest.raises(RTMPProtocolError, match="after the AMF0 value"):
+    with pytest.raises(AMF0Error, match="after the AMF0 value"):
         decode_value(b"\x05\x05")
 
 
@@ -177,7 +177,7 @@ def test_avmplus_trivial_values(amf3, value):
 def test_amf3_wrapper():
     body = b"\x00" + encode_values("connect", 1.0, {"app": "live"})
     assert decode_amf3_wrapped(body) == ["connect", 1.0, {"app": "live"}]
-    with pytest.raises(RTMPProtocolError, match="format byte"):
+    with pytest.raises(AMF0Error, match="format byte"):
         decode_amf3_wrapped(encode_values("connect"))
 
 
@@ -227,5 +227,5 @@ def test_round_trip_generated_values(value):
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_raises_only_protocol_errors(data):
-    with contextlib.suppress(RTMPProtocolError):
+    with contextlib.suppress(AMF0Error):
         decode_values(data, max_depth=8, max_items=200)

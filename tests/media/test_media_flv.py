@@ -241,47 +241,110 @@ def test_audio_specific_config_malformed(config, match):
         flv.parse_aac_audio_specific_config(config)
 
 
+V = flv.VideoPacketType
+A = flv.AudioPacketType
+F = flv.FrameType
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
+        # Legacy AVC: frame type, CodecID 7, AVCPacketType, composition time.
         (
             b"\x17\x00\x00\x00\x00\x01",
             dict(
                 codec_id=7,
                 fourcc="avc1",
-                frame_type=1,
+                frame_type=F.KEY,
                 is_keyframe=True,
-                packet_type=0,
+                packet_type=V.SEQUENCE_START,
                 is_sequence_header=True,
+                is_random_access=False,
+                enhanced=False,
                 composition_time=0,
                 data_offset=5,
             ),
         ),
         (
             b"\x27\x01\xff\xff\xd8\x00",
-            dict(codec_id=7, frame_type=2, is_keyframe=False, packet_type=1, composition_time=-40),
+            dict(frame_type=F.INTER, is_keyframe=False, packet_type=V.CODED_FRAMES, composition_time=-40),
         ),
-        (b"\x17\x01\x00\x00\x50", dict(composition_time=80, is_sequence_header=False)),
+        (
+            b"\x17\x01\x00\x00\x50",
+            dict(composition_time=80, is_sequence_header=False, is_coded_frame=True, is_random_access=True),
+        ),
+        (
+            b"\x17\x02\x00\x00\x00",  # end of sequence: flagged key, carries no picture
+            dict(is_keyframe=True, is_end_of_sequence=True, is_coded_frame=False, is_random_access=False),
+        ),
         (b"\x1c\x00\x00\x00\x00", dict(codec_id=12, fourcc="hvc1", is_sequence_header=True)),
-        (b"\x22\xab", dict(codec_id=2, fourcc=None, packet_type=None, data_offset=1)),
+        (
+            b"\x22\xab",  # Sorenson H.263: no FourCC, the frame follows the first byte
+            dict(codec_id=2, fourcc=None, packet_type=V.CODED_FRAMES, data_offset=1),
+        ),
+        (
+            b"\x57\x01",  # a command frame (end of client-side seek): no video data
+            dict(frame_type=F.COMMAND, packet_type=None, command=1, fourcc=None, data_offset=2),
+        ),
+        # Enhanced RTMP: IsExHeader, frame type, VideoPacketType, FourCC.
         (
             b"\x90hvc1\x01",
             dict(
                 codec_id=0,
-                fourcc="hvc1",
+                enhanced=True,
+                fourcc=flv.VideoCodec.HEVC,
                 is_keyframe=True,
-                packet_type=0,
+                packet_type=V.SEQUENCE_START,
                 is_sequence_header=True,
                 data_offset=5,
             ),
         ),
-        (b"\x91hvc1\x00\x00\x28", dict(packet_type=1, composition_time=40, data_offset=8)),
-        (b"\xa3av01", dict(fourcc="av01", frame_type=2, is_keyframe=False, packet_type=3)),
+        (
+            b"\x91hvc1\x00\x00\x28",
+            dict(packet_type=V.CODED_FRAMES, composition_time=40, data_offset=8, is_random_access=True),
+        ),
+        (
+            b"\x91avc1\xff\xff\xec\x65",
+            dict(fourcc="avc1", composition_time=-20, data_offset=8),
+        ),
+        (b"\x91av01\x12\x00", dict(fourcc="av01", composition_time=0, data_offset=5)),
+        (
+            b"\xa3av01",
+            dict(fourcc="av01", frame_type=F.INTER, is_keyframe=False, packet_type=V.CODED_FRAMES_X),
+        ),
+        (b"\x93hvc1\x26\x01", dict(packet_type=V.CODED_FRAMES_X, composition_time=0, data_offset=5)),
+        (b"\x92vp09", dict(fourcc="vp09", is_end_of_sequence=True, is_random_access=False)),
+        (
+            b"\x84hvc1\x02\x00\x09colorInfo",  # Metadata: its frame type is ignored (here 0)
+            dict(packet_type=V.METADATA, frame_type=None, is_keyframe=False, data_offset=5),
+        ),
+        (b"\x95av01\x80", dict(packet_type=V.MPEG2TS_SEQUENCE_START, is_sequence_header=False)),
+        (b"\xd0\x00", dict(frame_type=F.COMMAND, packet_type=None, command=0, enhanced=True, fourcc=None)),
+        (b"\x91xyz1\x00", dict(fourcc="xyz1", composition_time=0, data_offset=5)),  # unknown: kept
+        # ModEx (TimestampOffsetNano 0x0186a0 = 100 us) before the real packet type.
+        (
+            b"\x97\x02\x01\x86\xa0\x01hvc1\x00\x00\x00",
+            dict(packet_type=V.CODED_FRAMES, fourcc="hvc1", nano_offset=100_000, data_offset=13),
+        ),
+        # Multitrack: OneTrack (FourCC, track id), ManyTracks (FourCC, then track id + size per
+        # track), ManyTracksManyCodecs (FourCC per track).
+        (
+            b"\x96\x00hvc1\x02",
+            dict(multitrack=True, track_id=2, packet_type=V.SEQUENCE_START, data_offset=7, data_end=None),
+        ),
+        (
+            b"\x96\x13av01\x00\x00\x00\x02AB\x01\x00\x00\x01C",
+            dict(packet_type=V.CODED_FRAMES_X, fourcc="av01", track_id=0, data_offset=10, data_end=12),
+        ),
+        (
+            b"\x96\x21hvc1\x00\x00\x00\x05\x00\x00\x28XY",
+            dict(fourcc="hvc1", track_id=0, composition_time=40, data_offset=13, data_end=15),
+        ),
     ],
 )
 def test_video_tag_header(body, expected):
-    info = flv.parse_video_tag(body)
-    assert {k: getattr(info, k) for k in expected} == expected
+    header = flv.parse_video_tag(body)
+    assert {k: getattr(header, k) for k in expected} == expected
 
 
 @pytest.mark.parametrize(
@@ -290,12 +353,27 @@ def test_video_tag_header(body, expected):
         (b"", "empty"),
         (b"\x07\x00", "frame type 0"),
         (b"\x67\x00", "frame type 6"),
+        (b"\x52", "command byte"),
         (b"\x17\x00\x00", "shorter than its 5-byte header"),
         (b"\x17\x03\x00\x00\x00", "packet type 3"),
         (b"\x90hv", "shorter than its FourCC"),
         (b"\x90\xff\xfe\xfd\xfc", "not ASCII"),
-        (b"\x96hvc1", "multitrack"),
         (b"\x91avc1\x00", "composition time"),
+        (b"\x98hvc1", "packet type 8 is reserved"),
+        (b"\xf1hvc1", "frame type 7"),
+        (b"\xd0", "command byte"),
+        (b"\x96", "multitrack type"),
+        (b"\x96\x30hvc1\x00", "multitrack type 3"),
+        (b"\x96\x06hvc1\x00", "packet type 6"),
+        (b"\x96\x00hvc1", "track id"),
+        (b"\x96\x10hvc1\x00\x00\x00", "track size"),
+        (b"\x96\x10hvc1\x00\x00\x00\x09ab", "does not fit"),
+        (b"\x96\x21hvc1\x00\x00\x00\x02\x00\x00\x28", "composition time"),
+        (b"\x97", "ModEx truncated"),
+        (b"\x97\xff", "ModEx truncated"),
+        (b"\x97\x05\x00", "does not fit"),
+        (b"\x97\x01\x00\x00\x01hvc1", "shorter than 3 bytes"),
+        (b"\x97\x02\x0f\x42\x40\x01hvc1\x00\x00\x00", "not below 1 ms"),
     ],
 )
 def test_video_tag_malformed(body, match):
@@ -313,19 +391,33 @@ def test_video_tag_malformed(body, match):
                 sound_rate=3,
                 sound_size=1,
                 sound_type=1,
-                aac_packet_type=0,
+                fourcc="mp4a",
+                packet_type=A.SEQUENCE_START,
                 is_sequence_header=True,
+                enhanced=False,
                 data_offset=2,
             ),
         ),
-        (b"\xaf\x01\x21", dict(aac_packet_type=1, is_sequence_header=False)),
-        (b"\x2e\xff", dict(sound_format=2, sound_type=0, aac_packet_type=None, data_offset=1)),
-        (b"\x90Opus", dict(sound_format=9, fourcc="Opus", is_sequence_header=True, data_offset=5)),
+        (b"\xaf\x01\x21", dict(packet_type=A.CODED_FRAMES, is_sequence_header=False, is_coded_frame=True)),
+        (
+            b"\x2e\xff",  # MP3: coded frames right after the first byte
+            dict(sound_format=2, sound_type=0, fourcc=".mp3", packet_type=A.CODED_FRAMES, data_offset=1),
+        ),
+        (b"\x90Opus", dict(sound_format=9, enhanced=True, fourcc=flv.AudioCodec.OPUS, is_sequence_header=True, data_offset=5)),
+        (b"\x91fLaC\x00", dict(fourcc="fLaC", packet_type=A.CODED_FRAMES, data_offset=5)),
+        (b"\x92mp4a", dict(packet_type=A.SEQUENCE_END, is_coded_frame=False)),
+        (b"\x94Opus\x00\x02", dict(packet_type=A.MULTICHANNEL_CONFIG)),
+        (b"\x97\x02\x00\x00\x10\x01ac-3", dict(packet_type=A.CODED_FRAMES, fourcc="ac-3", nano_offset=16, data_offset=10)),
+        (b"\x95\x00Opus\x01", dict(multitrack=True, track_id=1, packet_type=A.SEQUENCE_START, data_offset=7)),
+        (
+            b"\x95\x21Opus\x03\x00\x00\x01Z",
+            dict(fourcc="Opus", track_id=3, packet_type=A.CODED_FRAMES, data_offset=10, data_end=11),
+        ),
     ],
 )
 def test_audio_tag_header(body, expected):
-    info = flv.parse_audio_tag(body)
-    assert {k: getattr(info, k) for k in expected} == expected
+    header = flv.parse_audio_tag(body)
+    assert {k: getattr(header, k) for k in expected} == expected
 
 
 @pytest.mark.parametrize(
@@ -336,11 +428,105 @@ def test_audio_tag_header(body, expected):
         (b"\xaf\x02", "packet type 2"),
         (b"\x91Op", "FourCC"),
         (b"\x91\xff\xff\xff\xff", "not ASCII"),
+        (b"\x93Opus", "packet type 3 is reserved"),
+        (b"\x96Opus", "packet type 6 is reserved"),
+        (b"\x95", "multitrack type"),
+        (b"\x95\x31Opus", "multitrack type 3"),
+        (b"\x95\x11Opus\x00\x00", "track size"),
+        (b"\x97\x00", "ModEx"),
     ],
 )
 def test_audio_tag_malformed(body, match):
     with pytest.raises(FLVError, match=match):
         flv.parse_audio_tag(body)
+
+
+# What an Enhanced RTMP publisher writes, built from the spec's fields (independent of the parser).
+def ex_video_header(frame_type, packet_type, fourcc, *, composition_time=None, nano=None,
+                    multitrack=None, track_id=0, track_size=0) -> bytes:
+    out = bytearray()
+    wire_type = 6 if multitrack is not None else packet_type
+    if nano is not None:
+        out += bytes([0x80 | frame_type << 4 | 7, 2]) + nano.to_bytes(3, "big") + bytes([wire_type])
+    else:
+        out += bytes([0x80 | frame_type << 4 | wire_type])
+    if multitrack is not None:
+        out += bytes([multitrack << 4 | packet_type])
+    out += fourcc.encode()
+    if multitrack is not None:
+        out += bytes([track_id]) + (track_size.to_bytes(3, "big") if multitrack else b"")
+    if composition_time is not None:
+        out += (composition_time & 0xFFFFFF).to_bytes(3, "big")
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([F.KEY, F.INTER, F.DISPOSABLE_INTER, F.GENERATED_KEY]),
+    st.sampled_from([V.SEQUENCE_START, V.CODED_FRAMES, V.SEQUENCE_END, V.CODED_FRAMES_X, V.MPEG2TS_SEQUENCE_START]),
+    st.sampled_from(list(flv.VideoCodec)),
+    st.integers(-(1 << 23), (1 << 23) - 1),
+    st.one_of(st.none(), st.integers(0, 999_999)),
+    st.one_of(st.none(), st.integers(0, 1)),
+    st.integers(0, 255),
+    st.binary(max_size=20),
+)
+def test_enhanced_video_header_decodes_what_was_encoded(
+    frame_type, packet_type, fourcc, composition_time, nano, multitrack, track_id, payload
+):
+    has_ct = packet_type == V.CODED_FRAMES and fourcc in ("avc1", "hvc1", "vvc1")
+    track_size = len(payload) + (3 if has_ct else 0)
+    body = ex_video_header(
+        frame_type, packet_type, fourcc, composition_time=composition_time if has_ct else None,
+        nano=nano, multitrack=multitrack, track_id=track_id, track_size=track_size,
+    ) + payload
+    header = flv.parse_video_tag(body)
+    assert (header.frame_type, header.packet_type, header.fourcc) == (frame_type, packet_type, fourcc)
+    assert header.enhanced and header.codec_id == 0
+    assert header.composition_time == (composition_time if has_ct else 0)
+    assert header.nano_offset == (nano or 0)
+    assert header.multitrack is (multitrack is not None)
+    assert header.track_id == (track_id if multitrack is not None else 0)
+    assert body[header.data_offset : header.data_end] == payload
+    assert header.is_random_access == (frame_type == F.KEY and packet_type in (V.CODED_FRAMES, V.CODED_FRAMES_X))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5), st.sampled_from([2, 3, 4, 5, 6, 7, 12]), st.binary(min_size=4, max_size=12))
+def test_legacy_video_header_fields(frame_type, codec_id, rest):
+    body = bytes([frame_type << 4 | codec_id]) + rest
+    if codec_id in (7, 12) and frame_type != 5:
+        rest = bytes([rest[0] % 3]) + rest[1:]
+        body = bytes([frame_type << 4 | codec_id]) + rest
+    header = flv.parse_video_tag(body)
+    assert header.frame_type == frame_type and not header.enhanced
+    if frame_type == 5:
+        assert header.packet_type is None and header.command == rest[0]
+    elif codec_id in (7, 12):
+        assert header.packet_type == rest[0] and header.data_offset == 5
+        assert header.fourcc == ("avc1" if codec_id == 7 else "hvc1")
+    else:
+        assert header.packet_type is V.CODED_FRAMES and header.data_offset == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40))
+def test_tag_headers_on_garbage_raise_only_flv_error_and_stay_in_the_body(data):
+    for parse in (flv.parse_video_tag, flv.parse_audio_tag):
+        try:
+            header = parse(data)
+        except FLVError:
+            continue
+        end = len(data) if header.data_end is None else header.data_end
+        assert 1 <= header.data_offset <= end <= len(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([0x80, 0x90, 0x97, 0x96, 0x95]), st.binary(max_size=40))
+def test_enhanced_prefixes_with_garbage_raise_only_flv_error(first, rest):
+    for parse in (flv.parse_video_tag, flv.parse_audio_tag):
+        with contextlib.suppress(FLVError):
+            parse(bytes([first]) + rest)
 
 
 @pytest.mark.parametrize(

@@ -106,11 +106,12 @@ def test_video(capture):
     video = [e for e in events if isinstance(e, VideoData)]
     assert video[0].is_sequence_header and video[0].is_keyframe
     assert sum(e.is_sequence_header for e in video) == 1
-    frames = [e for e in video if e.payload[1] == flv.AVC_NALU]
+    assert all(e.header.fourcc == flv.VideoCodec.AVC and not e.header.enhanced for e in video)
+    frames = [e for e in video if e.header.is_coded_frame]
     assert len(frames) == 50
     assert [i for i, e in enumerate(frames) if e.is_keyframe] == [0, 25]
     assert all(b.timestamp - a.timestamp == 40 for a, b in pairwise(frames))
-    config = flv.parse_avc_decoder_config(video[0].payload[5:])
+    config = flv.parse_avc_decoder_config(video[0].payload[video[0].header.data_offset :])
     assert (config.width, config.height) == (320, 240)
     assert config.codec_string.startswith("avc1.")
 

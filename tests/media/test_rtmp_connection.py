@@ -6,20 +6,23 @@ from itertools import pairwise
 
 import pytest
 
+from daemons.media import amf0, flv
 from daemons.media.rtmp import (
     NEED_DATA,
     AudioData,
     Connect,
     ConnectionClosed,
+    TRANSITIONS,
     ConnectionState,
+    Input,
     Limits,
     Metadata,
     PublishRequest,
     RTMPProtocolError,
     ServerConnection,
+    UnreadableMedia,
     Unpublish,
     VideoData,
-    amf0,
 )
 from tests.media.rtmp_client_bytes import (
     CONNECT,
@@ -178,16 +181,20 @@ def test_media_events():
         + message(15, b"\x00" + amf0.encode_values("onMetaData", {"height": 240.0}), stream_id=1)
     )
     events = drain(conn)
+    v, a = flv.parse_video_tag, flv.parse_audio_tag
     assert events == [
         Metadata({"width": 320.0}),
-        VideoData(0, AVC_SEQUENCE_HEADER, True, True),
-        AudioData(0, AAC_SEQUENCE_HEADER, True),
-        VideoData(40, AVC_KEYFRAME, True, False),
-        AudioData(23, AAC_FRAME, False),
-        VideoData(80, AVC_INTER, False, False),
+        VideoData(0, AVC_SEQUENCE_HEADER, v(AVC_SEQUENCE_HEADER)),
+        AudioData(0, AAC_SEQUENCE_HEADER, a(AAC_SEQUENCE_HEADER)),
+        VideoData(40, AVC_KEYFRAME, v(AVC_KEYFRAME)),
+        AudioData(23, AAC_FRAME, a(AAC_FRAME)),
+        VideoData(80, AVC_INTER, v(AVC_INTER)),
         Metadata({"height": 240.0}),
     ]
     assert type(events[0].data) is dict
+    flags = [(e.is_keyframe, e.is_sequence_header) for e in events if isinstance(e, VideoData)]
+    assert flags == [(True, True), (True, False), (False, False)]
+    assert [e.is_sequence_header for e in events if isinstance(e, AudioData)] == [True, False]
 
 
 @pytest.mark.parametrize(
@@ -219,6 +226,106 @@ def test_audio_flags(payload, sequence_header):
     conn.receive_data(audio(payload))
     (event,) = drain(conn)
     assert event.is_sequence_header is sequence_header
+
+
+@pytest.mark.parametrize(
+    ("data", "media", "reason"),
+    [
+        (video(b"\x07\x00"), "video", "frame type 0"),
+        (video(b"\x17\x00\x00"), "video", "5-byte header"),
+        (video(b"\x90hv"), "video", "FourCC"),
+        (audio(b"\xaf"), "audio", "packet type"),
+        (audio(b"\x93Opus"), "audio", "reserved"),
+    ],
+)
+def test_unreadable_media_is_reported_and_the_publish_goes_on(data, media, reason):
+    conn = publishing_connection()
+    conn.receive_data(video(AVC_KEYFRAME, ts=0) + data + video(AVC_INTER, ts=40))
+    first, bad, after = drain(conn)
+    assert isinstance(bad, UnreadableMedia) and bad.media == media and reason in bad.reason
+    assert (first.timestamp, after.timestamp) == (0, 40)
+    assert conn.state is ConnectionState.PUBLISHING
+
+
+def test_enhanced_video_carries_its_decoded_header():
+    conn = publishing_connection()
+    conn.receive_data(video(b"\x90hvc1\x01\x02") + video(b"\x91hvc1\x00\x00\x28\x00\x00", ts=40))
+    start, frame = drain(conn)
+    assert start.header == flv.parse_video_tag(b"\x90hvc1\x01\x02")
+    assert (start.header.fourcc, start.header.packet_type) == ("hvc1", flv.VideoPacketType.SEQUENCE_START)
+    assert (frame.header.composition_time, frame.header.is_random_access) == (40, True)
+
+
+@pytest.mark.parametrize(
+    ("declared", "ours", "answered"),
+    [
+        (None, ("hvc1",), None),  # a legacy client: nothing added
+        (["av01", "vp09", "hvc1"], (), []),  # we take none of them
+        (["av01", "vp09", "hvc1"], ("hvc1", "av01"), ["hvc1", "av01"]),
+        (["*"], ("hvc1", "av01"), ["hvc1", "av01"]),
+        (["hvc1", 3.0, "toolong"], ("hvc1",), ["hvc1"]),  # entries that are no FourCC are ignored
+    ],
+)
+def test_connect_fourcc_list_is_answered(declared, ours, answered):
+    params = {"app": "live", "tcUrl": "rtmp://h/live"}
+    if declared is not None:
+        params["fourCcList"] = declared
+    conn = ServerConnection(fourccs=ours)
+    conn.receive_data(simple_c0c1() + c2() + command("connect", 1.0, params))
+    (connect,) = drain(conn)
+    expected = None if declared is None else tuple(c for c in declared if isinstance(c, str) and len(c) == 4 or c == "*")
+    assert connect.fourcc_list == expected
+    props = commands_in(server_messages(conn))[0][2]
+    assert props.get("fourCcList") == answered
+    assert props["fmsVer"].startswith("FMS/")
+
+
+def test_transition_table():
+    S, I = ConnectionState, Input
+    # Every live state can be closed or fail; the terminal ones go nowhere.
+    for state in S:
+        terminal = state in (S.CLOSED, S.ERROR)
+        assert ((state, I.CLOSE) in TRANSITIONS) is not terminal
+        assert ((state, I.FAIL) in TRANSITIONS) is not terminal
+        assert not any(s is state for s, _ in TRANSITIONS) if terminal else True
+    # Every state is reachable from HANDSHAKE.
+    reached, frontier = {S.HANDSHAKE}, [S.HANDSHAKE]
+    while frontier:
+        state = frontier.pop()
+        for (s, _), to in TRANSITIONS.items():
+            if s is state and to not in reached:
+                reached.add(to)
+                frontier.append(to)
+    assert reached == set(S)
+    # Only PUBLISH_REQUESTED takes the application's answer; publishing takes no second publish.
+    assert {s for s, i in TRANSITIONS if i in (I.ACCEPT, I.REJECT)} == {S.PUBLISH_REQUESTED}
+    assert (S.PUBLISHING, I.PUBLISH) not in TRANSITIONS
+
+
+def test_the_state_follows_the_table_through_a_publish():
+    conn = ServerConnection()
+    steps = [
+        (Input.C0_C1, lambda: conn.receive_data(simple_c0c1())),
+        (Input.C2, lambda: conn.receive_data(c2())),
+        (Input.CONNECT, lambda: conn.receive_data(CONNECT)),
+        (Input.COMMAND, lambda: conn.receive_data(command("createStream", 4.0, None))),
+        (Input.PUBLISH, lambda: conn.receive_data(command("publish", 5.0, None, "k", stream_id=1, csid=8))),
+        (Input.ACCEPT, conn.accept_publish),
+        (Input.UNPUBLISH, lambda: conn.receive_data(command("FCUnpublish", 6.0, None, "k"))),
+        (Input.CLOSE, lambda: conn.receive_data(b"")),
+    ]
+    for what, step in steps:
+        before = conn.state
+        step()
+        drain(conn)
+        assert conn.state is TRANSITIONS[(before, what)], what
+    assert conn.state is ConnectionState.CLOSED
+
+
+def test_reject_without_request_is_a_usage_error():
+    conn = publishing_connection()
+    with pytest.raises(RuntimeError, match="reject_publish.*state is publishing"):
+        conn.reject_publish()
 
 
 def test_empty_media_is_dropped():

@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from daemons.media.rtmp import (
     NEED_DATA,
+    AudioData,
     ConnectionClosed,
     Limits,
     PublishRequest,
     RTMPProtocolError,
     ServerConnection,
+    UnreadableMedia,
+    VideoData,
 )
 from daemons.media.rtmp.chunk import MAX_HEADER_SIZE
 from tests.media.rtmp_client_bytes import header, message, publish_preamble
@@ -146,6 +149,34 @@ def test_absurd_chunks_and_control_messages(chunks, piece):
 @given(st.sampled_from([15, 17, 18, 20]), st.binary(max_size=400))
 def test_amf_garbage_in_commands_and_data(type_id, body):
     only_protocol_errors(publish_preamble() + message(type_id, body, stream_id=1))
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([8, 9]),
+            st.one_of(
+                st.binary(max_size=60),
+                # Enhanced RTMP prefixes (ExHeader, ModEx, multitrack) followed by garbage.
+                st.builds(lambda a, b: a + b, st.sampled_from([b"\x90", b"\x97", b"\x96", b"\x95"]), st.binary(max_size=40)),
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_garbage_media_while_publishing_is_dropped_not_fatal(media):
+    data = publish_preamble() + b"".join(
+        message(t, body, csid=6, stream_id=1, ts=i) for i, (t, body) in enumerate(media)
+    )
+    events = run(data, eof=False)
+    decoded = [e for e in events if isinstance(e, (AudioData, VideoData, UnreadableMedia))]
+    assert len(decoded) == sum(1 for _, body in media if body)  # one event per non-empty message
+    for event, (type_id, body) in zip(decoded, [m for m in media if m[1]]):
+        if isinstance(event, UnreadableMedia):
+            assert event.media == ("video" if type_id == 9 else "audio")
+        else:
+            assert event.payload == body and isinstance(event, VideoData) == (type_id == 9)
 
 
 @pytest.mark.parametrize("limits", [Limits(), SMALL])

@@ -9,11 +9,12 @@ Feed bytes to a ``ServerConnection``, take events out, send what it queues::
     sock.send(conn.data_to_send())
 
 Modules by concern: ``handshake``, ``chunk`` (chunk stream reader/writer),
-``messages`` (type ids, protocol control and command messages), ``amf0``,
-``events``, ``connection``; ``errors`` holds the one exception.
+``messages`` (type ids, protocol control and command messages; their values are
+AMF0, ``daemons.media.amf0``), ``events``, ``connection``; ``errors`` holds the one
+exception.
 """
 
-from .connection import NEED_DATA, ConnectionState, Limits, ServerConnection
+from .connection import NEED_DATA, TRANSITIONS, ConnectionState, Input, Limits, ServerConnection
 from .errors import RTMPProtocolError
 from .events import (
     AudioData,
@@ -22,6 +23,7 @@ from .events import (
     Event,
     Metadata,
     PublishRequest,
+    UnreadableMedia,
     Unpublish,
     VideoData,
 )
@@ -33,11 +35,14 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionState",
     "Event",
+    "Input",
     "Limits",
     "Metadata",
     "PublishRequest",
     "RTMPProtocolError",
     "ServerConnection",
+    "TRANSITIONS",
+    "UnreadableMedia",
     "Unpublish",
     "VideoData",
 ]

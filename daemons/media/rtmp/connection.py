@@ -9,14 +9,22 @@ the timeouts in ``Limits`` are carried for the caller's I/O loop to enforce.
 The connection answers on its own what every publisher waits for (handshake,
 connect, releaseStream, FCPublish, createStream, pings, acknowledgements) and
 leaves to the application only the decision that needs it: who may publish.
+
+Everything that moves the connection from one ``ConnectionState`` to another is
+in ``TRANSITIONS`` (as h11's ``_state.py``): a move the table does not hold raises
+what the peer (``RTMPProtocolError``) or the application (``RuntimeError``) did
+wrong. Each audio/video message's tag header is decoded here, once
+(``daemons.media.flv``); the events carry it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from .. import flv
 from . import handshake
 from . import messages as m
 from .chunk import ChunkReader, ChunkWriter
@@ -28,6 +36,7 @@ from .events import (
     Event,
     Metadata,
     PublishRequest,
+    UnreadableMedia,
     Unpublish,
     VideoData,
 )
@@ -63,6 +72,48 @@ class ConnectionState(enum.Enum):
     ERROR = "error"
 
 
+class Input(enum.Enum):
+    """What moves a connection: the peer's bytes and commands, the application's answers."""
+
+    C0_C1 = "C0+C1"
+    C2 = "C2"
+    CONNECT = "connect"
+    COMMAND = "command"  # any other command (releaseStream, createStream, ...): the state stays
+    PUBLISH = "publish"
+    ACCEPT = "accept_publish"  # the application's answer to a PublishRequest
+    REJECT = "reject_publish"
+    UNPUBLISH = "unpublish"  # FCUnpublish, deleteStream or closeStream of the published stream
+    CLOSE = "close"  # end of input, or close() by the application
+    FAIL = "protocol error"
+
+
+S, I = ConnectionState, Input
+_LIVE = (S.HANDSHAKE, S.HANDSHAKE_ACK, S.CONNECTING, S.CONNECTED, S.PUBLISH_REQUESTED, S.PUBLISHING)
+
+TRANSITIONS: dict[tuple[ConnectionState, Input], ConnectionState] = {
+    (S.HANDSHAKE, I.C0_C1): S.HANDSHAKE_ACK,
+    (S.HANDSHAKE_ACK, I.C2): S.CONNECTING,
+    (S.CONNECTING, I.CONNECT): S.CONNECTED,
+    (S.CONNECTED, I.COMMAND): S.CONNECTED,
+    (S.CONNECTED, I.PUBLISH): S.PUBLISH_REQUESTED,
+    (S.PUBLISH_REQUESTED, I.ACCEPT): S.PUBLISHING,
+    (S.PUBLISH_REQUESTED, I.REJECT): S.CONNECTED,
+    (S.PUBLISHING, I.COMMAND): S.PUBLISHING,
+    (S.PUBLISHING, I.UNPUBLISH): S.CONNECTED,
+    **{(s, I.CLOSE): S.CLOSED for s in _LIVE},
+    **{(s, I.FAIL): S.ERROR for s in _LIVE},
+}
+"""(state, input) → the next state. Media is taken only while PUBLISHING; an unpublish of
+nothing published, and close() once closed, are no-ops; every other pair not here raises."""
+
+# Why a peer's move the table does not hold is wrong, by input (before connect: any command).
+_PEER_ERRORS = {
+    I.CONNECT: "second connect on one connection",
+    I.PUBLISH: "publish while already publishing",
+}
+del S, I
+
+
 class _NeedData:
     def __repr__(self) -> str:
         return "NEED_DATA"
@@ -81,8 +132,11 @@ _HALF_WRAP = 1 << 31
 class ServerConnection:
     """The server side of one RTMP connection whose peer publishes."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, fourccs: Collection[str] = ()) -> None:
+        """``fourccs``: the Enhanced RTMP codecs (FourCCs) the application takes; a peer that
+        declares a ``fourCcList`` in connect is answered with the ones of its list among them."""
         self.limits = limits = limits or Limits()
+        self.fourccs = tuple(fourccs)
         self._state = ConnectionState.HANDSHAKE
         # Received bytes not yet parsed live in _buf[_pos:]; parsing moves _pos
         # and the parsed prefix is dropped once per next_event call.
@@ -183,7 +237,7 @@ class ServerConnection:
                 self._process()
             except RTMPProtocolError as exc:
                 self._error = exc
-                self._state = ConnectionState.ERROR
+                self._move(Input.FAIL)
                 raise
         if self._events:
             return self._events.popleft()
@@ -202,7 +256,7 @@ class ServerConnection:
         self._send_status(
             "status", "NetStream.Publish.Start", f"{self._stream_name} is now published."
         )
-        self._state = ConnectionState.PUBLISHING
+        self._move(Input.ACCEPT)
 
     def reject_publish(
         self,
@@ -212,7 +266,7 @@ class ServerConnection:
         """Refuse the requested publish with an error onStatus; the connection stays up."""
         self._require_publish_request("reject_publish")
         self._send_status("error", code, description)
-        self._state = ConnectionState.CONNECTED
+        self._move(Input.REJECT)
         self._stream_name = None
 
     def close(
@@ -222,8 +276,8 @@ class ServerConnection:
 
         Queues Unpublish (if publishing) and ConnectionClosed as the next events.
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.ERROR):
-            return
+        if (self._state, Input.CLOSE) not in TRANSITIONS:
+            return  # already closed (or failed)
         if self._state in (ConnectionState.PUBLISHING, ConnectionState.PUBLISH_REQUESTED):
             self._send_status("error", code, description)
         self._finish(description)
@@ -247,13 +301,13 @@ class ServerConnection:
                 )
                 self._out += response
                 self._advance(1 + handshake.PACKET_SIZE)
-                self._state = ConnectionState.HANDSHAKE_ACK
+                self._move(Input.C0_C1)
             elif state is ConnectionState.HANDSHAKE_ACK:
                 # C2 echoes S1 (or signs S2); peers differ, and nothing depends on it.
                 if available < handshake.PACKET_SIZE:
                     break
                 self._advance(handshake.PACKET_SIZE)
-                self._state = ConnectionState.CONNECTING
+                self._move(Input.C2)
             elif state is ConnectionState.CLOSED:
                 break
             else:
@@ -289,7 +343,7 @@ class ServerConnection:
     def _finish(self, reason: str) -> None:
         if self._state is ConnectionState.PUBLISHING:
             self._events.append(Unpublish(self._stream_name or ""))
-        self._state = ConnectionState.CLOSED
+        self._move(Input.CLOSE)
         self._closed_event = ConnectionClosed(reason)
         self._events.append(self._closed_event)
 
@@ -344,26 +398,15 @@ class ServerConnection:
         if not payload:
             return
         timestamp = self._unwrap(message.stream_id, message.timestamp)
-        b0 = payload[0]
-        if message.type_id == m.VIDEO:
-            if b0 & 0x80:
-                # Enhanced RTMP: 3-bit frame type, 4-bit packet type (0 = SequenceStart).
-                keyframe = (b0 >> 4) & 0x07 == 1
-                sequence_header = b0 & 0x0F == 0
+        try:
+            if message.type_id == m.VIDEO:
+                event = VideoData(timestamp, payload, flv.parse_video_tag(payload))
             else:
-                keyframe = b0 >> 4 == 1
-                # AVC (7) and HEVC (12) carry a packet type byte; 0 = decoder config.
-                sequence_header = (b0 & 0x0F) in (7, 12) and len(payload) > 1 and payload[1] == 0
-            self._events.append(VideoData(timestamp, payload, keyframe, sequence_header))
-        else:
-            sound_format = b0 >> 4
-            if sound_format == 10:  # AAC: packet type 0 = AudioSpecificConfig
-                sequence_header = len(payload) > 1 and payload[1] == 0
-            elif sound_format == 9:  # enhanced RTMP audio: packet type 0 = SequenceStart
-                sequence_header = b0 & 0x0F == 0
-            else:
-                sequence_header = False
-            self._events.append(AudioData(timestamp, payload, sequence_header))
+                event = AudioData(timestamp, payload, flv.parse_audio_tag(payload))
+        except flv.FLVError as exc:
+            media = "video" if message.type_id == m.VIDEO else "audio"
+            event = UnreadableMedia(timestamp, media, str(exc))
+        self._events.append(event)
 
     def _unwrap(self, stream_id: int, wire_timestamp: int) -> int:
         """Extend a 32-bit wire timestamp to an int that keeps counting past 2**32."""
@@ -397,13 +440,11 @@ class ServerConnection:
 
     def _on_command(self, command: m.Command, stream_id: int) -> None:
         name = command.name
-        if self._state is ConnectionState.CONNECTING:
-            if name != "connect":
-                raise RTMPProtocolError(f"command {name!r} before connect")
+        if name == "connect":
             self._on_connect(command)
-        elif name == "connect":
-            raise RTMPProtocolError("second connect on one connection")
-        elif name in ("releaseStream", "FCPublish", "FCUnpublish"):
+            return
+        self._require(Input.PUBLISH if name == "publish" else Input.COMMAND, name)
+        if name in ("releaseStream", "FCPublish", "FCUnpublish"):
             if name == "FCPublish":
                 self._send_on_fc_publish(command)
             elif name == "FCUnpublish":
@@ -444,6 +485,7 @@ class ServerConnection:
             )
 
     def _on_connect(self, command: m.Command) -> None:
+        self._require(Input.CONNECT, "connect")
         params = command.command_object
         if not isinstance(params, dict):
             raise RTMPProtocolError("connect without a command object")
@@ -465,9 +507,14 @@ class ServerConnection:
             "description": "Connection succeeded.",
             "objectEncoding": object_encoding if isinstance(object_encoding, float) else 0.0,
         }
-        self._send_result(command.transaction_id, dict(_FMS_PROPERTIES), info)
-        self._state = ConnectionState.CONNECTED
-        self._events.append(Connect(app, self._tc_url, dict(params)))
+        properties = dict(_FMS_PROPERTIES)
+        declared = _fourcc_list(params.get("fourCcList"))
+        if declared is not None:
+            # Enhanced RTMP: answer with the codecs of the peer's list that we take ("*": any).
+            properties["fourCcList"] = [c for c in self.fourccs if c in declared or "*" in declared]
+        self._send_result(command.transaction_id, properties, info)
+        self._move(Input.CONNECT)
+        self._events.append(Connect(app, self._tc_url, dict(params), declared))
 
     def _send_on_fc_publish(self, command: m.Command) -> None:
         name = command.args[0] if command.args and isinstance(command.args[0], str) else ""
@@ -484,8 +531,6 @@ class ServerConnection:
         self._send_result(command.transaction_id, None, float(stream_id))
 
     def _on_publish(self, command: m.Command, stream_id: int) -> None:
-        if self._state is ConnectionState.PUBLISHING:
-            raise RTMPProtocolError("publish while already publishing")
         if stream_id not in self._message_streams:
             raise RTMPProtocolError(
                 f"publish on message stream {stream_id}, which createStream did not create"
@@ -497,24 +542,41 @@ class ServerConnection:
         stream_name, _, query = args[0].partition("?")
         self._stream_name = stream_name
         self._publish_stream_id = stream_id
-        self._state = ConnectionState.PUBLISH_REQUESTED
+        self._move(Input.PUBLISH)
         self._events.append(PublishRequest(stream_name, publish_type, stream_id, query))
 
     def _end_publish(self) -> None:
         """FCUnpublish, deleteStream or closeStream of the published stream: once per publish."""
-        if self._state is not ConnectionState.PUBLISHING:
+        if (self._state, Input.UNPUBLISH) not in TRANSITIONS:
             return
         self._send_status(
             "status", "NetStream.Unpublish.Success", f"{self._stream_name} is now unpublished."
         )
         self._events.append(Unpublish(self._stream_name or ""))
-        self._state = ConnectionState.CONNECTED
+        self._move(Input.UNPUBLISH)
         self._stream_name = None
+
+    # -- the state machine -------------------------------------------------------
+
+    def _require(self, what: Input, name: str) -> None:
+        """Raise unless ``TRANSITIONS`` lets the peer's ``what`` (command ``name``) happen now."""
+        if (self._state, what) in TRANSITIONS:
+            return
+        if self._state is ConnectionState.CONNECTING:
+            raise RTMPProtocolError(f"command {name!r} before connect")
+        reason = _PEER_ERRORS.get(what, f"{what.value} while {self._state.value}")
+        raise RTMPProtocolError(reason)
+
+    def _move(self, what: Input) -> None:
+        try:
+            self._state = TRANSITIONS[(self._state, what)]
+        except KeyError:
+            raise RuntimeError(f"{what.value} is not a move from {self._state.value}") from None
 
     # -- sending ---------------------------------------------------------------
 
     def _require_publish_request(self, method: str) -> None:
-        if self._state is not ConnectionState.PUBLISH_REQUESTED:
+        if (self._state, Input(method)) not in TRANSITIONS:
             raise RuntimeError(
                 f"{method}() needs a pending PublishRequest; state is {self._state.value}"
             )
@@ -533,3 +595,10 @@ class ServerConnection:
             m.CSID_STREAM,
             m.encode_command("onStatus", 0.0, None, info, stream_id=self._publish_stream_id),
         )
+
+
+def _fourcc_list(value: object) -> tuple[str, ...] | None:
+    """A connect's ``fourCcList`` (a strict array of FourCC strings); None if absent or not one."""
+    if not isinstance(value, list):
+        return None
+    return tuple(v for v in value if isinstance(v, str) and (len(v) == 4 or v == "*"))

@@ -2,21 +2,28 @@
 
 Timestamps are absolute milliseconds on the publisher's message stream,
 unwrapped past 2**32 (plain Python ints). ``payload`` is the RTMP message body,
-which is exactly an FLV tag body.
+which is exactly an FLV tag body; ``header`` is its tag header, decoded once here
+(``daemons.media.flv``) for everything downstream.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..flv import AudioTagHeader, VideoTagHeader
+
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """The peer sent ``connect``; the server already answered Connect.Success."""
+    """The peer sent ``connect``; the server already answered Connect.Success.
+
+    ``fourcc_list`` is the Enhanced RTMP ``fourCcList`` the peer declared (None if it sent none).
+    """
 
     app: str
     tc_url: str
     params: dict = field(repr=False)
+    fourcc_list: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +51,36 @@ class Metadata:
 class AudioData:
     timestamp: int
     payload: bytes = field(repr=False)
-    is_sequence_header: bool
+    header: AudioTagHeader
+
+    @property
+    def is_sequence_header(self) -> bool:
+        return self.header.is_sequence_header
 
 
 @dataclass(frozen=True, slots=True)
 class VideoData:
     timestamp: int
     payload: bytes = field(repr=False)
-    is_keyframe: bool
-    is_sequence_header: bool
+    header: VideoTagHeader
+
+    @property
+    def is_keyframe(self) -> bool:
+        return self.header.is_keyframe
+
+    @property
+    def is_sequence_header(self) -> bool:
+        return self.header.is_sequence_header
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableMedia:
+    """An audio or video message whose tag header does not decode; it is dropped, the
+    connection goes on (one bad packet never ends a publish)."""
+
+    timestamp: int
+    media: str  # "audio" | "video"
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,4 +100,7 @@ class ConnectionClosed:
     reason: str
 
 
-Event = Connect | PublishRequest | Metadata | AudioData | VideoData | Unpublish | ConnectionClosed
+Event = (
+    Connect | PublishRequest | Metadata | AudioData | VideoData | UnreadableMedia | Unpublish
+    | ConnectionClosed
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from . import amf0
+from .. import amf0
 from .errors import RTMPProtocolError
 
 SET_CHUNK_SIZE = 1
@@ -142,10 +142,13 @@ class Command:
 
 
 def decode_command(message: Message, *, max_depth: int, max_items: int) -> Command:
-    if message.type_id == AMF3_COMMAND:
-        values = amf0.decode_amf3_wrapped(message.payload, max_depth=max_depth, max_items=max_items)
-    else:
-        values = amf0.decode_values(message.payload, max_depth=max_depth, max_items=max_items)
+    try:
+        if message.type_id == AMF3_COMMAND:
+            values = amf0.decode_amf3_wrapped(message.payload, max_depth=max_depth, max_items=max_items)
+        else:
+            values = amf0.decode_values(message.payload, max_depth=max_depth, max_items=max_items)
+    except amf0.AMF0Error as exc:
+        raise RTMPProtocolError(str(exc)) from exc
     if len(values) < 2 or not isinstance(values[0], str) or not isinstance(values[1], float):
         raise RTMPProtocolError("command message does not start with a name and a transaction id")
     command_object = values[2] if len(values) > 2 else None
@@ -165,4 +168,7 @@ def decode_data(message: Message, *, max_depth: int, max_items: int) -> list:
     # Type 15 bodies usually carry the 0x00 format byte; a data body never starts
     # with a number, so a leading 0x00 can only be that byte.
     offset = 1 if message.type_id == AMF3_DATA and payload[:1] == b"\x00" else 0
-    return amf0.decode_values(payload, offset, max_depth=max_depth, max_items=max_items)
+    try:
+        return amf0.decode_values(payload, offset, max_depth=max_depth, max_items=max_items)
+    except amf0.AMF0Error as exc:
+        raise RTMPProtocolError(str(exc)) from exc

@@ -3,7 +3,8 @@
 For each local edge endpoint (`distribution.plan`), once a discovery interval:
 
 1. ask every source what it carries — a Sender node's `GET /api/distribution` (with the node
-   token), an external origin's master playlist — and judge its health (`health.py`);
+   token), an external origin's master playlist (made into a listing by `external.py`) — and
+   judge its health (`health.py`);
 2. mirror the streams, generations and renditions into the local store (`distribution.merge`,
    then `distribution.mirror`): per stream the newest generation any source lists, and never
    back to an older or ended one, so this node answers the playback API for every stream it
@@ -25,16 +26,14 @@ fetches a missing object from the same place. Stats go to `stats/edge-fill.json`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 import shutil
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from urllib.parse import urljoin, urlsplit
+from datetime import datetime, timezone
+from urllib.parse import urljoin
 
 import httpx
 import trio
@@ -44,10 +43,11 @@ from daemons.core.domain import distribution
 from daemons.core.errors import SenderError
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
+from daemons.edge_fill import external
 from daemons.edge_fill.health import SourceHealth, choose
 from daemons.edge_fill.mirror import OriginRestarted, RenditionMirror, Step, listed_names, sibling_reports
 from daemons.media import hls
-from daemons.media.hls.parse import parse_master_playlist, parse_media_playlist
+from daemons.media.hls.parse import parse_media_playlist
 from daemons.media.packager import Delete
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
@@ -199,7 +199,7 @@ class EdgeFillDaemon:
         merged = distribution.merge(docs[u.source.endpoint_id] for u in ranked if u.source.endpoint_id in docs)
         listing = {"version": distribution.LISTING_VERSION, "node_id": self.node_id, "streams": merged}
         streams = await self.store.run(distribution.mirror, edge.endpoint_id, listing)
-        active = {s["generation"]["id"] for s in streams if s["generation"]["status"] in domain.generations.ACTIVE}
+        active = {s["generation"]["id"] for s in streams if domain.generations.is_active(s["generation"]["status"])}
         for mirror in self.mirrors.values():
             if mirror.edge is edge:
                 mirror.upstream_active = mirror.gid in active  # ended, failed, or its stream deleted upstream
@@ -253,47 +253,25 @@ class EdgeFillDaemon:
             raise SourceError(f"{url}: unusable listing: {e}") from None
 
     async def _external_listing(self, u: Upstream) -> dict:
-        """An external origin (any HLS origin) as a listing: one stream, one generation, a
-        rendition per variant of its master playlist (or one, if the URL is a media playlist)."""
+        """An external origin (any HLS origin) as a listing (`external.py`): the generation it
+        feeds now, else the one this edge carries already (after a restart of the daemon), else
+        a new one."""
         url = u.source.base_url
         status, body, _ = await self.get(url, timeout=self.listing_timeout, limit=MAX_PLAYLIST_BYTES, authorized=False)
         if status != 200:
             raise SourceError(f"{url}: HTTP {status}", status=status)
-        text = body.decode(errors="replace")
-        variants: dict[str, str] = {}
-        if "#EXT-X-STREAM-INF" in text:
-            try:
-                master = parse_master_playlist(text)
-            except ValueError as e:
-                raise SourceError(f"{url}: unusable master playlist: {e}") from None
-            for i, v in enumerate(master.variants):
-                parent = urlsplit(v.uri).path.rsplit("/", 2)
-                name = parent[-2].lower() if len(parent) >= 2 and distribution.RENDITION_NAME.fullmatch(parent[-2].lower()) else f"v{i}"
-                if name in variants:
-                    name = f"v{i}"
-                try:
-                    variants[name] = same_origin(url, v.uri)
-                except SourceError as e:
-                    slog.log(log, logging.WARNING, "variant skipped", source=u.source.endpoint_id, error=e)
-        else:
-            variants["source"] = url
-        ident = hashlib.sha256(f"external:{u.source.endpoint_id}\n{url}".encode()).hexdigest()
+        try:
+            origin = external.read(url, body.decode(errors="replace"))
+        except external.ExternalError as e:
+            raise SourceError(str(e)) from None
+        for reason in origin.skipped:
+            slog.log(log, logging.WARNING, "variant skipped", source=u.source.endpoint_id, error=reason)
         gid = self.external_generations.get(u.source.endpoint_id)
         if gid is None:
-            # The broadcast this edge carries already (after a restart of the daemon), else a new one.
-            gid = await self.store.run(_active_generation, f"st_{ident[:16]}") or new_external_generation(u.source.endpoint_id)
+            carried = await self.store.run(domain.generations.active, external.stream_id(u.source.endpoint_id, url))
+            gid = carried["id"] if carried else external.new_generation_id(u.source.endpoint_id)
             self.external_generations[u.source.endpoint_id] = gid
-        slug = u.source.endpoint_id.lower() if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", u.source.endpoint_id.lower()) else f"ext-{ident[:12]}"
-        return {
-            "version": distribution.LISTING_VERSION, "node_id": u.source.endpoint_id, "load": None,
-            "streams": [{
-                "id": f"st_{ident[:16]}", "slug": slug, "title": u.source.endpoint_id, "visibility": "public",
-                "external": {"master_url": url, "variants": variants, "master": text if len(variants) > 1 or url not in variants.values() else None},
-                "generation": {"id": gid, "status": "live", "started_at": None, "live_at": None, "ended_at": None,
-                               "discontinuity_count": 0,
-                               "renditions": [{"name": n, "kind": "source"} for n in variants]},
-            }],
-        }
+        return external.listing(u.source.endpoint_id, origin, gid)
 
     # --- stats and retention ------------------------------------------------------------------
 
@@ -318,7 +296,7 @@ class EdgeFillDaemon:
         retention = self.cfg.seconds("spool.ended_retention")
         while True:
             await trio.sleep(min(RETENTION_INTERVAL_S, max(retention / 2, 0.5)))
-            expired = await self.store.run(_expired_mirrors, retention)
+            expired = await self.store.run(distribution.expired_mirrors, retention)
             for sid, gid in expired:
                 if gid not in self.mirrors:
                     d = self.root / sid / gid
@@ -341,20 +319,6 @@ class Prefetch:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
-def same_origin(base: str, uri: str) -> str:
-    """`uri` resolved against `base`, refused unless it is on the same scheme, host and port: an
-    external origin's playlists must not point the edge at other hosts (its own network, say)."""
-    try:
-        url = urljoin(base, uri)
-        a, b = urlsplit(base), urlsplit(url)
-        same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
-    except ValueError:
-        same = False
-    if not same:
-        raise SourceError(f"{uri[:200]!r} is not on {base[:200]}")
-    return url
-
-
 def _range_total(content_range: str | None) -> int | None:
     """The complete length from `bytes a-b/N` or `bytes */N`."""
     if not content_range or "/" not in content_range:
@@ -365,25 +329,6 @@ def _range_total(content_range: str | None) -> int | None:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def new_external_generation(endpoint_id: str) -> str:
-    return "gen_" + hashlib.sha256(f"external:{endpoint_id}\n{time.time_ns()}".encode()).hexdigest()[:16]
-
-
-def _active_generation(store, stream_id: str) -> str | None:
-    row = store.one("SELECT id FROM stream_generations WHERE stream_id = ? AND status IN ('starting', 'live')", (stream_id,))
-    return row["id"] if row else None
-
-
-def _expired_mirrors(store, retention_s: float) -> list[tuple[str, str]]:
-    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    rows = store.query(
-        "SELECT id, stream_id FROM stream_generations WHERE mode = ? AND status NOT IN ('starting', 'live') "
-        "AND COALESCE(ended_at, updated_at) <= ?",
-        (distribution.MIRROR_MODE, cutoff),
-    )
-    return [(r["stream_id"], r["id"]) for r in rows]
 
 
 class GenerationMirror:
@@ -509,7 +454,10 @@ class GenerationMirror:
     def _resolve(self, playlist_url: str, uri: str) -> str:
         if self.external is None:
             return urljoin(playlist_url, uri)  # a spool name (checked by the mirror)
-        return same_origin(self.external["master_url"], urljoin(playlist_url, uri))
+        try:
+            return external.same_origin(self.external["master_url"], urljoin(playlist_url, uri))
+        except external.ForeignURL as e:
+            raise SourceError(str(e)) from None
 
     def _playlist_url(self, u: Upstream, name: str) -> str:
         if self.external is not None:
@@ -575,7 +523,7 @@ class GenerationMirror:
                          error=e, **self.fields)
                 if isinstance(e, OriginRestarted) and self.daemon.external_generations.get(u.source.endpoint_id) == self.gid:
                     # The next discovery lists the origin under a new generation; this one ends.
-                    self.daemon.external_generations[u.source.endpoint_id] = new_external_generation(u.source.endpoint_id)
+                    self.daemon.external_generations[u.source.endpoint_id] = external.new_generation_id(u.source.endpoint_id)
                 if isinstance(e, OriginRestarted) and await self._given_up(name, m, force=True):
                     return
                 await trio.sleep(RETRY_S)
@@ -789,7 +737,7 @@ class GenerationMirror:
         if not self.playable.is_set():
             return
         if self.external is not None:
-            data = self._external_master()
+            data = external.local_master(self.external, self.names)
         else:
             u = self.source or self.pick()
             if u is None:
@@ -804,23 +752,6 @@ class GenerationMirror:
         if data is not None and data != self._master:  # unchanged: its ETag stays
             if await self.writer.apply("", [], {"master.m3u8": data}):
                 self._master = data
-
-    def _external_master(self) -> bytes | None:
-        text = self.external.get("master")
-        variants = []
-        if text:
-            try:
-                master = parse_master_playlist(text)
-            except ValueError:
-                return None
-            by_url = {url: n for n, url in self.external["variants"].items()}
-            for v in master.variants:
-                name = by_url.get(urljoin(self.external["master_url"], v.uri))
-                if name is not None:
-                    variants.append(hls.Variant(f"{name}/index.m3u8", v.bandwidth, v.average_bandwidth, v.codecs, v.resolution, v.frame_rate))
-        else:
-            variants = [hls.Variant(f"{n}/index.m3u8", 1) for n in self.names]
-        return hls.MasterPlaylist(tuple(variants)).render().encode()
 
     async def _write_generation(self) -> None:
         u = self.source

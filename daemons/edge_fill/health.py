@@ -24,6 +24,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from daemons.core.domain.generations import is_active
+
 RANK = {"healthy": 0, "degraded": 1, "overloaded": 2, "stale": 3}
 ERROR_WINDOW_S = 60.0
 MIN_SAMPLES = 5
@@ -77,7 +79,7 @@ class SourceHealth:
         self.generations = set()
         for s in doc.get("streams", ()):
             g = s.get("generation")
-            if not g or g.get("status") not in ("starting", "live"):
+            if not g or not is_active(g.get("status")):
                 continue
             self.generations.add(g["id"])
             for r in g.get("renditions", ()):

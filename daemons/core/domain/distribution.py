@@ -10,8 +10,11 @@
   generations and renditions with the same ids, so every node answers playback metadata (and
   serves the same URLs) for every stream it carries. Mirrored streams remember which source
   endpoint they came from; a mirrored stream that no source lists any more is soft-deleted. A
-  generation never goes back: an ended one stays ended, and once a newer generation of a stream
+  generation never goes back: its status follows the source's by the transition table
+  (`generations.follow`), so an ended one stays ended, and once a newer generation of a stream
   was seen an older one is never active again, whatever a stale source lists.
+* `expired_mirrors(store, retention_s)` — the edge's mirrored generations over for longer than
+  the retention: their spool directories may go.
 * `plan(store, node_id)` — the local edge endpoints and their ordered sources (the graph).
 * Node authentication: requests between nodes carry `Authorization: Bearer <node token>`, an
   HMAC of the shared distribution key; `node_authorized` checks it in constant time.
@@ -25,10 +28,12 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from daemons.core.domain import generations
 from daemons.core.domain.common import new_id, now_iso
-from daemons.core.domain.generations import ACTIVE, EndReason
+from daemons.core.domain.generations import ACTIVE_SQL, EndReason, Status
 from daemons.core.errors import InvalidInput
 from daemons.core.store import Store
 from daemons.media import names
@@ -42,7 +47,6 @@ _GENERATION_FIELDS = ("id", "status", "started_at", "live_at", "ended_at", "disc
                       "publisher_connected_at", "publisher_left_at")
 _RENDITION_FIELDS = ("name", "kind", "width", "height", "video_bitrate", "audio_bitrate", "video_codec",
                      "audio_codec", "frame_rate", "measured_bandwidth", "measured_average_bandwidth")
-_STATUSES = ("starting", "live", "ended", "failed")
 # Names and ids become directories in the spool and parts of HLS URLs: the HLS route's alphabet.
 RENDITION_NAME = names.RENDITION_RE
 STREAM_ID = names.STREAM_ID_RE
@@ -83,7 +87,7 @@ def listing(store: Store, *, node_id: str, spool_root: Path, rendition_positions
     for s in store.query("SELECT * FROM streams WHERE deleted_at IS NULL ORDER BY id"):
         g = store.one(
             "SELECT * FROM stream_generations WHERE stream_id = ? "
-            "ORDER BY status IN ('starting', 'live') DESC, started_at DESC, rowid DESC LIMIT 1", (s["id"],)
+            f"ORDER BY {ACTIVE_SQL} DESC, started_at DESC, rowid DESC LIMIT 1", (s["id"],)
         )
         entry = {k: s[k] for k in _STREAM_FIELDS}
         entry["generation"] = None
@@ -180,7 +184,7 @@ def check_listing(doc: object) -> dict:
             continue
         if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not GENERATION_ID.fullmatch(g["id"]):
             raise InvalidInput("a listed generation needs an id gen_ + 16 hex digits", field="generation")
-        if g.get("status") not in _STATUSES:
+        if g.get("status") not in tuple(Status):
             raise InvalidInput(f"listed generation status {g.get('status')!r} is unknown", field="status")
         for k in ("started_at", "live_at", "ended_at", "publisher_connected_at", "publisher_left_at"):
             if g.get(k) is not None and (not isinstance(g[k], str) or len(g[k]) > 40):
@@ -232,7 +236,8 @@ def _generation_order(g: dict) -> tuple[str, str]:
     return (g.get("started_at") or "", g["id"])
 
 
-_FINAL = {"ended": 2, "failed": 2, "live": 1, "starting": 0}
+# How far along a status is (the table's order): of two listings of one generation, the further wins.
+_FINAL = {Status.STARTING: 0, Status.LIVE: 1, Status.ENDED: 2, Status.FAILED: 2}
 
 
 def merge(listings: Iterable[dict]) -> list[dict]:
@@ -298,48 +303,53 @@ def mirror(store: Store, source_endpoint_id: str, doc: dict, *, carried: set[str
         ):
             if row["id"] not in listed and row["id"] not in (carried or set()):
                 db["streams"].update(row["id"], {"deleted_at": now, "updated_at": now})
-                # As streams.delete: a deleted stream has no active generation.
-                db.execute(
-                    "UPDATE stream_generations SET status = 'ended', end_reason = ?, ended_at = ?, updated_at = ? "
-                    "WHERE stream_id = ? AND status IN ('starting', 'live')",
-                    (EndReason.SOURCE_ENDED.value, now, now, row["id"]),
-                )
+                # As streams.delete: a deleted stream has no active generation. Ended at the
+                # deletion's time: the mark of an end this node inferred (see `_mirror_generation`).
+                generations.end_active(store, row["id"], EndReason.SOURCE_ENDED, at=now)
     return out
 
 
 def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str, *, revived: str | None = None) -> str | None:
     """Upsert one listed generation and its renditions; the generation's status here afterwards,
     or None when the id is not the source's to change. `revived`: the deletion time of the
-    stream, listed again now."""
+    stream, listed again now.
+
+    The status follows the source's by the transition table (`generations.follow`), from what
+    this node has (a generation seen for the first time starts as any other): so an ended
+    generation stays ended, and a source that trails moves nothing."""
     fields = {k: g.get(k) for k in _GENERATION_FIELDS if k != "id"}
     fields["discontinuity_count"] = int(fields.get("discontinuity_count") or 0)
     local = store.one("SELECT * FROM stream_generations WHERE id = ?", (g["id"],))
     if local is not None and (local["stream_id"] != stream_id or local["mode"] != MIRROR_MODE):
         return None  # that id is another stream's (or this node's own) generation: not the source's to change
-    inferred_end = local is not None and revived is not None and local["status"] == "ended" and local["ended_at"] == revived
-    if local is not None and local["status"] not in ACTIVE and not inferred_end:
-        # An end is final: a source still listing it as active is behind. Its other fields
-        # (a late ended_at, the count of discontinuities) may still arrive.
-        fields["status"], fields["ended_at"] = local["status"], local["ended_at"] or fields["ended_at"]
     started = fields["started_at"] or (local["started_at"] if local else now)
     newer = store.one(
         "SELECT id FROM stream_generations WHERE stream_id = ? AND id != ? AND (started_at > ? OR (started_at = ? AND id > ?)) LIMIT 1",
         (stream_id, g["id"], started, started, g["id"]),
     )
-    if newer is not None:
-        if fields["status"] in ACTIVE:
-            # A newer generation of this stream was seen: this one is over, whatever this source says.
-            fields["status"], fields["ended_at"] = "ended", fields["ended_at"] or now
-    else:
+    target = g["status"]
+    if newer is not None and generations.is_active(target):
+        target = Status.ENDED  # a newer generation of this stream was seen: this one is over, whatever this source says
+    # The one end undone: the one this node inferred when every source had dropped the stream
+    # (ended at the stream's deletion); any other end is final.
+    inferred_end = (local is not None and revived is not None and local["status"] == Status.ENDED
+                    and local["ended_at"] == revived)
+    status = generations.follow(local["status"] if local else Status.STARTING, target, revive=inferred_end)
+    fields["status"] = status.value
+    if local is not None and (status != target or not (generations.is_active(local["status"]) or inferred_end)):
+        # The source's move was refused (or there was none from an end): this node's times stay.
+        # Its other fields (a late ended_at, the count of discontinuities) may still arrive.
+        fields["live_at"] = local["live_at"] or fields["live_at"]
+        fields["ended_at"] = local["ended_at"] or fields["ended_at"]
+    elif status == Status.ENDED and target != g["status"]:
+        fields["ended_at"] = fields["ended_at"] or now
+    if newer is None:
         # The newest generation of the stream (active or not): any other still active here is older, so over.
-        for old in store.query(
-            "SELECT id FROM stream_generations WHERE stream_id = ? AND status IN ('starting', 'live') AND id != ?",
-            (stream_id, g["id"]),
-        ):
-            db["stream_generations"].update(old["id"], {"status": "ended", "end_reason": EndReason.SOURCE_ENDED.value,
-                                                        "ended_at": now, "updated_at": now})
+        current = generations.active(store, stream_id)
+        if current is not None and current["id"] != g["id"]:
+            generations.end(store, current["id"], EndReason.SOURCE_ENDED, at=now)
     # Every end an edge sees is its source's (the listing does not say why the source's ended).
-    fields["end_reason"] = ((local and local["end_reason"]) or EndReason.SOURCE_ENDED.value) if fields["status"] == "ended" else None
+    fields["end_reason"] = ((local and local["end_reason"]) or EndReason.SOURCE_ENDED.value) if status == Status.ENDED else None
     if local is None:
         db["stream_generations"].insert({"id": g["id"], "stream_id": stream_id, "mode": MIRROR_MODE, **fields,
                                          "started_at": fields["started_at"] or now, "updated_at": now})
@@ -354,3 +364,18 @@ def _mirror_generation(store: Store, db, stream_id: str, g: dict, now: str, *, r
         elif any(existing[k] != v for k, v in row.items()):
             db["renditions"].update(existing["id"], {**row, "updated_at": now})
     return fields["status"]
+
+
+# --- an edge's spool ---------------------------------------------------------------------------
+
+
+def expired_mirrors(store: Store, retention_s: float, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """(stream id, generation id) of every mirrored generation over for longer than `retention_s`:
+    its directory in this edge's spool may go (as `spool.ended_retention` does on an origin)."""
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=retention_s)
+    rows = store.query(
+        f"SELECT id, stream_id FROM stream_generations WHERE mode = ? AND NOT ({ACTIVE_SQL}) "
+        "AND COALESCE(ended_at, updated_at) <= ?",
+        (MIRROR_MODE, cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")),
+    )
+    return [(r["stream_id"], r["id"]) for r in rows]

@@ -9,6 +9,8 @@ generation ends, and the one rule that ends a broadcast by itself — the reconn
        ├──end──▶ ended ◀──end──┤      end: stopped, publisher_gone, stream_deleted, source_ended
        └──fail─▶ failed ◀─fail─┘      fail: the media backend cannot run
 
+    ended ──revive──▶ starting        an edge only: undoes an end it inferred itself (see TRANSITIONS)
+
 A generation stays active (starting or live) across publisher reconnects and backend restarts;
 at most one is active per stream (a partial unique index). While active, its publisher is
 either connected or away (`publisher_connected_at` / `publisher_left_at`): a generation whose
@@ -17,7 +19,9 @@ publisher left more than the reconnect grace ago ends (`end_abandoned`), with
 "never" leaves the end to an explicit stop. A generation that never had a publisher (started by
 an admin, waiting for the broadcaster) is not abandoned: it waits.
 
-Every "is it active" question — in SQL or in Python — comes from `ACTIVE` / `ACTIVE_SQL`.
+Every "is it active" question — in SQL or in Python — comes from `ACTIVE` / `ACTIVE_SQL`. An
+edge's mirror does not make moves of its own: it follows its source's status by the table
+(`path` / `follow`), so a mirrored generation never goes back either.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Event(StrEnum):
     GO_LIVE = "go_live"  # every rendition has something to play
     END = "end"  # see EndReason
     FAIL = "fail"  # the media backend cannot run
+    REVIVE = "revive"  # an edge's own inferred end undone (see TRANSITIONS)
 
 
 class EndReason(StrEnum):
@@ -57,9 +62,16 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.LIVE, Event.END): Status.ENDED,
     (Status.STARTING, Event.FAIL): Status.FAILED,
     (Status.LIVE, Event.FAIL): Status.FAILED,
+    # sender-edge-fill (`distribution.mirror`) only. When every source of an edge stops listing a
+    # stream, the edge deletes its copy and ends the generation itself (stamped with the stream's
+    # deletion time): an inference, not its source's word. A source listing the stream again with
+    # that generation active undoes it. Any end a source reported, and any other end, is final:
+    # `follow` takes this move only when its caller says the end was its own inference.
+    (Status.ENDED, Event.REVIVE): Status.STARTING,
 }
 
-ACTIVE: tuple[Status, ...] = tuple(s for s in Status if any(k[0] is s for k in TRANSITIONS))
+# Active: a generation that can still end (an ended one revived by an edge is starting again).
+ACTIVE: tuple[Status, ...] = tuple(s for s in Status if (s, Event.END) in TRANSITIONS)
 ACTIVE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
 ORIGIN_MODE = "origin_ingest"  # a generation this node's ingest daemon produces (edges: distribution.MIRROR_MODE)
 
@@ -78,6 +90,34 @@ def next_status(current: str, event: Event) -> Status:
 
 def is_active(status: str) -> bool:
     return status in ACTIVE
+
+
+def path(current: str, target: str, *, revive: bool = False) -> tuple[Event, ...] | None:
+    """The fewest events that take a generation from `current` to `target` by the table: () when it
+    is there already, None when the table has no way (a generation never goes back). `revive`:
+    whether `Event.REVIVE` may be taken (only for an end the caller inferred itself)."""
+    start, goal = Status(current), Status(target)
+    reached: dict[Status, tuple[Event, ...]] = {start: ()}
+    frontier = [start]
+    while frontier and goal not in reached:
+        following = []
+        for status in frontier:
+            for (source, event), to in TRANSITIONS.items():
+                if source is status and to not in reached and (revive or event is not Event.REVIVE):
+                    reached[to] = reached[status] + (event,)
+                    following.append(to)
+        frontier = following
+    return reached.get(goal)
+
+
+def follow(current: str, target: str, *, revive: bool = False) -> Status:
+    """The status a mirrored generation in `current` takes when its source says `target`: the
+    source's moves, each checked by the table, when the table leads there; else it stays in
+    `current` (a source behind, or one listing an end as active, moves nothing)."""
+    status = Status(current)
+    for event in path(current, target, revive=revive) or ():
+        status = next_status(status, event)
+    return status
 
 
 # What viewers and the APIs are told: a failed generation plays nothing, so it is "offline".

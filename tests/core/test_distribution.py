@@ -517,6 +517,98 @@ def test_listings_in_any_order_never_flip_the_active_generation_back(bare_store,
         assert all(now[gid[k]] == "ended" for k in ended)
 
 
+# --- the mirror follows the transition table -------------------------------------------------------
+
+G = domain.generations
+
+
+def test_the_paths_the_mirror_may_take():
+    assert G.path("starting", "starting") == ()
+    assert G.path("starting", "live") == (G.Event.GO_LIVE,)
+    assert G.path("live", "ended") == (G.Event.END,)
+    assert G.path("starting", "failed") == (G.Event.FAIL,)
+    for back in (("live", "starting"), ("ended", "live"), ("ended", "starting"), ("failed", "live"), ("ended", "failed")):
+        assert G.path(*back) is None, back  # a generation never goes back
+    # Only an end the edge inferred itself is undone, and through the table: revive, then go live.
+    assert G.path("ended", "live", revive=True) == (G.Event.REVIVE, G.Event.GO_LIVE)
+    assert G.path("failed", "live", revive=True) is None
+    assert G.follow("live", "starting") is G.Status.LIVE and G.follow("ended", "live") is G.Status.ENDED
+    assert G.follow("ended", "live", revive=True) is G.Status.LIVE
+    # A revived generation is active again; what can still end is what is active.
+    assert G.next_status("ended", G.Event.REVIVE) is G.Status.STARTING and set(G.ACTIVE) == {"starting", "live"}
+
+
+def test_a_live_generation_never_goes_back_to_starting(store):
+    live = _gen(NEW, LATE, "live")
+    live["generation"]["live_at"] = "2026-11-27T01:00:02.000Z"
+    dist.mirror(store, "origin", _doc(live))
+    # A source behind (it still lists the generation as starting) moves nothing.
+    out = dist.mirror(store, "stale", _doc(_gen(NEW, LATE, "starting")))
+    assert [s["generation"]["status"] for s in out] == ["live"]
+    g = domain.generations.get(store, NEW)
+    assert g["status"] == "live" and g["live_at"] == "2026-11-27T01:00:02.000Z"
+
+
+def test_an_end_a_source_reported_is_never_revived_by_a_dropped_and_relisted_stream(store):
+    dist.mirror(store, "origin", _doc(_gen(NEW, LATE, "ended")))
+    dist.mirror(store, "origin", _doc())  # dropped: deleted, its generation was not active
+    out = dist.mirror(store, "stale", _doc(_gen(NEW, LATE, "live")))
+    assert [s["generation"]["status"] for s in out] == ["ended"]
+    assert domain.generations.get(store, NEW)["end_reason"] == "source_ended"
+
+
+@core
+@given(rounds=st.lists(st.one_of(st.just(("drop", None)),
+                                 st.tuples(st.sampled_from("abc"), st.sampled_from(["starting", "live", "ended", "failed"]))),
+                       min_size=1, max_size=14))
+def test_every_status_change_on_an_edge_is_a_move_of_the_table(bare_store, rounds):
+    """Whatever sources list (and drop), each mirrored generation moves only as TRANSITIONS allows,
+    a generation comes back from an end only right after its stream was dropped and listed again
+    (the edge's own inference, never an end a source reported), and a failed one stays failed."""
+    store = bare_store
+    with store.write() as db:  # each example starts from an empty edge
+        for t in ("renditions", "stream_generations", "streams"):
+            db.execute(f"DELETE FROM {t}")
+    started = {"a": EARLY, "b": "2026-11-27T00:30:00.000Z", "c": LATE}
+    gid = {k: f"gen_000000000000000{i}" for i, k in enumerate("abc")}
+    reported_end: set[str] = set()
+    dropped = False
+    for which, status in rounds:
+        before = _statuses(store)
+        if which == "drop":
+            dist.mirror(store, "origin", _doc())
+        else:
+            dist.mirror(store, "origin", _doc(_gen(gid[which], started[which], status)))
+            if not G.is_active(status):
+                reported_end.add(gid[which])
+        after = _statuses(store)
+        for g, now in after.items():
+            was = before.get(g)
+            if was is None:
+                continue  # first seen: created in what its source (or a newer generation) says
+            assert G.path(was, now, revive=True) is not None, (g, was, now)
+            if not G.is_active(was) and G.is_active(now):
+                assert was == "ended" and dropped and g not in reported_end, (g, was, now)
+        dropped = which == "drop"
+        assert len([g for g, now in after.items() if G.is_active(now)]) <= 1
+
+
+def test_expired_mirrors_are_the_mirrored_generations_over_for_longer_than_the_retention(store):
+    from datetime import datetime, timezone
+
+    dist.mirror(store, "origin", _doc(_listed(sid="st_ca978112ca1bbdca", slug="a", gid="gen_ca978112ca1bbdca", status="ended"),
+                                      _listed(sid="st_3e23e8160039594a", slug="b", gid="gen_3e23e8160039594a", status="live")))
+    with store.write() as db:
+        db.execute("UPDATE stream_generations SET ended_at = '2026-11-27T01:00:00.000Z' WHERE id = 'gen_ca978112ca1bbdca'")
+    mine = _origin_stream(store, "mine")
+    own, _ = domain.streams.start(store, mine["id"])
+    domain.streams.stop(store, mine["id"])  # this node's own ended generation: the ingest daemon's to clean up
+    at = datetime(2026, 11, 27, 1, 10, tzinfo=timezone.utc)
+    assert dist.expired_mirrors(store, 600, now=at) == [("st_ca978112ca1bbdca", "gen_ca978112ca1bbdca")]
+    assert dist.expired_mirrors(store, 601, now=at) == []
+    assert own["id"] not in {g for _, g in dist.expired_mirrors(store, 0)}
+
+
 def test_mirror_soft_deletes_streams_no_longer_listed_but_not_carried_ones(store):
     dist.mirror(store, "origin", _doc(_listed(sid="st_ca978112ca1bbdca", slug="a", gid="gen_ca978112ca1bbdca"), _listed(sid="st_3e23e8160039594a", slug="b", gid="gen_3e23e8160039594a"),
                                       _listed(sid="st_2e7d2c03a9507ae2", slug="c", gid="gen_2e7d2c03a9507ae2")))

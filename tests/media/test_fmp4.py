@@ -944,7 +944,8 @@ def test_audio_sample_entries(entry, codec, channels):
 
 def test_other_handlers_and_unknown_entries():
     subtitles = trak(3, b"subt", 1000, box(b"stpp", bytes(8)))
-    av1 = trak(1, b"vide", 90000, visual_entry(b"av01", 0, 0, box(b"av1C", bytes(4))))
+    # av1C: marker/version, profile 0 level 4 (4.0), tier Main, 8 bits.
+    av1 = trak(1, b"vide", 90000, visual_entry(b"av01", 0, 0, box(b"av1C", b"\x81\x04\x0c\x00")))
     (init,) = read_all(
         box(b"ftyp", b"")
         + box(
@@ -962,5 +963,5 @@ def test_other_handlers_and_unknown_entries():
         None,
     )
     # An entry without a size falls back to tkhd's display size.
-    assert (init.video.codec, init.video.width, init.video.height) == ("av01", 640, 360)
+    assert (init.video.codec, init.video.width, init.video.height) == ("av01.0.04M.08", 640, 360)
     assert (init.tracks[2].width, init.tracks[2].height) == (2, 2)

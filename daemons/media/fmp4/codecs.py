@@ -2,6 +2,7 @@
 
 * ``avc1``/``avc3`` + ``avcC`` → ``avc1.PPCCLL`` (profile, compatibility, level as hex);
 * ``hvc1``/``hev1`` + ``hvcC`` → ``hvc1.[A-C]P.C.TL[.XX…]`` (ISO/IEC 14496-15 Annex E);
+* ``av01`` + ``av1C`` → ``av01.P.LLT.DD`` (AV1-ISOBMFF, "Codecs Parameter String");
 * ``mp4a`` + ``esds`` → ``mp4a.40.<AudioObjectType>`` for MPEG-4 audio, else ``mp4a.<OTI hex>``;
 * ``Opus`` → ``opus``; any other entry → its fourcc.
 
@@ -51,6 +52,24 @@ def hevc_codec(entry: str, hvcc: bytes) -> str:
     reversed_compatibility = int(f"{compatibility:032b}"[::-1], 2)
     text = f"{entry}.{space}{packed & 0x1F}.{reversed_compatibility:X}.{tier}{level}"
     return text + "".join(f".{byte:02X}" for byte in constraints.rstrip(b"\x00"))
+
+
+def av1_codec(entry: str, av1c: bytes) -> str:
+    """``av01.0.04M.08``: seq_profile, seq_level_idx_0 (two digits) and seq_tier_0 (M or H),
+    bit depth (two digits) from high_bitdepth and twelve_bit. The optional fields after it
+    (monochrome, subsampling, colour) are left off, which means 4:2:0 BT.709 limited range."""
+    fields = FieldReader(av1c, 0, len(av1c), "av1C")
+    marker = fields.u8("marker/version")
+    if marker != 0x81:
+        raise FMP4Error(f"av1C: marker/version byte {marker:#04x} is not 0x81")
+    profile_level = fields.u8("seq_profile/seq_level_idx_0")
+    flags = fields.u8("seq_tier_0/high_bitdepth/twelve_bit")
+    profile = profile_level >> 5
+    high_bitdepth, twelve_bit = flags & 0x40, flags & 0x20
+    depth = (12 if twelve_bit else 10) if high_bitdepth and profile == 2 else (
+        10 if high_bitdepth else 8)
+    tier = "H" if flags & 0x80 else "M"
+    return f"{entry}.{profile}.{profile_level & 0x1F:02d}{tier}.{depth:02d}"
 
 
 def mp4a_codec(esds: bytes) -> str:

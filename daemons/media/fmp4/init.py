@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .boxes import BoxHeader, FieldReader, fourcc, iter_children
-from .codecs import avc_codec, hevc_codec, mp4a_channels, mp4a_codec, opus_channels
+from .codecs import (
+    av1_codec,
+    avc_codec,
+    hevc_codec,
+    mp4a_channels,
+    mp4a_codec,
+    opus_channels,
+)
 from .errors import FMP4Error
 
 HANDLER_KINDS = {b"vide": "video", b"soun": "audio"}
@@ -25,6 +32,7 @@ CONFIG_BOX = {
     b"avc3": b"avcC",
     b"hvc1": b"hvcC",
     b"hev1": b"hvcC",
+    b"av01": b"av1C",
     b"mp4a": b"esds",
 }
 
@@ -243,6 +251,8 @@ def _codec(data: bytes, entry_type: bytes, config: dict[bytes, BoxHeader]) -> st
         return avc_codec(entry, payload)
     if box_type == b"hvcC":
         return hevc_codec(entry, payload)
+    if box_type == b"av1C":
+        return av1_codec(entry, payload)
     return mp4a_codec(payload)
 
 

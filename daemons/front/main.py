@@ -37,6 +37,7 @@ from daemons.runtime.store import StoreWorker
 
 log = slog.get("front")
 
+SBIN_DIRS = ("/usr/sbin", "/sbin")
 START_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 1.0
 STOP_GRACE_S = 10.0
@@ -53,8 +54,9 @@ def binaries(cfg: Config) -> dict[str, str | None]:
     if cfg["front.kind"] != "varnish":
         return {}
     need = ["varnishd", "varnishadm"] + (["hitch"] if render.https_on(cfg) else [])
-    return {name: shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
-            for name in need}
+    # Debian puts varnishd and hitch in /usr/sbin, which a user's PATH often lacks.
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    return {name: shutil.which(name, path=search) for name in need}
 
 
 def install_hint(missing: list[str]) -> str:

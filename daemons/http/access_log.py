@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from daemons.http.hls import ROUTE
 from daemons.http.state import Counters, ViewerTracker, session_key
@@ -63,21 +63,20 @@ def _text(value: str) -> str:
 
 def parse_line(line: bytes) -> Record | None:
     """One log line → a Record, or None when it is not one of ours (wrong field count, bad numbers)."""
-    try:
-        fields = line.decode("utf-8").split("\t")
-    except UnicodeDecodeError:
-        return None
+    fields = line.split(b"\t")
     if len(fields) != FIELDS:
         return None
     status, size, handling, duration, client, path, query, session, agent = fields
-    if not (status.isascii() and status.isdigit() and len(status) == 3):
+    try:
+        status_n, size_n, duration_n = int(status), (0 if size == b"-" else int(size)), int(duration)
+    except ValueError:
         return None
-    size = "0" if size == "-" else size
-    if not (size.isascii() and size.isdigit() and len(size) <= 15 and duration.isascii() and duration.isdigit()
-            and len(duration) <= 15):
+    if not (100 <= status_n <= 999 and 0 <= size_n < 1 << 50 and 0 <= duration_n < 1 << 50):
         return None
-    return Record(int(status), int(size), handling, int(duration), client, path,
-                  query[1:] if query.startswith("?") else query, _text(session), _text(agent))
+    query = query.decode("latin-1")
+    return Record(status_n, size_n, handling.decode("latin-1"), duration_n, client.decode("latin-1"),
+                  path.decode("latin-1"), query[1:] if query.startswith("?") else query,
+                  _text(session.decode("latin-1")), _text(agent.decode("latin-1")))
 
 
 class Parser:
@@ -114,31 +113,35 @@ class Parser:
         return out
 
 
-def kind_of(path: str) -> tuple[str, tuple[str, str, str | None] | None]:
-    """(kind, (stream_id, generation_id, rendition) or None) of a request path, as hls.py names them."""
-    m = ROUTE.fullmatch(path.encode("latin-1", "replace"))
-    if m is None:
-        return ("hls" if path.startswith("/hls/") else "other"), None
-    sid, gid, master, rendition, filename, msn, part = (g.decode() if g else None for g in m.groups())
-    if master:
-        kind = "master"
-    elif filename == names.PLAYLIST:
-        kind = "playlist"
-    elif filename.endswith(".mp4"):
-        kind = "init"
-    elif part is not None:
-        kind = "part"
-    else:
-        kind = "segment"
-    return kind, (sid, gid, rendition)
+_ROUTE = re.compile(ROUTE.pattern.decode())  # the HLS route on text: one decode less per line
+_SESSION = re.compile(r"(?:^|&)session=([^&]*)")
+
+
+def kind_of(path: str) -> str:
+    """What hls.py calls a request, from the path's end (cheap: run for every line)."""
+    if not path.startswith("/hls/"):
+        return "other"
+    name = path[path.rfind("/") + 1:]
+    if name.endswith(".m4s"):
+        return "part" if name.count(".") == 2 else "segment"
+    if name == names.PLAYLIST:
+        return "playlist"
+    if name == names.MASTER:
+        return "master"
+    if name.endswith(".mp4"):
+        return "init"
+    return "segment" if name.endswith(".ts") else "hls"
 
 
 def apply(record: Record, viewers: ViewerTracker, counters: Counters) -> None:
     """One request the front answered: its bytes and counts; a viewer when it is a media playlist."""
-    kind, where = kind_of(record.path)
+    kind = kind_of(record.path)
     counters.count_front(kind, record.status, record.handling, record.bytes)
-    if kind != "playlist" or where is None or record.status not in VIEWER_STATUSES or record.handling == PASSED:
+    if kind != "playlist" or record.status not in VIEWER_STATUSES or record.handling == PASSED:
         return
-    query = dict(parse_qsl(record.query, keep_blank_values=True)) if record.query else {}
-    sid, gid, rendition = where
-    viewers.seen(sid, gid, rendition, session_key(query.get("session") or record.session, record.client, record.user_agent))
+    m = _ROUTE.fullmatch(record.path)
+    if m is None:
+        return
+    session = _SESSION.findall(record.query)  # sender-http takes the last one, decoded
+    sid = unquote(session[-1]) if session else record.session
+    viewers.seen(m.group(1), m.group(2), m.group(4), session_key(sid, record.client, record.user_agent))

@@ -134,6 +134,7 @@ def _configure_front(install: Install, kind: str) -> Install:
     host, port = cfg.listen("http.listen")
     if host not in ("127.0.0.1", "::1", "localhost"):
         new = new.with_value("http.listen", f"127.0.0.1:{port}")
+    _require_front_binaries(new)  # before the config changes
     if new.values != cfg.values:
         config_mod.write(new, cfg.path)
         changed = [k for k in ("front.kind", "http.listen") if new[k] != cfg[k]]
@@ -147,7 +148,7 @@ def _require_front_binaries(cfg) -> None:
 
     missing = [name for name, path in binaries(cfg).items() if path is None]
     if missing:
-        render.error(f"the front (front.kind = {cfg['front.kind']!r}) needs {', '.join(missing)}, which is not installed: "
+        render.error(f"the front (front.kind = {cfg['front.kind']!r}) needs {', '.join(missing)}, not installed here: "
                      f"{install_hint(missing)}")
         raise typer.Exit(1)
 

@@ -1,0 +1,178 @@
+"""The front tier under `sender up --front varnish` (tests/front/conftest.py): HTTPS and HTTP/2
+through hitch, LL-HLS and ffprobe through Varnish, every part reaching sender-http once however
+many sessions fetch it, viewers counted from the front's log, private streams checked on every
+request, and `sender config set front.*` reloading without a restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+
+import httpx
+import trio
+
+from daemons.core import config as config_mod
+from daemons.core.domain import playback
+from daemons.core.install import Install
+from daemons.runtime.checks import port_holders
+from tests.daemons.conftest import FFPROBE, wait_for
+from tests.front.conftest import needs_front
+
+pytestmark = needs_front
+
+PART = re.compile(r'#EXT-X-PART:[^\n]*URI="([0-9]+)\.([0-9]+)\.m4s')
+
+
+def client(node, **kw) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=node.https, http2=True, verify=ssl.create_default_context(cafile=str(node.ca_file)),
+                             timeout=30, **kw)
+
+
+async def media_url(node, c: httpx.AsyncClient, slug: str = "show", token: str | None = None) -> str:
+    info = (await c.get(f"/api/streams/{slug}/playback", params={"token": token} if token else None)).json()
+    return info["master_url"].split("?")[0].replace("master.m3u8", "source/index.m3u8")
+
+
+def next_part(text: str) -> tuple[int, int]:
+    """The part after the newest listed (the next one to block on)."""
+    msn, part = map(int, PART.findall(text)[-1])
+    return (msn + 1, 0) if f"\n{msn}.m4s" in text else (msn, part + 1)
+
+
+async def test_https_http2_llhls_and_ffprobe_through_the_front(front_node):
+    async with client(front_node) as c:
+        info = (await c.get("/api/streams/show/playback")).json()
+        assert info["status"] == "live"
+        # The public base is the front's HTTPS address (its X-Forwarded-Proto/Host, trusted on loopback).
+        assert info["master_url"].startswith(f"{front_node.https}/hls/"), info["master_url"]
+        url = await media_url(front_node, c)
+        r = await c.get(url)
+        assert r.status_code == 200 and r.http_version == "HTTP/2"
+        # An LL-HLS client: blocking reload for the next part, then the part, a few times over.
+        text = r.text
+        for _ in range(6):
+            msn, part = next_part(text)
+            reload = await c.get(url, params={"_HLS_msn": msn, "_HLS_part": part})
+            assert reload.status_code == 200 and reload.http_version == "HTTP/2"
+            text = reload.text
+            listed = {(int(a), int(b)) for a, b in PART.findall(text)}
+            asked = (msn, part) if (msn, part) in listed else (msn + 1, 0)
+            got = await c.get(url.replace("index.m3u8", f"{asked[0]}.{asked[1]}.m4s"))
+            assert got.status_code == 200 and got.headers["content-type"] == "video/mp4" and len(got.content) > 100
+            assert got.headers["x-cache-status"] in ("MISS", "HIT")
+    probe = await trio.run_process([FFPROBE, "-v", "error", "-ca_file", str(front_node.ca_file), "-tls_verify", "1",
+                                    "-show_streams", "-of", "json", info["master_url"]],
+                                   capture_stdout=True, capture_stderr=True, check=False)
+    assert probe.returncode == 0, probe.stderr.decode()
+    assert {s["codec_type"] for s in json.loads(probe.stdout)["streams"]} == {"video", "audio"}
+
+
+async def test_plain_http_is_redirected_to_https(front_node):
+    async with httpx.AsyncClient(base_url=front_node.http) as c:
+        r = await c.get("/watch/show")
+    assert r.status_code == 301 and r.headers["location"] == f"{front_node.https}/watch/show"
+
+
+async def test_fifty_sessions_reach_sender_http_once_per_part_and_count_fifty_viewers(front_node):
+    """50 players block on the same next part and fetch it: sender-http answers that part once
+    and that playlist version once (its own counters); the viewers are the 50 sessions, counted
+    from the front's log — the one whose reload reached sender-http too counts once."""
+    sessions = [f"front-test-{i}" for i in range(50)]
+    async with client(front_node, limits=httpx.Limits(max_connections=60)) as c:
+        url = await media_url(front_node, c)
+        msn, part = next_part((await c.get(url)).text)
+        await trio.sleep(1.5)  # sender-http's stats file: its counts before the players ask
+        parts_before, playlists_before = front_node.origin_requests("part"), front_node.origin_requests("playlist")
+        answers = {}
+
+        async def player(session: str) -> None:
+            reload = await c.get(url, params={"_HLS_msn": msn, "_HLS_part": part, "session": session})
+            listed = {(int(a), int(b)) for a, b in PART.findall(reload.text)}
+            asked = (msn, part) if (msn, part) in listed else (msn + 1, 0)
+            got = await c.get(url.replace("index.m3u8", f"{asked[0]}.{asked[1]}.m4s"), params={"session": session})
+            answers[session] = (reload.status_code, got.status_code, asked, got.content)
+
+        async with trio.open_nursery() as n:
+            for s in sessions:
+                n.start_soon(player, s)
+    assert {a[:2] for a in answers.values()} == {(200, 200)}
+    assert len({a[2] for a in answers.values()}) == 1 and len({a[3] for a in answers.values()}) == 1
+    await wait_for(lambda: front_node.origin_requests("part") > parts_before, timeout=5)
+    await trio.sleep(1.5)  # one more stats write: nothing else arrives
+    assert front_node.origin_requests("part") - parts_before == 1
+    assert front_node.origin_requests("playlist") - playlists_before == 1
+
+    def ours() -> set[str]:
+        seen = {s for r in front_node.http_stats()["viewers"] for s in r["sessions"]}
+        return {s for s in seen if s.startswith("s:front-test-")}
+
+    assert await wait_for(lambda: len(ours()) == 50, timeout=5)
+    async with client(front_node) as c:
+        viewers = (await c.get("/api/streams/show/playback")).json()["viewers"]
+    assert viewers >= 50  # this test's 50 sessions, and those of the tests before it within the window
+    stats = front_node.http_stats()
+    assert stats["bytes_sent"].get("part", 0) >= 50 * len(answers[sessions[0]][3])  # egress: what the front sent
+
+
+async def test_private_stream_403_at_the_front_without_a_token_and_plays_with_one(front_node):
+    sid = front_node.stream_ids["members"]
+    token = playback.mint_token(Install.load(front_node.env["SENDER_CONFIG"]).playback_secret(), sid, 600)["token"]
+    async with client(front_node) as c:
+        assert (await c.get("/api/streams/members/playback")).status_code == 403
+        url = await media_url(front_node, c, "members", token)
+        denied = await c.get(url)
+        assert denied.status_code == 403 and b"#EXTM3U" not in denied.content and "video" not in denied.headers["content-type"]
+        allowed = await c.get(url, params={"token": token})
+        assert allowed.status_code == 200 and "#EXTM3U" in allowed.text and f"token={token}" in allowed.text
+        msn, part = map(int, PART.findall(allowed.text)[-1])
+        part_url = url.replace("index.m3u8", f"{msn}.{part}.m4s")
+        no_token = await c.get(part_url)
+        assert no_token.status_code == 403 and len(no_token.content) < 200  # a refusal, not media
+        before = front_node.origin_requests("part")
+        with_token = [await c.get(part_url, params={"token": token}) for _ in range(3)]
+        assert all(r.status_code == 200 and r.headers["content-type"] == "video/mp4" for r in with_token)
+        # Never kept as shared: each request with its token is checked by sender-http.
+        assert all(r.headers["x-cache-status"] != "HIT" for r in with_token)
+        await wait_for(lambda: front_node.origin_requests("part") - before >= 3, timeout=5)
+
+
+async def test_config_set_front_reloads_without_restarting_varnish(front_node):
+    def varnishd_pids() -> set[int]:
+        return {pid for pid, cmd in port_holders(front_node.ports["http_front"]) if "varnishd" in cmd}
+
+    pids = varnishd_pids()
+    assert pids
+    done = await trio.to_thread.run_sync(lambda: front_node.cli("config", "set", "front.redirect_http", "false"))
+    assert done.returncode == 0, done.stderr
+    try:
+        async with httpx.AsyncClient(base_url=front_node.http) as c:
+            async def served() -> bool:
+                return (await c.get("/api/streams/show/playback")).status_code == 200
+
+            with trio.fail_after(10):
+                while not await served():
+                    await trio.sleep(0.2)
+            r = await c.get("/api/streams/show/playback")
+        assert r.json()["master_url"].startswith(front_node.http)  # plain HTTP now says http://
+        assert varnishd_pids() == pids  # reloaded (a new VCL), not restarted
+        assert "reloaded the VCL" in front_node.log()
+    finally:
+        assert front_node.cli("config", "set", "front.redirect_http", "true").returncode == 0
+
+
+def test_sender_up_front_without_varnish_installed_says_so_in_one_line(tmp_path, monkeypatch):
+    """Checked before anything starts: one line naming what is missing and the package to install."""
+    from typer.testing import CliRunner
+
+    from daemons.front import main as front_main
+    from sender_cli.app import app
+    from tests.daemons.test_up import new_install
+
+    env, _, _ = new_install(tmp_path / "var")
+    monkeypatch.setattr(front_main, "SBIN_DIRS", ())  # Debian's /usr/sbin, as on a machine without the packages
+    result = CliRunner().invoke(app, ["up", "--front", "varnish"], env={"SENDER_CONFIG": env["SENDER_CONFIG"], "PATH": "/nonexistent"})
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1
+    assert len(lines) == 1 and "varnishd" in lines[0] and "apt-get install hitch varnish" in lines[0], result.output
+    assert config_mod.load(env["SENDER_CONFIG"])["front.kind"] == ""  # nothing changed

@@ -244,11 +244,11 @@ def test_keep_names_accepts_every_spool_name():
         target_duration=1, media_sequence=99_999_999_998, part_target=0.25, server_control=LL,
         segments=(Segment(99_999_999_998, "99999999998.m4s", 1.0, map_uri="init-2.mp4",
                           parts=(Part("99999999998.0.m4s", 0.25, True),)),),
-        partial_parts=(Part("99999999999.123456.m4s", 0.25, True),), preload_hint="99999999999.123457.ts",
+        partial_parts=(Part("99999999999.123456.m4s", 0.25, True),), preload_hint="99999999999.123457.m4s",
     )
     step = RenditionMirror("r", keep_names=True).step(up)
     assert names(step.fetches) == ["init-2.mp4", "99999999998.m4s", "99999999998.0.m4s", "99999999999.123456.m4s"]
-    assert step.hint.name == "99999999999.123457.ts"
+    assert step.hint.name == "99999999999.123457.m4s"
 
 
 def test_the_sources_rendition_reports_are_never_copied():

@@ -56,9 +56,11 @@ def _text(value: str) -> str:
     if "\\" not in value:
         return value
     try:
-        return json.loads(f'"{value}"')
-    except ValueError:
+        text = json.loads(f'"{value}"')
+        text.encode("utf-8")  # a lone surrogate (\ud800) stays escaped
+    except (ValueError, UnicodeEncodeError):
         return value
+    return text
 
 
 def parse_line(line: bytes) -> Record | None:
@@ -102,7 +104,7 @@ class Parser:
                 continue
             record = parse_line(line.rstrip(b"\r"))
             if record is None:
-                if line.strip():
+                if line.rstrip(b"\r"):
                     self.bad_lines += 1
             else:
                 out.append(record)

@@ -128,6 +128,7 @@ def parse_video_config(fourcc: str, record: bytes) -> VideoConfig:
 
 HEVC_NAL_VPS, HEVC_NAL_SPS, HEVC_NAL_PPS = 32, 33, 34
 HVCC_HEADER_SIZE = 23
+_CHROMA_SUBSAMPLING = {0: (1, 1), 1: (2, 2), 2: (2, 1), 3: (1, 1)}  # chroma_format_idc → SubWidthC/SubHeightC
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +201,7 @@ def parse_hevc_sps(nal: bytes) -> HEVCPictureInfo:
         top, bottom = bits.ue("conf_win_top_offset"), bits.ue("conf_win_bottom_offset")
     depth = 8 + bits.ue("bit_depth_luma_minus8")
     # The window counts chroma samples (H.265 7.4.3.2.1, SubWidthC/SubHeightC, table 6-1).
-    sub_width, sub_height = (1, 1) if separate_planes else {0: (1, 1), 1: (2, 2), 2: (2, 1),
-                                                           3: (1, 1)}[chroma]
+    sub_width, sub_height = (1, 1) if separate_planes else _CHROMA_SUBSAMPLING[chroma]
     width -= sub_width * (left + right)
     height -= sub_height * (top + bottom)
     if width <= 0 or height <= 0 or depth > 16:

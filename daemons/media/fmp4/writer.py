@@ -50,6 +50,7 @@ import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .boxes import box, full_box
 from .codecs import mp4a_channels, opus_channels
@@ -106,9 +107,9 @@ _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x4000000
 _LANGUAGE_UND = 0x55C4  # ISO 639-2/T "und", 5 bits a letter
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One sample in its track's timescale: what one trun entry and its mdat bytes say."""
+class Sample(NamedTuple):
+    """One sample in its track's timescale: what one trun entry and its mdat bytes say. (A
+    named tuple: made for every frame, and four times cheaper than a frozen dataclass.)"""
 
     data: bytes
     decode_time: int

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from functools import partial
 from datetime import datetime, timezone
@@ -19,14 +18,10 @@ from werkzeug.exceptions import HTTPException
 
 from daemons.core.domain import distribution, generations, playback
 from daemons.core.errors import InvalidInput, SenderError
-from daemons.http import endpoint_reports, management, metrics, openapi
+from daemons.http import endpoint_reports, management, metrics, openapi, schemas
 from daemons.http.state import viewers_per_stream
-from daemons.media import names
 
 TELEMETRY_MAX_BODY = 16 * 1024
-TELEMETRY_MAX_EVENTS = 50
-EVENT_KINDS = ("startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended")
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -172,7 +167,7 @@ def create_api(ctx) -> QuartTrio:
         if ctx.auth_failures.blocked(client):  # guessing tokens: slowed down per address
             return json_response({"jsonrpc": "2.0", "id": None, "error": {
                 "code": -32029, "message": "too many failed logins from this address; try again in a minute",
-                "data": {"type": "rate_limited"}}}, 429, headers={"Retry-After": "60"})
+                "data": {"field": None, "type": "rate_limited"}}}, 429, headers={"Retry-After": "60"})
         body = await request.get_data(cache=False)
         status, payload = await management.handle(ctx, body, request.headers.get("Authorization"))
         if status in (401, 403):
@@ -206,42 +201,18 @@ def _public_streams(store) -> list[dict]:
 
 
 def _parse_events(body: bytes) -> dict:
-    """{"session_id", "stream", "generation_id"?, "events": [{"kind", "value"?, "detail"?}]} checked field by field."""
+    """The batch (`schemas.PlayerEventBatch`), each event with its value and detail (None when absent)."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("the body must be a JSON object")
-    unknown = set(doc) - {"session_id", "stream", "generation_id", "events"}
-    if unknown:
-        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
-    session = doc.get("session_id")
-    if not isinstance(session, str) or not _SESSION_ID.fullmatch(session):
-        raise InvalidInput("session_id must be 8-64 letters, digits, '-' or '_'", field="session_id")
-    if not isinstance(doc.get("stream"), str) or not doc["stream"]:
-        raise InvalidInput("stream must be the stream's slug", field="stream")
-    gid = doc.get("generation_id")
-    if gid is not None and (not isinstance(gid, str) or not names.GENERATION_ID_RE.fullmatch(gid)):
-        raise InvalidInput("generation_id must be a generation id or absent", field="generation_id")
-    events = doc.get("events")
-    if not isinstance(events, list) or not 1 <= len(events) <= TELEMETRY_MAX_EVENTS:
-        raise InvalidInput(f"events must be a list of 1 to {TELEMETRY_MAX_EVENTS} events", field="events")
-    out = []
-    for i, e in enumerate(events):
-        where = f"events[{i}]"
-        if not isinstance(e, dict) or set(e) - {"kind", "value", "detail"}:
-            raise InvalidInput(f"{where} must be an object with kind, value, detail", field=where)
-        if e.get("kind") not in EVENT_KINDS:
-            raise InvalidInput(f"{where}.kind must be one of {', '.join(EVENT_KINDS)}", field=f"{where}.kind")
-        value = e.get("value")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e9 < value < 1e9):
-            raise InvalidInput(f"{where}.value must be a number", field=f"{where}.value")
-        detail = e.get("detail")
-        if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
-            raise InvalidInput(f"{where}.detail must be a string of at most 500 characters", field=f"{where}.detail")
-        out.append({"kind": e["kind"], "value": value, "detail": detail})
-    return {"session_id": session, "stream": doc["stream"], "generation_id": gid, "events": out}
+    try:
+        batch = schemas.check(schemas.PlayerEventBatch, doc)
+    except schemas.Invalid as e:
+        raise InvalidInput(e.message, field=e.field) from None
+    events = [{"kind": e["kind"], "value": e.get("value"), "detail": e.get("detail")} for e in batch["events"]]
+    return {"session_id": batch["session_id"], "stream": batch["stream"], "generation_id": batch.get("generation_id"),
+            "events": events}
 
 
 def _store_events(store, stream_id: str, batch: dict, keep: int) -> None:

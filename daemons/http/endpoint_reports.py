@@ -11,8 +11,9 @@ sender-snapshot; whatever runs it reports here with the endpoint's report token
 The signature is the control-plane report's (`daemons.core.signing`): refused beyond ±300 s
 of this server's clock, and each signature is accepted once within that window (a replay → 409).
 The body (at most 16 KiB) is one snapshot object, or `{"snapshots": [...]}` (one row per
-generation, "" for the endpoint as a whole); every row is checked before any is written
-(`daemons.core.domain.snapshots.record_external`). Reports are rate-limited per endpoint, and
+generation, "" for the endpoint as a whole): the models `schemas.ExternalSnapshot(s)`; every row
+is checked, by the model and then by `daemons.core.domain.snapshots.record_external`, before any
+is written. Reports are rate-limited per endpoint, and
 failed authentications per address (the management API's limiter).
 """
 
@@ -31,6 +32,7 @@ from quart import request
 from daemons.core import domain, signing
 from daemons.core.errors import InvalidInput, NotFound
 from daemons.core.signing import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from daemons.http import schemas
 from daemons.runtime.ratelimit import WindowLimiter
 
 MAX_BODY = 16 * 1024
@@ -149,17 +151,15 @@ def _authenticate(ctx, endpoint_id: str, salt: str, body: bytes, replays: Replay
                                  f"{TIMESTAMP_HEADER} + {SIGNATURE_HEADER}")
 
 
-def _rows_of(body: bytes) -> list:
+def _rows_of(body: bytes) -> list[dict]:
+    """The report's rows: one snapshot (`schemas.ExternalSnapshot`) or `schemas.ExternalSnapshots`."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the body must be a JSON object: a snapshot, or {\"snapshots\": [...]}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("the body must be a JSON object: a snapshot, or {\"snapshots\": [...]}")
-    if "snapshots" in doc:
-        if set(doc) != {"snapshots"}:
-            extra = sorted(set(doc) - {"snapshots"})[0]
-            raise InvalidInput(f"unknown field {extra!r} next to snapshots", field=extra)
-        return doc["snapshots"]
-    return [doc]
-
+    model = schemas.ExternalSnapshots if isinstance(doc, dict) and "snapshots" in doc else schemas.ExternalSnapshot
+    try:
+        report = schemas.check(model, doc)
+    except schemas.Invalid as e:
+        raise InvalidInput(e.message, field=e.field) from None
+    return report["snapshots"] if model is schemas.ExternalSnapshots else [report]

@@ -1,13 +1,16 @@
 """The OpenAPI 3.1 document of every HTTP route, served at `/api/openapi.json`.
 
 Built once per process (`document()` is cached: treat the answer as read-only) from the
-sections below, one function per family of routes. `docs/openapi.json` is this document,
+sections below, one function per family of routes. Request and response bodies are not written
+here: each is the JSON Schema of its model in `daemons.http.schemas`, and the management API's
+calls come from `daemons.http.management.METHODS` (the params schema of each is the object
+`capabilities` answers). `docs/openapi.json` is this document,
 written by `python -m daemons.http.openapi > docs/openapi.json`; tests/http/test_openapi.py
 fails when it drifts, when a route of the Quart app or of the HLS handler is missing here, and
 when schemathesis, driven by this document, gets a 5xx from a live daemon.
 
 Adding a route: add its path item to the matching section (or a new section listed in
-`SECTIONS`), then regenerate docs/openapi.json.
+`SECTIONS`), its bodies' models to `MODELS`, then regenerate docs/openapi.json.
 """
 
 from __future__ import annotations
@@ -16,35 +19,19 @@ import functools
 import json
 import sys
 
-from daemons.core.domain import generations
+from daemons.http import management, schemas
 from daemons.media import names
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 
-# --- shared patterns (the same alphabets the code checks) --------------------------------
+# --- path parameters' patterns (the same alphabets the code checks) --------------------------------
 
 SLUG_PATTERN = names.anchored(names.NAME)
 STREAM_ID_PATTERN = names.anchored(names.STREAM_ID)
 GENERATION_ID_PATTERN = names.anchored(names.GENERATION_ID)
 RENDITION_PATTERN = names.anchored(names.RENDITION)
 MEDIA_FILE_PATTERN = names.anchored(names.MEDIA_FILE)
-SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
-
-EVENT_KINDS = ["startup", "playing", "error", "rebuffer", "rebuffer_end", "live_edge", "quality", "ended"]
-STREAM_STATUSES = list(generations.PUBLIC_STATUSES)
-VISIBILITIES = ["public", "unlisted", "private"]
-
-# The methods while daemons/http/management.py has no METHODS table (then its table rules).
-FALLBACK_MANAGEMENT_METHODS = [
-    "capabilities",
-    "stream.get", "stream.list", "stream.create", "stream.update", "stream.delete",
-    "stream.start", "stream.stop", "stream.status", "stream.playback_token",
-    "stream_key.create", "stream_key.revoke",
-    "media_endpoints.upsert", "media_endpoints.list",
-    "renditions.upsert",
-    "endpoint_snapshots.report",
-]
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MP4_TYPE = "video/mp4"
@@ -72,138 +59,20 @@ def _text(description: str) -> dict:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-# --- components -------------------------------------------------------------------------
+# --- components: the payload models of daemons/http/schemas.py ---------------------------------
+
+# Request and response bodies of the JSON routes, and the management results that have a fixed
+# shape, each published under its model's name.
+MODELS = (
+    schemas.Error, schemas.Health, schemas.Readiness, schemas.StreamList, schemas.Playback,
+    schemas.PlayerEventBatch, schemas.Accepted, schemas.ExternalSnapshot, schemas.ExternalSnapshots,
+    schemas.ReportAccepted,
+    *dict.fromkeys(m.result for m in management.METHODS.values() if m.result is not None),
+)
+
 
 def _schemas() -> dict:
-    return {
-        "Error": {
-            "type": "object",
-            "description": "Every error answer of the JSON routes.",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string", "description": "Machine-readable, e.g. `invalid_input`, `not_found`, `forbidden`, `rate_limited`, `body_too_large`."},
-                        "message": {"type": "string", "description": "What was wrong, for a human."},
-                        "field": {"type": "string", "description": "The offending input field, where one is to blame (e.g. `events[3].kind`)."},
-                    },
-                },
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"const": "ok"}},
-        },
-        "Readiness": {
-            "type": "object",
-            "required": ["status", "checks"],
-            "properties": {
-                "status": {"enum": ["ready", "not ready"]},
-                "checks": {
-                    "type": "object",
-                    "description": "One entry per check (`store`, `spool`): `ok` or `error: <why>`.",
-                    "additionalProperties": {"type": "string"},
-                },
-            },
-        },
-        "StreamSummary": {
-            "type": "object",
-            "required": ["slug", "title", "status", "generation_id", "started_at", "publisher_connected"],
-            "properties": {
-                "slug": {"type": "string", "pattern": SLUG_PATTERN},
-                "title": {"type": "string"},
-                "status": {"enum": STREAM_STATUSES},
-                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
-                "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
-                "publisher_connected": {"type": "boolean", "description": "false while the broadcaster is reconnecting."},
-            },
-        },
-        "StreamList": {
-            "type": "object",
-            "required": ["streams"],
-            "properties": {"streams": {"type": "array", "items": _ref("StreamSummary")}},
-        },
-        "Rendition": {
-            "type": "object",
-            "required": ["name", "kind"],
-            "properties": {
-                "name": {"type": "string", "pattern": RENDITION_PATTERN},
-                "kind": {"enum": ["source", "transcode"]},
-                "width": _nullable({"type": "integer"}),
-                "height": _nullable({"type": "integer"}),
-                "frame_rate": _nullable({"type": "number"}),
-                "video_codec": _nullable({"type": "string"}),
-                "audio_codec": _nullable({"type": "string"}),
-                "measured_bandwidth": _nullable({"type": "integer", "description": "Peak bits per second, measured by the packager."}),
-                "measured_average_bandwidth": _nullable({"type": "integer", "description": "Average bits per second, measured by the packager."}),
-            },
-        },
-        "Playback": {
-            "type": "object",
-            "description": "What a player needs to start.",
-            "required": ["stream", "status", "generation_id", "started_at", "live_at", "ended_at", "end_reason",
-                         "publisher_connected", "publisher_left_at", "ends_at",
-                         "master_url", "low_latency", "renditions", "viewers"],
-            "properties": {
-                "stream": {
-                    "type": "object",
-                    "required": ["id", "slug", "title", "visibility"],
-                    "properties": {
-                        "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
-                        "slug": {"type": "string", "pattern": SLUG_PATTERN},
-                        "title": {"type": "string"},
-                        "visibility": {"enum": VISIBILITIES},
-                    },
-                },
-                "status": {"enum": STREAM_STATUSES},
-                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
-                "started_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
-                "live_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
-                "ended_at": _nullable({"type": "string", "description": "ISO 8601 UTC."}),
-                "end_reason": _nullable({"enum": [r.value for r in generations.EndReason],
-                                         "description": "Why an ended broadcast ended (null unless status is ended)."}),
-                "publisher_connected": {"type": "boolean",
-                                        "description": "Whether the broadcaster is connected now (false while it is reconnecting, and when nothing is active)."},
-                "publisher_left_at": _nullable({"type": "string", "description": "ISO 8601 UTC: since when an active broadcast's publisher is away."}),
-                "ends_at": _nullable({"type": "string", "description": "ISO 8601 UTC: when the reconnect grace ends the broadcast if its publisher does not come back (null: it waits until stopped)."}),
-                "master_url": _nullable({"type": "string", "format": "uri",
-                                         "description": "The generation's master playlist (carrying `?token=` for private streams); null until there is one."}),
-                "low_latency": {"type": "boolean"},
-                "renditions": {"type": "array", "items": _ref("Rendition")},
-                "viewers": {"type": "integer", "minimum": 0},
-            },
-        },
-        "PlayerEvent": {
-            "type": "object",
-            "required": ["kind"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {"enum": EVENT_KINDS},
-                "value": _nullable({"type": "number", "exclusiveMinimum": -1e9, "exclusiveMaximum": 1e9}),
-                "detail": _nullable({"type": "string", "maxLength": 500}),
-            },
-        },
-        "PlayerEventBatch": {
-            "type": "object",
-            "required": ["session_id", "stream", "events"],
-            "additionalProperties": False,
-            "properties": {
-                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
-                "stream": {"type": "string", "minLength": 1, "description": "The stream's slug."},
-                "generation_id": _nullable({"type": "string", "pattern": GENERATION_ID_PATTERN}),
-                "events": {"type": "array", "minItems": 1, "maxItems": 50, "items": _ref("PlayerEvent")},
-            },
-        },
-        "Accepted": {
-            "type": "object",
-            "required": ["accepted"],
-            "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 50}},
-        },
-        **_management_schemas(),
-    }
+    return {**{model.__name__: schemas.schema_of(model) for model in MODELS}, **_management_schemas()}
 
 
 def _components() -> dict:
@@ -312,12 +181,6 @@ def _telemetry_paths() -> dict:
 
 
 def _endpoint_report_paths() -> dict:
-    from daemons.http.management import SNAPSHOT_FIELDS
-
-    row = {"type": "object", "additionalProperties": False, "required": ["status"],
-           "description": "One observation: generation_id \"\" (the default) for the endpoint as a whole. endpoint_id "
-                          "and reporter, when given, must be the endpoint itself.",
-           "properties": SNAPSHOT_FIELDS}
     return {
         "/api/endpoints/{endpoint_id}/snapshots": {"post": {
             "operationId": "postEndpointSnapshots", "tags": ["telemetry"],
@@ -333,14 +196,9 @@ def _endpoint_report_paths() -> dict:
                 {"name": "X-Sender-Signature", "in": "header", "required": False, "schema": {"type": "string"}},
             ],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                row,
-                {"type": "object", "additionalProperties": False, "required": ["snapshots"],
-                 "properties": {"snapshots": {"type": "array", "minItems": 1, "maxItems": 100, "items": row}}},
-            ]}}}},
+                _ref("ExternalSnapshot"), _ref("ExternalSnapshots")]}}}},
             "responses": {
-                "202": _json({"type": "object", "required": ["accepted", "snapshots"],
-                              "properties": {"accepted": {"type": "integer"}, "snapshots": {"type": "array", "items": {"type": "object"}}}},
-                             "Recorded: the rows as stored."),
+                "202": _json(_ref("ReportAccepted"), "Recorded: the rows as stored."),
                 "400": _error("Invalid report; `field` names the culprit. Nothing was written."),
                 "401": _error("No, a wrong or an expired token or signature (or no token minted for this endpoint)."),
                 "403": _error("Not an external endpoint: its own node's sender-snapshot reports it."),
@@ -353,70 +211,27 @@ def _endpoint_report_paths() -> dict:
     }
 
 
-def _management_methods() -> list[tuple[str, str, dict]]:
-    """(name, description, params schema) of every management method: management.METHODS, the
-    table that also validates calls and answers `capabilities`."""
-    from daemons.http import management
-
-    table = getattr(management, "METHODS", None)
-    if not table:
-        return [(name, "", {"type": "object"}) for name in FALLBACK_MANAGEMENT_METHODS]
-    return [(m.name, m.description, m.params) for m in table.values()]
-
-
 def _management_schemas() -> dict:
-    call_id = {"oneOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}, {"type": "null"}],
-               "description": "Echoed in the answer."}
-    calls = [
-        {
-            "title": name,
-            "type": "object",
-            "description": description or None,
-            "required": ["method"],
-            "additionalProperties": False,
-            "properties": {"jsonrpc": {"const": "2.0"}, "method": {"const": name}, "params": params, "id": call_id},
+    """One call schema per method of management.METHODS: the envelope's members (schemas.Call),
+    the method's name, and its params schema — the very object `capabilities` answers."""
+    envelope = schemas.schema_of(schemas.Call)
+    calls = []
+    for m in management.METHODS.values():
+        call = {
+            "title": m.name, "type": "object", "description": m.description,
+            "required": envelope["required"], "additionalProperties": False,
+            "properties": {**envelope["properties"], "method": {"const": m.name}, "params": m.describe()["params"]},
         }
-        for name, description, params in _management_methods()
-    ]
-    for call in calls:
-        if call["description"] is None:
-            del call["description"]
+        if m.result is not None:
+            call["x-result"] = m.result.__name__  # the component its result is
+        calls.append(call)
     return {
         "ManagementRequest": {
-            "description": "One JSON-RPC 2.0-style call (no batches); `params` as the method declares them "
-                           "(the `capabilities` method answers the same schemas).",
+            "description": f"{envelope['description']} `params` as the method declares them (the `capabilities` "
+                           "method answers the same schemas); `x-result` names the result's schema where it has one.",
             "oneOf": calls,
         },
-        "ManagementResponse": {
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["jsonrpc", "id", "result"],
-                    "properties": {"jsonrpc": {"const": "2.0"}, "id": call_id, "result": {"description": "The method's answer."}},
-                },
-                {
-                    "type": "object",
-                    "required": ["jsonrpc", "id", "error"],
-                    "properties": {"jsonrpc": {"const": "2.0"}, "id": call_id, "error": _ref("ManagementError")},
-                },
-            ],
-        },
-        "ManagementError": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "integer", "description": "JSON-RPC's (-32700 parse error, -32600 invalid request, -32601 "
-                                                          "unknown method, -32602 invalid params) or Sender's (-32000 to -32099)."},
-                "message": {"type": "string"},
-                "data": {
-                    "type": "object",
-                    "properties": {
-                        "field": {"type": ["string", "null"], "description": "The offending member or parameter."},
-                        "type": {"type": "string", "description": "e.g. `invalid_input`, `not_found`, `conflict`, `unauthorized`."},
-                    },
-                },
-            },
-        },
+        "ManagementResponse": {"oneOf": [schemas.schema_of(schemas.CallResult), schemas.schema_of(schemas.CallFailure)]},
     }
 
 

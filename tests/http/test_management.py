@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,12 +20,13 @@ from typer.testing import CliRunner
 from daemons.core import config as config_mod
 from daemons.core import domain
 from daemons.core.domain import mgmt_tokens, playback
-from daemons.http import management, openapi
+from daemons.http import management, schemas
 from sender_cli.app import app as sender_app
 from tests.daemons.conftest import FFPROBE, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest
 from tests.http.conftest import make_http_install, start_http
 
 PATH = "/api/admin/management"
+MANAGEMENT_DOC = Path(__file__).resolve().parents[2] / "docs" / "management-api.md"
 TOKENS = "management.token_verifiers"
 
 
@@ -62,13 +65,16 @@ class API:
         assert r.headers["content-type"] == "application/json"
         doc = r.json()
         assert doc["jsonrpc"] == "2.0" and doc["id"] == self.next_id
-        assert ("result" in doc) != ("error" in doc)
+        schemas.check(schemas.CallResult if r.status_code == 200 else schemas.CallFailure, doc)
         return r
 
     async def ok(self, method: str, **params):
         r = await self.call(method, params)
         assert r.status_code == 200, r.text
-        return r.json()["result"]
+        result = r.json()["result"]
+        if management.METHODS[method].result is not None:  # the answer is its model's shape, exactly
+            schemas.check(management.METHODS[method].result, result)
+        return result
 
     async def fails(self, method: str, params: dict, status: int, code: int, field: str | None = None) -> dict:
         r = await self.call(method, params)
@@ -94,18 +100,33 @@ async def api(http, token):
 # --- methods -------------------------------------------------------------------------------
 
 
+def documented_methods() -> dict[str, tuple[set[str], set[str], bool]]:
+    """method → (params, required params, sensitive) as docs/management-api.md's table lists them."""
+    out = {}
+    for line in MANAGEMENT_DOC.read_text().splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) != 3 or not re.fullmatch(r"`[a-z_.]+`", cells[0]):
+            continue
+        listed = re.sub(r"\([^)]*\)", "", cells[1].split("→")[0])
+        params = [p.strip() for p in listed.split(",") if p.strip() not in ("", "—")]
+        out[cells[0].strip("`")] = ({p.strip("*") for p in params}, {p.strip("*") for p in params if p.startswith("**")},
+                                    cells[2] == "yes")
+    return out
+
+
 async def test_capabilities_describe_every_method(api, http):
     caps = await api.ok("capabilities")
-    names = [m["name"] for m in caps["methods"]]
-    assert names == openapi.FALLBACK_MANAGEMENT_METHODS  # the method list Legion was promised
-    assert {m["name"] for m in caps["methods"] if m["sensitive"]} == {"stream_key.create", "stream.playback_token"}
+    schemas.check(schemas.Capabilities, caps)
+    # The methods, their params and which are sensitive: what docs/management-api.md promises Legion.
+    documented = documented_methods()
+    assert [m["name"] for m in caps["methods"]] == list(documented)
     for m in caps["methods"]:
+        params, required, sensitive = documented[m["name"]]
         assert m["params"]["type"] == "object" and m["params"]["additionalProperties"] is False, m["name"]
-        assert set(m["params"]["required"]) <= set(m["params"]["properties"]), m["name"]
-        assert m["description"]
+        assert set(m["params"]["properties"]) == params and set(m["params"]["required"]) == required, m["name"]
+        assert m["sensitive"] is sensitive and m["description"], m["name"]
     by_name = {m["name"]: m for m in caps["methods"]}
     assert by_name["stream.create"]["params"]["properties"]["visibility"]["enum"] == ["public", "unlisted", "private"]
-    assert by_name["stream.create"]["params"]["required"] == ["slug"]
     assert caps["limits"]["max_request_body"] == http.install.config["http.max_request_body"]
     assert caps["version"] == 1 and caps["node"] == http.install.config["node.id"]
 
@@ -308,7 +329,8 @@ async def test_failed_logins_are_rate_limited_per_address(nursery, tmp_path):
             assert (await api.post({"method": "capabilities", "id": 1}, headers=bearer("mt0123456789_" + "B" * 32))).status_code == 403
         limited = await api.post({"method": "capabilities", "id": 1})  # even the right token, for a minute
     assert limited.status_code == 429 and limited.headers["retry-after"] == "60"
-    assert limited.json()["error"]["data"]["type"] == "rate_limited"
+    assert limited.json()["error"]["data"] == {"field": None, "type": "rate_limited"}
+    schemas.check(schemas.CallFailure, limited.json())
 
 
 async def test_a_wrong_token_and_a_revoked_one_are_forbidden(api, http):
@@ -423,7 +445,7 @@ _json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-_param_names = sorted({p for m in management.METHODS.values() for p in m.params["properties"]})
+_param_names = sorted({p for m in management.METHODS.values() for p in m.describe()["params"]["properties"]})
 _valueish = (
     _json_values
     | st.sampled_from(["demo", "st_0000000000000000", "source", "origin", "healthy", "private", "transcode", "", "Bad Slug"])
@@ -462,7 +484,7 @@ async def test_random_bodies_never_make_a_server_error(api, http):
         if r.status_code == 200:
             assert "result" in doc
         else:
-            assert isinstance(doc["error"]["code"], int) and set(doc["error"]["data"]) == {"field", "type"}
+            schemas.check(schemas.CallFailure, doc)
             seen_codes.add(doc["error"]["code"])
 
     def run():

@@ -17,7 +17,7 @@ from daemons.core import config as config_mod
 from daemons.core import domain
 from daemons.core.domain import mgmt_tokens, playback
 from daemons.core.install import Install
-from daemons.http import hls, openapi
+from daemons.http import hls, management, openapi, schemas
 from daemons.http.app import SenderApp
 from tests.http.conftest import answer_before_late_body, make_http_install
 from tests.http.spool_writer import PART_S, GenerationWriter
@@ -117,6 +117,30 @@ def test_every_hls_route_is_documented():
         routed = hls.ROUTE.fullmatch(sample.encode()) is not None
         in_docs = any(r.fullmatch(sample) for r in documented)
         assert routed == in_docs, f"{sample}: served {routed}, documented {in_docs}"
+
+
+def test_each_management_method_is_one_model_everywhere():
+    """A method's params model is the schema capabilities answers and the one the document
+    publishes: the same object, not an equal copy."""
+    components = openapi.document()["components"]["schemas"]
+    calls = {c["properties"]["method"]["const"]: c for c in components["ManagementRequest"]["oneOf"]}
+    assert list(calls) == list(management.METHODS)
+    envelope = schemas.schema_of(schemas.Call)
+    for name, m in management.METHODS.items():
+        params = schemas.schema_of(m.params)
+        assert m.describe()["params"] is params and calls[name]["properties"]["params"] is params, name
+        assert calls[name]["description"] == m.description
+        assert calls[name]["properties"]["id"] is envelope["properties"]["id"]
+        if m.result is not None:
+            assert components[calls[name]["x-result"]] is schemas.schema_of(m.result), name
+        else:
+            assert "x-result" not in calls[name]
+
+
+def test_every_body_schema_is_its_models():
+    components = openapi.document()["components"]["schemas"]
+    for model in openapi.MODELS:
+        assert components[model.__name__] is schemas.schema_of(model), model.__name__
 
 
 async def test_document_lists_the_management_methods_capabilities_answers(http, management_token):

@@ -10,6 +10,7 @@ import trio
 
 from daemons.core import domain
 from daemons.core.domain import playback
+from daemons.http import schemas
 from daemons.media.hls import parse_master_playlist, parse_media_playlist
 from tests.http.conftest import make_http_install, start_http
 from tests.http.spool_writer import GenerationWriter
@@ -27,6 +28,12 @@ async def live_generation(http, slug: str, visibility: str) -> tuple[dict, Gener
     gen.add_part()
     await http.daemon.ctx.directory.refresh()
     return stream, gen
+
+
+def playback_answer(r) -> dict:
+    """The playback API's answer, held against its model (every member, nothing more)."""
+    assert r.status_code == 200, r.text
+    return schemas.check(schemas.Playback, r.json())
 
 
 def hls_url(gen: GenerationWriter, kind: str) -> str:
@@ -65,7 +72,7 @@ async def test_visibility_matrix(http, visibility):
                 assert r.status_code == (200 if allowed else 403), (visibility, token_name, kind, r.text)
                 if not allowed:
                     assert b"#EXT" not in r.content and b"part" not in r.content  # nothing of the stream
-        listed = (await c.get("/api/streams")).json()["streams"]
+        listed = schemas.check(schemas.StreamList, (await c.get("/api/streams")).json())["streams"]
     assert ("watched" in [s["slug"] for s in listed]) == (visibility == "public")
 
 
@@ -96,21 +103,21 @@ async def test_playback_api_states(http):
         stream = domain.streams.create(store, "show", title="The Show")
     await http.daemon.ctx.directory.refresh()
     async with http.client() as c:
-        offline = (await c.get("/api/streams/show/playback")).json()
+        offline = playback_answer(await c.get("/api/streams/show/playback"))
         assert offline["status"] == "offline" and offline["master_url"] is None and offline["generation_id"] is None
         assert offline["stream"] == {"id": stream["id"], "slug": "show", "title": "The Show", "visibility": "public"}
         assert offline["low_latency"] is True and offline["renditions"][0]["name"] == "source"
 
         with http.install.open_store() as store:
             gen_row, _ = domain.streams.start(store, "show")
-        starting = (await c.get("/api/streams/show/playback")).json()
+        starting = playback_answer(await c.get("/api/streams/show/playback"))
         assert starting["status"] == "starting" and starting["master_url"] is None
 
         gen = GenerationWriter(http.install.spool_root, http.install.state_dir, stream["id"], generation_id=gen_row["id"])
         gen.add_segments(1)
         with http.install.open_store() as store:
             domain.generations.mark_live(store, gen_row["id"])
-        live = (await c.get("/api/streams/show/playback")).json()
+        live = playback_answer(await c.get("/api/streams/show/playback"))
         assert live["status"] == "live" and live["generation_id"] == gen_row["id"]
         assert live["master_url"] == f"{http.base_url}/hls/{stream['id']}/{gen_row['id']}/master.m3u8"
         assert live["started_at"] and live["live_at"]
@@ -118,15 +125,17 @@ async def test_playback_api_states(http):
 
         with http.install.open_store() as store:
             domain.streams.stop(store, "show")
-        ended = (await c.get("/api/streams/show/playback")).json()
+        ended = playback_answer(await c.get("/api/streams/show/playback"))
         assert ended["status"] == "ended" and ended["ended_at"] and ended["master_url"] == live["master_url"]
+        assert ended["end_reason"] == "stopped" and ended["publisher_connected"] is False and ended["ends_at"] is None
 
         with http.install.open_store() as store:
             domain.streams.delete(store, "show")
         await http.daemon.ctx.directory.refresh()
         assert (await c.get("/api/streams/show/playback")).status_code == 404
         assert (await c.get(live["master_url"])).status_code == 404  # deleted: nothing served
-        assert (await c.get("/api/streams/never-was/playback")).json()["error"]["code"] == "not_found"
+        missing = schemas.check(schemas.Error, (await c.get("/api/streams/never-was/playback")).json())
+        assert missing["error"]["code"] == "not_found"
 
 
 async def test_forwarded_headers_only_from_trusted_proxies(tmp_path, nursery):
@@ -212,9 +221,10 @@ async def test_workers_add_up_in_metrics(http, nursery):
 
 async def test_health_and_readiness(http):
     async with http.client() as c:
-        assert (await c.get("/healthz")).json() == {"status": "ok"}
+        assert schemas.check(schemas.Health, (await c.get("/healthz")).json()) == {"status": "ok"}
         ready = await c.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"store": "ok", "spool": "ok"}
+    schemas.check(schemas.Readiness, ready.json())
 
 
 # --- telemetry ------------------------------------------------------------------------------
@@ -233,7 +243,7 @@ async def test_player_events_are_stored_and_counted(http):
     async with http.client() as c:
         r = await c.post("/api/player/events", json=batch())
         text = (await c.get("/metrics")).text
-    assert r.status_code == 202 and r.json() == {"accepted": 3}
+    assert r.status_code == 202 and schemas.check(schemas.Accepted, r.json()) == {"accepted": 3}
     assert 'sender_player_events_total{kind="startup"} 1.0' in text
     with http.install.open_store() as store:
         rows = store.query("SELECT kind, value, detail, session_id FROM player_events ORDER BY id")
@@ -259,7 +269,7 @@ async def test_bad_player_events_get_a_clear_400(http, body, field):
     async with http.client() as c:
         r = await c.post("/api/player/events", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    error = r.json()["error"]
+    error = schemas.check(schemas.Error, r.json())["error"]
     assert error["code"] == "invalid_input" and error["message"]
     assert error.get("field") == field
 

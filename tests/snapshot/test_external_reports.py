@@ -102,6 +102,10 @@ async def test_bad_signature_old_timestamp_wrong_token_and_missing_auth_write_no
         r = await c.post("/api/endpoints/mux1/snapshots", content=body, headers=headers)
         assert r.status_code == 401 and "clock" in r.json()["error"]["message"]
 
+        body, headers = signed(token, doc)  # a signature header that is not even ASCII
+        r = await c.post("/api/endpoints/mux1/snapshots", content=body, headers={**headers, SIGNATURE_HEADER: b"sha256=\xff"})
+        assert r.status_code == 401 and SIGNATURE_HEADER in r.json()["error"]["message"]
+
         r = await c.post("/api/endpoints/mux1/snapshots", json=doc, headers={"Authorization": f"Bearer {other}"})
         assert r.status_code == 401
         r = await c.post("/api/endpoints/mux1/snapshots", json=doc)
@@ -149,7 +153,9 @@ async def test_unknown_endpoint_sender_endpoint_and_endpoint_without_token(nurse
     ({"status": "healthy", "bananas": 1}, "bananas"),
     ({"snapshots": []}, "snapshots"),
     ({"snapshots": [{"status": "healthy"}, {"status": "healthy"}]}, "generation_id"),  # the same row twice
-    ({"snapshots": [{"status": "healthy"}, {"generation_id": "g", "status": "bad"}]}, "status"),  # one bad row: none written
+    ({"snapshots": [{"status": "healthy"}, {"generation_id": "g", "status": "bad"}]}, "snapshots[1].status"),  # none written
+    ({"snapshots": [{"status": "healthy", "viewers": True}]}, "snapshots[0].viewers"),
+    ({"snapshots": {"status": "healthy"}}, "snapshots"),
     ({"snapshots": [{"status": "healthy"}], "extra": 1}, "extra"),
 ])
 async def test_malformed_payloads_are_refused_with_the_field_and_nothing_written(nursery, inst, doc, field):

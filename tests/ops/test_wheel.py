@@ -20,6 +20,7 @@ import httpx
 import pytest
 import trio
 
+from sender_cli.commands.install_cmd import unit_names
 from tests.daemons.conftest import needs_ffmpeg
 from tests.daemons.test_up import free_port
 from tests.ops.test_quickstart import stop
@@ -132,7 +133,7 @@ async def test_a_wheel_install_inits_installs_and_runs_outside_the_checkout(venv
     root = tmp_path / "root"
     cli("install", "--root", str(root))
     units = root / "usr/lib/systemd/system"
-    assert sorted(p.name for p in units.iterdir()) == sorted(p.name for p in (REPO / "units").iterdir())
+    assert sorted(p.name for p in units.iterdir()) == sorted(unit_names())
     assert f"ExecStart={sender} --config /etc/sender/sender.toml daemon ingest" in (units / "sender-ingest.service").read_text()
     for page in (REPO / "man").iterdir():
         assert (root / f"usr/share/man/man{page.suffix[1:]}" / page.name).read_bytes() == page.read_bytes()

@@ -26,7 +26,7 @@ import functools
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs typing_extensions' TypedDict on Python < 3.12
@@ -208,18 +208,28 @@ def _described(kind: Any, description: str) -> Any:
     return Annotated[kind, Field(description=description)]
 
 
-def _config_checked(kind: config.Kind, json_type: str, description: str) -> Any:
-    """A value the config's own `Kind` checks (a rendition field, a health threshold): the rule is
-    the config's; the schema says the JSON type, and the range in the config's words."""
+def _config_checked(kind: config.Kind, json_type: str, description: str, max_length: int | None = None) -> Any:
+    """A value the config's own `Kind` checks (a rendition field, a health threshold, a URL): the
+    rule is the config's; the schema says the JSON type, and the range in the config's words."""
 
     def run(value: Any) -> Any:
         try:
+            if max_length is not None and isinstance(value, str) and len(value) > max_length:
+                raise ValueError(f"expected at most {max_length} characters")
             return kind.check(value)
         except ValueError as e:
             raise PydanticCustomError("value_error", "{error}", {"error": str(e)}) from None
 
-    described = f"{description.rstrip('.')} ({kind.name})."
-    return Annotated[Any, PlainValidator(run), WithJsonSchema({"type": json_type, "description": described})]
+    schema = {"type": json_type, "description": f"{description.rstrip('.')} ({kind.name})."}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return Annotated[Any, PlainValidator(run), WithJsonSchema(schema)]
+
+
+def _unique(items: list) -> list:
+    if len(set(items)) != len(items):
+        raise ValueError("an item is repeated")
+    return items
 
 
 Slug = _pattern(names.NAME, "1-64 of a-z, 0-9 and '-', starting and ending with a letter or digit.")
@@ -564,11 +574,12 @@ class EndpointUpsertParams(TypedDict):
     type: NotRequired[_described(EndpointType, "Required for a new endpoint.")]
     name: NotRequired[_text("Human-readable name.", 200)]
     node_id: NotRequired[_text("The Sender node serving it.", 100)]
-    public_base_url: NotRequired[_text("Its http(s) base URL, or \"\".", 500)]
+    public_base_url: NotRequired[_config_checked(config.URL, "string", "Its base URL", max_length=500)]
     enabled: NotRequired[_described(bool, "Whether it serves.")]
     health_thresholds: NotRequired[_described(HealthThresholds, "Overrides of the config's health.* thresholds.")]
-    sources: NotRequired[Annotated[list[_text("An endpoint id.", 64)], Field(max_length=64, description="Ordered source "
-                                                                                                        "endpoint ids.")]]
+    sources: NotRequired[Annotated[list[_text("An endpoint id.", 64)], AfterValidator(_unique),
+                                   Field(max_length=64, description="Ordered source endpoint ids, each once.",
+                                         json_schema_extra={"uniqueItems": True})]]
 
 
 class RenditionUpsertParams(RenditionSpec):

@@ -262,6 +262,10 @@ async def test_upserts_are_idempotent(api):
     await api.fails("media_endpoints.upsert", {"id": "edge-2", "type": "tribes_edge", "sources": ["ghost"]}, 404, -32004, "sources")
     await api.fails("media_endpoints.upsert", {"id": "Bad Id", "type": "tribes_edge"}, 400, -32602, "id")
     await api.fails("media_endpoints.upsert", {"id": "e", "type": "cdn"}, 400, -32602, "type")
+    await api.fails("media_endpoints.upsert", {"id": "e", "type": "tribes_edge", "public_base_url": "ftp://x"},
+                    400, -32602, "public_base_url")
+    await api.fails("media_endpoints.upsert", {"id": "e", "type": "tribes_edge", "sources": ["origin", "origin"]},
+                    400, -32602, "sources")
     await api.fails("media_endpoints.upsert", {"id": "e", "type": "tribes_edge", "health_thresholds": {"max_segment_lag": "2"}},
                     400, -32602, "health_thresholds.max_segment_lag")
 

@@ -327,6 +327,9 @@ def render_owned_vcl(cfg: Config, *, target_duration_s: int | None = None) -> st
     td = target_duration_s or max(1, round(cfg["hls.segment_target_s"]))
     return _vcl(header=OWNED_HEADER.format(config=cfg.path), upstream=upstream, target_duration_s=td,
                 scheme=OWNED_SCHEME.format(tls=TLS_SOCKET, redirect=redirect), media_ttl_s=OWNED_MEDIA_TTL_S,
+                # No grace: past its 30 s an object is fetched again, never served stale meanwhile
+                # (a stream made private is refused by then).
+                media_grace="0s",
                 extra_backends=extra_backends, extra_subs=extra_subs)
 
 

@@ -7,7 +7,7 @@ a file outside the spool:
     /hls/<stream_id>/<generation_id>/master.m3u8
     /hls/<stream_id>/<generation_id>/<rendition>/index.m3u8   ?_HLS_msn=&_HLS_part=&_HLS_skip=
     /hls/<stream_id>/<generation_id>/<rendition>/init.mp4 | init-<n>.mp4
-    /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s | <msn>.ts
+    /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s | <msn>.ts | <msn>.<part>.ts
 
 Visibility is checked first, before any byte of playback data: unknown or deleted streams 404;
 private streams need `?token=` (a playback token), which is then carried into every URI of the
@@ -40,7 +40,7 @@ LIVE_PLAYLIST_MAX_AGE = 1
 # Every name from daemons/media/names.py: what the packager writes is what this route accepts.
 ROUTE = re.compile(
     (rf"/hls/({names.STREAM_ID})/({names.GENERATION_ID})/(?:({re.escape(names.MASTER)})|({names.RENDITION})"
-     rf"/({re.escape(names.PLAYLIST)}|{names.INIT_FILE}|({names.MSN})(?:\.({names.PART_INDEX})\.m4s|\.m4s|\.ts)))").encode()
+     rf"/({re.escape(names.PLAYLIST)}|{names.INIT_FILE}|({names.MSN})(?:\.({names.PART_INDEX}))?\.(?:m4s|ts)))").encode()
 )
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

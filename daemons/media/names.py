@@ -30,7 +30,9 @@ MASTER = "master.m3u8"
 MSN = r"[0-9]{1,12}"  # a media sequence number
 PART_INDEX = r"[0-9]{1,6}"  # a part within its segment
 INIT_FILE = r"init(?:-[0-9]{1,6})?\.mp4"
-MEDIA_FILE = rf"{INIT_FILE}|{MSN}(?:\.{PART_INDEX})?\.m4s|{MSN}\.ts"
+# fMP4 (.m4s) from Sender's packager; MPEG-TS (.ts) segments and parts an edge keeps from an
+# external origin that serves TS.
+MEDIA_FILE = rf"{INIT_FILE}|{MSN}(?:\.{PART_INDEX})?\.(?:m4s|ts)"
 
 
 def init_name(index: int) -> str:
@@ -49,6 +51,11 @@ def part_name(msn: int, index: int) -> str:
 def ts_segment_name(msn: int) -> str:
     """An MPEG-TS segment of an external origin, kept under Sender's numbering by an edge."""
     return f"{msn}.ts"
+
+
+def ts_part_name(msn: int, index: int) -> str:
+    """An MPEG-TS part of an external LL-HLS origin, kept under Sender's numbering by an edge."""
+    return f"{msn}.{index}.ts"
 
 
 # --- compiled, for the code that checks -------------------------------------------------------------

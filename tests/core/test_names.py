@@ -28,7 +28,8 @@ def served(rendition: str, file: str) -> bool:
 
 @given(msns, parts, st.integers(0, 999_999), renditions)
 def test_every_file_the_packager_writes_is_served_published_and_mirrored(msn, part, init, rendition):
-    for file in (names.segment_name(msn), names.part_name(msn, part), names.init_name(init), names.ts_segment_name(msn)):
+    for file in (names.segment_name(msn), names.part_name(msn, part), names.init_name(init), names.ts_segment_name(msn),
+                 names.ts_part_name(msn, part)):
         assert served(rendition, file), file
         assert re.fullmatch(openapi.MEDIA_FILE_PATTERN, file), file
         assert SENDER_NAME.fullmatch(file), file

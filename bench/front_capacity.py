@@ -72,6 +72,7 @@ from harness import (  # noqa: E402
     require_tools,
     rss_kb,
     run_checked,
+    run_wrk,
     sender_cli,
     stop_process,
     system_busy_ticks,
@@ -262,8 +263,16 @@ class Install:
         self.cli("init", "--dir", str(self.root))
         for key, value in {"rtmp.listen": f"{HOST}:{self.ports['rtmp']}", "http.listen": f"{HOST}:{self.ports['http']}",
                            "http.viewer_window_s": "5", "front.http_listen": f"{HOST}:{self.ports['front_http']}",
-                           "front.listen": "", "front.proxy_listen": f"{HOST}:{self.ports['front_proxy']}",
+                           "front.proxy_listen": f"{HOST}:{self.ports['front_proxy']}",
                            "front.cache_size": "512m", "log.level": "warning"}.items():
+            self.cli("config", "set", key, value)
+        # HTTPS on the front too (a self-signed certificate): the TLS cost step measures it.
+        tls = self.root / "tls"
+        tls.mkdir()
+        run_checked(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tls / "key.pem"),
+                     "-out", str(tls / "cert.pem"), "-days", "2", "-subj", "/CN=127.0.0.1"], "openssl req (a certificate)")
+        for key, value in {"front.listen": f"{HOST}:{self.ports['front_tls']}", "front.tls_cert": str(tls / "cert.pem"),
+                           "front.tls_key": str(tls / "key.pem"), "front.redirect_http": "false"}.items():
             self.cli("config", "set", key, value)
         self.stream_id = json.loads(self.cli("stream", "create", SLUG, "--json"))["id"]
         self.key = json.loads(self.cli("key", "create", SLUG, "--json"))["key"]
@@ -428,6 +437,27 @@ def run_round(config: str, n: int, inst: Install, port: int, extra, gen_id: str,
     }
 
 
+def tls_cost(inst: Install, gen_id: str, listings: Listings, args: argparse.Namespace) -> dict:
+    """The same cached part fetched with wrk over plain HTTP (Varnish) and over HTTPS (hitch,
+    then Varnish): the front's CPU per request each way; the difference is TLS."""
+    wrk = run_checked(["sh", "-c", "command -v wrk"], "wrk (apt-get install wrk)").stdout.strip()
+    part = sorted(listings.first.items(), key=lambda kv: kv[1])[-10][0]
+    path = f"/hls/{inst.stream_id}/{gen_id}/{RENDITION}/{part}.m4s"
+    size = len(urllib.request.urlopen(f"http://{HOST}:{inst.ports['front_http']}{path}", timeout=10).read())
+    out = {"part": part, "part_bytes": size}
+    for name, url in (("http", f"http://{HOST}:{inst.ports['front_http']}{path}"),
+                      ("https", f"https://{HOST}:{inst.ports['front_tls']}{path}")):
+        pids = sorted({p for p in descendants(inst.procs["front"].pid)})
+        ticks0, t0 = cpu_ticks(pids), time.monotonic()
+        r = run_wrk(wrk, url, threads=1, connections=32, seconds=args.tls_seconds)
+        cpu_s = (cpu_ticks(pids) - ticks0) / CLK_TCK
+        out[name] = {"requests_per_s": r["requests_per_s"], "front_cpu_us_per_request": 1e6 * cpu_s / max(1, r["requests"]),
+                     "front_cpu_pct_of_core": 100 * cpu_s / (time.monotonic() - t0), "wrk_cpu_pct_of_core": r["wrk_cpu_pct_of_core"],
+                     "errors": r["non_2xx_3xx"] + sum(r["socket_errors"].values())}
+        log(f"    TLS cost, {name}: {r['requests_per_s']:,.0f} req/s, front {out[name]['front_cpu_us_per_request']:.1f} µs/request")
+    return out
+
+
 def _ms(v: float | None) -> float | None:
     return None if v is None else round(1000 * v, 1)
 
@@ -454,6 +484,11 @@ def render(report: dict) -> str:
     out.append("")
     for config, cap in report["capacity"].items():
         out.append(f"{LABELS[config]}: largest on-time viewer count measured: {cap}")
+    if "tls_cost" in report:
+        t = report["tls_cost"]
+        out.append(f"TLS cost (wrk -t1 -c32, one cached part of {t['part_bytes']:,} B): "
+                   + "; ".join(f"{k} {t[k]['requests_per_s']:,.0f} req/s, front {t[k]['front_cpu_us_per_request']:.1f} µs/request"
+                               for k in ("http", "https")))
     return "\n".join(out)
 
 
@@ -469,6 +504,7 @@ def parse_args(argv):
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
     p.add_argument("--viewers", action="append", default=[], metavar="CONFIG=N,N",
                    help="viewer counts of one configuration, e.g. front=10,100,1000 (repeatable)")
+    p.add_argument("--tls-seconds", type=float, default=8.0, help="wrk seconds per scheme for the TLS cost step (0: skip)")
     p.add_argument("--generators", type=int, default=os.cpu_count() or 2, help="viewer processes (default: one per core)")
     p.add_argument("--sender-rev", default="HEAD", metavar="REV",
                    help="the Sender revision measured (git archive; default HEAD: committed code, not the working tree)")
@@ -547,6 +583,8 @@ def main(argv=None) -> int:
                 time.sleep(6)  # past http.viewer_window_s: the next round's count starts from 0
                 if r["on_time"] is not None and r["on_time"] < 0.5:
                     break  # far past capacity: larger counts only take longer
+            if config == "front" and args.tls_seconds > 0:
+                report["tls_cost"] = tls_cost(inst, gen_id, listings, args)
             if extra is not None:
                 extra.stop()
             inst.stop("front")

@@ -97,9 +97,9 @@ def _invalid(model, error: dict, what: str) -> Invalid:
     elif kind in ("too_short", "string_too_short"):
         message = f"{where} must have at least {ctx['min_length']} {'item' if kind == 'too_short' else 'character'}" + \
                   ("s" if ctx["min_length"] != 1 else "")
-    elif kind == "value_error":  # the config's own check of a rendition field or a health threshold
+    elif kind == "value_error":  # a check of the model's own (the config's rules, items that repeat)
         message = f"{where} {_show(value)} is not allowed: {ctx.get('error', error['msg'])}"
-    else:  # a pattern, a bound, a union (the call's id): the model's description says what is allowed
+    else:  # a pattern: the model's description says what is allowed
         description = node.get("description") or _plain(node).get("description")
         message = f"{where} {_show(value)} is not allowed: {description or error['msg']}"
     return Invalid(message, field)

@@ -13,7 +13,7 @@ Two pools, so that sockets which never publish cannot take a publisher's place:
   publish request moves a connection here; past the limit the request is refused (the caller
   answers it with an RTMP error) and the connection stays pending.
 
-Connections are any hashable the caller chooses (the ingest daemon uses its `Session`s). The
+Connections are any hashable the caller chooses (the ingest daemon uses its `ConnectionHandler`s). The
 caller closes what `connect` evicts and calls `leave` when a connection ends.
 """
 

@@ -1,10 +1,13 @@
-"""A generation's media pipeline in the ingest daemon: backend sessions, packagers, the spool.
+"""A generation's media pipeline in the ingest daemon: the media backend, packagers, the spool.
 
 `GenerationPipeline` lives while its generation is active in this daemon. It owns one
 `RenditionPackager` per rendition (resumed from the spool's state files after a daemon restart)
-and hands each publisher connection a `BackendSession` — the `MediaSink` the RTMP session feeds.
-A session runs one supervised ffmpeg; if ffmpeg dies while the publisher is still there, it is
-restarted with backoff and the playlists show a discontinuity.
+and hands each publish a `BackendSink` — the `MediaSink` the connection handler feeds. A
+`BackendSink` runs one supervised ffmpeg at a time; if ffmpeg dies while the publisher is still
+there, it is restarted with backoff. Each ffmpeg's output is one *timeline* for the packagers
+(`start_timeline`/`end_timeline`): a new one follows a discontinuity and numbering goes on.
+The sink checks each tag's decoded header: a codec ffmpeg cannot package (`unsupported`) refuses
+the publish (`UnsupportedMedia`).
 
 Spool layout (the contract with the HTTP daemon, see docs/arch.md):
 
@@ -36,7 +39,8 @@ import trio
 from daemons.core import domain
 from daemons.core.errors import SenderError
 from daemons.ingest import backend
-from daemons.media import flv, hls
+from daemons.ingest.sink import UnsupportedMedia
+from daemons.media import flv, hls, rtmp
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
 from daemons.media.generation import Batch, GenerationPackager
 from daemons.media.names import MASTER, PLAYLIST
@@ -54,7 +58,29 @@ STOP_GRACE_S = 5.0
 MAX_FAILED_STARTS = 5
 BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
 SPOOL_RETRY_S = 0.5  # while the spool refuses writes, the backlog is tried again this often
-AVC_END_OF_SEQUENCE = 2  # flagged as a keyframe by encoders, but carries no picture
+
+# What the ffmpeg backend packages. Debian's ffmpeg 5.1 demuxes legacy FLV only: no Enhanced RTMP
+# tag (so none of its FourCCs, announced in connect's _result), nor HEVC as the unofficial
+# CodecID 12. The native backend (issue 16) adds its FourCCs here.
+ENHANCED_FOURCCS: tuple[str, ...] = ()
+
+
+def carries_no_media(media: rtmp.AudioData | rtmp.VideoData) -> bool:
+    """A video command or metadata tag (HDR colorInfo): nothing a backend packages."""
+    return isinstance(media, rtmp.VideoData) and media.header.packet_type in (None, flv.VideoPacketType.METADATA)
+
+
+def unsupported(media: rtmp.AudioData | rtmp.VideoData) -> str | None:
+    """Why the backend cannot package this media (None if it can): the codec, for a refusal."""
+    h = media.header
+    if isinstance(media, rtmp.VideoData):
+        if h.enhanced and h.fourcc not in ENHANCED_FOURCCS:
+            return f"video codec {h.fourcc} (Enhanced RTMP)"
+        if h.codec_id == flv.CODEC_HEVC:
+            return "video codec hvc1 (FLV CodecID 12)"
+    elif h.enhanced and h.fourcc not in ENHANCED_FOURCCS:
+        return f"audio codec {h.fourcc} (Enhanced RTMP)"
+    return None
 
 
 class GenerationPipeline:
@@ -83,7 +109,7 @@ class GenerationPipeline:
         self.live = False
         self.restarts = 0
         self.frame_rate: float | None = None
-        self.session: BackendSession | None = None
+        self.sink: BackendSink | None = None  # the publish being fed, if any
         self._master: bytes | None = None
         self._discontinuities = 0  # as recorded in the store and generation.json
         self._bandwidth_recorded_at = -math.inf
@@ -141,9 +167,9 @@ class GenerationPipeline:
         with self._cancel:
             await self.spool.run_deletions()
 
-    def open_session(self) -> "BackendSession":
-        self.session = BackendSession(self)
-        return self.session
+    def open_sink(self) -> "BackendSink":
+        self.sink = BackendSink(self)
+        return self.sink
 
     async def finish(self) -> None:
         """The generation ended: close the playlists with ENDLIST (once the spool takes them, if
@@ -268,15 +294,15 @@ class GenerationPipeline:
         }
         await self.spool.apply("", [], {"generation.json": json.dumps(doc).encode()})
 
-    async def new_backend_session(self) -> None:
-        self.media.start_session()
+    async def start_timeline(self) -> None:
+        self.media.start_timeline()
 
     async def backend_restarted(self) -> None:
         self.restarts += 1
         await self._publish_generation(ended=False)
 
-    async def end_backend_session(self) -> None:
-        await self._write(self.media.end_session())
+    async def end_timeline(self) -> None:
+        await self._write(self.media.end_timeline())
 
 
 def last_write_time(directory: Path) -> str:
@@ -316,8 +342,9 @@ def _record_rendition(store, stream_id: str, name: str, init: InitSegment, frame
     )
 
 
-class BackendSession:
-    """One publisher connection's ffmpeg, supervised; the `MediaSink` its RTMP session feeds."""
+class BackendSink:
+    """One publish's media backend: the `MediaSink` its connection handler feeds, running (and
+    restarting) ffmpeg for it."""
 
     def __init__(self, pipeline: GenerationPipeline):
         self.pipeline = pipeline
@@ -335,7 +362,7 @@ class BackendSession:
         self._started = False
 
     async def open(self) -> None:
-        await self.pipeline.new_backend_session()
+        await self.pipeline.start_timeline()
 
     async def metadata(self, data: dict) -> None:
         self._metadata = data
@@ -343,12 +370,13 @@ class BackendSession:
         if isinstance(fps, (int, float)) and 0 < fps < 1000:
             self.pipeline.frame_rate = float(fps)
 
-    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None:
-        try:
-            start_point = self._note(tag_type, body)
-        except flv.FLVError as e:
-            slog.log(log, logging.DEBUG, "unreadable tag dropped", error=e, **self.pipeline.fields)
+    async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
+        if carries_no_media(media):
             return
+        reason = unsupported(media)
+        if reason is not None:
+            raise UnsupportedMedia(f"{reason}: the media backend (ffmpeg) cannot package it")
+        start_point = self._note(media)
         if not self._started:
             if not start_point:
                 return
@@ -363,24 +391,21 @@ class BackendSession:
                 return
             self.need_keyframe = False
         try:
-            await proc.stdin.send_all(flv.encode_tag(tag_type, timestamp_ms, body))
+            await proc.stdin.send_all(flv.encode_tag(media.tag_type, media.timestamp, media.payload))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # ffmpeg died; the supervisor restarts it
 
-    def _note(self, tag_type: int, body: bytes) -> bool:
+    def _note(self, media: rtmp.AudioData | rtmp.VideoData) -> bool:
         """Remember sequence headers; say whether this tag is where a backend may start."""
-        if tag_type == flv.TAG_VIDEO:
-            info = flv.parse_video_tag(body)
-            if info.is_sequence_header:
-                self.video_header = body
-                return False
-            return info.is_keyframe and info.packet_type != AVC_END_OF_SEQUENCE
-        if tag_type == flv.TAG_AUDIO:
-            if flv.parse_audio_tag(body).is_sequence_header:
-                self.audio_header = body
-                return False
-            return self.video_header is None  # an audio-only publisher starts anywhere
-        return False
+        if media.header.is_sequence_header:
+            if isinstance(media, rtmp.VideoData):
+                self.video_header = media.payload
+            else:
+                self.audio_header = media.payload
+            return False
+        if isinstance(media, rtmp.VideoData):
+            return media.header.is_random_access  # a key frame's picture (not an end of sequence)
+        return self.video_header is None  # an audio-only publisher starts anywhere
 
     def _prelude(self) -> bytes:
         """What a fresh ffmpeg needs before media: the FLV header, metadata, sequence headers."""
@@ -428,8 +453,8 @@ class BackendSession:
                 slog.log(log, logging.ERROR, "media backend keeps failing; generation failed", **p.fields)
                 await p.store.run(domain.generations.mark_failed, p.generation_id, "ffmpeg exits without output")
                 break
-            await p.end_backend_session()
-            await p.new_backend_session()
+            await p.end_timeline()
+            await p.start_timeline()
             backoff = RESTART_BACKOFF_START_S if produced else min(backoff * 2, self.config["backend.restart_backoff_max_s"])
             slog.log(log, logging.WARNING, "media backend exited; restarting", backoff_s=round(backoff, 2), restarts=p.restarts, **p.fields)
             await trio.sleep(backoff)
@@ -498,6 +523,6 @@ class BackendSession:
             if self._started:
                 with trio.move_on_after(STOP_GRACE_S):
                     await self._stopped.wait()
-            await self.pipeline.end_backend_session()
-            if self.pipeline.session is self:
-                self.pipeline.session = None
+            await self.pipeline.end_timeline()
+            if self.pipeline.sink is self:
+                self.pipeline.sink = None

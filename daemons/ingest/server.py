@@ -1,10 +1,18 @@
 """The ingest daemon: a thin trio loop around the sans-IO RTMP connection.
 
-For each TCP (or TLS) connection: feed bytes to `ServerConnection`, act on its events, send what
-it queues. On a publish request the key is checked against the store (off the loop), the stream
-gets its single publisher slot, its generation is continued or started, and a `MediaSink` takes
-the audio/video. A control loop applies admin changes from the store (stop, delete, revoke)
-within half a second; a stats loop writes per-publisher stats for the other daemons.
+For each TCP (or TLS) connection a `ConnectionHandler` feeds bytes to `rtmp.ServerConnection`,
+acts on its events and sends what it queues. A publish request is decided by the domain
+(`domain.publish.decide`, off the loop: application, lockout, key, the stream's one publisher
+slot, takeover, its generation continued or begun) and the daemon applies the decision; then the
+`MediaSink`s take the audio/video (the pipeline's `BackendSink`, and the FLV recorder). A control
+loop applies the reconnect grace and admin changes from the store (stop, delete, revoke) within
+half a second; a stats loop writes per-publisher stats (`daemons/ingest/stats.py`) for the other
+daemons; a retention loop removes ended generations from the spool.
+
+Names: a *connection* is one RTMP connection (`ConnectionHandler`, around `rtmp.ServerConnection`);
+a *publish* is an accepted publish on it, from `accept_publish` to unpublish (a `Publisher`, and
+one `BackendSink` in the generation's pipeline); a *timeline* is what one media backend process
+produces, which the packager continues after a discontinuity (`GenerationPackager.start_timeline`).
 """
 
 from __future__ import annotations
@@ -14,20 +22,19 @@ import logging
 import math
 import shutil
 import ssl
-from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 import trio
 
 from daemons.core import domain
 from daemons.core.domain.common import now_iso
+from daemons.core.domain.publish import APP
 from daemons.core.install import Install
 from daemons.ingest.admission import Admission, Refused
-from daemons.ingest.pipeline import GenerationPipeline, last_write_time
+from daemons.ingest.pipeline import ENHANCED_FOURCCS, GenerationPipeline, last_write_time
+from daemons.ingest.sink import FLVSpoolSink, MediaSink, UnsupportedMedia, generation_dir
+from daemons.ingest.stats import PublisherStats
 from daemons.runtime.ratelimit import WindowLimiter
-from daemons.ingest.sink import FLVSpoolSink, MediaSink, generation_dir
-from daemons.media import flv
 from daemons.media import rtmp
 from daemons.runtime import logging as slog
 from daemons.core.stats import write_stats
@@ -36,101 +43,11 @@ from daemons.runtime.store import StoreWorker
 
 log = slog.get("ingest")
 
-APP = "live"
 CONTROL_INTERVAL_S = 0.5
 STATS_INTERVAL_S = 1.0
-BITRATE_WINDOW_S = 5.0
 RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
 RETENTION_INTERVAL_S = 60.0
-
-
-@dataclass
-class PublisherStats:
-    """What one publisher session measures; `to_json` is what other daemons read."""
-
-    remote: str
-    connected_since: str
-    bytes_in: int = 0
-    video_frames: int = 0
-    audio_frames: int = 0
-    keyframes: int = 0
-    video_codec: str | None = None
-    audio_codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    frame_rate: float | None = None
-    last_timestamp_ms: int = 0
-    keyframe_interval_s: float | None = None  # the publisher's GOP, measured
-    _last_keyframe_ms: int | None = None
-    _samples: deque = field(default_factory=deque, repr=False)  # (time, bytes_in)
-
-    def sample(self, now: float, bytes_in: int) -> None:
-        self.bytes_in = bytes_in
-        self._samples.append((now, bytes_in))
-        while len(self._samples) > 2 and self._samples[1][0] <= now - BITRATE_WINDOW_S:
-            self._samples.popleft()
-
-    def bitrate_bps(self, now: float) -> int:
-        if len(self._samples) < 2:
-            return 0
-        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        span = max(now - t0, t1 - t0)
-        return int((b1 - b0) * 8 / span) if span > 0 else 0
-
-    def on_metadata(self, data: dict) -> None:
-        w, h, fps = data.get("width"), data.get("height"), data.get("framerate")
-        if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
-            self.width, self.height = self.width or int(w), self.height or int(h)
-        if isinstance(fps, (int, float)) and 0 < fps < 1000:
-            self.frame_rate = float(fps)
-
-    def on_video(self, event: rtmp.VideoData) -> None:
-        if event.is_sequence_header:
-            try:
-                tag = flv.parse_video_tag(event.payload)
-                if tag.codec_id == flv.CODEC_AVC:
-                    config = flv.parse_avc_decoder_config(event.payload[tag.data_offset:])
-                    self.video_codec, self.width, self.height = config.codec_string, config.width, config.height
-            except flv.FLVError as e:
-                log.debug("unreadable video sequence header: %s", e)
-            return
-        self.video_frames += 1
-        self.last_timestamp_ms = event.timestamp
-        if event.is_keyframe and len(event.payload) > 1 and event.payload[1] != 2:  # not AVC end-of-sequence
-            self.keyframes += 1
-            if self._last_keyframe_ms is not None and event.timestamp > self._last_keyframe_ms:
-                self.keyframe_interval_s = (event.timestamp - self._last_keyframe_ms) / 1000
-            self._last_keyframe_ms = event.timestamp
-
-    def on_audio(self, event: rtmp.AudioData) -> None:
-        if event.is_sequence_header:
-            try:
-                tag = flv.parse_audio_tag(event.payload)
-                if tag.sound_format == flv.SOUND_AAC:
-                    self.audio_codec = flv.parse_aac_audio_specific_config(event.payload[tag.data_offset:]).codec_string
-            except flv.FLVError as e:
-                log.debug("unreadable audio sequence header: %s", e)
-            return
-        self.audio_frames += 1
-
-    def to_json(self, now: float) -> dict:
-        return {
-            "remote": self.remote,
-            "connected_since": self.connected_since,
-            "bytes_in": self.bytes_in,
-            "bitrate_bps": self.bitrate_bps(now),
-            "video_frames": self.video_frames,
-            "audio_frames": self.audio_frames,
-            "keyframes": self.keyframes,
-            "video_codec": self.video_codec,
-            "audio_codec": self.audio_codec,
-            "width": self.width,
-            "height": self.height,
-            "frame_rate": self.frame_rate,
-            "keyframe_interval_s": self.keyframe_interval_s,
-            "media_time_ms": self.last_timestamp_ms,
-        }
 
 
 @dataclass
@@ -150,8 +67,8 @@ class Publisher:
         self.scope.cancel()
 
 
-class SessionOver(Exception):
-    """Ends a session on purpose (a refused publish), with the reason to log."""
+class ConnectionOver(Exception):
+    """Ends a connection on purpose (a refused publish), with the reason to log."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -188,7 +105,8 @@ class IngestDaemon:
         self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
         self.nursery: trio.Nursery | None = None
         self.events = SpoolEventSender(install.state_dir)
-        self._reserved: set[str] = set()  # stream ids between key check and accept
+        self._reserved: set[str] = set()  # stream ids between their admission and accept
+        self._deciding = trio.Lock()  # publish decisions one at a time: each sees the last one's slot
         self.connections = 0
         self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
 
@@ -267,13 +185,13 @@ class IngestDaemon:
         await self._handle(stream, _peer(stream.socket))
 
     async def _handle_tls(self, stream: trio.SSLStream) -> None:
-        # The TLS handshake happens in the session, within its pending deadline.
+        # The TLS handshake happens in the connection handler, within its pending deadline.
         await self._handle(stream, _peer(stream.transport_stream.socket))
 
     async def _handle(self, stream: trio.abc.Stream, remote: str) -> None:
         """Admit the connection to the pending pool (daemons/ingest/admission.py), then run it."""
-        session = Session(self, stream, remote)
-        verdict = self.admission.connect(session, _address(remote), trio.current_time())
+        handler = ConnectionHandler(self, stream, remote)
+        verdict = self.admission.connect(handler, _address(remote), trio.current_time())
         if isinstance(verdict, Refused):
             if verdict.first:
                 slog.log(log, logging.WARNING, "connections refused: too many not yet publishing from this address",
@@ -285,63 +203,51 @@ class IngestDaemon:
                      limit="rtmp.max_pending_connections", remote=remote)
         for victim in verdict.evicted:
             victim.end("evicted: rtmp.max_pending_connections reached")
-        session.scope.deadline = verdict.deadline
+        handler.scope.deadline = verdict.deadline
         self.connections += 1
         try:
-            await session.run()
-        except Exception:  # a bug in one session must not take the daemon down
-            log.exception("session failed", extra={"fields": {"remote": remote}})
+            await handler.run()
+        except Exception:  # a bug in one connection must not take the daemon down
+            log.exception("connection failed", extra={"fields": {"remote": remote}})
         finally:
             self.connections -= 1
-            self.admission.leave(session)
+            self.admission.leave(handler)
 
     # --- publish decisions -----------------------------------------------------------------
 
-    async def admit(self, request: rtmp.PublishRequest, app: str | None, remote: str) -> tuple[dict, str, str]:
-        """Check a publish request; return (stream, generation id, key id) or raise PublishRefused."""
-        source = remote.rsplit(":", 1)[0]
-        if self.failures.blocked(source):
-            slog.log(log, logging.WARNING, "publish refused: too many failed attempts", remote=remote)
-            raise PublishRefused("NetStream.Publish.BadName", "too many failed attempts; try again later")
-        if app != APP:
-            # Counted and logged like a bad key: probing application names is guessing too.
-            self.failures.record(source)
-            slog.log(log, logging.WARNING, "publish refused: unknown application", app=str(app)[:64], remote=remote)
-            raise PublishRefused("NetStream.Publish.BadName", f"unknown application {app!r}: publish to rtmp://HOST/{APP}/<stream key>")
-        check = await self.store.run(domain.keys.verify, self.secret, request.stream_name)
-        if not check.ok:
-            self.failures.record(source)
-            slog.log(log, logging.WARNING, "publish refused: bad stream key", reason=check.reason, key_prefix=check.prefix or "-", remote=remote)
-            raise PublishRefused("NetStream.Publish.BadName", "invalid stream key")
-        stream = check.stream
-        sid = stream["id"]
-        if sid in self._reserved:
-            raise PublishRefused("NetStream.Publish.BadName", "stream already has a publisher")
-        current = self.publishers.get(sid)
+    async def admit(self, request: rtmp.PublishRequest, app: str | None, remote: str) -> domain.publish.Admitted:
+        """Have the domain decide a publish request, and apply the decision: count a failed
+        attempt, hold the stream's slot (until `register` or `release`), disconnect a publisher
+        taken over. Raises PublishRefused."""
+        source = _address(remote)
+        async with self._deciding:
+            decision = await self.store.run(
+                domain.publish.decide, self.secret, app=app, key=request.stream_name,
+                locked_out=self.failures.blocked(source),
+                publishers=domain.publish.Publishers(frozenset(self.publishers), frozenset(self._reserved)),
+                allow_takeover=self.config["rtmp.allow_takeover"],
+            )
+            if isinstance(decision, domain.publish.Refused):
+                if decision.failed_attempt:
+                    self.failures.record(source)
+                if decision.log:
+                    slog.log(log, logging.WARNING, decision.log, **decision.fields, remote=remote)
+                raise PublishRefused(decision.code, decision.description)
+            sid, slug = decision.stream["id"], decision.stream["slug"]
+            self._reserved.add(sid)
+        current = self.publishers.get(sid) if decision.takes_over else None
         if current is not None:
-            if not self.config["rtmp.allow_takeover"]:
-                slog.log(log, logging.WARNING, "publish refused: stream already has a publisher", stream=stream["slug"], remote=remote)
-                raise PublishRefused("NetStream.Publish.BadName", "stream already has a publisher")
-            slog.log(log, logging.INFO, "publisher taken over by a newer one", stream=stream["slug"], remote=remote)
+            slog.log(log, logging.INFO, "publisher taken over by a newer one", stream=slug, remote=remote)
             current.kick("taken over by a newer publisher")
-        self._reserved.add(sid)
-        try:
-            if current is not None:
+            try:
                 with trio.move_on_after(CLOSE_GRACE_S * 2):
                     await current.done.wait()
-            generation = await self.store.run(domain.generations.active, sid)
-            if generation is None:
-                if not stream["auto_start"]:
-                    slog.log(log, logging.WARNING, "publish refused: stream not started", stream=stream["slug"], remote=remote)
-                    raise PublishRefused("NetStream.Publish.Denied", f"stream {stream['slug']} is not started (auto_start is off): start it first")
-                generation, _ = await self.store.run(domain.generations.begin, sid)
-                slog.log(log, logging.INFO, "generation started", stream=stream["slug"], generation=generation["id"])
-            else:
-                slog.log(log, logging.INFO, "publisher continues generation", stream=stream["slug"], generation=generation["id"])
-        except BaseException:
-            self._reserved.discard(sid)
-            raise
-        return stream, generation["id"], check.key_id
+            except BaseException:
+                self._reserved.discard(sid)
+                raise
+        message = "generation started" if decision.generation_started else "publisher continues generation"
+        slog.log(log, logging.INFO, message, stream=slug, generation=decision.generation["id"])
+        return decision
 
     async def register(self, publisher: Publisher) -> None:
         sid = publisher.stream["id"]
@@ -379,10 +285,10 @@ class IngestDaemon:
         return pipeline
 
     async def open_sinks(self, stream: dict, generation_id: str) -> list[MediaSink]:
-        """The media pipeline's session (plus the FLV recorder when rtmp.record is on)."""
+        """The publish's sinks: the pipeline's BackendSink (plus the FLV recorder when rtmp.record is on)."""
         try:
             pipeline = await self.pipeline(stream, generation_id)
-            sinks: list[MediaSink] = [pipeline.open_session()]
+            sinks: list[MediaSink] = [pipeline.open_sink()]
             if self.config["rtmp.record"]:
                 sinks.append(FLVSpoolSink(pipeline.directory))
             for sink in sinks:
@@ -406,8 +312,8 @@ class IngestDaemon:
                          stream=g["stream"], generation=g["id"], publisher_left_at=g["publisher_left_at"])
             pubs = list(self.publishers.values())
             if pubs:
-                verdicts = await self.store.run(_publisher_verdicts, [(p.generation_id, p.key_id) for p in pubs])
-                for p, reason in zip(pubs, verdicts):
+                reasons = await self.store.run(domain.publish.disconnect_reasons, [(p.generation_id, p.key_id) for p in pubs])
+                for p, reason in zip(pubs, reasons):
                     if reason and p.kick_reason is None:
                         slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
                         p.kick(reason)
@@ -415,7 +321,7 @@ class IngestDaemon:
                 statuses = await self.store.run(domain.generations.statuses, list(self.pipelines))
                 for gid, status in statuses.items():
                     pipeline = self.pipelines[gid]
-                    if status not in domain.generations.ACTIVE and pipeline.session is None:
+                    if not domain.generations.is_active(status) and pipeline.sink is None:
                         del self.pipelines[gid]
                         await pipeline.finish()
 
@@ -426,7 +332,7 @@ class IngestDaemon:
         while True:
             dirs = await trio.to_thread.run_sync(lambda: [d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()])
             if dirs:
-                expired = await self.store.run(_expired_generations, [d.name for d in dirs], retention)
+                expired = await self.store.run(domain.generations.expired, [d.name for d in dirs], retention)
                 for d in dirs:
                     if d.name in expired and d.name not in self.pipelines:
                         slog.log(log, logging.INFO, "removing ended generation from the spool", generation=d.name)
@@ -467,18 +373,6 @@ class IngestDaemon:
             await trio.sleep(STATS_INTERVAL_S)
 
 
-def _expired_generations(store, generation_ids: list[str], retention_s: float) -> set[str]:
-    """Generations ended (or failed) longer than the retention ago, and directories the store does not know."""
-    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    marks = ",".join("?" * len(generation_ids))
-    rows = store.query(f"SELECT id, status, ended_at FROM stream_generations WHERE id IN ({marks})", tuple(generation_ids))
-    known = {r["id"]: r for r in rows}
-    return {
-        g for g in generation_ids
-        if g not in known or (known[g]["status"] not in domain.generations.ACTIVE and (known[g]["ended_at"] or "") <= cutoff)
-    }
-
-
 def _unfinished_generations(spool_root) -> list[str]:
     """Generation directories whose generation.json does not say ended yet."""
     out = []
@@ -491,29 +385,15 @@ def _unfinished_generations(spool_root) -> list[str]:
     return out
 
 
-def _publisher_verdicts(store, pairs: list[tuple[str, str]]) -> list[str | None]:
-    """For each (generation, key): why its publisher must go, or None."""
-    out = []
-    for generation_id, key_id in pairs:
-        gen = store.one("SELECT status FROM stream_generations WHERE id = ?", (generation_id,))
-        key = store.one("SELECT revoked_at FROM stream_keys WHERE id = ?", (key_id,))
-        if gen is None or gen["status"] not in domain.generations.ACTIVE:
-            out.append(f"generation {gen['status'] if gen else 'gone'}")
-        elif key is None or key["revoked_at"]:
-            out.append("stream key revoked")
-        else:
-            out.append(None)
-    return out
-
-
-class Session:
-    """One RTMP connection, from handshake to close."""
+class ConnectionHandler:
+    """One RTMP connection, from accept to close: the trio task around its `rtmp.ServerConnection`.
+    It may publish (one publish at a time, again after an unpublish)."""
 
     def __init__(self, daemon: IngestDaemon, stream: trio.abc.Stream, remote: str):
         self.daemon = daemon
         self.stream = stream
         self.remote = remote
-        self.conn = rtmp.ServerConnection(limits=daemon.limits)
+        self.conn = rtmp.ServerConnection(limits=daemon.limits, fourccs=ENHANCED_FOURCCS)
         self.publisher: Publisher | None = None
         self.sinks: list[MediaSink] = []
         self.metadata: dict | None = None
@@ -537,7 +417,7 @@ class Session:
                 pub = self.publisher
                 reason = (pub.kick_reason if pub is not None else None) or self.end_reason or "no publish within rtmp.limits.handshake_timeout_s"
                 self.conn.close(reason)
-        except SessionOver as over:
+        except ConnectionOver as over:
             reason = over.reason
         except rtmp.RTMPProtocolError as e:
             reason = f"protocol error: {e}"
@@ -588,12 +468,17 @@ class Session:
             stats.sample(trio.current_time(), self.conn.bytes_received)
             if isinstance(event, rtmp.VideoData):
                 stats.on_video(event)
-                tag = flv.TAG_VIDEO
             else:
                 stats.on_audio(event)
-                tag = flv.TAG_AUDIO
-            for sink in self.sinks:
-                await sink.write(tag, event.timestamp, event.payload)
+            try:
+                for sink in self.sinks:
+                    await sink.write(event)
+            except UnsupportedMedia as e:
+                self._refuse_media(str(e))
+        elif isinstance(event, rtmp.UnreadableMedia):
+            if self.publisher is not None:
+                slog.log(log, logging.DEBUG, "unreadable media dropped", media=event.media, error=event.reason,
+                         stream=self.publisher.stream["slug"], remote=self.remote)
         elif isinstance(event, rtmp.PublishRequest):
             await self._on_publish(event)
         elif isinstance(event, rtmp.Metadata):
@@ -612,9 +497,10 @@ class Session:
             slog.log(log, logging.WARNING, "publish refused: rtmp.max_publishers reached", limit=limit, remote=self.remote)
             self._refuse(PublishRefused("NetStream.Publish.Denied", f"this server has its most publishers ({limit}); try again later"))
         try:
-            stream, generation_id, key_id = await d.admit(request, self.conn.app, self.remote)
+            admitted = await d.admit(request, self.conn.app, self.remote)
         except PublishRefused as refused:
             self._refuse(refused)
+        stream, generation_id = admitted.stream, admitted.generation["id"]
         self.scope.deadline = math.inf  # authenticated: the pending deadline ends with a valid key
         try:
             self.sinks = await d.open_sinks(stream, generation_id)
@@ -624,7 +510,7 @@ class Session:
                 self._refuse(e)
             raise
         stats = PublisherStats(remote=self.remote, connected_since=now_iso())
-        self.publisher = Publisher(stream, generation_id, key_id, stats, self.scope)
+        self.publisher = Publisher(stream, generation_id, admitted.key_id, stats, self.scope)
         await d.register(self.publisher)
         if self.metadata:
             stats.on_metadata(self.metadata)
@@ -635,7 +521,16 @@ class Session:
 
     def _refuse(self, refused: PublishRefused) -> None:
         self.conn.reject_publish(code=refused.code, description=refused.description)
-        raise SessionOver(f"publish refused: {refused.description}") from None
+        raise ConnectionOver(f"publish refused: {refused.description}") from None
+
+    def _refuse_media(self, reason: str) -> None:
+        """The publisher sends what the media backend cannot package (an Enhanced RTMP codec):
+        refused at its first such tag, not accepted and then silently broken."""
+        pub = self.publisher
+        slog.log(log, logging.WARNING, "publish refused: codec not supported", reason=reason,
+                 stream=pub.stream["slug"], generation=pub.generation_id, remote=self.remote)
+        self.conn.close(f"publish refused: {reason}")  # an onStatus error tells the publisher why
+        raise ConnectionOver(f"publish refused: {reason}") from None
 
     async def _end_publish(self, reason: str) -> None:
         pub, sinks = self.publisher, self.sinks

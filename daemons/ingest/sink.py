@@ -1,9 +1,11 @@
 """The narrow interface between ingest and the media pipeline, and its first implementation.
 
-Ingest hands a generation's audio/video to a `MediaSink`: one per connected publisher session,
-opened on publish and closed when the publisher leaves. `FLVSpoolSink` writes what it receives
-as an FLV file in the generation's spool directory (one file per publisher session, numbered);
-the media-pipeline issue replaces it with the ffmpeg backend and packager behind the same calls.
+Ingest hands a generation's audio/video to a `MediaSink`: one per accepted publish, opened on
+publish and closed when the publisher leaves. It gets each media message as the RTMP connection
+emitted it (`rtmp.AudioData`/`rtmp.VideoData`: the tag body and its decoded header). A sink that
+cannot take a codec raises `UnsupportedMedia`, and the publish is refused. `FLVSpoolSink` writes
+what it receives as an FLV file in the generation's spool directory (one file per publish,
+numbered) when `rtmp.record` is on; `daemons.ingest.pipeline.BackendSink` feeds the media backend.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from typing import Protocol
 
 import trio
 
-from daemons.media import flv
+from daemons.media import flv, rtmp
 
 FLUSH_BYTES = 256 * 1024
 FLUSH_INTERVAL_S = 0.1
 
 
+class UnsupportedMedia(Exception):
+    """What a publisher sends cannot be taken (a codec the media backend cannot package)."""
+
+
 class MediaSink(Protocol):
     async def open(self) -> None: ...
     async def metadata(self, data: dict) -> None: ...
-    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None: ...
+    async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -55,8 +61,8 @@ class FLVSpoolSink:
     async def metadata(self, data: dict) -> None:
         self._buffer += flv.encode_script_tag(data)
 
-    async def write(self, tag_type: int, timestamp_ms: int, body: bytes) -> None:
-        self._buffer += flv.encode_tag(tag_type, timestamp_ms, body)
+    async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
+        self._buffer += flv.encode_tag(media.tag_type, media.timestamp, media.payload)
         if len(self._buffer) >= FLUSH_BYTES or trio.current_time() - self._last_flush >= FLUSH_INTERVAL_S:
             await self._flush()
 

@@ -76,13 +76,15 @@ class GenerationPackager:
             return None  # dropped: it cannot be written now, and it is never half-kept
         return self._batch(name, self.packagers[name].on_fragment(fragment, now))
 
-    def start_session(self) -> None:
+    def start_timeline(self) -> None:
+        """A new backend process (or the spool back after an outage): what comes next follows a
+        discontinuity."""
         for p in self.packagers.values():
-            p.start_session()
+            p.start_timeline()
 
-    def end_session(self) -> Batch | None:
-        """The backend session ended (publisher gone, backend restarting): close the open segments."""
-        return self._batch_all(lambda p: p.end_session())
+    def end_timeline(self) -> Batch | None:
+        """The backend's timeline ended (publisher gone, backend restarting): close the open segments."""
+        return self._batch_all(lambda p: p.end_timeline())
 
     def end(self) -> Batch | None:
         """The generation ended: close what is open; every playlist gets ENDLIST."""
@@ -107,7 +109,7 @@ class GenerationPackager:
             return  # a retry refused: the backlog stays as it is
         self._backlog = list(batch.actions)
         for name, p in self.packagers.items():
-            self._backlog += [(name, a) for a in p.end_session()]
+            self._backlog += [(name, a) for a in p.end_timeline()]
         self._states.clear()  # states and playlists are written again with the backlog
 
     def retry(self) -> Batch:
@@ -119,7 +121,7 @@ class GenerationPackager:
         """`retry()`'s batch was written."""
         self._backlog = []
         self.written(batch)
-        self.start_session()  # what comes next follows a discontinuity
+        self.start_timeline()  # what comes next follows a discontinuity
 
     # --- batches ---------------------------------------------------------------------------------------
 

@@ -16,10 +16,11 @@ Three parts, each with one job:
 * `LiveWindow` keeps the closed segments of the live window, prunes the oldest (their files are
   deleted 3 × TARGETDURATION later), and renders the playlist: parts are listed only on the
   newest segments (RFC 8216bis 6.2.2, and what strict parsers accept).
-* `RenditionPackager` holds sessions, init segments and the segment being built, and its state
-  (`to_state`/`from_state`, plain JSON: a restarted ingest daemon continues the playlists).
+* `RenditionPackager` holds timelines (one per backend process), init segments and the segment
+  being built, and its state (`to_state`/`from_state`, plain JSON: a restarted ingest daemon
+  continues the playlists).
 
-Names are never reused: a segment whose parts were listed is closed as it stands (`end_session`)
+Names are never reused: a segment whose parts were listed is closed as it stands (`end_timeline`)
 whenever the timeline breaks — the publisher left, the backend restarted, the spool refused a
 write, the daemon was restarted (`seal_listed`) — and the next segment, with the next media
 sequence number, starts after a discontinuity at the next keyframe. Audio fragments join the open
@@ -214,9 +215,9 @@ class RenditionPackager:
         self.inits_written = 0
         self._open: _Open | None = None
         self._pending = bytearray()  # audio fragments waiting for the next segment to open
-        self._session_discontinuity = False
-        self._session_wall: datetime | None = None
-        self._session_first_dts: int | None = None
+        self._timeline_discontinuity = False
+        self._timeline_wall: datetime | None = None
+        self._timeline_first_dts: int | None = None
         self._timeline: Track | None = None
         self._cutter: Cutter | None = None
         self._last_frame = 0  # ticks of the newest timeline frame
@@ -250,14 +251,14 @@ class RenditionPackager:
     def average_bandwidth(self) -> int:
         return int(self.bandwidth_bits / self.bandwidth_seconds) if self.bandwidth_seconds > 0 else 0
 
-    # --- sessions ------------------------------------------------------------------------------
+    # --- timelines -----------------------------------------------------------------------------
 
-    def start_session(self) -> None:
-        """A new backend session: its first segment follows a discontinuity (unless it is the first)."""
-        self._session_discontinuity = self.next_msn > 0
+    def start_timeline(self) -> None:
+        """A new backend timeline: its first segment follows a discontinuity (unless it is the first)."""
+        self._timeline_discontinuity = self.next_msn > 0
         self._pending = bytearray()  # the old backend's timeline ends here
-        self._session_wall = None
-        self._session_first_dts = None
+        self._timeline_wall = None
+        self._timeline_first_dts = None
         self._last_keyframe = None
 
     def on_init(self, init: InitSegment) -> list[Action]:
@@ -273,7 +274,7 @@ class RenditionPackager:
         self.inits_written += 1
         return [Write(self.init_uri, init.data)]
 
-    def end_session(self) -> list[Action]:
+    def end_timeline(self) -> list[Action]:
         """The timeline breaks (the backend stopped, the spool refused a write): the open segment
         is closed as it is (possibly short), so its listed parts keep their names and bytes."""
         actions: list[Action] = []
@@ -285,12 +286,12 @@ class RenditionPackager:
             o.segment_data += o.part_data
             actions += self._close_segment()
         self._pending = bytearray()
-        self._session_discontinuity = self.next_msn > 0
+        self._timeline_discontinuity = self.next_msn > 0
         return actions
 
     def end(self) -> list[Action]:
         """The generation ended: close what is open; the playlist gets ENDLIST."""
-        actions = self.end_session()
+        actions = self.end_timeline()
         self.ended = True
         return actions
 
@@ -305,7 +306,7 @@ class RenditionPackager:
                            listed.next_map_uri or self.init_uri or init_name(0), MICROSECONDS, parts=parts,
                            segment_data=bytearray(b"".join(files)))
         actions = self._close_segment()
-        self._session_discontinuity = True
+        self._timeline_discontinuity = True
         return actions
 
     # --- fragments -------------------------------------------------------------------------------
@@ -323,9 +324,9 @@ class RenditionPackager:
         cut = self._cutter
         ticks = track.duration
         keyframe = track.first_sample_sync if self.init.video is not None else True
-        if self._session_wall is None:
-            self._session_wall = now
-            self._session_first_dts = track.base_decode_time
+        if self._timeline_wall is None:
+            self._timeline_wall = now
+            self._timeline_first_dts = track.base_decode_time
         if keyframe and self.init.video is not None:
             if self._last_keyframe is not None:
                 self.keyframe_interval_s = (track.base_decode_time - self._last_keyframe) / cut.timescale
@@ -346,10 +347,10 @@ class RenditionPackager:
         if o is None:
             if not keyframe:
                 return actions  # a segment can only start with a keyframe
-            since = Fraction(track.base_decode_time - self._session_first_dts, cut.timescale)
-            pdt = self._session_wall + timedelta(microseconds=round(since * MICROSECONDS))
-            o = self._open = _Open(self.next_msn, pdt, self._session_discontinuity, self.init_uri or init_name(0), cut.timescale)
-            self._session_discontinuity = False
+            since = Fraction(track.base_decode_time - self._timeline_first_dts, cut.timescale)
+            pdt = self._timeline_wall + timedelta(microseconds=round(since * MICROSECONDS))
+            o = self._open = _Open(self.next_msn, pdt, self._timeline_discontinuity, self.init_uri or init_name(0), cut.timescale)
+            self._timeline_discontinuity = False
             o.part_data += self._pending
             self._pending = bytearray()
         if o.part_fragments == 0:

@@ -62,7 +62,7 @@ class RunningIngest:
         return f"{scheme}://{self.host}:{port}/live/{key}"
 
     async def publisher_left(self, stream_id: str) -> None:
-        """Wait until the daemon has closed the stream's session and its sinks (files complete)."""
+        """Wait until the daemon has ended the stream's publish and closed its sinks (files complete)."""
         await wait_for(lambda: stream_id not in self.daemon.publishers)
 
     def generation_dirs(self, stream_id: str) -> list[Path]:

@@ -45,21 +45,26 @@ async def handshake(stream: trio.abc.Stream) -> None:
 
 
 async def publish(host: str, port: int, name: str, *, app: str = "live", timeout: float = 10.0,
-                  stream: trio.abc.Stream | None = None) -> tuple[str | None, trio.abc.Stream]:
-    """Publish `name`; return (the status code the server answered, the open stream)."""
+                  stream: trio.abc.Stream | None = None, connect: dict | None = None,
+                  received: bytearray | None = None) -> tuple[str | None, trio.abc.Stream]:
+    """Publish `name`; return (the status code the server answered, the open stream).
+    `connect`: more properties for the connect command object; `received` collects what the
+    server sent up to the answer."""
+    received = bytearray() if received is None else received
     with trio.fail_after(timeout):
         if stream is None:
             stream = await trio.open_tcp_stream(host, port)
         await handshake(stream)
+        params = {"app": app, "type": "nonprivate", "flashVer": "FMLE/3.0", "tcUrl": f"rtmp://{host}:{port}/{app}",
+                  **(connect or {})}
         await stream.send_all(
             message(2, 1, struct.pack(">I", 65536))
-            + command("connect", 1, {"app": app, "type": "nonprivate", "flashVer": "FMLE/3.0", "tcUrl": f"rtmp://{host}:{port}/{app}"})
+            + command("connect", 1, params)
             + command("releaseStream", 2, None, name)
             + command("FCPublish", 3, None, name)
             + command("createStream", 4, None)
             + command("publish", 5, None, name, "live", stream_id=1, csid=4)
         )
-        received = bytearray()
         while True:
             at = received.find(b"onStatus")  # onFCPublish carries a code too; only onStatus answers
             for code in STATUS_CODES:
@@ -75,3 +80,13 @@ async def status_of(host: str, port: int, name: str, **kw) -> str | None:
     code, stream = await publish(host, port, name, **kw)
     await stream.aclose()
     return code
+
+
+async def until_closed(stream: trio.abc.Stream, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = bytearray()
+    with trio.fail_after(timeout):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    return bytes(received)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 import trio
 import trustme
 
@@ -12,6 +13,7 @@ from daemons.core import domain
 from daemons.core.stats import read_stats
 from tests.daemons import rtmp_probe
 from tests.daemons.conftest import (
+    FFMPEG,
     add_stream,
     ffmpeg_publish_cmd,
     ffprobe,
@@ -28,7 +30,7 @@ FRAME_S = 1 / 25
 
 
 async def flv_files(running, stream_id: str):
-    """The session's recordings, once the publisher has left (its sink flushes on close)."""
+    """The publish's recordings, once the publisher has left (its sink flushes on close)."""
     await running.publisher_left(stream_id)
     return sorted(p for d in running.generation_dirs(stream_id) for p in (d / "ingest").glob("*.flv"))
 
@@ -301,3 +303,64 @@ def _capture_prefix() -> bytes:
     path = os.path.join(os.path.dirname(__file__), "..", "media", "data", "ffmpeg_publish.bin")
     with open(path, "rb") as f:
         return f.read(8000)
+
+
+async def _config_record(codec_args: list[str], box: bytes) -> bytes:
+    """A real encoder's decoder configuration record (hvcC, av1C): ffmpeg encodes a few frames to
+    MP4, and the record is the body of that box, as an Enhanced RTMP publisher sends it."""
+    out = (await trio.run_process(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-frames:v", "3", *codec_args, "-f", "mp4", "-movflags", "frag_keyframe+empty_moov", "pipe:1"],
+        capture_stdout=True, check=True,
+    )).stdout
+    at = out.index(box)
+    size = int.from_bytes(out[at - 4 : at], "big")
+    return out[at + 4 : at - 4 + size]
+
+
+ENHANCED = [
+    pytest.param(9, b"\x90hvc1", ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"], b"hvcC",
+                 "video codec hvc1 (Enhanced RTMP)", id="hevc"),
+    pytest.param(9, b"\x90av01", ["-c:v", "libsvtav1", "-preset", "12"], b"av1C", "video codec av01 (Enhanced RTMP)", id="av1"),
+    pytest.param(9, b"\x1c\x00\x00\x00\x00", ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"],
+                 b"hvcC", "video codec hvc1 (FLV CodecID 12)", id="hevc-legacy-codec-id"),
+    pytest.param(8, b"\x90Opus", None, None, "audio codec Opus (Enhanced RTMP)", id="opus"),
+]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize(("type_id", "header", "codec_args", "box", "reason"), ENHANCED)
+async def test_enhanced_rtmp_publish_is_refused_at_its_first_sequence_header(ingest, caplog, type_id, header, codec_args, box, reason):
+    s = add_stream(ingest.install)
+    sid = s.stream["id"]
+    record = await _config_record(codec_args, box) if codec_args else b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
+    answers = bytearray()
+    code, stream = await rtmp_probe.publish(ingest.host, ingest.port, s.key, received=answers,
+                                            connect={"fourCcList": ["av01", "vp09", "hvc1"]})
+    assert code == "NetStream.Publish.Start"
+    # connect's _result answered the fourCcList with the codecs Sender packages: none of them yet.
+    assert b"\x00\x0afourCcList\x0a\x00\x00\x00\x00" in answers
+    await stream.send_all(rtmp_probe.message(6, type_id, header + record, stream_id=1))
+    reply = await rtmp_probe.until_closed(stream)
+    assert b"NetStream.Failed" in reply and reason.encode() in reply  # the publisher is told why
+    await ingest.publisher_left(sid)
+    [line] = [r for r in caplog.records if r.getMessage() == "publish refused: codec not supported"]
+    assert line.fields["reason"].startswith(reason) and line.fields["stream"] == "demo"
+    # Nothing was started for it; the generation waits (reconnect grace) and takes an H.264 publish.
+    with ingest.install.open_store() as store:
+        gen = domain.generations.active(store, sid)
+    pipeline = ingest.daemon.pipelines[gen["id"]]
+    assert pipeline.sink is None and pipeline.restarts == 0 and not pipeline.inits
+    assert gen["publisher_left_at"] is not None
+    result = await run_publisher(ffmpeg_publish_cmd(ingest.url(s.key), 2))
+    assert result.returncode == 0, result.stderr
+    with ingest.install.open_store() as store:
+        assert domain.generations.get(store, gen["id"])["status"] == "live"
+
+
+async def test_legacy_publisher_gets_no_fourcc_list(ingest):
+    s = add_stream(ingest.install)
+    answers = bytearray()
+    code, stream = await rtmp_probe.publish(ingest.host, ingest.port, s.key, received=answers)
+    await stream.aclose()
+    assert code == "NetStream.Publish.Start" and b"fourCcList" not in answers

@@ -161,10 +161,10 @@ async def test_ffmpeg_killed_mid_stream_restarts_with_a_discontinuity(ingest):
         n.start_soon(_run_in, watch, watcher.run)
         pipeline = await wait_for(lambda: next(iter(ingest.daemon.pipelines.values()), None))
         await wait_for(lambda: pipeline.live, timeout=10)
-        session = pipeline.session
-        old = await wait_for(lambda: session.process)
+        sink = pipeline.sink
+        old = await wait_for(lambda: sink.process)
         os.kill(old.pid, signal.SIGKILL)
-        await wait_for(lambda: session.process is not None and session.process is not old, timeout=10)
+        await wait_for(lambda: sink.process is not None and sink.process is not old, timeout=10)
         await wait_for(lambda: "p" in result, timeout=30)
         watch.cancel()
     assert result["p"].returncode == 0, result["p"].stderr

@@ -118,8 +118,8 @@ class Node:
         if self.media.outage:
             self.put(self.media.retry())
 
-    def session(self, source: Source, tag: bytes = b"") -> None:
-        self.media.start_session()
+    def timeline(self, source: Source, tag: bytes = b"") -> None:
+        self.media.start_timeline()
         for r in RENDITIONS:
             self.put(self.media.on_init(r, init(tag)))
 
@@ -160,7 +160,7 @@ def last(spool: Spool, rendition: str = "source") -> hls.MediaPlaylist:
 def test_parts_and_segments_in_integer_ticks():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 60)  # 2.4 s: segments at the 1 s keyframes
     p = last(spool)
     assert [s.duration for s in p.segments] == [1.0, 1.0]
@@ -169,14 +169,14 @@ def test_parts_and_segments_in_integer_ticks():
     assert p.preload_hint == "2.2.m4s"
 
 
-def test_a_new_session_is_a_discontinuity_and_numbering_goes_on():
+def test_a_new_timeline_is_a_discontinuity_and_numbering_goes_on():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 30)
-    node.put(node.media.end_session())  # the publisher left mid-segment: closed as it is
+    node.put(node.media.end_timeline())  # the publisher left mid-segment: closed as it is
     src = Source()  # back, its timestamps from zero again
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 30)
     p = last(spool)
     assert [(s.msn, round(s.duration, 3), s.discontinuity) for s in p.segments] == [(0, 1.0, False), (1, 0.2, False), (2, 1.0, True)]
@@ -186,11 +186,11 @@ def test_a_new_session_is_a_discontinuity_and_numbering_goes_on():
 def test_an_init_change_is_a_new_map_and_the_old_one_stays():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 30)
-    node.put(node.media.end_session())
+    node.put(node.media.end_timeline())
     src = Source()
-    node.session(src, tag=b"v2")  # the backend restarted with other codec parameters
+    node.timeline(src, tag=b"v2")  # the backend restarted with other codec parameters
     node.feed(src, 30)
     p = last(spool)
     assert [s.map_uri for s in p.segments] == ["init.mp4", "init.mp4", "init-1.mp4"]
@@ -200,7 +200,7 @@ def test_an_init_change_is_a_new_map_and_the_old_one_stays():
 def test_pruning_keeps_the_window_and_deletes_later():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 8 * 25)  # segments 0-6 closed, 7 open; a window of 4
     media = node.media.packagers["source"]
     assert [s.msn for s in media.segments] == [3, 4, 5, 6] and last(spool).media_sequence == 3
@@ -212,7 +212,7 @@ def test_pruning_keeps_the_window_and_deletes_later():
 def test_a_refused_write_closes_the_open_segment_as_listed_and_goes_on_after_a_discontinuity():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 35)  # segment 1 is open with parts listed
     listed = last(spool)
     assert listed.next_msn == 1 and listed.partial_parts
@@ -236,7 +236,7 @@ def test_a_refused_write_closes_the_open_segment_as_listed_and_goes_on_after_a_d
 def test_a_restarted_daemon_closes_the_segment_the_last_playlist_listed():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 33)  # segment 1 open, 1 part listed
     listed = last(spool)
     node = node.restart()
@@ -245,7 +245,7 @@ def test_a_restarted_daemon_closes_the_segment_the_last_playlist_listed():
     assert [pt.uri for pt in p.segments[-1].parts] == [pt.uri for pt in listed.partial_parts]
     assert spool.files["source/1.m4s"] == b"".join(spool.files[f"source/{pt.uri}"] for pt in listed.partial_parts)
     src = Source()  # the publisher comes back to the new daemon
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 30)
     assert last(spool).segments[-1].discontinuity and last(spool).segments[-1].msn == 2
 
@@ -253,7 +253,7 @@ def test_a_restarted_daemon_closes_the_segment_the_last_playlist_listed():
 def test_the_end_closes_every_playlist():
     spool = Spool()
     node, src = Node(spool), Source()
-    node.session(src)
+    node.timeline(src)
     node.feed(src, 33)
     node.put(node.media.end())
     for r in RENDITIONS:
@@ -267,7 +267,7 @@ events = st.lists(
         st.tuples(st.just("feed"), st.integers(1, 30)),
         st.tuples(st.just("refuse"), st.integers(0, 6)),
         st.tuples(st.just("recover"), st.just(0)),
-        st.tuples(st.just("session"), st.just(0)),
+        st.tuples(st.just("timeline"), st.just(0)),
         st.tuples(st.just("restart"), st.just(0)),
     ),
     min_size=1, max_size=16,
@@ -279,7 +279,7 @@ events = st.lists(
 def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
     spool = Spool()
     node, src = Node(spool), Source(gop=13)
-    node.session(src)
+    node.timeline(src)
     for kind, n in script:
         if kind == "feed":
             node.feed(src, n)
@@ -287,16 +287,16 @@ def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
             spool.refuse_at = n
         elif kind == "recover":
             node.recover()
-        elif kind == "session":
-            node.put(node.media.end_session())
+        elif kind == "timeline":
+            node.put(node.media.end_timeline())
             src = Source(gop=13)
-            node.session(src)
+            node.timeline(src)
         elif kind == "restart":
             spool.refuse_at = None
             node.recover()
             node = node.restart()
             src = Source(gop=13)
-            node.session(src)
+            node.timeline(src)
     spool.refuse_at = None
     node.recover()
     node.put(node.media.end())

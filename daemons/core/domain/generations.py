@@ -334,3 +334,20 @@ def end_abandoned(store: Store, default_grace, *, now: datetime | None = None) -
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- retention ---------------------------------------------------------------------------------------
+
+
+def expired(store: Store, generation_ids: list[str], retention_s: float, *, now: datetime | None = None) -> set[str]:
+    """Of `generation_ids` (spool directories): those no longer active that ended longer than
+    `retention_s` ago, and those the store does not know — what the spool may delete."""
+    if not generation_ids:
+        return set()
+    cutoff = ((now or datetime.now(timezone.utc)) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")
+    marks = ",".join("?" * len(generation_ids))
+    kept = store.query(
+        f"SELECT id FROM stream_generations WHERE id IN ({marks}) AND ({ACTIVE_SQL} OR COALESCE(ended_at, '') > ?)",
+        (*generation_ids, cutoff.replace("+00:00", "Z")),
+    )
+    return set(generation_ids) - {r["id"] for r in kept}

@@ -83,6 +83,15 @@ def revoke(store: Store, ref: str) -> dict:
     return row
 
 
+def unrevoked(store: Store, key_ids: list[str]) -> set[str]:
+    """Those of `key_ids` that exist and are not revoked."""
+    if not key_ids:
+        return set()
+    marks = ",".join("?" * len(key_ids))
+    rows = store.query(f"SELECT id FROM stream_keys WHERE id IN ({marks}) AND revoked_at IS NULL", tuple(key_ids))
+    return {r["id"] for r in rows}
+
+
 @dataclass(frozen=True)
 class KeyCheck:
     """The outcome of checking a presented key. `reason` is safe to log; the key is not."""

@@ -9,8 +9,9 @@ which is exactly an FLV tag body; ``header`` is its tag header, decoded once her
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..flv import AudioTagHeader, VideoTagHeader
+from ..flv import TAG_AUDIO, TAG_VIDEO, AudioTagHeader, VideoTagHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class Metadata:
 
 @dataclass(frozen=True, slots=True)
 class AudioData:
+    tag_type: ClassVar[int] = TAG_AUDIO  # the FLV tag this body is, when written to FLV
     timestamp: int
     payload: bytes = field(repr=False)
     header: AudioTagHeader
@@ -60,6 +62,7 @@ class AudioData:
 
 @dataclass(frozen=True, slots=True)
 class VideoData:
+    tag_type: ClassVar[int] = TAG_VIDEO
     timestamp: int
     payload: bytes = field(repr=False)
     header: VideoTagHeader

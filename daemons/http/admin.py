@@ -25,12 +25,12 @@ from daemons.core.errors import SenderError
 from daemons.core.stats import read_fresh_stats
 from daemons.http import management, pages
 from daemons.http.metrics import all_worker_stats
+from daemons.http.responses import NO_STORE
 from daemons.http.state import viewers_per_stream
 
 SESSION_COOKIE = "sender_admin"
 LOGIN_CSRF_COOKIE = "sender_login_csrf"
 SESSION_TTL_S = 12 * 3600
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _sign(secret: bytes, purpose: str, text: str) -> str:

@@ -16,28 +16,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from daemons.core.domain import distribution, generations, playback
+from daemons.core.domain import distribution, generations, playback, streams
 from daemons.core.errors import InvalidInput, SenderError
-from daemons.http import endpoint_reports, management, metrics, openapi, schemas
+from daemons.http import management, metrics, openapi, schemas
+from daemons.http.responses import NO_STORE, error_response, json_response
 from daemons.http.state import viewers_per_stream
 
 TELEMETRY_MAX_BODY = 16 * 1024
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(payload), status=status, content_type="application/json",
-                    headers={**NO_STORE, **(headers or {})})
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    error = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    return json_response({"error": error}, status)
-
-
 def create_api(ctx) -> QuartTrio:
+    """The JSON API routes. The HTML pages, the admin page and external endpoints' reports are
+    registered beside them by the app (daemons/http/app.py)."""
     app = QuartTrio(__name__, static_folder=None)  # no implicit /static route: pages come with issue 6
     app.config["MAX_CONTENT_LENGTH"] = ctx.config["http.max_request_body"]
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -50,10 +38,6 @@ def create_api(ctx) -> QuartTrio:
     async def http_error(e: HTTPException):
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}.get(e.code, "http_error")
         return error_response(e.code, code, e.description or e.name)
-
-    from daemons.http import admin, pages  # HTML pages and their built assets (issue 6)
-    pages.register(app, ctx)
-    admin.register(app, ctx)
 
     # --- health and metrics -----------------------------------------------------------
 
@@ -112,7 +96,7 @@ def create_api(ctx) -> QuartTrio:
 
     @app.get("/api/streams")
     async def streams_list():
-        rows = await ctx.store.run(_public_streams)
+        rows = await ctx.store.run(streams.public_listing)
         return json_response({"streams": rows}, headers={"Cache-Control": "max-age=2"})
 
     @app.get("/api/streams/<slug>/playback")
@@ -175,29 +159,12 @@ def create_api(ctx) -> QuartTrio:
         headers = {"WWW-Authenticate": management.BEARER_REALM} if status == 401 else None
         return json_response(payload, status, headers=headers)
 
-    endpoint_reports.register(app, ctx)  # POST /api/endpoints/<id>/snapshots: external endpoints' own reports
     return app
 
 
 def _viewers_of(ctx, stream_id: str) -> int:
     renditions = [r for w in metrics.all_worker_stats(ctx) for r in w.get("viewers", ()) if r["stream_id"] == stream_id]
     return viewers_per_stream(renditions).get(stream_id, 0)
-
-
-def _public_streams(store) -> list[dict]:
-    rows = store.query(
-        f"""SELECT s.slug, s.title, g.id AS generation_id, g.status, g.started_at,
-                  g.publisher_connected_at, g.publisher_left_at
-           FROM streams s LEFT JOIN stream_generations g
-             ON g.stream_id = s.id AND g.{generations.ACTIVE_SQL}
-           WHERE s.deleted_at IS NULL AND s.visibility = 'public' ORDER BY s.slug"""
-    )
-    return [
-        {"slug": r["slug"], "title": r["title"], "status": generations.public_status(r if r["status"] else None),
-         "generation_id": r["generation_id"], "started_at": r["started_at"],
-         "publisher_connected": bool(r["status"]) and generations.publisher_connected(r)}
-        for r in rows
-    ]
 
 
 def _parse_events(body: bytes) -> dict:

@@ -15,6 +15,8 @@ import trio
 from dataclasses import dataclass, field
 
 from daemons.core.install import Install
+from daemons.http import admin, endpoint_reports, pages
+from daemons.http.api import create_api
 from daemons.http.hls import HLSHandler
 from daemons.http.pull_through import PullThrough
 from daemons.http.spool_view import FileCache, SpoolView
@@ -127,10 +129,11 @@ class SenderApp:
     """The ASGI entry: /hls/ → HLSHandler, the rest → the Quart app."""
 
     def __init__(self, ctx: HTTPContext):
-        from daemons.http.api import create_api
-
         self.ctx = ctx
         self.quart = create_api(ctx)
+        pages.register(self.quart, ctx)  # /, /watch/<slug>, /static/<name>
+        admin.register(self.quart, ctx)  # /admin
+        endpoint_reports.register(self.quart, ctx)  # external endpoints' own snapshot reports
         self.api = shield_last_send(self.quart)
         self.hls = HLSHandler(spool=ctx.spool, files=ctx.files, directory=ctx.directory, viewers=ctx.viewers,
                               counters=ctx.counters, secret=ctx.playback_secret, node_key=ctx.distribution_key,

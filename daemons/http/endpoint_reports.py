@@ -29,6 +29,8 @@ from pathlib import Path
 
 from quart import request
 
+from daemons.http.responses import error_response, json_response
+
 from daemons.core import domain, signing
 from daemons.core.errors import InvalidInput, NotFound
 from daemons.core.signing import MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -85,7 +87,6 @@ class ReplayGuard:
 
 
 def register(app, ctx, *, wall_clock=time.time) -> None:
-    from daemons.http.api import error_response, json_response
 
     limiter = WindowLimiter(REPORTS_PER_MINUTE)
     replays = ReplayGuard(ctx.install.state_dir / "run" / "report-signatures")

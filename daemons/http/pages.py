@@ -17,6 +17,8 @@ from pathlib import Path
 
 from quart import Response
 
+from daemons.core.domain import streams as domain_streams
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -83,9 +85,7 @@ def register(app, ctx) -> None:
 
     @app.get("/")
     async def index_page():
-        from daemons.http.api import _public_streams
-
-        streams = await ctx.store.run(_public_streams)
+        streams = await ctx.store.run(domain_streams.public_listing)
         live = [s for s in streams if s["status"] in ("live", "starting")]
         items = "\n".join(
             f'<li><a href="/watch/{escape(s["slug"])}"><strong>{escape(s["title"] or s["slug"])}</strong> '

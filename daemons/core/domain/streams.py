@@ -101,6 +101,24 @@ def list_with_generations(store: Store, *, include_deleted: bool = False) -> lis
     return rows
 
 
+def public_listing(store: Store) -> list[dict]:
+    """Public streams (not deleted) with their active generation's state: `/api/streams` and the
+    index page."""
+    rows = store.query(
+        f"""SELECT s.slug, s.title, g.id AS generation_id, g.status, g.started_at,
+                  g.publisher_connected_at, g.publisher_left_at
+           FROM streams s LEFT JOIN stream_generations g
+             ON g.stream_id = s.id AND g.{generations.ACTIVE_SQL}
+           WHERE s.deleted_at IS NULL AND s.visibility = 'public' ORDER BY s.slug"""
+    )
+    return [
+        {"slug": r["slug"], "title": r["title"], "status": generations.public_status(r if r["status"] else None),
+         "generation_id": r["generation_id"], "started_at": r["started_at"],
+         "publisher_connected": bool(r["status"]) and generations.publisher_connected(r)}
+        for r in rows
+    ]
+
+
 def status(store: Store, ref: str, ingest: dict, config) -> dict:
     """Is it live? What `sender stream status` and the management API's stream.status answer:
     the latest generation and, from the ingest daemon's stats (`ingest`, {} when it is not

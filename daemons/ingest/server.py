@@ -30,14 +30,23 @@ from daemons.core import domain
 from daemons.core.domain.common import now_iso
 from daemons.core.domain.publish import APP
 from daemons.core.install import Install
+from daemons.core.stats import write_stats
 from daemons.ingest.admission import Admission, Refused
-from daemons.ingest.pipeline import ENHANCED_FOURCCS, GenerationPipeline, last_write_time
-from daemons.ingest.sink import FLVSpoolSink, MediaSink, UnsupportedMedia, generation_dir
+from daemons.ingest.pipeline import (
+    ENHANCED_FOURCCS,
+    GenerationPipeline,
+    last_write_time,
+)
+from daemons.ingest.sink import (
+    FLVSpoolSink,
+    MediaSink,
+    UnsupportedMedia,
+    generation_dir,
+)
 from daemons.ingest.stats import PublisherStats
-from daemons.runtime.ratelimit import WindowLimiter
 from daemons.media import rtmp
 from daemons.runtime import logging as slog
-from daemons.core.stats import write_stats
+from daemons.runtime.ratelimit import WindowLimiter
 from daemons.runtime.spool_events import SpoolEventSender
 from daemons.runtime.store import StoreWorker
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from daemons.media import flv
-from daemons.media import rtmp
+from daemons.media import flv, rtmp
 from daemons.runtime import logging as slog
 
 log = slog.get("ingest")

@@ -233,11 +233,6 @@ class AudioCodec(StrEnum):
     MP3 = ".mp3"
 
 
-class VideoCommand(IntEnum):
-    START_SEEK = 0
-    END_SEEK = 1
-
-
 # Wire values that only steer the decode (they never reach a header).
 _EX_MULTITRACK = 6  # video: VideoPacketType.Multitrack
 _EX_AUDIO_MULTITRACK = 5  # audio: AudioPacketType.Multitrack
@@ -276,7 +271,7 @@ class VideoTagHeader:
     track_id: int = 0
     multitrack: bool = False
     nano_offset: int = 0
-    command: int | None = None
+    command: int | None = None  # 0 start of client-side seeking, 1 its end
 
     @property
     def is_keyframe(self) -> bool:

@@ -9,7 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from daemons.core import domain
-from daemons.core.domain.publish import APP, BAD_NAME, DENIED, Admitted, Publishers, Refused
+from daemons.core.domain.publish import (
+    APP,
+    BAD_NAME,
+    DENIED,
+    Admitted,
+    Publishers,
+    Refused,
+)
 
 NOBODY = Publishers()
 
@@ -58,7 +65,7 @@ def test_refusals_before_the_key_is_known(store, secret, demo, kwargs, code, des
 
 
 def test_revoked_key_and_deleted_stream_are_bad_keys(store, secret, demo):
-    stream, row, key = demo
+    _, row, key = demo
     domain.keys.revoke(store, row["id"])
     refused = decide(store, secret, key)
     assert (refused.code, refused.failed_attempt, refused.fields["reason"]) == (BAD_NAME, True, "revoked")

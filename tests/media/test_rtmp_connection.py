@@ -9,10 +9,10 @@ import pytest
 from daemons.media import amf0, flv
 from daemons.media.rtmp import (
     NEED_DATA,
+    TRANSITIONS,
     AudioData,
     Connect,
     ConnectionClosed,
-    TRANSITIONS,
     ConnectionState,
     Input,
     Limits,
@@ -20,8 +20,8 @@ from daemons.media.rtmp import (
     PublishRequest,
     RTMPProtocolError,
     ServerConnection,
-    UnreadableMedia,
     Unpublish,
+    UnreadableMedia,
     VideoData,
 )
 from tests.media.rtmp_client_bytes import (

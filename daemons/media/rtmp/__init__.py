@@ -14,7 +14,14 @@ AMF0, ``daemons.media.amf0``), ``events``, ``connection``; ``errors`` holds the 
 exception.
 """
 
-from .connection import NEED_DATA, TRANSITIONS, ConnectionState, Input, Limits, ServerConnection
+from .connection import (
+    NEED_DATA,
+    TRANSITIONS,
+    ConnectionState,
+    Input,
+    Limits,
+    ServerConnection,
+)
 from .errors import RTMPProtocolError
 from .events import (
     AudioData,
@@ -23,13 +30,14 @@ from .events import (
     Event,
     Metadata,
     PublishRequest,
-    UnreadableMedia,
     Unpublish,
+    UnreadableMedia,
     VideoData,
 )
 
 __all__ = [
     "NEED_DATA",
+    "TRANSITIONS",
     "AudioData",
     "Connect",
     "ConnectionClosed",
@@ -41,8 +49,7 @@ __all__ = [
     "PublishRequest",
     "RTMPProtocolError",
     "ServerConnection",
-    "TRANSITIONS",
-    "UnreadableMedia",
     "Unpublish",
+    "UnreadableMedia",
     "VideoData",
 ]

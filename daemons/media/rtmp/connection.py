@@ -36,8 +36,8 @@ from .events import (
     Event,
     Metadata,
     PublishRequest,
-    UnreadableMedia,
     Unpublish,
+    UnreadableMedia,
     VideoData,
 )
 

@@ -390,13 +390,32 @@ def _track(body: bytes, pos: int, multitrack_type: int, what: str) -> tuple[int,
     return pos, track_id, pos + size
 
 
+# A legacy header is all in a tag's first bytes (5 for video, 2 for audio), and a stream repeats
+# a handful of them: decoded headers are kept by those bytes (values are immutable; the caches
+# are bounded), which makes the decode of a legacy tag a dictionary lookup.
+_CACHE_LIMIT = 1024
+_legacy_video: dict[bytes, VideoTagHeader] = {}
+_legacy_audio: dict[bytes, AudioTagHeader] = {}
+
+
 def parse_video_tag(body: bytes) -> VideoTagHeader:
     """Decode a video tag's header (legacy or Enhanced RTMP); FLVError if malformed."""
     if not body:
         raise FLVError("empty video tag")
-    b0 = body[0]
-    if b0 & 0x80:
+    if body[0] & 0x80:
         return _parse_ex_video_tag(body)
+    key = bytes(body[:5])
+    header = _legacy_video.get(key)
+    if header is None:
+        header = _parse_legacy_video_tag(key)
+        if len(_legacy_video) >= _CACHE_LIMIT:
+            _legacy_video.clear()
+        _legacy_video[key] = header
+    return header
+
+
+def _parse_legacy_video_tag(body: bytes) -> VideoTagHeader:
+    b0 = body[0]
     frame_type, codec_id = b0 >> 4, b0 & 0x0F
     if not 1 <= frame_type <= 5:
         raise FLVError(f"video frame type {frame_type} is not 1..5")
@@ -486,10 +505,21 @@ def parse_audio_tag(body: bytes) -> AudioTagHeader:
     """Decode an audio tag's header (legacy or Enhanced RTMP); FLVError if malformed."""
     if not body:
         raise FLVError("empty audio tag")
+    if body[0] >> 4 == SOUND_EX_HEADER:
+        return _parse_ex_audio_tag(body)
+    key = bytes(body[:2])
+    header = _legacy_audio.get(key)
+    if header is None:
+        header = _parse_legacy_audio_tag(key)
+        if len(_legacy_audio) >= _CACHE_LIMIT:
+            _legacy_audio.clear()
+        _legacy_audio[key] = header
+    return header
+
+
+def _parse_legacy_audio_tag(body: bytes) -> AudioTagHeader:
     b0 = body[0]
     sound_format = b0 >> 4
-    if sound_format == SOUND_EX_HEADER:
-        return _parse_ex_audio_tag(body)
     rate, size, channels = (b0 >> 2) & 0x03, (b0 >> 1) & 0x01, b0 & 0x01
     if sound_format == SOUND_AAC:
         if len(body) < 2:

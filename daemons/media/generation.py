@@ -29,6 +29,7 @@ from daemons.media import hls
 from daemons.media.fmp4 import Fragment, InitSegment
 from daemons.media.names import PLAYLIST
 from daemons.media.packager import Action, PackagerConfig, RenditionPackager
+from daemons.media.recording import DVR_PLAYLIST, VOD_PLAYLIST
 
 STATE = "state.json"
 
@@ -47,6 +48,7 @@ class GenerationPackager:
         self.config = config
         self.packagers = packagers
         self._states: dict[str, tuple] = {}  # fingerprint of each rendition's last written state
+        self._recorded: dict[str, tuple] = {}  # (segments, ended) of each rendition's last written DVR playlist
         self._backlog: list[tuple[str, Action]] = []  # what the spool refused, in order
 
     @classmethod
@@ -101,6 +103,8 @@ class GenerationPackager:
         for name, p in self.packagers.items():
             if f"{name}/{STATE}" in batch.published:
                 self._states[name] = _fingerprint(p)
+            if f"{name}/{DVR_PLAYLIST}" in batch.published and p.recording is not None:
+                self._recorded[name] = (p.recording.segments, p.ended)
 
     def refused(self, batch: Batch) -> None:
         """Keep what was refused (retried with the same bytes), close every open segment as it
@@ -111,6 +115,7 @@ class GenerationPackager:
         for name, p in self.packagers.items():
             self._backlog += [(name, a) for a in p.end_timeline()]
         self._states.clear()  # states and playlists are written again with the backlog
+        self._recorded.clear()
 
     def retry(self) -> Batch:
         """The backlog as one batch: every rendition's files, then every state and playlist.
@@ -149,6 +154,14 @@ class GenerationPackager:
         if self.playable and (force or published):
             for name, p in self.packagers.items():
                 published[f"{name}/{PLAYLIST}"] = p.playlist(self._reports(name)).render().encode()
+        for name, p in self.packagers.items():
+            # A recording's playlists: the DVR one as each segment closes, the VOD one at the end.
+            r = p.recording
+            if r is None or not r.segments or self._recorded.get(name) == (r.segments, p.ended):
+                continue
+            published[f"{name}/{DVR_PLAYLIST}"] = r.event_text(p.target_duration, ended=p.ended).encode()
+            if p.ended:
+                published[f"{name}/{VOD_PLAYLIST}"] = r.vod_text(p.target_duration).encode()
         return published
 
     def _reports(self, name: str) -> tuple[hls.RenditionReport, ...]:

@@ -39,6 +39,7 @@ from fractions import Fraction
 from daemons.media import hls
 from daemons.media.fmp4 import Fragment, InitSegment, Track
 from daemons.media.names import init_name, part_name, segment_name
+from daemons.media.recording import Recording
 
 STATE_VERSION = 2
 MAX_PENDING_BYTES = 1 << 20  # audio kept while no segment is open (bounded: a keyframe may never come)
@@ -52,6 +53,7 @@ class PackagerConfig:
     segment_target_s: float = 2.0
     live_window_segments: int = 30
     low_latency: bool = True
+    record: bool = False  # keep every segment and list it in the DVR/VOD playlists (recording.py)
 
     @property
     def target_duration(self) -> int:
@@ -123,10 +125,12 @@ class Cutter:
 
 
 class LiveWindow:
-    """The closed segments a live playlist lists, oldest first; numbering and pruning."""
+    """The closed segments a live playlist lists, oldest first; numbering and pruning. With
+    `keep_segments` (a recording) a segment leaving the window keeps its file; its parts go."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, *, keep_segments: bool = False):
         self.size = size
+        self.keep_segments = keep_segments
         self.segments: list[Segment] = []
         self.media_sequence = 0  # msn of segments[0] (or of the next segment when empty)
         self.discontinuity_sequence = 0
@@ -145,7 +149,8 @@ class LiveWindow:
             old = self.segments.pop(0)
             listed -= old.duration
             self.discontinuity_sequence += old.discontinuity
-            actions.append(Delete(segment_name(old.msn), grace_s))
+            if not self.keep_segments:
+                actions.append(Delete(segment_name(old.msn), grace_s))
             actions += [Delete(part_name(old.msn, i), grace_s) for i in range(len(old.parts))]
         self.media_sequence = self.segments[0].msn
         return actions
@@ -161,13 +166,16 @@ class LiveWindow:
             age += s.duration
             with_parts = with_parts and slots > 0 and age <= 3 * target_duration
             slots -= 1
-            out.append(hls.Segment(
-                msn=s.msn, uri=segment_name(s.msn), duration=float(s.duration), program_date_time=s.pdt,
-                discontinuity=s.discontinuity, map_uri=s.map_uri,
-                parts=_hls_parts(s.msn, s.parts) if with_parts else (),
-            ))
+            out.append(_hls_segment(s, with_parts=with_parts))
         out.reverse()
         return out
+
+
+def _hls_segment(s: Segment, *, with_parts: bool) -> hls.Segment:
+    return hls.Segment(
+        msn=s.msn, uri=segment_name(s.msn), duration=float(s.duration), program_date_time=s.pdt,
+        discontinuity=s.discontinuity, map_uri=s.map_uri, parts=_hls_parts(s.msn, s.parts) if with_parts else (),
+    )
 
 
 def _hls_parts(msn: int, parts: list[Part]) -> tuple[hls.Part, ...]:
@@ -207,7 +215,8 @@ class RenditionPackager:
         self.name = name
         self.config = config
         self.target_duration = config.target_duration
-        self.window = LiveWindow(config.live_window_segments)
+        self.window = LiveWindow(config.live_window_segments, keep_segments=config.record)
+        self.recording: Recording | None = Recording() if config.record else None
         self.next_msn = 0
         self.ended = False
         self.init: InitSegment | None = None
@@ -396,7 +405,22 @@ class RenditionPackager:
             self.target_duration = round(duration)
         actions: list[Action] = [Write(segment_name(seg.msn), bytes(o.segment_data))]
         actions += self.window.add(seg, self.target_duration)
+        if self.recording is not None:
+            self.recording.add(_hls_segment(seg, with_parts=False))
         return actions
+
+    def resume_recording(self, recording: Recording | None) -> None:
+        """After a restart: the recording as its `dvr.m3u8` left it (None when there was none),
+        completed with the closed segments the state has and the playlist did not list yet."""
+        if self.recording is None:
+            return
+        segments = self.window.segments
+        if recording is None:
+            recording = Recording(segments[0].msn if segments else self.next_msn)
+        for s in segments:
+            if s.msn == recording.first_msn + recording.segments:
+                recording.add(_hls_segment(s, with_parts=False))
+        self.recording = recording
 
     # --- the playlist ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from daemons.media.fmp4 import Fragment, InitSegment, Track
 from daemons.media.fmp4.fragment import TrackFragment
 from daemons.media.generation import Batch, GenerationPackager
 from daemons.media.packager import Delete, PackagerConfig, RenditionPackager, Write
+from daemons.media.recording import Recording
 
 VIDEO, AUDIO = 1, 2
 MS = 1000  # the video timescale: ticks are milliseconds of media
@@ -98,9 +99,10 @@ class Spool:
 class Node:
     """The ingest pipeline's protocol around a GenerationPackager, with a simulated clock."""
 
-    def __init__(self, spool: Spool):
+    def __init__(self, spool: Spool, config: PackagerConfig = CONFIG):
         self.spool = spool
-        self.media = GenerationPackager.new(CONFIG, list(RENDITIONS))
+        self.config = config
+        self.media = GenerationPackager.new(config, list(RENDITIONS))
         self.clock = T0
 
     def put(self, batch: Batch | None) -> None:
@@ -133,18 +135,20 @@ class Node:
 
     def restart(self) -> "Node":
         """A new daemon reading what this one left on disk (states, then the listed open parts)."""
-        node = Node(self.spool)
+        node = Node(self.spool, self.config)
         packagers, listed = {}, {}
         for r in RENDITIONS:
             state = self.spool.files.get(f"{r}/state.json")
-            packagers[r] = (RenditionPackager.from_state(json.loads(state), CONFIG) if state
-                            else RenditionPackager(r, CONFIG))
+            packagers[r] = (RenditionPackager.from_state(json.loads(state), self.config) if state
+                            else RenditionPackager(r, self.config))
+            dvr = self.spool.files.get(f"{r}/dvr.m3u8")
+            packagers[r].resume_recording(Recording.from_text(dvr.decode()) if dvr else None)
             text = self.spool.files.get(f"{r}/index.m3u8")
             if state and text:
                 playlist = hls.parse_media_playlist(text.decode())
                 if playlist.partial_parts and not playlist.ended:
                     listed[r] = (playlist, [self.spool.files[f"{r}/{p.uri}"] for p in playlist.partial_parts])
-        node.media = GenerationPackager(CONFIG, packagers)
+        node.media = GenerationPackager(self.config, packagers)
         node.put(node.media.seal_listed(listed))
         node.clock = self.clock
         return node
@@ -304,3 +308,100 @@ def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
     for r in RENDITIONS:
         if spool.playlists.get(r):
             assert last(spool, r).ended
+
+
+# --- recordings ------------------------------------------------------------------------------------
+
+RECORD = PackagerConfig(part_target_s=0.2, segment_target_s=1.0, live_window_segments=4, record=True)
+
+
+def recording_node(spool: Spool) -> Node:
+    return Node(spool, RECORD)
+
+
+def test_a_recording_keeps_every_segment_and_lists_it_in_the_dvr_playlist():
+    spool = Spool()
+    node, src = recording_node(spool), Source()
+    node.timeline(src)
+    node.feed(src, 10 * 25 + 3)  # segments 0-9 closed, the live window holds 6-9
+    assert last(spool).media_sequence == 6
+    gone = {name for name, _ in spool.deleted}
+    assert not any(name.endswith(".m4s") and name.count(".") == 1 for name in gone)  # no segment deleted
+    assert "source/0.0.m4s" in gone  # parts are
+    dvr = hls.check_media_playlist(spool.files["source/dvr.m3u8"].decode())
+    assert dvr.playlist_type == "EVENT" and [s.msn for s in dvr.segments] == list(range(10)) and not dvr.ended
+    assert all(not s.parts for s in dvr.segments)
+    # The incremental text is exactly what the model renders for the whole playlist.
+    assert spool.files["source/dvr.m3u8"].decode() == hls.MediaPlaylist(
+        target_duration=1, media_sequence=0, segments=dvr.segments, playlist_type="EVENT").render()
+    for s in dvr.segments:
+        assert f"source/{s.uri}" in spool.files
+
+
+def test_the_end_of_a_recording_writes_the_vod_playlist():
+    spool = Spool()
+    node, src = recording_node(spool), Source()
+    node.timeline(src)
+    node.feed(src, 6 * 25 + 10)
+    node.put(node.media.end_timeline())  # a reconnect: a discontinuity in the recording too
+    src = Source()
+    node.timeline(src)
+    node.feed(src, 2 * 25)
+    node.put(node.media.end())
+    for r in RENDITIONS:
+        dvr = hls.check_media_playlist(spool.files[f"{r}/dvr.m3u8"].decode())
+        vod_text = spool.files[f"{r}/vod.m3u8"].decode()
+        vod = hls.check_media_playlist(vod_text)
+        assert dvr.ended and vod.ended and vod.playlist_type == "VOD"
+        assert vod.segments == dvr.segments and vod.segments[0].msn == 0
+        assert sum(s.discontinuity for s in vod.segments) == 1
+        assert abs(sum(s.duration for s in vod.segments) - (6 * 25 + 10 + 2 * 25) * 0.04) < 0.05
+
+
+def test_a_recording_continues_after_a_restart():
+    spool = Spool()
+    node, src = recording_node(spool), Source()
+    node.timeline(src)
+    node.feed(src, 5 * 25 + 7)  # segment 5 open with parts listed
+    restarted = node.restart()
+    src = Source()
+    restarted.timeline(src)
+    restarted.feed(src, 2 * 25)
+    restarted.put(restarted.media.end())
+    vod = hls.check_media_playlist(spool.files["source/vod.m3u8"].decode())
+    assert [s.msn for s in vod.segments] == list(range(len(vod.segments)))  # nothing lost, nothing twice
+    assert vod.segments[5].duration < 1 and vod.segments[6].discontinuity  # the sealed one, then the new session
+
+
+@settings(max_examples=100, deadline=None)
+@given(events)
+def test_a_recording_under_refused_writes_and_restarts_still_plays_end_to_end(script):
+    spool = Spool()
+    node, src = recording_node(spool), Source(gop=13)
+    node.timeline(src)
+    for kind, n in script:
+        if kind == "feed":
+            node.feed(src, n)
+        elif kind == "refuse":
+            spool.refuse_at = n
+        elif kind == "recover":
+            node.recover()
+        elif kind == "session":
+            node.put(node.media.end_timeline())
+            src = Source(gop=13)
+            node.timeline(src)
+        elif kind == "restart":
+            spool.refuse_at = None
+            node.recover()
+            node = node.restart()
+            src = Source(gop=13)
+            node.timeline(src)
+    spool.refuse_at = None
+    node.recover()
+    node.put(node.media.end())
+    node.recover()
+    if "source/vod.m3u8" in spool.files:
+        vod = hls.check_media_playlist(spool.files["source/vod.m3u8"].decode())
+        assert [s.msn for s in vod.segments] == list(range(len(vod.segments)))
+        for s in vod.segments:
+            assert f"source/{s.uri}" in spool.files

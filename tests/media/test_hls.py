@@ -844,3 +844,17 @@ def test_any_text_fails_only_with_playlist_error(text):
         except PlaylistError:
             continue
         assert isinstance(result, (MediaPlaylist, MasterPlaylist))
+
+
+def test_playlist_type_round_trips_and_a_vod_playlist_is_complete():
+    for kind in ("EVENT", "VOD"):
+        playlist = MediaPlaylist(target_duration=2, media_sequence=0, segments=(segment(0), segment(1)),
+                                 ended=True, playlist_type=kind)
+        text = playlist.render()
+        assert f"#EXT-X-PLAYLIST-TYPE:{kind}\n" in text
+        assert parse_media_playlist(text) == playlist
+        cross_check_with_m3u8(text, playlist)
+    with pytest.raises(ValueError, match="VOD"):
+        MediaPlaylist(target_duration=2, media_sequence=0, segments=(segment(0),), playlist_type="VOD")
+    with pytest.raises(PlaylistError):
+        parse_media_playlist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:LIVE\n#EXTINF:2,\n0.m4s\n")

@@ -20,7 +20,7 @@ PART-TARGET, a HOLD-BACK that is too small): ``validate.check_media_playlist`` j
 
 Tag order (RFC 8216bis 4.4; Sender always writes this one)::
 
-    EXTM3U, VERSION, TARGETDURATION, SERVER-CONTROL, PART-INF, MEDIA-SEQUENCE,
+    EXTM3U, VERSION, TARGETDURATION, SERVER-CONTROL, PART-INF, PLAYLIST-TYPE, MEDIA-SEQUENCE,
     DISCONTINUITY-SEQUENCE, INDEPENDENT-SEGMENTS, [SKIP],
     per segment: DISCONTINUITY, MAP, PROGRAM-DATE-TIME, PART..., EXTINF, URI,
     the in-progress segment: DISCONTINUITY, MAP, PROGRAM-DATE-TIME, PART...,
@@ -128,6 +128,23 @@ class Segment:
         _optional(self, "map_uri", check_uri)
         _as_tuple(self, "parts", Part)
 
+    def render_lines(self, map_written: str | None) -> list[str]:
+        """This segment's lines, given the map the lines before it put in effect."""
+        lines = []
+        if self.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if self.map_uri is not None and self.map_uri != map_written:
+            lines.append(f"#EXT-X-MAP:URI={quoted(self.map_uri)}")
+        if self.program_date_time is not None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_datetime(self.program_date_time)}")
+        lines.extend(part.render() for part in self.parts)
+        lines.append(f"#EXTINF:{format_duration(self.duration)},")
+        lines.append(self.uri)
+        return lines
+
+
+PLAYLIST_TYPES = ("EVENT", "VOD")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerControl:
@@ -234,9 +251,14 @@ class MediaPlaylist:
     rendition_reports: tuple[RenditionReport, ...] = ()
     ended: bool = False
     independent_segments: bool = True
+    playlist_type: str | None = None  # EXT-X-PLAYLIST-TYPE: EVENT (only appended to) or VOD
 
     def __post_init__(self) -> None:
         check_int("MediaPlaylist.target_duration", self.target_duration, minimum=1)
+        if self.playlist_type is not None and self.playlist_type not in PLAYLIST_TYPES:
+            raise ValueError(f"MediaPlaylist.playlist_type must be one of {', '.join(PLAYLIST_TYPES)}")
+        if self.playlist_type == "VOD" and not self.ended:
+            raise ValueError("a VOD playlist is complete: it ends with EXT-X-ENDLIST (4.3.3.5)")
         check_int("MediaPlaylist.media_sequence", self.media_sequence)
         check_int("MediaPlaylist.discontinuity_sequence", self.discontinuity_sequence)
         _as_tuple(self, "segments", Segment)
@@ -401,6 +423,8 @@ class MediaPlaylist:
             lines.append(self.server_control.render())
         if self.part_target is not None:
             lines.append(f"#EXT-X-PART-INF:PART-TARGET={format_seconds(self.part_target)}")
+        if self.playlist_type is not None:
+            lines.append(f"#EXT-X-PLAYLIST-TYPE:{self.playlist_type}")
         lines.append(f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}")
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
         if self.independent_segments:
@@ -413,16 +437,8 @@ class MediaPlaylist:
         # declared again there.
         map_written: str | None = None
         for segment in self.segments[skipped:]:
-            if segment.discontinuity:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if segment.map_uri is not None and segment.map_uri != map_written:
-                lines.append(f"#EXT-X-MAP:URI={quoted(segment.map_uri)}")
-                map_written = segment.map_uri
-            if segment.program_date_time is not None:
-                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_datetime(segment.program_date_time)}")
-            lines.extend(part.render() for part in segment.parts)
-            lines.append(f"#EXTINF:{format_duration(segment.duration)},")
-            lines.append(segment.uri)
+            lines.extend(segment.render_lines(map_written))
+            map_written = segment.map_uri or map_written
 
         if self.partial_parts:
             # Tags of the parent segment go before its first EXT-X-PART (4.4.4.9).

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from .errors import PlaylistError
 from .model import (
+    PLAYLIST_TYPES,
     MasterPlaylist,
     MediaPlaylist,
     Part,
@@ -114,6 +115,7 @@ class _MediaReader:
         self.server_control: ServerControl | None = None
         self.independent_segments = False
         self.ended = False
+        self.playlist_type: str | None = None
         self.skipped = 0
         self.skip_line = 0
         self.in_segments = False  # the first Media Segment tag or URI has been seen
@@ -213,6 +215,11 @@ class _MediaReader:
 
     def tag_EXT_X_ENDLIST(self, line: int, value: str | None) -> None:
         self.ended = True
+
+    def tag_EXT_X_PLAYLIST_TYPE(self, line: int, value: str | None) -> None:
+        if value not in PLAYLIST_TYPES:
+            raise PlaylistError(f"EXT-X-PLAYLIST-TYPE must be EVENT or VOD, not {value!r}", line)
+        self.playlist_type = value
 
     def tag_EXT_X_SKIP(self, line: int, value: str | None) -> None:
         if self.in_segments:
@@ -326,6 +333,7 @@ class _MediaReader:
                 rendition_reports=reports,
                 ended=self.ended,
                 independent_segments=self.independent_segments,
+                playlist_type=self.playlist_type,
             )
 
         without_reports = _build(last_line, lambda: playlist(()))

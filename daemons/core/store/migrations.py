@@ -212,3 +212,29 @@ def _m0007(db: Database) -> None:
         ALTER TABLE streams ADD COLUMN reconnect_grace TEXT;
         """
     )
+
+
+@MIGRATIONS(name="0008_recordings_restream")
+def _m0008(db: Database) -> None:
+    db.executescript(
+        """
+        -- A stream's own recording setting: 1 records, 0 does not, NULL = the config's recording.enabled.
+        ALTER TABLE streams ADD COLUMN recording INTEGER CHECK (recording IN (0, 1));
+        -- Whether a generation was recorded (decided when it began; its spool directory holds every segment).
+        ALTER TABLE stream_generations ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0 CHECK (recorded IN (0, 1));
+
+        -- Where a stream's broadcast is pushed (restream). The URL carries the platform's stream
+        -- key: shown masked after creation, never logged.
+        CREATE TABLE restream_targets (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL REFERENCES streams (id),
+            label TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        CREATE INDEX restream_targets_stream ON restream_targets (stream_id);
+        """
+    )

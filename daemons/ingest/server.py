@@ -398,9 +398,9 @@ class ConnectionHandler:
     """One RTMP connection, from accept to close: the trio task around its `rtmp.ServerConnection`.
     It may publish (one publish at a time, again after an unpublish)."""
 
-    def __init__(self, daemon: IngestDaemon, stream: trio.abc.Stream, remote: str):
+    def __init__(self, daemon: IngestDaemon, transport: trio.abc.Stream, remote: str):
         self.daemon = daemon
-        self.stream = stream
+        self.transport = transport  # the TCP (or TLS) byte stream; "stream" is a Sender stream
         self.remote = remote
         self.conn = rtmp.ServerConnection(limits=daemon.limits, fourccs=ENHANCED_FOURCCS)
         self.publisher: Publisher | None = None
@@ -419,8 +419,8 @@ class ConnectionHandler:
         reason = "closed"
         try:
             with self.scope:
-                if isinstance(self.stream, trio.SSLStream):
-                    await self.stream.do_handshake()
+                if isinstance(self.transport, trio.SSLStream):
+                    await self.transport.do_handshake()
                 reason = await self._loop(self.daemon.limits.idle_timeout_s)
             if self.scope.cancelled_caught:  # kicked, evicted, or no accepted publish before the deadline
                 pub = self.publisher
@@ -449,7 +449,7 @@ class ConnectionHandler:
         with idle:
             while True:
                 idle.deadline = trio.current_time() + idle_timeout
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await self.transport.receive_some(RECEIVE_SIZE)
                 self.conn.receive_data(data)
                 while True:
                     event = self.conn.next_event()
@@ -467,7 +467,7 @@ class ConnectionHandler:
         out = self.conn.data_to_send()
         if out:
             with trio.fail_after(self.daemon.limits.idle_timeout_s):
-                await self.stream.send_all(out)
+                await self.transport.send_all(out)
 
     async def _on_event(self, event) -> None:
         if isinstance(event, (rtmp.VideoData, rtmp.AudioData)):
@@ -563,7 +563,7 @@ class ConnectionHandler:
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
                 pass
         await self._end_publish(reason)
-        await trio.aclose_forcefully(self.stream)
+        await trio.aclose_forcefully(self.transport)
 
 
 def _peer(sock) -> str:

@@ -122,9 +122,10 @@ class SenderIngest:
         return stop_process(self.proc) if self.proc is not None else None
 
 
-# nginx-rtmp, configured as /work/shared/peers/nginx-rtmp.conf (the team's peer config) with its
-# /tmp/peer paths and ports replaced, `on_publish` allowing every name that starts with "goodkey",
-# and one added HTTP location, /stat (rtmp_stat), which the benchmark reads for bytes received.
+# nginx-rtmp as a typical HLS setup runs it (the peer: `hls on`, 2 s fragments, a 12 s playlist,
+# `on_publish` auth over HTTP), with paths and ports filled in, `on_publish` allowing every name that
+# starts with "goodkey", and one HTTP location, /stat (rtmp_stat), which the benchmark reads for
+# bytes received.
 NGINX_CONF = """\
 load_module {module};
 

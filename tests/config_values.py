@@ -36,6 +36,7 @@ def non_default_text(key: str) -> str:
         "a list of strings": "alpha, beta",
         "a list of IP addresses or CIDR networks": '["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]',
         "a duration (seconds, or 90s / 15m / 24h / 7d)": "15m",
+        "a size (bytes, or with k, m, g, t: 512m, 2g)": "512m",
         'a duration (seconds, or 90s / 15m / 24h), or "never"': "never",
         "an array of rendition tables": (
             '[{name = "source", kind = "source"}, '

@@ -170,7 +170,8 @@ async def stream_delete(ctx, params: dict) -> dict:
                         "an active one is returned as is. reconnect_grace, when given, becomes the stream's own.",
         schemas.StreamStartParams, result=schemas.StreamStarted, blame={"not_found": "stream"})
 async def stream_start(ctx, params: dict) -> dict:
-    generation, created = await _in_store(ctx, streams.start, params.pop("stream"), **params)
+    generation, created = await _in_store(ctx, streams.start, params.pop("stream"), **params,
+                                          record_default=ctx.config["recording.enabled"])
     return {"generation": generation, "created": created}
 
 

@@ -531,6 +531,8 @@ class _StreamFields(TypedDict, total=False):
     visibility: _described(Visibility, "public (listed), unlisted (playable with the URL) or private (playback token).")
     auto_start: _described(bool, "Start a generation when a publisher connects (else stream.start first).")
     reconnect_grace: ReconnectGrace
+    recording: _described(bool | None, "Record its broadcasts (replays: DVR while live, VOD once ended); null = the "
+                                       "node's recording.enabled. Applies from its next generation.")
 
 
 class StreamCreateParams(_StreamFields):
@@ -608,6 +610,7 @@ class Generation(TypedDict):
     publisher_connected_at: Time | None
     publisher_left_at: Time | None
     end_reason: EndReason | None
+    recorded: _described(bool, "Whether it keeps every segment (a recording: replays at generation-scoped URLs).")
 
 
 class StreamStatus(TypedDict):

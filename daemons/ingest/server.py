@@ -234,7 +234,7 @@ class IngestDaemon:
                 domain.publish.decide, self.secret, app=app, key=request.stream_name,
                 locked_out=self.failures.blocked(source),
                 publishers=domain.publish.Publishers(frozenset(self.publishers), frozenset(self._reserved)),
-                allow_takeover=self.config["rtmp.allow_takeover"],
+                allow_takeover=self.config["rtmp.allow_takeover"], record_default=self.config["recording.enabled"],
             )
             if isinstance(decision, domain.publish.Refused):
                 if decision.failed_attempt:

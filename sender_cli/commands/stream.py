@@ -16,9 +16,13 @@ from sender_cli.context import JSON_OPTION
 app = typer.Typer(help="Streams: what broadcasters publish to.", no_args_is_help=True)
 
 SLUG_ARG = typer.Argument(..., help="Stream slug (or id).", autocompletion=stream_slugs)
-COLUMNS = ("slug", "title", "visibility", "auto_start", "reconnect_grace", "id", "created_at")
+COLUMNS = ("slug", "title", "visibility", "auto_start", "reconnect_grace", "recording", "id", "created_at")
 GRACE_HELP = ('How long a broadcast whose publisher left stays live for it to come back: "90s", "5m", '
               '"0s" (end at once) or "never" (until `sender stream stop`); "default" = rtmp.reconnect_grace.')
+
+
+RECORD_HELP = ("Record its broadcasts (a replay of each: DVR while live, VOD once ended); "
+               "unset = the config's recording.enabled. Applies from its next broadcast.")
 
 
 def _grace(value: str | None):
@@ -50,13 +54,14 @@ def create(
     visibility: str = typer.Option("public", "--visibility", help="public | unlisted | private."),
     auto_start: bool = typer.Option(True, "--auto-start/--no-auto-start", help="Start a generation when a publisher connects."),
     reconnect_grace: str = typer.Option(None, "--reconnect-grace", help=GRACE_HELP),
+    record: bool = typer.Option(None, "--record/--no-record", help=RECORD_HELP, show_default=False),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a stream with the config's default rendition ladder."""
     cli = context.get(ctx)
     row = domain.streams.create(
         cli.store(), slug, title=title, visibility=visibility, auto_start=auto_start,
-        ladder=cli.install().config["renditions.ladder"], reconnect_grace=_grace(reconnect_grace),
+        ladder=cli.install().config["renditions.ladder"], reconnect_grace=_grace(reconnect_grace), recording=record,
     )
     render.emit(row, as_json, lambda: render.fields(f"Stream {row['slug']} created", row, COLUMNS))
 
@@ -83,7 +88,9 @@ def show(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) 
     row["reconnect_grace"] = row["reconnect_grace"] or f"{context.get(ctx).install().config['rtmp.reconnect_grace']} (default)"
 
     def human() -> None:
-        render.fields(f"Stream {row['slug']}", row, (*COLUMNS, "updated_at"))
+        recording = row["recording"] if row["recording"] is not None else \
+            f"{context.get(ctx).install().config['recording.enabled']} (default)"
+        render.fields(f"Stream {row['slug']}", {**row, "recording": recording}, (*COLUMNS, "updated_at"))
         render.table("Keys", ("id", "prefix", "label", "created", "last used", "revoked"),
                      ((k["id"], k["prefix"], k["label"], k["created_at"], k["last_used_at"], k["revoked_at"]) for k in row["keys"]))
         render.table("Renditions", ("name", "kind", "size", "video bps", "audio bps"),
@@ -104,10 +111,16 @@ def update(
     visibility: str = typer.Option(None, "--visibility", help="public | unlisted | private."),
     auto_start: bool = typer.Option(None, "--auto-start/--no-auto-start"),
     reconnect_grace: str = typer.Option(None, "--reconnect-grace", help=GRACE_HELP),
+    record: bool = typer.Option(None, "--record/--no-record", help=RECORD_HELP, show_default=False),
+    record_default: bool = typer.Option(False, "--record-default", help="Back to the config's recording.enabled."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Change a stream's slug, title, visibility, auto start or reconnect grace."""
+    """Change a stream's slug, title, visibility, auto start, reconnect grace or recording."""
+    if record is not None and record_default:
+        raise InvalidInput("--record/--no-record and --record-default contradict each other", field="record")
     changes = {} if reconnect_grace is None else {"reconnect_grace": _grace(reconnect_grace)}
+    if record is not None or record_default:
+        changes["recording"] = record
     row = domain.streams.update(context.get(ctx).store(), slug, slug=new_slug, title=title, visibility=visibility,
                                 auto_start=auto_start, **changes)
     render.emit(row, as_json, lambda: render.fields(f"Stream {row['slug']} updated", row, (*COLUMNS, "updated_at")))
@@ -129,7 +142,8 @@ def start(
 ) -> None:
     """Start a generation (needed before publishing when auto start is off)."""
     changes = {} if reconnect_grace is None else {"reconnect_grace": _grace(reconnect_grace)}
-    gen, created = domain.streams.start(context.get(ctx).store(), slug, **changes)
+    cli = context.get(ctx)
+    gen, created = domain.streams.start(cli.store(), slug, **changes, record_default=cli.install().config["recording.enabled"])
     msg = f"Generation {gen['id']} {'started' if created else 'already active'} ({gen['status']})."
     render.emit(gen, as_json, lambda: render.console.print(msg, markup=False))
 

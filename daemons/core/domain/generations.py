@@ -133,23 +133,30 @@ def public_status(generation: dict | None) -> str:
 # --- reading ---------------------------------------------------------------------------------------
 
 
+def _row(row: dict | None) -> dict | None:
+    """A generation as the domain answers it: `recorded` a bool (the store keeps 0/1)."""
+    if row is not None and "recorded" in row:
+        row["recorded"] = bool(row["recorded"])
+    return row
+
+
 def active(store: Store, stream_id: str) -> dict | None:
-    return store.one(f"SELECT * FROM stream_generations WHERE stream_id = ? AND {ACTIVE_SQL}", (stream_id,))
+    return _row(store.one(f"SELECT * FROM stream_generations WHERE stream_id = ? AND {ACTIVE_SQL}", (stream_id,)))
 
 
 def latest(store: Store, stream_id: str) -> dict | None:
     """The active generation, else the most recent one (to report `ended`)."""
-    return active(store, stream_id) or store.one(
+    return active(store, stream_id) or _row(store.one(
         "SELECT * FROM stream_generations WHERE stream_id = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
         (stream_id,),
-    )
+    ))
 
 
 def get(store: Store, generation_id: str) -> dict:
     row = store.one("SELECT * FROM stream_generations WHERE id = ?", (generation_id,))
     if row is None:
         raise NotFound(f"no generation {generation_id!r}")
-    return row
+    return _row(row)
 
 
 def list_(store: Store, stream_id: str | None = None, *, active_only: bool = False, limit: int = 100) -> list[dict]:
@@ -162,7 +169,7 @@ def list_(store: Store, stream_id: str | None = None, *, active_only: bool = Fal
         sql += f" AND g.{ACTIVE_SQL}"
     sql += " ORDER BY g.started_at DESC LIMIT ?"
     params.append(int(limit))
-    return store.query(sql, tuple(params))
+    return [_row(r) for r in store.query(sql, tuple(params))]
 
 
 def statuses(store: Store, generation_ids: list[str]) -> dict[str, str]:
@@ -184,8 +191,16 @@ def publisher_connected(generation: dict) -> bool:
 # --- moves -----------------------------------------------------------------------------------------
 
 
-def begin(store: Store, stream_id: str, *, mode: str = ORIGIN_MODE) -> tuple[dict, bool]:
-    """The stream's active generation, starting one if none is: (generation, created)."""
+def records(stream: dict, default_recording: bool) -> bool:
+    """Whether a generation of `stream` beginning now is recorded: the stream's own setting
+    (`streams.recording`, NULL = none), else the config's recording.enabled."""
+    own = stream.get("recording")
+    return bool(default_recording if own is None else own)
+
+
+def begin(store: Store, stream_id: str, *, mode: str = ORIGIN_MODE, recorded: bool = False) -> tuple[dict, bool]:
+    """The stream's active generation, starting one if none is: (generation, created). A new
+    one is `recorded` (keeps every segment: a replay) or not, for its whole life."""
     with store.write() as db:
         current = active(store, stream_id)
         if current:
@@ -205,9 +220,10 @@ def begin(store: Store, stream_id: str, *, mode: str = ORIGIN_MODE) -> tuple[dic
             "publisher_connected_at": None,
             "publisher_left_at": None,
             "end_reason": None,
+            "recorded": int(bool(recorded)),
         }
         db["stream_generations"].insert(row)
-    return row, True
+    return _row(row), True
 
 
 def _move(store: Store, generation_id: str, event: Event, changes: dict, *, only_if_active: bool = False) -> dict:

@@ -11,8 +11,9 @@ failed attempt, disconnects a publisher that was taken over); the rules are all 
 * the stream's one publisher slot: a stream whose publisher is connected, or being admitted,
   refuses another, unless `rtmp.allow_takeover`: then the newer publisher takes the place of the
   connected one (one being admitted still refuses);
-* the generation: the stream's active one continues; with none, `auto_start` begins one, else the
-  publish waits for `stream start`;
+* the generation: the stream's active one continues; with none, `auto_start` begins one (recorded
+  or not: the stream's own setting, else `record_default`, the config's recording.enabled), else
+  the publish waits for `stream start`;
 * `disconnect_reasons`: a connected publisher goes when its generation is no longer active or its
   key was revoked.
 """
@@ -57,7 +58,7 @@ class Admitted:
 
 
 def decide(store: Store, install_secret: bytes, *, app: str | None, key: str, locked_out: bool,
-           publishers: Publishers, allow_takeover: bool) -> Admitted | Refused:
+           publishers: Publishers, allow_takeover: bool, record_default: bool = False) -> Admitted | Refused:
     """Decide a publish of `key` to application `app` from a source that is `locked_out` or not.
     Store work: the key's last use is stamped, and a generation begun when it is admitted."""
     if locked_out:
@@ -85,7 +86,7 @@ def decide(store: Store, install_secret: bytes, *, app: str | None, key: str, lo
             if not stream["auto_start"]:
                 return Refused(DENIED, f"stream {slug} is not started (auto_start is off): start it first",
                                "publish refused: stream not started", fields={"stream": slug})
-            generation, started = generations.begin(store, sid)
+            generation, started = generations.begin(store, sid, recorded=generations.records(stream, record_default))
     return Admitted(stream, check.key_id, generation, started, takes_over)
 
 

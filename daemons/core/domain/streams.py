@@ -33,7 +33,14 @@ def check_grace(value: object) -> str | None:
 
 
 def _row(row: dict) -> dict:
-    return as_bool(dict(row), "auto_start")
+    return as_bool(dict(row), "auto_start", "recording")
+
+
+def check_recording(value: object) -> int | None:
+    """A stream's own recording setting: true, false, or None (the config's recording.enabled)."""
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput("recording must be true, false or null (the node's recording.enabled)", field="recording")
+    return None if value is None else int(value)
 
 
 def create(
@@ -45,12 +52,15 @@ def create(
     auto_start: bool = True,
     ladder: list[dict] | None = None,
     reconnect_grace: str | None = None,
+    recording: bool | None = None,
 ) -> dict:
-    """A new stream, with renditions from the given ladder (the config's default ladder)."""
+    """A new stream, with renditions from the given ladder (the config's default ladder).
+    `recording`: whether its broadcasts are recorded (None: the config's recording.enabled)."""
     check_name(slug, "slug")
     check_text(title, "title")
     check_choice(visibility, "visibility", VISIBILITIES)
     grace = check_grace(reconnect_grace)
+    recording = check_recording(recording)
     now = now_iso()
     row = {
         "id": new_id("st"),
@@ -62,6 +72,7 @@ def create(
         "updated_at": now,
         "deleted_at": None,
         "reconnect_grace": grace,
+        "recording": recording,
     }
     with store.write() as db:
         if _find_live_slug(store, slug):
@@ -158,8 +169,10 @@ def update(
     visibility: str | None = None,
     auto_start: bool | None = None,
     reconnect_grace=_UNSET,
+    recording=_UNSET,
 ) -> dict:
-    """Change the given fields; `reconnect_grace=None` goes back to the config's."""
+    """Change the given fields; `reconnect_grace=None` and `recording=None` go back to the
+    config's (a recording setting applies from the stream's next generation)."""
     changes: dict = {}
     if slug is not None:
         changes["slug"] = check_name(slug, "slug")
@@ -171,6 +184,8 @@ def update(
         changes["auto_start"] = int(bool(auto_start))
     if reconnect_grace is not _UNSET:
         changes["reconnect_grace"] = check_grace(reconnect_grace)
+    if recording is not _UNSET:
+        changes["recording"] = check_recording(recording)
     with store.write() as db:
         current = get(store, ref)
         changed = {k: v for k, v in changes.items() if _stored(current[k]) != v}
@@ -199,14 +214,16 @@ def delete(store: Store, ref: str) -> dict:
     return get(store, current["id"], include_deleted=True)
 
 
-def start(store: Store, ref: str, *, reconnect_grace=_UNSET) -> tuple[dict, bool]:
+def start(store: Store, ref: str, *, reconnect_grace=_UNSET, record_default: bool = False) -> tuple[dict, bool]:
     """The stream's active generation, starting one if none is: (generation, created).
-    `reconnect_grace`, when given, becomes the stream's own (kept for its next broadcasts too)."""
+    `reconnect_grace`, when given, becomes the stream's own (kept for its next broadcasts too);
+    a new generation is recorded by the stream's own setting, else `record_default` (the
+    config's recording.enabled)."""
     with store.write():
         stream = get(store, ref)
         if reconnect_grace is not _UNSET:
             stream = update(store, stream["id"], reconnect_grace=reconnect_grace)
-        return generations.begin(store, stream["id"])
+        return generations.begin(store, stream["id"], recorded=generations.records(stream, record_default))
 
 
 def stop(store: Store, ref: str) -> dict | None:

@@ -9,6 +9,14 @@ a file outside the spool:
     /hls/<stream_id>/<generation_id>/<rendition>/init.mp4 | init-<n>.mp4
     /hls/<stream_id>/<generation_id>/<rendition>/<msn>.m4s | <msn>.<part>.m4s | <msn>.ts | <msn>.<part>.ts
 
+and, for a recorded generation, its replays (daemons/media/recording.py):
+
+    /hls/<stream_id>/<generation_id>/master-dvr.m3u8 | master-vod.m3u8
+    /hls/<stream_id>/<generation_id>/<rendition>/dvr.m3u8 | vod.m3u8
+
+The DVR playlists are cached like a live playlist (an hour once they carry ENDLIST); the VOD
+playlists and their master, written once when the generation ended, are immutable.
+
 Visibility is checked first, before any byte of playback data: unknown or deleted streams 404;
 private streams need `?token=` (a playback token), which is then carried into every URI of the
 playlists served to that viewer. Blocking playlist reload and preload-hint holds follow RFC
@@ -18,6 +26,7 @@ On an edge, what the spool lacks may come from the generation's upstream (pull_t
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
@@ -38,10 +47,14 @@ ENDED_PLAYLIST_MAX_AGE = 3600
 LIVE_PLAYLIST_MAX_AGE = 1
 
 # Every name from daemons/media/names.py: what the packager writes is what this route accepts.
+_MASTERS = "|".join(re.escape(n) for n in (names.MASTER, names.MASTER_DVR, names.MASTER_VOD))
+_PLAYLISTS = "|".join(re.escape(n) for n in (names.PLAYLIST, names.DVR_PLAYLIST, names.VOD_PLAYLIST))
 ROUTE = re.compile(
-    (rf"/hls/({names.STREAM_ID})/({names.GENERATION_ID})/(?:({re.escape(names.MASTER)})|({names.RENDITION})"
-     rf"/({re.escape(names.PLAYLIST)}|{names.INIT_FILE}|({names.MSN})(?:\.({names.PART_INDEX}))?\.(?:m4s|ts)))").encode()
+    (rf"/hls/({names.STREAM_ID})/({names.GENERATION_ID})/(?:({_MASTERS})|({names.RENDITION})"
+     rf"/({_PLAYLISTS}|{names.INIT_FILE}|({names.MSN})(?:\.({names.PART_INDEX}))?\.(?:m4s|ts)))").encode()
 )
+REPLAYS = (names.MASTER_DVR, names.MASTER_VOD, names.DVR_PLAYLIST, names.VOD_PLAYLIST)
+IMMUTABLE_REPLAYS = (names.MASTER_VOD, names.VOD_PLAYLIST)  # written once, when the generation ended
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 CORS = [
@@ -105,6 +118,8 @@ class HLSHandler:
                 status, headers, body = await self._media_playlist(req, scope)
             elif kind == "master":
                 status, headers, body = await self._master(req)
+            elif kind == "replay":
+                status, headers, body = await self._replay(req, scope)
             else:
                 status, headers, body = await self._media_file(req)
         except Refused as r:
@@ -135,7 +150,9 @@ class HLSHandler:
                 raise Refused(403, "this stream is private: a valid playback token is required")
             query["token"] = ""  # an edge: URIs stay plain, the answer stays private
         if master:
-            kind, filename = "master", master
+            kind, filename = ("replay" if master in REPLAYS else "master"), master
+        elif filename in REPLAYS:
+            kind = "replay"
         elif filename == "index.m3u8":
             kind = "playlist"
         elif filename.endswith(".mp4"):
@@ -231,6 +248,31 @@ class HLSHandler:
             return await self._forwarded_playlist(req, upstream)
         ended = self._generation_ended(req)
         cache = self._cache(req, b"max-age=%d" % (ENDED_PLAYLIST_MAX_AGE if ended else LIVE_PLAYLIST_MAX_AGE))
+        headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", entry.etag),
+                   (b"last-modified", entry.last_modified)]
+        if req.headers.get(b"if-none-match") == entry.etag:
+            return 304, headers, b""
+        return 200, headers, with_query(entry.data, self._token_query(req))
+
+    async def _replay(self, req: Request, scope):
+        """A recording's playlist or master: the file as written, the viewer's token in its URIs."""
+        generation = f"{self.root}/{req.stream_id}/{req.generation_id}"
+        path = f"{generation}/{req.rendition}/{req.filename}" if req.rendition else f"{generation}/{req.filename}"
+        entry = self.files.get(path)
+        if entry is None:
+            upstream = self.pull.upstream(req.stream_id, req.generation_id) if self.pull else None
+            if upstream is None:
+                raise Refused(404, "no such replay playlist: the generation is not recorded, or has none (yet)")
+            return await self._forwarded_playlist(req, upstream)
+        if req.filename == names.DVR_PLAYLIST:
+            self._seen(req, scope)  # reloaded like a live playlist: its viewers count
+        if req.filename in IMMUTABLE_REPLAYS:
+            cache = self._cache(req, IMMUTABLE)
+        elif (entry.data.rstrip().endswith(b"#EXT-X-ENDLIST") if req.rendition
+              else os.path.exists(f"{generation}/{names.MASTER_VOD}")):
+            cache = self._cache(req, b"max-age=%d" % ENDED_PLAYLIST_MAX_AGE)
+        else:
+            cache = self._cache(req, b"max-age=%d" % LIVE_PLAYLIST_MAX_AGE)
         headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", entry.etag),
                    (b"last-modified", entry.last_modified)]
         if req.headers.get(b"if-none-match") == entry.etag:

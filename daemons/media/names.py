@@ -27,6 +27,13 @@ RENDITION = r"[a-z0-9][a-z0-9_-]{0,31}"
 
 PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
+THUMBNAIL = "thumbnail.jpg"  # a generation's picture: <generation>/thumbnail.jpg (daemons/ingest/thumbnails.py)
+# A recorded generation's replays (daemons/media/recording.py): per rendition every segment since
+# the start — the DVR playlist (EVENT) while live, the VOD one once ended — and a master for each.
+DVR_PLAYLIST = "dvr.m3u8"
+VOD_PLAYLIST = "vod.m3u8"
+MASTER_DVR = "master-dvr.m3u8"
+MASTER_VOD = "master-vod.m3u8"
 MSN = r"[0-9]{1,12}"  # a media sequence number
 PART_INDEX = r"[0-9]{1,6}"  # a part within its segment
 INIT_FILE = r"init(?:-[0-9]{1,6})?\.mp4"

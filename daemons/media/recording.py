@@ -18,9 +18,7 @@ A restarted daemon continues from the `dvr.m3u8` it finds (`Recording.from_text`
 from __future__ import annotations
 
 from daemons.media import hls
-
-DVR_PLAYLIST = "dvr.m3u8"
-VOD_PLAYLIST = "vod.m3u8"
+from daemons.media.names import DVR_PLAYLIST, VOD_PLAYLIST  # noqa: F401 - the names, defined once there
 
 
 class Recording:

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from daemons.core.domain import distribution, generations, playback, streams
 from daemons.core.errors import InvalidInput, SenderError
-from daemons.http import management, metrics, openapi, schemas
+from daemons.http import management, metrics, openapi, schemas, thumbnails
 from daemons.http.responses import NO_STORE, error_response, json_response
 from daemons.http.state import viewers_per_stream
 
@@ -121,6 +121,10 @@ def create_api(ctx) -> QuartTrio:
         doc["viewers"] = _viewers_of(ctx, entry.id)
         cache = "private, no-store" if entry.visibility == "private" else "max-age=1"
         return json_response(doc, headers={"Cache-Control": cache})
+
+    @app.get("/api/streams/<slug>/thumbnail.jpg")
+    async def thumbnail_route(slug: str):
+        return await thumbnails.serve(ctx, slug)  # the stream's picture (daemons/http/thumbnails.py)
 
     # --- player telemetry -------------------------------------------------------------
 

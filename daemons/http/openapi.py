@@ -144,6 +144,35 @@ def _playback_paths() -> dict:
     }
 
 
+def _thumbnail_paths() -> dict:
+    """A stream's picture (daemons/http/thumbnails.py; sender-ingest's daemons/ingest/thumbnails.py makes it)."""
+    return {
+        "/api/streams/{slug}/thumbnail.jpg": {"get": {
+            "operationId": "getThumbnail", "tags": ["playback"],
+            "summary": "A JPEG of a recent keyframe of the stream's latest broadcast (or of `generation`), refreshed "
+                       "every `thumbnails.interval_s` while live; cached for that long (`private` for private streams).",
+            "parameters": [
+                {"name": "slug", "in": "path", "required": True, "schema": {"type": "string", "pattern": SLUG_PATTERN}},
+                {"name": "token", "in": "query", "required": False,
+                 "description": "A playback token; required for private streams.", "schema": {"type": "string"}},
+                {"name": "generation", "in": "query", "required": False,
+                 "description": "A generation of the stream (a recording) instead of its latest.",
+                 "schema": {"type": "string", "pattern": GENERATION_ID_PATTERN}},
+                {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "The picture, at most `thumbnails.width` wide.",
+                        "headers": {"Cache-Control": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}},
+                        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                "304": {"description": "Not modified (If-None-Match)."},
+                "400": _error("`generation` is not a generation id."),
+                "403": _error("A private stream, without a valid playback token."),
+                "404": _error("No such stream, or no picture of it yet."),
+            },
+        }},
+    }
+
+
 def _distribution_paths() -> dict:
     return {
         "/api/distribution": {"get": {
@@ -404,7 +433,7 @@ def _admin_paths() -> dict:
     }
 
 
-SECTIONS = (_health_paths, _playback_paths, _distribution_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths,
+SECTIONS = (_health_paths, _playback_paths, _thumbnail_paths, _distribution_paths, _telemetry_paths, _endpoint_report_paths, _management_paths, _hls_paths, _page_paths,
             _admin_paths)
 
 TAGS = [

@@ -15,9 +15,12 @@ import json
 from html import escape
 from pathlib import Path
 
-from quart import Response
+import trio
+from quart import Response, request
 
+from daemons.core.domain import generations, playback
 from daemons.core.domain import streams as domain_streams
+from daemons.http import thumbnails
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -59,7 +62,7 @@ def load_assets(directory: Path = STATIC_DIR) -> tuple[dict[str, str], dict[str,
 
 
 def _page(title: str, body: str, manifest: dict[str, str], *, script: bool = False, status: int = 200,
-          extra_headers: dict | None = None) -> Response:
+          extra_headers: dict | None = None, extra_head: tuple[str, ...] = ()) -> Response:
     css = manifest.get("watch.css")
     js = manifest.get("watch.js")
     head = [
@@ -70,6 +73,7 @@ def _page(title: str, body: str, manifest: dict[str, str], *, script: bool = Fal
         # id="__media-styles": Video.js's skin then finds its base styles and injects no <style>.
         f'<link rel="stylesheet" id="__media-styles" href="/static/{escape(css)}">' if css else "",
     ]
+    head += extra_head
     if script and js:
         head.append(f'<script src="/static/{escape(js)}" defer></script>')
     html = (
@@ -80,6 +84,16 @@ def _page(title: str, body: str, manifest: dict[str, str], *, script: bool = Fal
                     headers={**PAGE_HEADERS, **(extra_headers or {})})
 
 
+def _with_thumbnails(ctx, rows: list[dict]) -> set[str]:
+    """The slugs of those listed streams whose generation has a thumbnail (blocking: a stat each)."""
+    out = set()
+    for s in rows:
+        entry = ctx.directory.by_slug.get(s["slug"])
+        if entry is not None and thumbnails.exists(ctx.install.spool_root, entry.id, s["generation_id"]):
+            out.add(s["slug"])
+    return out
+
+
 def register(app, ctx) -> None:
     manifest, files = load_assets()
 
@@ -87,8 +101,12 @@ def register(app, ctx) -> None:
     async def index_page():
         streams = await ctx.store.run(domain_streams.public_listing)
         live = [s for s in streams if s["status"] in ("live", "starting")]
+        pictured = await trio.to_thread.run_sync(_with_thumbnails, ctx, live)
         items = "\n".join(
-            f'<li><a href="/watch/{escape(s["slug"])}"><strong>{escape(s["title"] or s["slug"])}</strong> '
+            f'<li><a href="/watch/{escape(s["slug"])}">'
+            + (f'<img class="thumbnail" src="{escape(thumbnails.url_of(s["slug"]))}" alt="" width="160" loading="lazy"> '
+               if s["slug"] in pictured else "")
+            + f'<strong>{escape(s["title"] or s["slug"])}</strong> '
             f'<span class="badge" data-status="{escape(s["status"])}">{escape(s["status"])}</span></a></li>'
             for s in live
         )
@@ -108,6 +126,7 @@ def register(app, ctx) -> None:
                     '<p>There is no stream here. <a href="/">See the live streams</a>.</p></main>')
             return _page("Sender: no such stream", body, manifest, status=404, extra_headers={"Cache-Control": "no-store"})
         # The title comes from the playback API (a private stream's only with its token).
+        poster, head = await _thumbnail_tags(ctx, entry)
         body = f"""<main id="content">
 <div id="watch" data-slug="{escape(slug)}" data-status="loading">
 <header class="page">
@@ -118,7 +137,7 @@ def register(app, ctx) -> None:
 <section class="stage" aria-label="Video player">
 <video-player>
 <live-video-skin>
-<hls-video slot="media" muted autoplay playsinline preload="auto" prefer-playback="mse" aria-label="Live video"></hls-video>
+{poster}<hls-video slot="media" muted autoplay playsinline preload="auto" prefer-playback="mse" aria-label="Live video"></hls-video>
 </live-video-skin>
 </video-player>
 <div id="overlay" class="overlay" role="status" aria-live="polite">Loading…</div>
@@ -126,8 +145,24 @@ def register(app, ctx) -> None:
 <p class="note">Keys: Space or K play/pause, M mute, F full screen. <a href="/">All live streams</a></p>
 </div>
 </main>"""
-        return _page(f"Sender: {slug}", body, manifest, script=True,
+        return _page(f"Sender: {slug}", body, manifest, script=True, extra_head=head,
                      extra_headers={"Cache-Control": "no-store" if entry.visibility == "private" else "max-age=60"})
+
+    async def _thumbnail_tags(ctx, entry) -> tuple[str, tuple[str, ...]]:
+        """The watch page's picture of the stream, when it has one: the player's poster (with a private
+        stream's token, when the page has a valid one) and, unless private, og:image for link previews."""
+        latest = await ctx.store.run(generations.latest, entry.id)
+        gid = latest["id"] if latest else None
+        if not await trio.to_thread.run_sync(thumbnails.exists, ctx.install.spool_root, entry.id, gid):
+            return "", ()
+        if entry.visibility == "private":
+            token = request.args.get("token")
+            if not playback.token_valid(ctx.playback_secret, entry.id, token):
+                return "", ()
+            return f'<img slot="poster" src="{escape(thumbnails.url_of(entry.slug, token))}" alt="">\n', ()
+        url = thumbnails.url_of(entry.slug)
+        og = f'<meta property="og:image" content="{escape(ctx.base_url_of(request.scope) + url)}">'
+        return f'<img slot="poster" src="{escape(url)}" alt="">\n', (og,)
 
     @app.get("/static/<name>")
     async def static_file(name: str):

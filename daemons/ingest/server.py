@@ -4,10 +4,12 @@ For each TCP (or TLS) connection a `ConnectionHandler` feeds bytes to `rtmp.Serv
 acts on its events and sends what it queues. A publish request is decided by the domain
 (`domain.publish.decide`, off the loop: application, lockout, key, the stream's one publisher
 slot, takeover, its generation continued or begun) and the daemon applies the decision; then the
-`MediaSink`s take the audio/video (the pipeline's `BackendSink`, and the FLV recorder). A control
-loop applies the reconnect grace and admin changes from the store (stop, delete, revoke) within
-half a second; a stats loop writes per-publisher stats (`daemons/ingest/stats.py`) for the other
-daemons; a retention loop removes ended generations from the spool.
+`MediaSink`s take the audio/video (the pipeline's `BackendSink`, the FLV recorder, the restream
+pushes of `daemons/ingest/restream.py`, the keyframe tap of `daemons/ingest/thumbnails.py`). A
+control loop applies the reconnect grace and admin changes from the store (stop, delete, revoke,
+restream targets) within half a second; a stats loop writes per-publisher stats
+(`daemons/ingest/stats.py`) for the other daemons; a retention loop removes ended generations
+from the spool.
 
 Names: a *connection* is one RTMP connection (`ConnectionHandler`, around `rtmp.ServerConnection`);
 a *publish* is an accepted publish on it, from `accept_publish` to unpublish (a `Publisher`, and
@@ -43,7 +45,9 @@ from daemons.ingest.sink import (
     UnsupportedMedia,
     generation_dir,
 )
+from daemons.ingest.restream import Restreamer
 from daemons.ingest.stats import PublisherStats
+from daemons.ingest.thumbnails import Thumbnailer
 from daemons.media import rtmp
 from daemons.runtime import logging as slog
 from daemons.runtime.ratelimit import WindowLimiter
@@ -114,6 +118,8 @@ class IngestDaemon:
         self.pipelines: dict[str, GenerationPipeline] = {}  # generation id → its pipeline
         self.nursery: trio.Nursery | None = None
         self.events = SpoolEventSender(install.state_dir)
+        self.restream = Restreamer(self.config)  # pushes to other platforms (daemons/ingest/restream.py)
+        self.thumbnails = Thumbnailer(self.config)  # a JPEG per live stream (daemons/ingest/thumbnails.py)
         self._reserved: set[str] = set()  # stream ids between their admission and accept
         self._deciding = trio.Lock()  # publish decisions one at a time: each sees the last one's slot
         self.connections = 0
@@ -124,7 +130,7 @@ class IngestDaemon:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                self.nursery = nursery
+                self.nursery = self.restream.nursery = self.thumbnails.nursery = nursery
                 # Bind first: a port taken by another daemon of this node fails here, before this
                 # one touches the spool or the store's generations.
                 host, port = self.config.listen("rtmp.listen")
@@ -145,6 +151,8 @@ class IngestDaemon:
                 nursery.start_soon(self._control_loop)
                 nursery.start_soon(self._stats_loop)
                 nursery.start_soon(self._retention_loop)
+                if self.config["thumbnails.enabled"]:
+                    nursery.start_soon(self.thumbnails.run)
                 for scheme, h, p in self.addresses:
                     slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
                 task_status.started(self.addresses)
@@ -300,6 +308,10 @@ class IngestDaemon:
             sinks: list[MediaSink] = [pipeline.open_sink()]
             if self.config["rtmp.record"]:
                 sinks.append(FLVSpoolSink(pipeline.directory))
+            # Last: their open() does no I/O, so a sink above that cannot open leaves none of them behind.
+            sinks.append(await self.restream.sink(self.store, stream))
+            if self.config["thumbnails.enabled"]:
+                sinks.append(self.thumbnails.tap(stream, generation_id, pipeline.directory))
             for sink in sinks:
                 await sink.open()
         except OSError as e:
@@ -326,6 +338,7 @@ class IngestDaemon:
                     if reason and p.kick_reason is None:
                         slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
                         p.kick(reason)
+            await self.restream.refresh(self.store)  # restream targets added, removed, enabled, disabled
             if self.pipelines:
                 statuses = await self.store.run(domain.generations.statuses, list(self.pipelines))
                 for gid, status in statuses.items():
@@ -370,6 +383,8 @@ class IngestDaemon:
                     }
                     for gid, pl in self.pipelines.items()
                 ],
+                "restream": self.restream.stats(now),
+                "thumbnails": {"made": self.thumbnails.made, "failed": self.thumbnails.failed},
                 "publishers": [
                     {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
                     for p in self.publishers.values()

@@ -2,12 +2,21 @@
 
 `GenerationPipeline` lives while its generation is active in this daemon. It owns one
 `RenditionPackager` per rendition (resumed from the spool's state files after a daemon restart)
-and hands each publish a `BackendSink` — the `MediaSink` the connection handler feeds. A
-`BackendSink` runs one supervised ffmpeg at a time; if ffmpeg dies while the publisher is still
-there, it is restarted with backoff. Each ffmpeg's output is one *timeline* for the packagers
-(`start_timeline`/`end_timeline`): a new one follows a discontinuity and numbering goes on.
-The sink checks each tag's decoded header: a codec ffmpeg cannot package (`unsupported`) refuses
-the publish (`UnsupportedMedia`).
+and hands each publish its media sink (`open_session`), which the connection handler feeds;
+each rendition is fed by exactly one backend:
+
+* `backend.kind = "native"`: the `source` rendition is written by Sender itself
+  (`daemons.ingest.native.NativeSink`: RTMP packets to CMAF fragments, no process), and a
+  `BackendSink` runs ffmpeg for the transcoded renditions only, if the ladder has any (both
+  behind one `LadderSink`);
+* `backend.kind = "ffmpeg"`: one `BackendSink` runs ffmpeg for every rendition (the source as a
+  remux).
+
+A `BackendSink` runs one supervised ffmpeg at a time; if ffmpeg dies while the publisher is still
+there, it is restarted with backoff. Each backend's output is one *timeline* of its renditions'
+packagers (`start_timeline`/`end_timeline`): a new one (an ffmpeg restart, a packet the native
+backend dropped) follows a discontinuity and numbering goes on. Each sink checks each tag's
+decoded header: a codec its backend cannot package refuses the publish (`UnsupportedMedia`).
 
 Spool layout (the contract with the HTTP daemon, see docs/arch.md):
 
@@ -38,8 +47,9 @@ import trio
 
 from daemons.core import domain
 from daemons.core.errors import SenderError
-from daemons.ingest import backend
-from daemons.ingest.sink import UnsupportedMedia
+from daemons.ingest import backend, native
+from daemons.ingest.native import NativeSink
+from daemons.ingest.sink import MediaSink, UnsupportedMedia
 from daemons.media import flv, hls, rtmp
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
 from daemons.media.generation import Batch, GenerationPackager
@@ -59,10 +69,12 @@ MAX_FAILED_STARTS = 5
 BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
 SPOOL_RETRY_S = 0.5  # while the spool refuses writes, the backlog is tried again this often
 
-# What the ffmpeg backend packages. Debian's ffmpeg 5.1 demuxes legacy FLV only: no Enhanced RTMP
-# tag (so none of its FourCCs, announced in connect's _result), nor HEVC as the unofficial
-# CodecID 12. The native backend (issue 16) adds its FourCCs here.
-ENHANCED_FOURCCS: tuple[str, ...] = ()
+# What connect's fourCcList answers (among the peer's list), by backend.kind: the Enhanced RTMP
+# codecs Sender takes. Debian's ffmpeg 5.1 demuxes legacy FLV only: no Enhanced RTMP tag, nor HEVC
+# as the unofficial CodecID 12. The native backend writes HEVC and AV1 (and Opus) itself; a stream
+# whose ladder has transcoded renditions still needs ffmpeg to decode, and refuses them at their
+# first tag.
+ENHANCED_FOURCCS: dict[str, tuple[str, ...]] = {"ffmpeg": (), "native": native.ENHANCED_FOURCCS}
 
 
 def carries_no_media(media: rtmp.AudioData | rtmp.VideoData) -> bool:
@@ -71,14 +83,14 @@ def carries_no_media(media: rtmp.AudioData | rtmp.VideoData) -> bool:
 
 
 def unsupported(media: rtmp.AudioData | rtmp.VideoData) -> str | None:
-    """Why the backend cannot package this media (None if it can): the codec, for a refusal."""
+    """Why ffmpeg cannot take this media (None if it can): the codec, for a refusal."""
     h = media.header
     if isinstance(media, rtmp.VideoData):
-        if h.enhanced and h.fourcc not in ENHANCED_FOURCCS:
+        if h.enhanced:
             return f"video codec {h.fourcc} (Enhanced RTMP)"
         if h.codec_id == flv.CODEC_HEVC:
             return "video codec hvc1 (FLV CodecID 12)"
-    elif h.enhanced and h.fourcc not in ENHANCED_FOURCCS:
+    elif h.enhanced:
         return f"audio codec {h.fourcc} (Enhanced RTMP)"
     return None
 
@@ -109,7 +121,7 @@ class GenerationPipeline:
         self.live = False
         self.restarts = 0
         self.frame_rate: float | None = None
-        self.sink: BackendSink | None = None  # the publish being fed, if any
+        self.sink: MediaSink | None = None  # the media sink of the publish being fed, if any
         self._master: bytes | None = None
         self._discontinuities = 0  # as recorded in the store and generation.json
         self._bandwidth_recorded_at = -math.inf
@@ -167,8 +179,15 @@ class GenerationPipeline:
         with self._cancel:
             await self.spool.run_deletions()
 
-    def open_sink(self) -> "BackendSink":
-        self.sink = BackendSink(self)
+    def open_session(self) -> MediaSink:
+        """A publish's media sink: each rendition fed by one backend (see the module docstring)."""
+        kind = self.config["backend.kind"]
+        own = [r for r in self.renditions if kind == "native" and r["kind"] == "source"]
+        sinks: list = [NativeSink(self, r["name"]) for r in own]
+        rest = [r for r in self.renditions if r not in own]
+        if rest:
+            sinks.append(BackendSink(self, rest))
+        self.sink = sinks[0] if len(sinks) == 1 else LadderSink(self, sinks)
         return self.sink
 
     async def finish(self) -> None:
@@ -294,15 +313,15 @@ class GenerationPipeline:
         }
         await self.spool.apply("", [], {"generation.json": json.dumps(doc).encode()})
 
-    async def start_timeline(self) -> None:
-        self.media.start_timeline()
+    async def start_timeline(self, names: tuple[str, ...] | None = None) -> None:
+        self.media.start_timeline(names)
 
     async def backend_restarted(self) -> None:
         self.restarts += 1
         await self._publish_generation(ended=False)
 
-    async def end_timeline(self) -> None:
-        await self._write(self.media.end_timeline())
+    async def end_timeline(self, names: tuple[str, ...] | None = None) -> None:
+        await self._write(self.media.end_timeline(names))
 
 
 def last_write_time(directory: Path) -> str:
@@ -342,12 +361,48 @@ def _record_rendition(store, stream_id: str, name: str, init: InitSegment, frame
     )
 
 
+class LadderSink:
+    """A publish whose renditions two backends make (the native source, ffmpeg's transcodes):
+    each tag goes to both once both take its codec; if either cannot, the publish is refused
+    before any of them saw it."""
+
+    def __init__(self, pipeline: GenerationPipeline, sinks: list):
+        self.pipeline = pipeline
+        self.sinks = sinks
+
+    async def open(self) -> None:
+        for sink in self.sinks:
+            await sink.open()
+
+    async def metadata(self, data: dict) -> None:
+        for sink in self.sinks:
+            await sink.metadata(data)
+
+    async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
+        for sink in self.sinks:
+            reason = sink.refuses(media)
+            if reason is not None:
+                raise UnsupportedMedia(reason)
+        for sink in self.sinks:
+            await sink.write(media)
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            for sink in self.sinks:
+                await sink.aclose()
+            if self.pipeline.sink is self:
+                self.pipeline.sink = None
+
+
 class BackendSink:
-    """One publish's media backend: the `MediaSink` its connection handler feeds, running (and
+    """One publish's ffmpeg backend for `renditions` (all of them, or the transcoded ones when the
+    native backend writes the source): the `MediaSink` its connection handler feeds, running (and
     restarting) ffmpeg for it."""
 
-    def __init__(self, pipeline: GenerationPipeline):
+    def __init__(self, pipeline: GenerationPipeline, renditions: list[dict]):
         self.pipeline = pipeline
+        self.renditions = renditions
+        self.names = tuple(r["name"] for r in renditions)
         self.config = pipeline.config
         self._metadata: dict | None = None
         self.video_header: bytes | None = None
@@ -362,7 +417,17 @@ class BackendSink:
         self._started = False
 
     async def open(self) -> None:
-        await self.pipeline.start_timeline()
+        await self.pipeline.start_timeline(self.names)
+
+    def refuses(self, media: rtmp.AudioData | rtmp.VideoData) -> str | None:
+        if carries_no_media(media):
+            return None
+        reason = unsupported(media)
+        if reason is None:
+            return None
+        if all(r["kind"] != "source" for r in self.renditions):
+            return f"{reason}: the transcoded renditions' backend (ffmpeg) cannot decode it"
+        return f"{reason}: the media backend (ffmpeg) cannot package it"
 
     async def metadata(self, data: dict) -> None:
         self._metadata = data
@@ -373,9 +438,9 @@ class BackendSink:
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
         if carries_no_media(media):
             return
-        reason = unsupported(media)
+        reason = self.refuses(media)
         if reason is not None:
-            raise UnsupportedMedia(f"{reason}: the media backend (ffmpeg) cannot package it")
+            raise UnsupportedMedia(reason)
         start_point = self._note(media)
         if not self._started:
             if not start_point:
@@ -433,7 +498,7 @@ class BackendSink:
         p = self.pipeline
         backoff = RESTART_BACKOFF_START_S
         while not self.closing:
-            renditions = p.renditions
+            renditions = self.renditions
             cmd_builder = lambda fds: backend.ffmpeg_command(  # noqa: E731
                 self.config["backend.ffmpeg"], renditions, fds,
                 segment_target_s=self.config["hls.segment_target_s"], extra_args=self.config["backend.extra_args"],
@@ -453,8 +518,8 @@ class BackendSink:
                 slog.log(log, logging.ERROR, "media backend keeps failing; generation failed", **p.fields)
                 await p.store.run(domain.generations.mark_failed, p.generation_id, "ffmpeg exits without output")
                 break
-            await p.end_timeline()
-            await p.start_timeline()
+            await p.end_timeline(self.names)
+            await p.start_timeline(self.names)
             backoff = RESTART_BACKOFF_START_S if produced else min(backoff * 2, self.config["backend.restart_backoff_max_s"])
             slog.log(log, logging.WARNING, "media backend exited; restarting", backoff_s=round(backoff, 2), restarts=p.restarts, **p.fields)
             await trio.sleep(backoff)
@@ -463,10 +528,10 @@ class BackendSink:
         """Feed and read one ffmpeg until it exits; True if it produced any fragment."""
         p = self.pipeline
         produced = [False]
-        slog.log(log, logging.INFO, "media backend started", pid=proc.pid, renditions=",".join(r["name"] for r in p.renditions), **p.fields)
+        slog.log(log, logging.INFO, "media backend started", pid=proc.pid, renditions=",".join(self.names), **p.fields)
         try:
             async with trio.open_nursery() as n:
-                for r, out in zip(p.renditions, proc.outputs):
+                for r, out in zip(self.renditions, proc.outputs):
                     n.start_soon(self._read_output, r["name"], out, produced)
                 n.start_soon(self._log_stderr, proc)
                 try:
@@ -523,6 +588,6 @@ class BackendSink:
             if self._started:
                 with trio.move_on_after(STOP_GRACE_S):
                     await self._stopped.wait()
-            await self.pipeline.end_timeline()
+            await self.pipeline.end_timeline(self.names)
             if self.pipeline.sink is self:
                 self.pipeline.sink = None

@@ -302,10 +302,12 @@ class IngestDaemon:
         return pipeline
 
     async def open_sinks(self, stream: dict, generation_id: str) -> list[MediaSink]:
-        """The publish's sinks: the pipeline's BackendSink (plus the FLV recorder when rtmp.record is on)."""
+        """The publish's sinks: the pipeline's media sink — the native backend and/or ffmpeg, as
+        backend.kind and the ladder say (`GenerationPipeline.open_session`) — plus the FLV
+        recorder when rtmp.record is on."""
         try:
             pipeline = await self.pipeline(stream, generation_id)
-            sinks: list[MediaSink] = [pipeline.open_sink()]
+            sinks: list[MediaSink] = [pipeline.open_session()]
             if self.config["rtmp.record"]:
                 sinks.append(FLVSpoolSink(pipeline.directory))
             # Last: their open() does no I/O, so a sink above that cannot open leaves none of them behind.
@@ -417,7 +419,7 @@ class ConnectionHandler:
         self.daemon = daemon
         self.transport = transport  # the TCP (or TLS) byte stream; "stream" is a Sender stream
         self.remote = remote
-        self.conn = rtmp.ServerConnection(limits=daemon.limits, fourccs=ENHANCED_FOURCCS)
+        self.conn = rtmp.ServerConnection(limits=daemon.limits, fourccs=ENHANCED_FOURCCS[daemon.config["backend.kind"]])
         self.publisher: Publisher | None = None
         self.sinks: list[MediaSink] = []
         self.metadata: dict | None = None

@@ -22,6 +22,7 @@ The rules it keeps:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -78,15 +79,17 @@ class GenerationPackager:
             return None  # dropped: it cannot be written now, and it is never half-kept
         return self._batch(name, self.packagers[name].on_fragment(fragment, now))
 
-    def start_timeline(self) -> None:
-        """A new backend process (or the spool back after an outage): what comes next follows a
-        discontinuity."""
-        for p in self.packagers.values():
-            p.start_timeline()
+    def start_timeline(self, names: Collection[str] | None = None) -> None:
+        """A new backend timeline (or the spool back after an outage): what comes next follows a
+        discontinuity. `names`: the renditions that backend feeds (default: all)."""
+        for name, p in self.packagers.items():
+            if names is None or name in names:
+                p.start_timeline()
 
-    def end_timeline(self) -> Batch | None:
-        """The backend's timeline ended (publisher gone, backend restarting): close the open segments."""
-        return self._batch_all(lambda p: p.end_timeline())
+    def end_timeline(self, names: Collection[str] | None = None) -> Batch | None:
+        """The backend's timeline ended (publisher gone, backend restarting, a packet the native
+        backend dropped): close the open segments of `names` (default: all)."""
+        return self._batch_all(lambda p: p.end_timeline() if names is None or p.name in names else [])
 
     def end(self) -> Batch | None:
         """The generation ended: close what is open; every playlist gets ENDLIST."""

@@ -12,7 +12,7 @@ Owns:
   its ID header (RFC 7845 ``OpusHead``, what Enhanced RTMP's Opus SequenceStart carries),
   turned into the ``dOps`` box;
 * per-frame checks and durations: ``check_length_prefixed`` (AVC/HEVC NAL units),
-  ``check_obus`` (AV1), ``opus_packet_samples`` (RFC 6716 TOC), ``check_raw_aac``.
+  ``check_obus`` and ``strip_temporal_delimiters`` (AV1), ``opus_packet_samples`` (RFC 6716 TOC), ``check_raw_aac``.
 
 The HEVC SPS and AV1 sequence header parsers would sit beside flv.py's AVC SPS parser; they are
 here, next to the codec strings, while flv.py is being reworked (Enhanced RTMP tag headers).
@@ -517,6 +517,19 @@ def check_length_prefixed(frame: bytes, length_size: int) -> None:
                 f"{end - pos} remaining bytes (Annex B start codes instead of lengths?)"
             )
         pos += length
+
+
+def strip_temporal_delimiters(frame: bytes) -> bytes:
+    """An AV1 temporal unit without its leading temporal delimiter OBUs, which AV1-ISOBMFF 2.4
+    says samples should not hold (raw encoders and some publishers send them; a TD is the
+    two-byte OBU ``0x12 0x00``, or ``0x16 ext 0x00`` with an extension header)."""
+    pos, end = 0, len(frame)
+    while pos < end and frame[pos] & 0xFB == (OBU_TEMPORAL_DELIMITER << 3) | 0x02:  # with a size field
+        size_at = pos + (2 if frame[pos] & 0x04 else 1)
+        if size_at >= end or frame[size_at] != 0:
+            break  # a TD carries no payload: anything else is left for check_obus to judge
+        pos = size_at + 1
+    return frame[pos:] if pos else frame
 
 
 def check_obus(frame: bytes) -> None:

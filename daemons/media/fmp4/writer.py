@@ -78,6 +78,7 @@ from .records import (
     check_obus,
     check_raw_aac,
     opus_packet_samples,
+    strip_temporal_delimiters,
 )
 
 VIDEO_TIMESCALE = 90_000
@@ -521,8 +522,10 @@ class Remuxer:
     """One rendition from FLV-level media: configuration records and frames in; the
     ``InitSegment`` and ``Fragment`` values out, in stream order, one fragment per frame.
 
-    ``hold_video`` and ``frame_duration_ms`` are ``VideoTiming``'s. Timing carries across a
-    ``configure`` (a new init for a changed configuration), so the timeline does not break.
+    ``hold_video`` and ``frame_duration_ms`` are ``VideoTiming``'s; ``sequence_number`` the first
+    fragment's (a remuxer replacing another on a new timeline continues its numbering). Timing
+    carries across a ``configure`` (a new init for a changed configuration), so the timeline does
+    not break. AV1 frames lose their leading temporal delimiters (AV1-ISOBMFF 2.4).
     """
 
     def __init__(
@@ -532,10 +535,11 @@ class Remuxer:
         *,
         hold_video: bool = False,
         frame_duration_ms: float = DEFAULT_FRAME_DURATION_MS,
+        sequence_number: int = 1,
     ) -> None:
         self._video_timing = VideoTiming(hold=hold_video, frame_duration_ms=frame_duration_ms)
         self._audio_timing: AudioTiming | None = None
-        self.writer = self._writer(video, audio, 1)
+        self.writer = self._writer(video, audio, sequence_number)
 
     @property
     def init(self) -> InitSegment:
@@ -584,6 +588,7 @@ class Remuxer:
         if config.nal_length_size is not None:
             check_length_prefixed(data, config.nal_length_size)
         else:
+            data = strip_temporal_delimiters(data)
             check_obus(data)
         sample = self._video_timing.push(timestamp_ms, composition_ms, keyframe, data, nano_offset)
         return [] if sample is None else [self.writer.fragment(self._video_id, (sample,))]

@@ -37,6 +37,7 @@ playlist listed (from those files) before it goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,8 +54,9 @@ from daemons.ingest.sink import MediaSink, UnsupportedMedia
 from daemons.media import flv, hls, rtmp
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
 from daemons.media.generation import Batch, GenerationPackager
-from daemons.media.names import MASTER, PLAYLIST
+from daemons.media.names import DVR_PLAYLIST, MASTER, MASTER_DVR, MASTER_VOD, PLAYLIST, VOD_PLAYLIST
 from daemons.media.packager import PackagerConfig, RenditionPackager, utc_now
+from daemons.media.recording import Recording
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
 from daemons.runtime.spool import SpoolWriter
@@ -124,6 +126,7 @@ class GenerationPipeline:
         self.sink: MediaSink | None = None  # the media sink of the publish being fed, if any
         self._master: bytes | None = None
         self._discontinuities = 0  # as recorded in the store and generation.json
+        self._replay_masters: dict[str, bytes] = {}  # master-dvr/master-vod as last written
         self._bandwidth_recorded_at = -math.inf
         self._cancel = trio.CancelScope()
 
@@ -137,15 +140,21 @@ class GenerationPipeline:
 
     async def load(self) -> None:
         """Create the directories; continue from the packagers' state files if a daemon left them,
-        closing the segments whose parts the last playlists listed."""
+        closing the segments whose parts the last playlists listed. A recorded generation (the
+        store's `recorded`, decided when it began) keeps every segment, and a resumed one goes on
+        with the recording its `dvr.m3u8` lists."""
+        generation = await self.store.run(domain.generations.get, self.generation_id)
+        if generation["recorded"] and not self.packager_config.record:
+            self.packager_config = dataclasses.replace(self.packager_config, record=True)
+            self.media = GenerationPackager.new(self.packager_config, [r["name"] for r in self.renditions])
 
-        def work() -> tuple[int, dict[str, dict], dict[str, tuple]]:
+        def work() -> tuple[int, dict[str, dict], dict[str, tuple], dict[str, str]]:
             restarts = 0
             try:
                 restarts = int(json.loads((self.directory / "generation.json").read_text()).get("restarts", 0))
             except (OSError, ValueError, AttributeError):
                 pass
-            states, listed = {}, {}
+            states, listed, recorded = {}, {}, {}
             for r in self.renditions:
                 d = self.directory / r["name"]
                 d.mkdir(parents=True, exist_ok=True)
@@ -156,15 +165,23 @@ class GenerationPipeline:
                 found = _listed_open_parts(d)
                 if found is not None:
                     listed[r["name"]] = found
-            return restarts, states, listed
+                if self.packager_config.record:
+                    try:
+                        recorded[r["name"]] = (d / DVR_PLAYLIST).read_text()
+                    except (FileNotFoundError, UnicodeDecodeError):
+                        pass
+            return restarts, states, listed, recorded
 
-        self.restarts, states, listed = await trio.to_thread.run_sync(work)
+        self.restarts, states, listed, recorded = await trio.to_thread.run_sync(work)
         if states:
             packagers = {
                 r["name"]: RenditionPackager.from_state(states[r["name"]], self.packager_config) if r["name"] in states
                 else RenditionPackager(r["name"], self.packager_config)
                 for r in self.renditions
             }
+            for name, p in packagers.items():
+                if name in states:
+                    p.resume_recording(self._recording_of(name, recorded.get(name)))
             self.media = GenerationPackager(self.packager_config, packagers)
             self._discontinuities = self.media.discontinuities
             sealed = self.media.seal_listed(listed)
@@ -174,6 +191,18 @@ class GenerationPipeline:
                 await self._write(sealed)
         self.nursery.start_soon(self._run_deletions)
         await self._publish_generation(ended=False)
+
+    def _recording_of(self, name: str, text: str | None) -> Recording | None:
+        """The recording a rendition's `dvr.m3u8` lists (None: none, or unreadable — then it
+        restarts from the segments the state still has)."""
+        if text is None:
+            return None
+        try:
+            return Recording.from_text(text)
+        except ValueError as e:
+            slog.log(log, logging.WARNING, "unreadable DVR playlist: the recording goes on from the packager state",
+                     rendition=name, error=e, **self.fields)
+            return None
 
     async def _run_deletions(self) -> None:
         with self._cancel:
@@ -290,7 +319,24 @@ class GenerationPipeline:
         if data != self._master:
             if await self.spool.apply("", [], {MASTER: data}):
                 self._master = data
+        replays = {name: hls.MasterPlaylist(tuple(dataclasses.replace(v, uri=f"{v.uri.split('/', 1)[0]}/{playlist}")
+                                                  for v in variants)).render().encode()
+                   for name, playlist in self._replay_masters_due(final)}
+        replays = {name: data for name, data in replays.items() if self._replay_masters.get(name) != data}
+        if replays and await self.spool.apply("", [], replays):
+            self._replay_masters.update(replays)
         await self._record_bandwidth(variants, final=final)
+
+    def _replay_masters_due(self, final: bool) -> list[tuple[str, str]]:
+        """A recording's masters, (file, the variants' playlist): the DVR one once every rendition
+        has its DVR playlist; the VOD one once the generation ended (written once: immutable)."""
+        recordings = [p.recording for p in self.packagers.values()]
+        if not recordings or any(r is None or not r.segments for r in recordings):
+            return []
+        due = [(MASTER_DVR, DVR_PLAYLIST)]
+        if final and all(p.ended for p in self.packagers.values()) and MASTER_VOD not in self._replay_masters:
+            due.append((MASTER_VOD, VOD_PLAYLIST))
+        return due
 
     async def _record_bandwidth(self, variants: list[hls.Variant], *, final: bool = False) -> None:
         """Into the store once every rendition has a measured average, then at most every 10 s."""

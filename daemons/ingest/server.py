@@ -25,6 +25,7 @@ import math
 import shutil
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import trio
 
@@ -124,6 +125,7 @@ class IngestDaemon:
         self._deciding = trio.Lock()  # publish decisions one at a time: each sees the last one's slot
         self.connections = 0
         self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
+        self.recordings: dict | None = None  # recordings in the spool, {count, bytes}: the retention loop's last look
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -350,18 +352,29 @@ class IngestDaemon:
                         await pipeline.finish()
 
     async def _retention_loop(self) -> None:
-        """Remove ended generations' spool directories after spool.ended_retention."""
+        """Remove ended generations' spool directories: recordings by age (recording.keep) and by
+        their total size (recording.max_bytes), oldest first, never an active one
+        (`domain.recordings.to_remove`); the others after spool.ended_retention. What recordings
+        remain is in this daemon's stats (`recordings`: count, bytes)."""
         retention = self.config.seconds("spool.ended_retention")
+        keep, max_bytes = self.config.seconds("recording.keep"), self.config["recording.max_bytes"]
         root = self.install.spool_root / "streams"
         while True:
-            dirs = await trio.to_thread.run_sync(lambda: [d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()])
-            if dirs:
-                expired = await self.store.run(domain.generations.expired, [d.name for d in dirs], retention)
-                for d in dirs:
-                    if d.name in expired and d.name not in self.pipelines:
-                        slog.log(log, logging.INFO, "removing ended generation from the spool", generation=d.name)
-                        await trio.to_thread.run_sync(shutil.rmtree, d, True)
-            await trio.sleep(min(RETENTION_INTERVAL_S, max(retention / 2, 0.5)))
+            dirs = await trio.to_thread.run_sync(lambda: {d.name: d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()})
+            plain, recorded = await self.store.run(domain.recordings.retention, list(dirs), ended_retention_s=retention)
+            sizes = await trio.to_thread.run_sync(lambda: {r["id"]: domain.recordings.disk_usage(dirs[r["id"]]) for r in recorded})
+            recorded = [{**r, "bytes": sizes[r["id"]]} for r in recorded]
+            removals = [(gid, "spool.ended_retention") for gid in sorted(plain)]
+            removals += domain.recordings.to_remove(recorded, keep_s=keep, max_bytes=max_bytes, now=datetime.now(timezone.utc))
+            for gid, reason in removals:
+                if gid in self.pipelines:
+                    continue  # still closing its playlists: next time
+                message = "removing recording from the spool" if gid in sizes else "removing ended generation from the spool"
+                slog.log(log, logging.INFO, message, generation=gid, reason=reason, bytes=sizes.get(gid, "-"))
+                await trio.to_thread.run_sync(shutil.rmtree, dirs[gid], True)
+                sizes.pop(gid, None)
+            self.recordings = {"count": len(sizes), "bytes": sum(sizes.values())}
+            await trio.sleep(min(RETENTION_INTERVAL_S, max(min(retention, keep) / 2, 0.5)))
 
     async def _stats_loop(self) -> None:
         state_dir = self.install.state_dir
@@ -369,6 +382,7 @@ class IngestDaemon:
             now = trio.current_time()
             payload = {
                 "listening": [[scheme, host, port] for scheme, host, port in self.addresses],
+                "recordings": self.recordings,
                 "connections": self.connections,
                 "generations": [
                     {

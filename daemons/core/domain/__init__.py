@@ -2,11 +2,11 @@
 
 The CLI and the management API call the same functions, so each rule lives in one place:
 `streams`, `keys`, `generations`, `publish`, `endpoints`, `renditions`, `snapshots`,
-`distribution`. Functions take an open `Store` and raise `daemons.core.errors.SenderError`
+`distribution`, `recordings`. Functions take an open `Store` and raise `daemons.core.errors.SenderError`
 subclasses for anything the caller got wrong. They are synchronous; daemons call them from a
 worker thread.
 """
 
-from daemons.core.domain import distribution, endpoints, generations, keys, publish, renditions, snapshots, streams
+from daemons.core.domain import distribution, endpoints, generations, keys, publish, recordings, renditions, snapshots, streams
 
-__all__ = ["distribution", "endpoints", "generations", "keys", "publish", "renditions", "snapshots", "streams"]
+__all__ = ["distribution", "endpoints", "generations", "keys", "publish", "recordings", "renditions", "snapshots", "streams"]

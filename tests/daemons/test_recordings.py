@@ -1,0 +1,197 @@
+"""Recordings with real parts (issue 17): ffmpeg publishes into a real ingest daemon with
+recording on, a real sender-http serves the replays, ffprobe and two independent playlist parsers
+read them.
+
+- a 40 s broadcast: while live the DVR playlist (EVENT) lists the first segment although the live
+  playlist's window has moved on (and keeps its LL-HLS tags); once ended the VOD playlist lists
+  every segment from the first, their durations add up to the publish (± one segment), ffprobe
+  reads it end to end over HTTP; cache headers; hls-parser (strict) and m3u8 accept every replay
+  playlist and master;
+- a private stream's replays: 403 without a token, its token carried into every URI;
+- retention by size (oldest first, never a live one) and by age, applied by sender-ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import trio
+
+from daemons.core import domain
+from daemons.media.hls import parse_master_playlist, parse_media_playlist
+from tests.daemons.conftest import FFPROBE, add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for
+from tests.http.conftest import start_http
+from tests.judges import assert_every_judge_accepts, hls_parser_strict, needs_hls_parser
+
+pytestmark = needs_ffmpeg
+
+PUBLISH_S = 40
+
+
+def recording_install(root, **overrides):
+    return make_install(root, **{"recording.enabled": True, "http.listen": "127.0.0.1:0", "rtmp.record": False, **overrides})
+
+
+def fast_publish_cmd(url: str, seconds: float) -> list[str]:
+    """A publisher faster than real time (no -re): `seconds` of media in a fraction of that."""
+    return [c for c in ffmpeg_publish_cmd(url, seconds) if c != "-re"]
+
+
+async def record_fast(ingest, s, seconds: float, slug: str = "demo"):
+    """A whole broadcast published faster than real time, then stopped: its generation directory
+    once the playlists are closed."""
+    await run_publisher(fast_publish_cmd(ingest.url(s.key), seconds))
+    await ingest.publisher_left(s.stream["id"])  # its sinks closed: every segment written
+    with ingest.install.open_store() as store:
+        generation = domain.streams.stop(store, slug)
+    gen_dir = ingest.install.spool_root / "streams" / s.stream["id"] / generation["id"]
+    await wait_for(lambda: json.loads((gen_dir / "generation.json").read_text())["ended"], timeout=10)
+    return gen_dir
+
+
+async def ffprobe_url(url: str) -> dict:
+    """ffprobe reading a playlist and every segment it lists (packets counted), as a subprocess
+    that does not block the loop the daemons run on."""
+    done = await trio.run_process(
+        [FFPROBE, "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", url],
+        capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+async def get_text(client: httpx.AsyncClient, url: str, **params) -> httpx.Response:
+    r = await client.get(url, params=params)
+    assert r.status_code == 200, (url, r.status_code, r.text)
+    return r
+
+
+@needs_hls_parser
+async def test_a_recorded_broadcast_has_a_dvr_playlist_while_live_and_a_vod_once_ended(nursery, tmp_path):
+    # A five-segment live window: the live playlist moves on while the DVR playlist keeps the start.
+    inst = recording_install(tmp_path / "var", **{"spool.live_window_segments": 5})
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst)
+    await http.daemon.ctx.directory.refresh()
+    published = trio.Event()
+
+    async def publish():
+        await run_publisher(ffmpeg_publish_cmd(ingest.url(s.key), PUBLISH_S), timeout=PUBLISH_S + 30)
+        published.set()
+
+    nursery.start_soon(publish)
+    async with http.client() as client:
+        doc = {}
+
+        async def master_url():
+            doc.update((await client.get("/api/streams/demo/playback")).json())
+            return doc["master_url"]
+
+        with trio.fail_after(20):
+            while not await master_url():
+                await trio.sleep(0.1)
+        gen_dir = ingest.install.spool_root / "streams" / s.stream["id"] / doc["generation_id"]
+        with inst.open_store() as store:
+            assert domain.generations.get(store, doc["generation_id"])["recorded"] is True
+        base = doc["master_url"].rsplit("/", 1)[0]
+
+        # While live, once the live window has moved past the first segment.
+        def window_moved():
+            try:
+                return parse_media_playlist((gen_dir / "source" / "index.m3u8").read_text()).media_sequence > 0
+            except (FileNotFoundError, ValueError):
+                return False
+
+        await wait_for(window_moved, timeout=30)
+        live = (await get_text(client, f"{base}/source/index.m3u8")).text
+        dvr = await get_text(client, f"{base}/source/dvr.m3u8")
+        master_dvr = await get_text(client, f"{base}/master-dvr.m3u8")
+        assert dvr.headers["cache-control"] == master_dvr.headers["cache-control"] == "public, max-age=1"
+        live_playlist, dvr_playlist = parse_media_playlist(live), parse_media_playlist(dvr.text)
+        assert live_playlist.media_sequence > 0 and "#EXT-X-PART:" in live and "#EXT-X-PRELOAD-HINT" in live
+        assert "CAN-BLOCK-RELOAD=YES" in live
+        assert dvr_playlist.playlist_type == "EVENT" and not dvr_playlist.ended
+        assert dvr_playlist.media_sequence == 0 and dvr_playlist.segments[0].msn == 0
+        assert "#EXT-X-PART" not in dvr.text  # replays play whole segments
+        assert (await client.get(f"{base}/source/0.m4s")).status_code == 200  # out of the live window, kept
+        assert [v.uri for v in parse_master_playlist(master_dvr.text).variants] == ["source/dvr.m3u8"]
+        assert (await client.get(f"{base}/master-vod.m3u8")).status_code == 404  # not before the end
+        live_texts = [live, dvr.text, master_dvr.text]
+
+        with trio.fail_after(PUBLISH_S + 30):
+            await published.wait()
+        with inst.open_store() as store:
+            domain.streams.stop(store, "demo")
+        await wait_for(lambda: (gen_dir / "master-vod.m3u8").exists(), timeout=10)
+
+        vod = await get_text(client, f"{base}/source/vod.m3u8")
+        master_vod = await get_text(client, f"{base}/master-vod.m3u8")
+        dvr_ended = await get_text(client, f"{base}/source/dvr.m3u8")
+        assert vod.headers["cache-control"] == master_vod.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert dvr_ended.headers["cache-control"] == "public, max-age=3600"
+        assert (await get_text(client, f"{base}/master-dvr.m3u8")).headers["cache-control"] == "public, max-age=3600"
+        playlist = parse_media_playlist(vod.text)
+        assert playlist.playlist_type == "VOD" and playlist.ended
+        assert [seg.msn for seg in playlist.segments] == list(range(len(playlist.segments)))  # every one, from the first
+        total = sum(seg.duration for seg in playlist.segments)
+        assert abs(total - PUBLISH_S) <= playlist.target_duration, total
+        for seg in playlist.segments:
+            assert (gen_dir / "source" / seg.uri).is_file()
+        ended_dvr = parse_media_playlist(dvr_ended.text)
+        assert ended_dvr.ended and [seg.uri for seg in ended_dvr.segments] == [seg.uri for seg in playlist.segments]
+        assert [v.uri for v in parse_master_playlist(master_vod.text).variants] == ["source/vod.m3u8"]
+
+        # ffprobe reads the whole VOD over HTTP: every segment's packets, for the whole duration.
+        probe = await ffprobe_url(f"{base}/master-vod.m3u8")
+        video = next(st for st in probe["streams"] if st["codec_type"] == "video")
+        audio = next(st for st in probe["streams"] if st["codec_type"] == "audio")
+        assert abs(int(video["nb_read_packets"]) - 25 * total) <= 25, video["nb_read_packets"]
+        assert abs(int(audio["nb_read_packets"]) - 44100 / 1024 * total) <= 50, audio["nb_read_packets"]
+        assert abs(float(probe["format"]["duration"]) - total) <= 1.0, probe["format"]["duration"]
+
+    assert_every_judge_accepts(live_texts + [vod.text, master_vod.text, dvr_ended.text])
+    judged = hls_parser_strict([vod.text, dvr.text])
+    assert judged[0]["segments"] == len(playlist.segments) and judged[0]["ended"] and not judged[1]["ended"]
+
+
+async def test_a_private_streams_replays_need_its_token_and_carry_it(nursery, tmp_path):
+    inst = recording_install(tmp_path / "var")
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst, visibility="private")
+    await http.daemon.ctx.directory.refresh()
+    gen_dir = await record_fast(ingest, s, 8)
+    await wait_for(lambda: (gen_dir / "master-vod.m3u8").exists())
+    token = domain.playback.mint_token(inst.playback_secret(), s.stream["id"], 600)["token"]
+    base = f"/hls/{s.stream['id']}/{gen_dir.name}"
+    async with http.client() as client:
+        for name in ("master-vod.m3u8", "master-dvr.m3u8", "source/vod.m3u8", "source/dvr.m3u8"):
+            assert (await client.get(f"{base}/{name}")).status_code == 403
+            r = await get_text(client, f"{base}/{name}", token=token)
+            assert r.headers["cache-control"].startswith("private, ")
+            uris = [line for line in r.text.splitlines() if line and not line.startswith("#")]
+            uris += re.findall(r'URI="([^"]*)"', r.text)
+            assert uris and all(u.endswith(f"?token={token}") for u in uris), r.text
+        # What the VOD lists is served with the token (and only with it).
+        first = parse_media_playlist((await get_text(client, f"{base}/source/vod.m3u8", token=token)).text).segments[0]
+        assert (await client.get(f"{base}/source/{first.uri.split('?')[0]}")).status_code == 403
+        assert (await client.get(f"{base}/source/{first.uri}")).status_code == 200
+
+
+async def test_an_unrecorded_generation_has_no_replays(nursery, tmp_path):
+    inst = recording_install(tmp_path / "var", **{"recording.enabled": False})
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst)
+    await http.daemon.ctx.directory.refresh()
+    gen_dir = await record_fast(ingest, s, 8)
+    with inst.open_store() as store:
+        assert domain.generations.get(store, gen_dir.name)["recorded"] is False
+    assert "#EXT-X-ENDLIST" in (gen_dir / "source" / "index.m3u8").read_text()
+    assert not list(gen_dir.glob("**/dvr.m3u8")) and not list(gen_dir.glob("**/vod.m3u8"))
+    async with http.client() as client:
+        for name in ("master-vod.m3u8", "master-dvr.m3u8", "source/vod.m3u8", "source/dvr.m3u8"):
+            r = await client.get(f"/hls/{s.stream['id']}/{gen_dir.name}/{name}")
+            assert r.status_code == 404 and r.headers["cache-control"] == "no-store"

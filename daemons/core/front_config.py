@@ -17,6 +17,7 @@ Pure functions of the config: no I/O (daemons/front/main.py writes and runs what
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -386,3 +387,21 @@ def render_hitch(cfg: Config, *, workers: int | None = None) -> str:
 
 def hitch_argv(files: FrontFiles, hitch: str = "hitch") -> list[str]:
     return [hitch, f"--config={files.hitch_conf}"] + (["--user=root"] if os.geteuid() == 0 else [])
+
+
+SBIN_DIRS = ("/usr/sbin", "/sbin")  # Debian puts varnishd and hitch there, often not on a user's PATH
+
+
+def binaries(cfg: Config) -> dict[str, str | None]:
+    """The executables this front runs: name → path (None when not installed)."""
+    if cfg["front.kind"] != "varnish":
+        return {}
+    need = ["varnishd", "varnishadm"] + (["hitch"] if https_on(cfg) else [])
+    # Debian puts varnishd and hitch in /usr/sbin, which a user's PATH often lacks.
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    return {name: shutil.which(name, path=search) for name in need}
+
+
+def install_hint(missing: list[str]) -> str:
+    packages = sorted({"hitch" if m == "hitch" else "varnish" for m in missing})
+    return f"apt-get install {' '.join(packages)}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 
 import trio
@@ -30,14 +29,14 @@ from daemons.core import config as config_mod
 from daemons.core.config import Config
 from daemons.core.errors import SenderError
 from daemons.core.install import Install
-from daemons.front import render
+from daemons.core import front_config as render
+from daemons.core.front_config import binaries, install_hint  # noqa: F401 - the front's programs
 from daemons.runtime import children, daemon
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("front")
 
-SBIN_DIRS = ("/usr/sbin", "/sbin")
 START_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 1.0
 STOP_GRACE_S = 10.0
@@ -47,21 +46,6 @@ VARNISHD_KEYS = ("front.cache_size", "front.cache_path", "front.proxy_listen", "
 
 class FrontExited(SenderError):
     pass
-
-
-def binaries(cfg: Config) -> dict[str, str | None]:
-    """The executables this front runs: name → path (None when not installed)."""
-    if cfg["front.kind"] != "varnish":
-        return {}
-    need = ["varnishd", "varnishadm"] + (["hitch"] if render.https_on(cfg) else [])
-    # Debian puts varnishd and hitch in /usr/sbin, which a user's PATH often lacks.
-    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
-    return {name: shutil.which(name, path=search) for name in need}
-
-
-def install_hint(missing: list[str]) -> str:
-    packages = sorted({"hitch" if m == "hitch" else "varnish" for m in missing})
-    return f"apt-get install {' '.join(packages)}"
 
 
 def write_files(cfg: Config, files: render.FrontFiles) -> None:

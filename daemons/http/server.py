@@ -19,7 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
-from daemons.front.render import FrontFiles
+from daemons.core.front_config import FrontFiles
 from daemons.http import access_log, asgi_server, metrics
 from daemons.http.app import HTTPContext, SenderApp
 from daemons.http.connections import ConnectionTable

@@ -211,24 +211,6 @@ def check_directory(name: str, path: Path, key: str, *, create: bool = False, mi
     return _ok(name, f"{path} is writable, {_size(free)} free")
 
 
-# sun_path is 108 bytes on Linux, NUL included; the longest socket Sender binds under the state
-# directory is an HTTP worker's spool-event socket, run/spool-events/http-<worker>.sock (at most
-# 256 workers).
-SOCKET_PATH_MAX = 107
-LONGEST_SOCKET = "/run/spool-events/http-255.sock"
-
-
-def check_socket_paths(state_dir: Path) -> Check:
-    """The daemons' Unix sockets under the state directory fit a socket address."""
-    longest = len(os.fsencode(os.path.abspath(state_dir))) + len(LONGEST_SOCKET)
-    if longest > SOCKET_PATH_MAX:
-        room = SOCKET_PATH_MAX - len(LONGEST_SOCKET)
-        return _fail("sockets", f"node.state_dir {state_dir} is too long for the Unix sockets under it "
-                                f"({longest} > {SOCKET_PATH_MAX} bytes)",
-                     f"use a node.state_dir of at most {room} bytes")
-    return _ok("sockets", f"Unix socket paths under {state_dir} fit ({longest} of {SOCKET_PATH_MAX} bytes)")
-
-
 def check_secret(state_dir: Path) -> Check:
     from daemons.core.install import SECRET_FILE
 
@@ -461,8 +443,8 @@ def check_front(cfg: Config, *, now: float | None = None, compile_config: bool =
     kind = cfg["front.kind"]
     if not kind:
         return [_ok("front", "none: sender-http answers viewers itself (`sender install --front varnish` adds HTTPS and a cache)")]
-    from daemons.front import render
-    from daemons.front.main import binaries, install_hint
+    from daemons.core import front_config as render
+    from daemons.core.front_config import binaries, install_hint
 
     out = []
     bins = binaries(cfg)
@@ -507,7 +489,7 @@ def check_front(cfg: Config, *, now: float | None = None, compile_config: bool =
 
 def _check_front_config(cfg: Config, bins: dict) -> Check:
     """The config sender-front would write, checked by the front's own tools."""
-    from daemons.front import render
+    from daemons.core import front_config as render
 
     with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
         vcl = Path(tmp, "sender.vcl")
@@ -640,7 +622,6 @@ def startup(daemon: str, install, *, listens: bool = True) -> list[Check]:
     cfg = install.config
     results = [
         check_directory("state", install.state_dir, "node.state_dir", min_free=0),
-        check_socket_paths(install.state_dir),
         check_directory("spool", install.spool_root, "spool.root", create=True, min_free=0),
         check_secret(install.state_dir),
         *check_binaries(daemon, cfg),
@@ -665,7 +646,6 @@ def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_di
     out += check_ffmpeg(cfg, store_renditions)
     out.append(check_directory("spool", Path(cfg["spool.root"]), "spool.root"))
     out.append(check_directory("state", Path(cfg["node.state_dir"]), "node.state_dir"))
-    out.append(check_socket_paths(Path(cfg["node.state_dir"])))
     if Path(cfg["node.state_dir"]).is_dir():
         out.append(check_secret(Path(cfg["node.state_dir"])))
     out.append(store_check)

@@ -8,6 +8,10 @@ fallback poll interval, nothing else; a full or dead reader never slows the pack
 non-blocking and errors are ignored).
 
 Message: b"<stream_id>/<generation_id>/<rendition> <msn> <part>" (part -1: a whole segment).
+
+A socket address holds at most 107 bytes and a state directory may be longer: a socket whose
+path does not fit is addressed through the directory's open descriptor
+(`/proc/self/fd/<fd>/<name>.sock`, which the kernel resolves to the same file).
 """
 
 from __future__ import annotations
@@ -19,6 +23,28 @@ from pathlib import Path
 import trio
 
 REFRESH_S = 1.0
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
+
+
+class _Directory:
+    """The events directory, and short addresses of the sockets in it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def address(self, name: str) -> str:
+        full = str(self.path / name)
+        if len(os.fsencode(full)) <= SOCKET_PATH_MAX:
+            return full
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def events_dir(state_dir: Path) -> Path:
@@ -39,6 +65,7 @@ class SpoolEventSender:
 
     def __init__(self, state_dir: Path):
         self.directory = events_dir(state_dir)
+        self._dir = _Directory(self.directory)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self._targets: list[str] = []
         self._listed_at = -REFRESH_S
@@ -48,7 +75,7 @@ class SpoolEventSender:
         if now - self._listed_at >= REFRESH_S:
             self._listed_at = now
             try:
-                self._targets = [str(p) for p in self.directory.glob("*.sock")]
+                self._targets = [self._dir.address(p.name) for p in self.directory.glob("*.sock")]
             except OSError:
                 self._targets = []
         for target in self._targets:
@@ -59,6 +86,7 @@ class SpoolEventSender:
 
     def close(self) -> None:
         self._sock.close()
+        self._dir.close()
 
 
 class SpoolEventReceiver:
@@ -69,11 +97,12 @@ class SpoolEventReceiver:
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / f"{name or os.getpid()}.sock"
         self.path.unlink(missing_ok=True)
+        self._dir = _Directory(d)
         self._sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._bound = False
 
     async def bind(self) -> None:
-        await self._sock.bind(str(self.path))
+        await self._sock.bind(self._dir.address(self.path.name))
         self._bound = True
 
     async def receive(self) -> tuple[str, int, int | None]:
@@ -81,5 +110,6 @@ class SpoolEventReceiver:
 
     def close(self) -> None:
         self._sock.close()
+        self._dir.close()
         if self._bound:
             self.path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from daemons.front.render import (  # noqa: F401 - re-exported: what the printed configs are made of
+from daemons.core.front_config import (  # noqa: F401 - re-exported: what the printed configs are made of
     KEY_ARGS,
     SESSION_ARG,
     VARNISH_VCL,

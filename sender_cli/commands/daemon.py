@@ -144,7 +144,7 @@ def _configure_front(install: Install, kind: str) -> Install:
 
 def _require_front_binaries(cfg) -> None:
     """One line, before anything starts, when the front's programs are not installed."""
-    from daemons.front.main import binaries, install_hint
+    from daemons.core.front_config import binaries, install_hint
 
     missing = [name for name, path in binaries(cfg).items() if path is None]
     if missing:

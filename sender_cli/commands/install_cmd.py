@@ -220,7 +220,7 @@ def unit_names(front: bool = False) -> list[str]:
 
 def front_files(cfg: Config, lay: Layout):
     """Where sender-front writes its generated config on the target machine: beside sender.toml."""
-    from daemons.front.render import FrontFiles
+    from daemons.core.front_config import FrontFiles
 
     return FrontFiles(lay.config.parent / "front", Path(cfg["node.state_dir"]) / "front" / "varnish")
 
@@ -308,8 +308,8 @@ def install(
 def _configure_front(lay: Layout, cfg: Config, kind: str, rep: Report) -> Config:
     """front.kind set, sender-http on loopback (the front is the only way in), and the public base
     URL through the front when front.server_name names it."""
-    from daemons.front.main import binaries, install_hint
-    from daemons.front.render import public_base_url
+    from daemons.core.front_config import binaries, install_hint
+    from daemons.core.front_config import public_base_url
 
     new = cfg.with_value("front.kind", kind)
     host, port = cfg.listen("http.listen")
@@ -335,7 +335,7 @@ def _configure_front(lay: Layout, cfg: Config, kind: str, rep: Report) -> Config
 def _write_front_config(lay: Layout, cfg: Config, account: Account | None, rep: Report) -> None:
     """The VCL (and hitch's config once a certificate is set) as sender-front will write them at
     its start: checked here with the front's own tools when they are installed."""
-    from daemons.front import render as front_render
+    from daemons.core import front_config as front_render
 
     files = front_files(cfg, lay)
     target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path

@@ -86,7 +86,7 @@ async def test_kinds_bytes_and_which_lines_are_viewers():
     assert counters.front_requests[("playlist", 200, "hit")] == 4 and counters.front_requests[("playlist", 503, "hit")] == 1
 
 
-async def test_a_direct_request_and_a_cached_one_count_one_viewer_once(http):
+async def test_a_direct_request_and_a_cached_one_count_one_viewer_once(http):  # noqa: F811 - the fixture
     """The same session seen by sender-http itself (a request the front forwarded) and in the
     front's log (answered from the cache) is one viewer: one definition, one key."""
     gen = await generation(http)

@@ -165,12 +165,12 @@ def test_sender_up_front_without_varnish_installed_says_so_in_one_line(tmp_path,
     """Checked before anything starts: one line naming what is missing and the package to install."""
     from typer.testing import CliRunner
 
-    from daemons.front import main as front_main
+    from daemons.core import front_config
     from sender_cli.app import app
     from tests.daemons.test_up import new_install
 
     env, _, _ = new_install(tmp_path / "var")
-    monkeypatch.setattr(front_main, "SBIN_DIRS", ())  # Debian's /usr/sbin, as on a machine without the packages
+    monkeypatch.setattr(front_config, "SBIN_DIRS", ())  # Debian's /usr/sbin, as on a machine without the packages
     result = CliRunner().invoke(app, ["up", "--front", "varnish"], env={"SENDER_CONFIG": env["SENDER_CONFIG"], "PATH": "/nonexistent"})
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1

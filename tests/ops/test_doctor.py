@@ -199,13 +199,3 @@ def test_store_not_migrated_and_secret_exposed(sender, healthy, install_dir):
 def test_clock_check():
     assert checks.check_clock(now=1_000_000_000).status == checks.FAIL  # 2001
     assert checks.check_clock().ok
-
-
-def test_a_state_directory_too_long_for_unix_sockets_is_one_clear_line(tmp_path):
-    from daemons.runtime.checks import SOCKET_PATH_MAX, check_socket_paths
-
-    short = check_socket_paths(tmp_path)
-    assert short.ok, short.line()
-    deep = tmp_path / ("x" * (SOCKET_PATH_MAX - len(str(tmp_path))))
-    check = check_socket_paths(deep)
-    assert not check.ok and "too long for the Unix sockets" in check.line() and "at most" in check.line()

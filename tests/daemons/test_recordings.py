@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import httpx
 import trio
@@ -195,3 +196,74 @@ async def test_an_unrecorded_generation_has_no_replays(nursery, tmp_path):
         for name in ("master-vod.m3u8", "master-dvr.m3u8", "source/vod.m3u8", "source/dvr.m3u8"):
             r = await client.get(f"/hls/{s.stream['id']}/{gen_dir.name}/{name}")
             assert r.status_code == 404 and r.headers["cache-control"] == "no-store"
+
+
+def with_config(inst, **values):
+    """The install's config file with these values (read by the next daemon started on it)."""
+    from daemons.core import config as config_mod
+    from daemons.core.install import Install
+
+    cfg = inst.config
+    for key, value in values.items():
+        cfg = cfg.with_value(key, value)
+    config_mod.write(cfg, inst.config.path)
+    return Install.load(inst.config.path)
+
+
+async def test_retention_removes_the_oldest_recording_first_over_max_bytes_never_a_live_one(nursery, tmp_path):
+    # Three ended recordings, oldest first, made by a daemon without a size limit.
+    inst = recording_install(tmp_path / "var", **{"spool.ended_retention": "1s"})
+    first = await start_ingest(nursery, inst)
+    s = add_stream(inst)
+    a, b, c = [await record_fast(first, s, 6) for _ in range(3)]
+    first.cancel.cancel()
+    sizes = {d.name: domain.recordings.disk_usage(d) for d in (a, b, c)}
+    # Room for b and c and one byte: a, the oldest, goes at once; then, as a live recording grows,
+    # b, then c — and never the live one.
+    inst = with_config(inst, **{"recording.max_bytes": sizes[b.name] + sizes[c.name] + 1})
+    ingest = await start_ingest(nursery, inst)
+    await wait_for(lambda: not a.exists(), timeout=5)
+    assert b.exists() and c.exists()
+    assert ingest.daemon.recordings == {"count": 2, "bytes": sizes[b.name] + sizes[c.name]}
+    nursery.start_soon(run_publisher, ffmpeg_publish_cmd(ingest.url(s.key), 60), 90)
+    live = await wait_for(lambda: next(iter(ingest.daemon.pipelines.values()), None), timeout=15)
+    gone = []
+
+    def removed_in_order():
+        for d in (b, c):
+            if not d.exists() and d.name not in gone:
+                gone.append(d.name)
+        assert live.directory.exists()  # the live recording: never removed
+        return len(gone) == 2
+
+    await wait_for(removed_in_order, timeout=40, interval=0.1)
+    assert gone == [b.name, c.name]
+    with inst.open_store() as store:
+        assert domain.generations.get(store, live.generation_id)["status"] == "live"
+        domain.streams.stop(store, "demo")
+
+
+async def test_retention_removes_a_recording_past_recording_keep_never_a_live_one(nursery, tmp_path):
+    inst = recording_install(tmp_path / "var", **{"recording.keep": "3s"})
+    ingest = await start_ingest(nursery, inst)
+    s = add_stream(inst)
+    other = add_stream(inst, "other")
+    # A live recording first: by the time the ended one is past recording.keep, it is older still.
+    nursery.start_soon(run_publisher, ffmpeg_publish_cmd(ingest.url(other.key), 30), 60)
+    live = await wait_for(lambda: next((p for p in ingest.daemon.pipelines.values() if p.stream["slug"] == "other"), None),
+                          timeout=15)
+    ended = await record_fast(ingest, s, 6)
+    with inst.open_store() as store:
+        ended_at = domain.recordings.get(store, inst.spool_root, ended.name)["ended_at"]
+    await wait_for(lambda: not ended.exists(), timeout=10)
+    now = datetime.now(timezone.utc)
+    assert (now - _time(ended_at)).total_seconds() >= 3.0  # not before recording.keep
+    with inst.open_store() as store:
+        started = domain.generations.get(store, live.generation_id)["started_at"]
+        assert (now - _time(started)).total_seconds() > 3.0
+        domain.streams.stop(store, "other")
+    assert live.directory.exists()  # older than recording.keep, but live: kept
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -278,11 +278,11 @@ events = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(events)
-def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
+def play(script, config: PackagerConfig) -> Spool:
+    """Run a script of feeds, refused writes, recoveries, new timelines and daemon restarts to the
+    end of the generation; the Spool checks the contract on every write."""
     spool = Spool()
-    node, src = Node(spool), Source(gop=13)
+    node, src = Node(spool, config), Source(gop=13)
     node.timeline(src)
     for kind, n in script:
         if kind == "feed":
@@ -305,6 +305,13 @@ def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
     node.recover()
     node.put(node.media.end())
     node.recover()
+    return spool
+
+
+@settings(max_examples=200, deadline=None)
+@given(events)
+def test_whatever_the_spool_refuses_a_name_never_names_other_bytes(script):
+    spool = play(script, CONFIG)
     for r in RENDITIONS:
         if spool.playlists.get(r):
             assert last(spool, r).ended
@@ -376,30 +383,7 @@ def test_a_recording_continues_after_a_restart():
 @settings(max_examples=100, deadline=None)
 @given(events)
 def test_a_recording_under_refused_writes_and_restarts_still_plays_end_to_end(script):
-    spool = Spool()
-    node, src = recording_node(spool), Source(gop=13)
-    node.timeline(src)
-    for kind, n in script:
-        if kind == "feed":
-            node.feed(src, n)
-        elif kind == "refuse":
-            spool.refuse_at = n
-        elif kind == "recover":
-            node.recover()
-        elif kind == "session":
-            node.put(node.media.end_timeline())
-            src = Source(gop=13)
-            node.timeline(src)
-        elif kind == "restart":
-            spool.refuse_at = None
-            node.recover()
-            node = node.restart()
-            src = Source(gop=13)
-            node.timeline(src)
-    spool.refuse_at = None
-    node.recover()
-    node.put(node.media.end())
-    node.recover()
+    spool = play(script, RECORD)
     if "source/vod.m3u8" in spool.files:
         vod = hls.check_media_playlist(spool.files["source/vod.m3u8"].decode())
         assert [s.msn for s in vod.segments] == list(range(len(vod.segments)))

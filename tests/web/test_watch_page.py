@@ -279,24 +279,22 @@ async def test_watch_page_through_reconnecting_the_end_and_a_new_broadcast(nurse
     async def waited(name: str) -> None:
         await trio.to_thread.run_sync(cue[name].wait, 60)
 
+    async def publish_until(cue: str) -> None:
+        """A publisher from now until the browser reaches `cue`; then it dies (no goodbye)."""
+        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+        try:
+            await waited(cue)
+        finally:
+            proc.kill()
+            await proc.wait()
+
     async def publish():
-        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL)
-        await waited("playing")
-        proc.kill()
-        await proc.wait()
+        await publish_until("playing")
         await waited("reconnecting")
-        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL)
-        await waited("resumed")
-        proc.kill()
-        await proc.wait()
+        await publish_until("resumed")
         await waited("ended")
-        proc = await trio.lowlevel.open_process(ffmpeg_publish_cmd(ingest.url(s.key), 120), stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL)
-        await waited("replaying")
-        proc.kill()
-        await proc.wait()
+        await publish_until("replaying")
 
     async with trio.open_nursery() as n:
         n.start_soon(publish)

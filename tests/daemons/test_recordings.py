@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from datetime import datetime, timezone
 
 import httpx
@@ -22,8 +23,12 @@ import trio
 
 from daemons.core import domain
 from daemons.media.hls import parse_master_playlist, parse_media_playlist
-from tests.daemons.conftest import FFPROBE, add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for
+from tests.conftest import SENDER
+from tests.daemons.conftest import (
+    FFPROBE, add_stream, ffmpeg_publish_cmd, ffprobe, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for,
+)
 from tests.http.conftest import start_http
+from tests.http.test_management import API, add_token
 from tests.judges import assert_every_judge_accepts, hls_parser_strict, needs_hls_parser
 
 pytestmark = needs_ffmpeg
@@ -267,3 +272,61 @@ async def test_retention_removes_a_recording_past_recording_keep_never_a_live_on
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def sender_cli(inst, *args: str) -> subprocess.CompletedProcess:
+    """The real `sender` command on this install, without blocking the daemons' loop (text out)."""
+    done = await trio.run_process([str(SENDER), "--config", str(inst.config.path), *args], capture_stdout=True,
+                                  capture_stderr=True, check=False, stdin=subprocess.DEVNULL)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+async def test_the_cli_and_the_management_api_list_show_export_and_delete_recordings(nursery, tmp_path):
+    inst = recording_install(tmp_path / "var", **{"rtmp.reconnect_grace": "never"})
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst)
+    # A recording with a reconnect in it (two publishes, one broadcast: a discontinuity), and one more.
+    await run_publisher(fast_publish_cmd(ingest.url(s.key), 6))
+    await ingest.publisher_left(s.stream["id"])
+    first = await record_fast(ingest, s, 6)
+    second = await record_fast(ingest, s, 4)
+
+    listed = await sender_cli(inst, "recording", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["generation_id"] for r in rows] == [second.name, first.name]
+    shown = await sender_cli(inst, "recording", "show", first.name, "--json")
+    row = json.loads(shown.stdout)
+    assert row["complete"] and row["discontinuities"] == 1 and abs(row["duration_s"] - 12) <= 2 * 2
+    assert row["replay_url"] == f"{inst.config['node.public_base_url'].rstrip('/')}/watch/demo/{first.name}"
+
+    # Export: one MP4, both publishes, the whole duration.
+    out = tmp_path / "first.mp4"
+    exported = await sender_cli(inst, "recording", "export", first.name, "--mp4", str(out), "--json")
+    assert exported.returncode == 0, exported.stderr
+    probe = ffprobe(out)
+    assert probe["format"]["format_name"].startswith("mov,mp4")
+    assert abs(float(probe["format"]["duration"]) - row["duration_s"]) <= 0.5, (probe["format"]["duration"], row["duration_s"])
+    video = next(st for st in probe["streams"] if st["codec_type"] == "video")
+    assert abs(int(video["nb_read_frames"]) - 25 * row["duration_s"]) <= 25
+    again = await sender_cli(inst, "recording", "export", first.name, "--mp4", str(out))
+    assert again.returncode == 1 and "exists" in again.stderr  # never overwritten without --force
+
+    # The management API: the same list, and a delete (a live one is a conflict).
+    token = add_token(inst)
+    nursery.start_soon(run_publisher, ffmpeg_publish_cmd(ingest.url(s.key), 30), 60)
+    live = await wait_for(lambda: next(iter(ingest.daemon.pipelines.values()), None), timeout=15)
+    async with http.client() as client:
+        api = API(client, token)
+        result = await api.ok("recording.list", stream="demo")
+        assert [r["generation_id"] for r in result["recordings"]][1:] == [second.name, first.name]
+        assert result["recordings"][0]["generation_id"] == live.generation_id and result["recordings"][0]["active"]
+        await api.fails("recording.delete", {"generation_id": live.generation_id}, 409, -32009, "generation_id")
+        deleted = await api.ok("recording.delete", generation_id=second.name)
+        assert deleted["deleted"] and not second.exists()
+        await api.fails("recording.delete", {"generation_id": second.name}, 404, -32004, "generation_id")
+    gone = await sender_cli(inst, "recording", "delete", first.name)
+    assert gone.returncode == 0 and not first.exists(), gone.stderr
+    with inst.open_store() as store:
+        domain.streams.stop(store, "demo")

@@ -16,7 +16,7 @@ from daemons.core.errors import SenderError
 from sender_cli import context, render
 from sender_cli.commands import recording
 from sender_cli.commands import config_cmd, daemon, endpoint, key, rendition, snapshot, stream, system, token
-from sender_cli.commands import cache_config, doctor, install_cmd
+from sender_cli.commands import cache_config, doctor, install_cmd, restream
 
 
 class SenderGroup(TyperGroup):
@@ -77,6 +77,7 @@ app.add_typer(key.app, name="key")
 app.add_typer(token.app, name="token")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(rendition.app, name="rendition")
+app.add_typer(restream.app, name="restream")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(daemon.app, name="daemon")

@@ -20,10 +20,12 @@ from html import escape
 from quart import Response, redirect, request
 
 from daemons.core import advice, domain
-from daemons.core.domain import mgmt_tokens
+from daemons.core.domain import mgmt_tokens, playback, restream
 from daemons.core.errors import SenderError
 from daemons.core.stats import read_fresh_stats
-from daemons.http import management, pages
+import trio
+
+from daemons.http import management, pages, thumbnails
 from daemons.http.metrics import all_worker_stats
 from daemons.http.responses import NO_STORE
 from daemons.http.state import viewers_per_stream
@@ -198,6 +200,9 @@ async def dashboard(ctx, session: str) -> str:
     ingest = read_fresh_stats(ctx.install.state_dir, "ingest") or {}
     publishers = {p["stream_id"]: p for p in ingest.get("publishers", [])}
     viewers = viewers_per_stream([r for w in all_worker_stats(ctx) for r in w.get("viewers", ())])
+    pictures = await trio.to_thread.run_sync(_pictures, ctx, streams)
+    listed = await ctx.store.run(restream.list_)
+    targets, target_streams = restream.states(listed, ingest), {t["id"]: t["stream"] for t in listed}
     rows = []
     for s in streams:
         g, p = s["generation"], publishers.get(s["id"])
@@ -205,7 +210,8 @@ async def dashboard(ctx, session: str) -> str:
         toggle = (_form(f"/admin/streams/{s['slug']}/stop", csrf, "Stop") if g
                   else _form(f"/admin/streams/{s['slug']}/start", csrf, "Start"))
         rows.append(
-            f'<tr data-stream="{escape(s["slug"])}"><td><a href="/watch/{escape(s["slug"])}">{escape(s["slug"])}</a></td>'
+            f'<tr data-stream="{escape(s["slug"])}"><td>{pictures.get(s["id"], "")}</td>'
+            f'<td><a href="/watch/{escape(s["slug"])}">{escape(s["slug"])}</a></td>'
             f'<td>{escape(s["title"])}</td><td>{escape(s["visibility"])}</td>'
             f'<td><span class="badge" data-status="{escape(state)}">{escape(state)}</span></td>'
             f'<td>{viewers.get(s["id"], 0)}</td>'
@@ -223,7 +229,7 @@ async def dashboard(ctx, session: str) -> str:
     return (
         '<header class="page"><h1>Sender admin</h1>' + _form("/admin/logout", csrf, "Sign out") + "</header>"
         '<section aria-labelledby="streams-h"><h2 id="streams-h">Streams</h2>'
-        '<table><thead><tr><th>stream</th><th>title</th><th>visibility</th><th>state</th><th>viewers</th>'
+        '<table><thead><tr><th>picture</th><th>stream</th><th>title</th><th>visibility</th><th>state</th><th>viewers</th>'
         '<th>bitrate</th><th>publisher</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
         + _form("/admin/streams", csrf, "Create stream",
                 '<label>slug <input name="slug" required pattern="[a-z0-9-]{1,64}"></label> '
@@ -241,11 +247,38 @@ async def dashboard(ctx, session: str) -> str:
                  f'<label>stream <select name="stream">{options}</select></label> <label>label <input name="label"></label> ')
            if streams else "")
         + "</section>"
+        '<section aria-labelledby="restream-h"><h2 id="restream-h">Restream targets</h2>'
+        '<table><thead><tr><th>stream</th><th>label</th><th>target</th><th>state</th><th>last error</th><th>sent</th>'
+        '<th>bitrate</th></tr></thead><tbody>'
+        + ("".join(_restream_row(t, target_streams[t["id"]]) for t in targets)
+           or '<tr><td colspan="7">none: add one with <code>sender restream add SLUG URL</code></td></tr>')
+        + "</tbody></table></section>"
         '<section aria-labelledby="health-h"><h2 id="health-h">Endpoint health</h2>'
         '<table><thead><tr><th>endpoint</th><th>generation</th><th>status</th><th>viewers</th><th>in / out</th>'
         '<th>observed</th></tr></thead><tbody>' + ("".join(snap_rows) or '<tr><td colspan="6">no snapshots yet</td></tr>')
         + "</tbody></table></section>"
     )
+
+
+def _pictures(ctx, streams: list[dict]) -> dict[str, str]:
+    """Stream id → the <img> of its live broadcast's thumbnail (a private stream's with a short
+    playback token of its own). Blocking: a stat per active stream."""
+    out = {}
+    for s in streams:
+        g = s["generation"]
+        if g is not None and thumbnails.exists(ctx.install.spool_root, s["id"], g["id"]):
+            token = playback.mint_token(ctx.playback_secret, s["id"], 600)["token"] if s["visibility"] == "private" else None
+            out[s["id"]] = f'<img src="{escape(thumbnails.url_of(s["slug"], token))}" alt="" width="96">'
+    return out
+
+
+def _restream_row(t: dict, stream: str) -> str:
+    live = t["state"] == "live"
+    return (f'<tr data-target="{escape(t["id"])}"><td>{escape(stream)}</td><td>{escape(t["label"])}</td>'
+            f'<td><code>{escape(t["url"])}</code></td>'
+            f'<td><span class="badge" data-status="{escape(t["state"])}">{escape(t["state"])}</span></td>'
+            f'<td>{escape(t["last_error"] or "")}</td><td>{t["bytes"] / 1e6:.1f} MB</td>'
+            f'<td>{"%.2f Mb/s" % (t["bitrate_bps"] / 1e6) if live else "-"}</td></tr>')
 
 
 def _key_row(k: dict, csrf: str) -> str:

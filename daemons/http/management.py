@@ -33,7 +33,7 @@ import trio
 
 from daemons.core import config as config_mod
 from daemons.core.config import parse_listen
-from daemons.core.domain import endpoints, generations, keys, mgmt_tokens, playback, renditions, snapshots, streams
+from daemons.core.domain import endpoints, generations, keys, mgmt_tokens, playback, renditions, restream, snapshots, streams
 from daemons.core.domain import recordings
 from daemons.core.errors import ConfigError, SenderError
 from daemons.core.stats import read_fresh_stats
@@ -270,6 +270,43 @@ async def recording_list(ctx, params: dict) -> dict:
         blame={"not_found": "generation_id", "conflict": "generation_id"})
 async def recording_delete(ctx, params: dict) -> dict:
     return await _in_store(ctx, recordings.delete, ctx.install.spool_root, params["generation_id"])
+
+
+# --- restream targets (domain.restream): the URL carries a stream key, answered masked ---------------
+
+
+@method("restream.add", "Push the stream to another platform while it has a publisher: an rtmp:// or rtmps:// URL "
+                        "carrying the platform's stream key (kept as a secret: every answer masks it). At most "
+                        "restream.max_targets per stream, each URL once; a live publisher starts pushing within a second.",
+        schemas.RestreamAddParams, result=schemas.RestreamTarget, blame={"not_found": "stream", "conflict": "url"})
+async def restream_add(ctx, params: dict) -> dict:
+    return await _in_store(ctx, restream.add, params["stream"], params["url"], label=params.get("label", ""),
+                           max_targets=ctx.config["restream.max_targets"])
+
+
+@method("restream.list", "Restream targets (URLs masked) of one stream, or of every stream. Their live state is in "
+                         "stream.status.", schemas.RestreamListParams, result=schemas.RestreamTargets,
+        blame={"not_found": "stream"})
+async def restream_list(ctx, params: dict) -> dict:
+    return {"targets": await _in_store(ctx, restream.list_, params.get("stream"))}
+
+
+@method("restream.remove", "Remove a restream target: a live push to it stops within a second.",
+        schemas.RestreamTargetParams, result=schemas.RestreamTarget, blame={"not_found": "target"})
+async def restream_remove(ctx, params: dict) -> dict:
+    return await _in_store(ctx, restream.remove, params["target"])
+
+
+@method("restream.enable", "Enable a restream target: a live publisher starts pushing to it within a second.",
+        schemas.RestreamTargetParams, result=schemas.RestreamTarget, blame={"not_found": "target"})
+async def restream_enable(ctx, params: dict) -> dict:
+    return await _in_store(ctx, restream.set_enabled, params["target"], True)
+
+
+@method("restream.disable", "Disable a restream target (kept for later): a live push to it stops within a second.",
+        schemas.RestreamTargetParams, result=schemas.RestreamTarget, blame={"not_found": "target"})
+async def restream_disable(ctx, params: dict) -> dict:
+    return await _in_store(ctx, restream.set_enabled, params["target"], False)
 
 
 # --- tokens: the verifiers in the config file, re-read when it changes -------------------------

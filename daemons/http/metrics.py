@@ -23,6 +23,7 @@ from daemons.http.state import EndpointSnapshots, viewers_per_stream
 from daemons.snapshot.build import parse_time
 
 STATS_FRESH_S = 5.0
+RESTREAM_PUSH_STATES = ("connecting", "live", "failing")  # of domain.restream.STATES, while pushed
 
 
 def worker_stats(ctx) -> dict:
@@ -124,6 +125,30 @@ def pull_through_families(fetches: Counter, errors: Counter, totals: Counter):
     yield m
 
 
+def restream_families(pushes: list[dict], slug: dict[str, str]):
+    """Restream targets being pushed (sender-ingest's stats): state, bytes, bitrate, failures."""
+    labels = ["stream", "target", "label"]
+    rows = [([slug.get(p["stream_id"], p["stream_id"]), p["target_id"], p.get("label") or ""], p) for p in pushes]
+    m = GaugeMetricFamily("sender_restream_target_state", "1 for a pushed restream target's current state (connecting, live, failing).",
+                          labels=[*labels, "state"])
+    for key, p in rows:
+        for state in RESTREAM_PUSH_STATES:
+            m.add_metric([*key, state], 1 if p.get("state") == state else 0)
+    yield m
+    m = CounterMetricFamily("sender_restream_sent_bytes", "Bytes pushed to a restream target during the current publish.", labels=labels)
+    for key, p in rows:
+        m.add_metric(key, p.get("bytes") or 0)
+    yield m
+    m = GaugeMetricFamily("sender_restream_bitrate_bits", "Bits per second pushed to a restream target.", labels=labels)
+    for key, p in rows:
+        m.add_metric(key, p.get("bitrate_bps") or 0)
+    yield m
+    m = CounterMetricFamily("sender_restream_failures", "Pushes to a restream target that failed during the current publish.", labels=labels)
+    for key, p in rows:
+        m.add_metric(key, p.get("failures") or 0)
+    yield m
+
+
 class SenderCollector:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -198,6 +223,7 @@ class SenderCollector:
         for g in ingest.get("generations", ()):
             m.add_metric([slug.get(g["stream_id"], g["stream_id"])], 1 if g.get("spool_full") else 0)
         yield m
+        yield from restream_families(ingest.get("restream", ()), slug)
 
         fresh = max(STATS_FRESH_S, 3 * ctx.config["snapshot.interval_s"])
         snapshot_stats = read_fresh_stats(ctx.install.state_dir, "snapshot", fresh)

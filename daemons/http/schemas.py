@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs typing_extensions' TypedDict on Python < 3.12
 
 from daemons.core import config
-from daemons.core.domain import endpoints, generations, playback, snapshots, streams
+from daemons.core.domain import endpoints, generations, playback, restream, snapshots, streams
 from daemons.media import names
 
 CLOSED = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -660,6 +660,68 @@ class RecordingDeleted(Recording):
     deleted: Literal[True]
 
 
+# --- restream: a stream's push targets (domain.restream); the URL is answered masked, always ----------
+
+RestreamTargetId = _text("A restream target's id (rt_…).", 100)
+MaskedUrl = _described(str, "The target's URL with its stream key masked (rtmp://host/app/ab…cd); the key itself is "
+                            "never answered.")
+
+
+class RestreamAddParams(TypedDict):
+    __pydantic_config__ = CLOSED
+    stream: StreamRef
+    url: _text("rtmp:// or rtmps://host[:port]/app/key — the platform's URL with its stream key (stored as a secret, "
+               "answered masked).", restream.MAX_URL_LENGTH)
+    label: NotRequired[_text("A name for the target (e.g. YouTube).", 100)]
+
+
+class RestreamListParams(TypedDict):
+    __pydantic_config__ = CLOSED
+    stream: NotRequired[_described(StreamRef, "Only this stream's targets (default: every stream's).")]
+
+
+class RestreamTargetParams(TypedDict):
+    __pydantic_config__ = CLOSED
+    target: RestreamTargetId
+
+
+class RestreamTarget(TypedDict):
+    """A restream target as anyone may see it."""
+
+    __pydantic_config__ = CLOSED
+    id: str
+    stream_id: StreamId
+    stream: Slug
+    label: str
+    url: MaskedUrl
+    enabled: bool
+    created_at: Time
+    updated_at: Time
+    deleted_at: _described(Time | None, "When it was removed (restream.remove answers it).")
+
+
+class RestreamTargets(TypedDict):
+    __pydantic_config__ = CLOSED
+    targets: list[RestreamTarget]
+
+
+class RestreamTargetState(TypedDict):
+    """A target of the stream and what sender-ingest is doing with it."""
+
+    __pydantic_config__ = CLOSED
+    id: str
+    label: str
+    url: MaskedUrl
+    enabled: bool
+    state: _described(Literal[restream.STATES], "idle (no publisher) or disabled; while the stream has a publisher: "
+                                                 "connecting, live or failing.")
+    state_since: Time | None
+    last_error: _described(str | None, "Why the last push failed (ffmpeg's message, the key masked).")
+    bytes: _described(int, "Bytes pushed to the target during this publish.")
+    bitrate_bps: _described(int, "Bits per second pushed now.")
+    attempts: _described(int, "Connections tried during this publish.")
+
+
 class StreamStatus(TypedDict):
     """stream.status: is it live?"""
 
@@ -677,6 +739,7 @@ class StreamStatus(TypedDict):
     ends_at: _described(Time | None, "When the reconnect grace ends the broadcast if its publisher does not come back.")
     pipeline: _described(dict[str, Any] | None, "The generation's packaging pipeline as the ingest daemon reports it.")
     warnings: list[str]
+    restream: _described(list[RestreamTargetState], "Its restream targets with their state.")
     ingest_running: _described(bool, "false when the ingest daemon's stats are missing or stale.")
     stats_updated_at: Time | None
 

@@ -10,6 +10,7 @@ from daemons.core.domain import playback
 from daemons.core.errors import InvalidInput
 from daemons.core.stats import read_fresh_stats
 from sender_cli import context, render
+from sender_cli.commands import restream as restream_cmd
 from sender_cli.commands.completion import stream_slugs
 from sender_cli.context import JSON_OPTION
 
@@ -176,6 +177,10 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
             render.console.print(f"The publisher left at {data['publisher_left_at']} (reconnect grace {data['reconnect_grace']}){ends}.", markup=False)
         else:
             render.console.print("No publisher connected.", markup=False)
+        if data["restream"]:
+            render.console.print("Restream targets:", markup=False)
+            for line in restream_cmd.status_lines(data["restream"]):
+                render.console.print(line, markup=False)
         for w in data["warnings"]:
             render.err_console.print(f"warning: {w}", markup=False)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from daemons.core import advice
 from daemons.core.config import parse_grace
-from daemons.core.domain import generations, renditions
+from daemons.core.domain import generations, renditions, restream
 from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, new_id, now_iso
 from daemons.core.errors import Conflict, InvalidInput, NotFound
 from daemons.core.store import Store
@@ -133,7 +133,8 @@ def public_listing(store: Store) -> list[dict]:
 def status(store: Store, ref: str, ingest: dict, config) -> dict:
     """Is it live? What `sender stream status` and the management API's stream.status answer:
     the latest generation and, from the ingest daemon's stats (`ingest`, {} when it is not
-    running), the connected publisher, the packaging pipeline, and advice for the broadcaster."""
+    running), the connected publisher, the packaging pipeline, each restream target's state, and
+    advice for the broadcaster."""
     stream = get(store, ref)
     generation = generations.latest(store, stream["id"])
     active = generation is not None and generations.is_active(generation["status"])
@@ -155,6 +156,7 @@ def status(store: Store, ref: str, ingest: dict, config) -> dict:
         "pipeline": pipeline,
         "warnings": advice.stream_warnings(publisher, pipeline, segment_target_s=config["hls.segment_target_s"],
                                            spool_root=str(config["spool.root"])),
+        "restream": restream.states(restream.list_(store, stream["id"]), ingest if active else {}),
         "ingest_running": bool(ingest),
         "stats_updated_at": ingest.get("updated_at"),
     }

@@ -215,6 +215,10 @@ class SenderCollector:
         ingest = read_fresh_stats(ctx.install.state_dir, "ingest", STATS_FRESH_S) or {}
         publishers = ingest.get("publishers", [])
         yield GaugeMetricFamily("sender_ingest_publishers", "Publishers connected to the ingest daemon.", value=len(publishers))
+        recordings = ingest.get("recordings")  # sender-ingest's retention loop: at most a minute old
+        if recordings is not None:
+            yield GaugeMetricFamily("sender_recordings", "Recordings (recorded generations) in the spool.", value=recordings["count"])
+            yield GaugeMetricFamily("sender_recordings_bytes", "Bytes the recordings take in the spool.", value=recordings["bytes"])
         m = GaugeMetricFamily("sender_ingest_bitrate_bits", "Bits per second received from each stream's publisher.", labels=["stream"])
         for p in publishers:
             m.add_metric([slug.get(p["stream_id"], p["stream_id"])], p.get("bitrate_bps") or 0)

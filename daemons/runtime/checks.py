@@ -277,6 +277,34 @@ def check_store(cfg: Config) -> tuple[Check, list[dict]]:
     return _ok("store", f"{path} migrated ({len(applied)} migrations)"), renditions
 
 
+def check_recordings(cfg: Config) -> Check:
+    """What the recordings take in the spool, against recording.max_bytes; a warning when
+    recording is on with no size limit (only recording.keep then bounds them)."""
+    from daemons.core.domain import recordings
+    from daemons.core.store import Store
+
+    store_path, spool = Path(cfg["store.path"]), Path(cfg["spool.root"])
+    if not store_path.exists() or not spool.is_dir():
+        return _ok("recordings", "none (no store or spool yet)")
+    try:
+        with Store.open(store_path, busy_timeout_ms=cfg["store.busy_timeout_ms"], migrate=False) as store:
+            used = recordings.usage(store, spool)
+    except Exception as e:  # noqa: BLE001 - an unmigrated or broken store: the store check says why
+        return _warn("recordings", f"cannot count the recordings: {e}")
+    enabled, max_bytes = cfg["recording.enabled"], cfg["recording.max_bytes"]
+    detail = f"{used['count']} recording(s), {_size(used['bytes'])} in {spool}"
+    detail += f" (recording.max_bytes {_size(max_bytes)}, recording.keep {cfg['recording.keep']})" if max_bytes else \
+        f" (recording.keep {cfg['recording.keep']}, no size limit)"
+    if max_bytes and used["bytes"] > max_bytes:
+        return _warn("recordings", detail + ": over recording.max_bytes",
+                     "sender-ingest's retention removes the oldest ended ones within a minute (live ones count but stay): "
+                     "check that sender-ingest runs")
+    if enabled and not max_bytes:
+        return _warn("recordings", detail + "; recording.enabled: until recording.keep removes them, recordings fill the spool",
+                     "`sender config set recording.max_bytes <bytes>` (a share of the spool's disk)")
+    return _ok("recordings", detail)
+
+
 # --- ports -------------------------------------------------------------------------------------
 
 
@@ -649,6 +677,7 @@ def doctor(config_path: str | os.PathLike | None, *, daemons: list[str], unit_di
     if Path(cfg["node.state_dir"]).is_dir():
         out.append(check_secret(Path(cfg["node.state_dir"])))
     out.append(store_check)
+    out.append(check_recordings(cfg))
     out += check_ports(cfg)
     out += check_tls(cfg)
     out += check_front(cfg)

@@ -68,6 +68,7 @@ def status(
         "keys": len([k for k in domain.keys.list_(store) if not k["revoked_at"]]),
         "endpoints": len(domain.endpoints.list_(store)),
         "active_generations": [{"stream": g["stream"], "id": g["id"], "status": g["status"]} for g in active],
+        "recordings": domain.recordings.usage(store, inst.spool_root),  # {count, bytes}: the disk they take
         "daemons": _running_daemons(inst.state_dir),
     }
     up = read_fresh_stats(inst.state_dir, UP_STATS)  # a running `sender up` supervising them
@@ -92,6 +93,8 @@ def status(
                 "active keys": data["keys"],
                 "endpoints": data["endpoints"],
                 "live now": [f"{g['stream']} ({g['status']})" for g in active] or "nothing",
+                "recordings": f"{data['recordings']['count']}, {data['recordings']['bytes'] / 2**20:.1f} MiB"
+                              + (f" of {cfg['recording.max_bytes'] / 2**20:.0f} MiB (recording.max_bytes)" if cfg["recording.max_bytes"] else ""),
                 "daemons running": [running(name, d) for name, d in data["daemons"].items()] or "none",
                 "sender up": f"pid {up['pid']}, {data['sender_up']['restarts']} restart(s)" if up else "not running",
             },

@@ -205,3 +205,19 @@ def test_the_store_side_of_retention(store, install):
     assert expired == {plain["id"], unknown}  # a recording never goes by spool.ended_retention
     assert [(r["id"], r["status"]) for r in recordings] == [(recorded["id"], "starting")]
     assert domain.recordings.retention(store, [], ended_retention_s=0) == (set(), [])
+
+
+def test_sender_doctor_weighs_the_recordings_against_recording_max_bytes(store, install):
+    from daemons.runtime.checks import OK, WARN, check_recordings
+
+    stream = domain.streams.create(store, "demo")
+    gen, _ = domain.streams.start(store, "demo", record_default=True)
+    write_recording(install.spool_root, stream["id"], gen["id"], 4)
+    used = domain.recordings.usage(store, install.spool_root)["bytes"]
+    cfg = install.config.with_value("recording.max_bytes", used + 1)
+    assert check_recordings(cfg).status == OK and check_recordings(cfg).detail.startswith("1 recording(s), ")
+    over = check_recordings(cfg.with_value("recording.max_bytes", used - 1))
+    assert over.status == WARN and "over recording.max_bytes" in over.detail and "sender-ingest" in over.fix
+    unbounded = check_recordings(cfg.with_value("recording.max_bytes", 0).with_value("recording.enabled", True))
+    assert unbounded.status == WARN and "recording.max_bytes" in unbounded.fix
+    assert check_recordings(cfg.with_value("recording.max_bytes", 0)).status == OK  # recording off: nothing grows

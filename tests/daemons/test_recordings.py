@@ -330,3 +330,35 @@ async def test_the_cli_and_the_management_api_list_show_export_and_delete_record
     assert gone.returncode == 0 and not first.exists(), gone.stderr
     with inst.open_store() as store:
         domain.streams.stop(store, "demo")
+
+
+async def test_the_disk_recordings_take_in_sender_status_doctor_and_metrics(nursery, tmp_path):
+    inst = recording_install(tmp_path / "var", **{"spool.ended_retention": "1s"})  # the retention loop: every 0.5 s
+    ingest = await start_ingest(nursery, inst)
+    http = await start_http(nursery, inst)
+    s = add_stream(inst)
+    for _ in range(2):
+        await record_fast(ingest, s, 4)
+    with inst.open_store() as store:
+        usage = domain.recordings.usage(store, inst.spool_root)
+    assert usage["count"] == 2 and usage["bytes"] > 100_000
+    await wait_for(lambda: ingest.daemon.recordings == usage, timeout=5)
+
+    async def metric(name: str) -> float | None:
+        async with http.client() as client:
+            text = (await client.get("/metrics")).text
+        found = re.search(rf"^{name} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else None
+
+    with trio.fail_after(10):  # once sender-ingest's stats file carries the retention loop's count
+        while await metric("sender_recordings_bytes") != usage["bytes"]:
+            await trio.sleep(0.2)
+    assert await metric("sender_recordings") == 2
+    status = await sender_cli(inst, "status", "--json")
+    assert json.loads(status.stdout)["recordings"] == usage
+    doctor = await sender_cli(inst, "doctor", "--json")
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "recordings")
+    # Recording on with no size limit: worth a warning, with the figure.
+    assert check["status"] == "warn" and check["detail"].startswith("2 recording(s), ") and "no size limit" in check["detail"]
+    human = await sender_cli(inst, "status")
+    assert f"2, {usage['bytes'] / 2**20:.1f} MiB" in human.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from tests.daemons.conftest import (
     wait_for,
 )
 from tests.http.conftest import start_http
+from tests.http.test_management import add_token
+from tests.web.test_admin import signed_in
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_INTERVAL_S = 10.0  # thumbnails.interval_s's default, for the CPU figure
@@ -107,6 +110,12 @@ async def test_live_thumbnails_are_served_with_the_visibility_rules_and_change_a
         assert "og:image" not in private_watch  # a link preview has no token
         assert f'<img slot="poster" src="/api/streams/priv/thumbnail.jpg?token={token}"' in private_watch
         assert "thumbnail" not in (await c.get("/watch/priv")).text
+        # The admin page: each live stream's picture, a private one's with a token of its own.
+        await signed_in(c, add_token(inst))
+        admin = (await c.get("/admin")).text
+        assert '<img src="/api/streams/pub/thumbnail.jpg" alt="" width="96">' in admin
+        own = re.search(r'<img src="(/api/streams/priv/thumbnail.jpg\?token=[^"]+)"', admin).group(1)
+        assert (await c.get(own)).content[:3] == JPEG_MAGIC
 
         with trio.fail_after(30):
             while len(published) < 2:

@@ -166,6 +166,7 @@ class TargetPush:
 
     def stop(self) -> None:
         """Stop pushing: ffmpeg gets EOF (it flushes and unpublishes), the supervisor ends."""
+        self.sink.restreamer.finishing[self.target.id] = self.done
         self._closing = True
         self._wake.set()
         if self._child is None:
@@ -174,6 +175,12 @@ class TargetPush:
     async def run(self) -> None:
         try:
             with self._scope:
+                # A previous push to this target (the publisher's last connection, or a target
+                # disabled and enabled again) first unpublishes, so the two do not meet there.
+                previous = self.sink.restreamer.finishing.get(self.target.id)
+                if previous is not None:
+                    with trio.move_on_after(STOP_GRACE_S + 1):
+                        await previous.wait()
                 await self.sink.started.wait()
                 while not self._closing:
                     await self._attempt()
@@ -188,6 +195,8 @@ class TargetPush:
             self._set_state("failing", "internal error (see the sender-ingest log)")
         finally:
             self.done.set()
+            if self.sink.restreamer.finishing.get(self.target.id) is self.done:
+                del self.sink.restreamer.finishing[self.target.id]
 
     async def _attempt(self) -> None:
         self.attempts += 1
@@ -353,18 +362,14 @@ class RestreamSink:
         return bytes(out)
 
     async def aclose(self) -> None:
-        """The publisher left: every ffmpeg gets EOF; wait (bounded) for them to unpublish, so a
-        reconnecting publisher's pushes do not meet their own previous ones at the target."""
+        """The publisher left: every ffmpeg gets EOF and unpublishes in the background (a
+        reconnecting publisher's push to the same target waits for that, not the publisher)."""
         self.closed = True
         if self.restreamer.sinks.get(self.stream["id"]) is self:
             del self.restreamer.sinks[self.stream["id"]]
-        pushes = list(self.pushes.values())
-        self.pushes.clear()
-        for push in pushes:
+        for push in self.pushes.values():
             push.stop()
-        with trio.CancelScope(shield=True), trio.move_on_after(STOP_GRACE_S + 1):
-            for push in pushes:
-                await push.done.wait()
+        self.pushes.clear()
 
 
 class Restreamer:
@@ -375,6 +380,7 @@ class Restreamer:
         self.backoff_max_s = config["restream.backoff_max_s"]
         self.nursery = nursery
         self.sinks: dict[str, RestreamSink] = {}  # stream id → its publish's sink
+        self.finishing: dict[str, trio.Event] = {}  # target id → a stopped push's end, while it unpublishes
 
     async def sink(self, store, stream: dict) -> RestreamSink:
         targets = (await store.run(domain_restream.active_targets, [stream["id"]]))[stream["id"]]

@@ -203,6 +203,27 @@ async def test_targets_that_refuse_or_die_are_retried_without_touching_the_strea
     assert not any(s in logged for s in secrets), "a stream key reached the log"
 
 
+@needs_ffmpeg
+@needs_nginx_rtmp
+async def test_a_reconnecting_publisher_pushes_again_after_its_previous_push_unpublished(nursery, tmp_path, nginx_rtmp):
+    inst = make_install(tmp_path / "var", **{"rtmp.record": False})
+    running = await start_ingest(nursery, inst)
+    show = add_stream(inst, "show")
+    with inst.open_store() as store:
+        target = restream.add(store, "show", nginx_rtmp.url(NGINX_KEY), max_targets=8)
+    sid = show.stream["id"]
+    for publish in range(2):
+        done = _publish(nursery, running.url(show.key), 5)
+        await wait_for(lambda: _pushes(running, sid).get(target["id"], {}).get("state") == "live", timeout=20)
+        assert _pushes(running, sid)[target["id"]]["attempts"] == 1, publish  # not refused as a duplicate publish
+        await wait_for(lambda: done, timeout=60)
+        assert done[0].returncode == 0
+        with trio.fail_after(2):  # the publisher's teardown does not wait for the push to unpublish
+            await running.publisher_left(sid)
+    await wait_for(lambda: not running.daemon.restream.finishing, timeout=10)
+    assert NGINX_KEY not in json.dumps(read_stats(inst.state_dir, "ingest"))
+
+
 # --- sans-IO parts ----------------------------------------------------------------------------
 
 

@@ -189,9 +189,10 @@ async def test_cpu_per_stream_stays_under_half_a_percent_of_a_core(nursery, tmp_
     thumbnailer = running.daemon.thumbnails
     tap = await wait_for(lambda: (t := thumbnailer.taps.get(s.stream["id"])) and t.decoder and thumbnailer.made >= 1 and t,
                          timeout=30)
-    pid, made0, ticks0 = tap.decoder.pid, thumbnailer.made, _cpu_ticks(tap.decoder.pid)
+    pid, made0, ticks0, t0 = tap.decoder.pid, thumbnailer.made, _cpu_ticks(tap.decoder.pid), trio.current_time()
     await wait_for(lambda: thumbnailer.made >= made0 + 12, timeout=40)
     made, ticks = thumbnailer.made - made0, _cpu_ticks(pid) - ticks0
+    assert trio.current_time() - t0 >= (made - 1) * 1.0  # no more often than thumbnails.interval_s
     assert tap.decoder.pid == pid and thumbnailer.failed == 0
     per_thumbnail_s = ticks / os.sysconf("SC_CLK_TCK") / made
 

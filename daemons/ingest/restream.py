@@ -199,6 +199,10 @@ class TargetPush:
                 del self.sink.restreamer.finishing[self.target.id]
 
     async def _attempt(self) -> None:
+        if self.sink.unsupported:
+            self._set_state("failing", self.sink.unsupported)
+            self._live_at = None
+            return
         self.attempts += 1
         self._set_state("connecting")
         self._live_at = None
@@ -306,6 +310,7 @@ class RestreamSink:
         self.audio_header: bytes | None = None
         self.started = trio.Event()  # the publisher sent a start point: ffmpegs may begin
         self.closed = False
+        self.unsupported: str | None = None  # why ffmpeg cannot take this publish, once known
 
     async def open(self) -> None:
         self.restreamer.sinks[self.stream["id"]] = self
@@ -331,6 +336,9 @@ class RestreamSink:
 
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
         header = media.header
+        if self.unsupported is None and (header.enhanced or getattr(header, "codec_id", 0) == flv.CODEC_HEVC):
+            # ffmpeg 5.1's FLV demuxer reads legacy FLV only (the native backend takes more).
+            self.unsupported = f"codec {header.fourcc or 'hvc1'} cannot be pushed: ffmpeg reads legacy FLV codecs only"
         if isinstance(media, rtmp.VideoData):
             if header.packet_type is None or header.packet_type is flv.VideoPacketType.METADATA:
                 return  # a command or HDR metadata: not media to pass on

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from daemons.core import domain
 from daemons.core.domain import restream
 from daemons.core.stats import read_stats
-from daemons.ingest.restream import Backoff, ProgressParser, total_size
+from daemons.ingest.restream import Backoff, ProgressParser, Restreamer, RestreamSink, total_size
+from daemons.media import flv, rtmp
 from sender_cli.app import app as sender_app
 from tests.daemons.conftest import (
     FFPROBE,
@@ -34,6 +35,7 @@ from tests.daemons.conftest import (
     start_ingest,
     wait_for,
 )
+from tests.daemons.enhanced_rtmp import ex_video
 from tests.daemons.nginx_rtmp import NginxRtmp, needs_nginx_rtmp, nginx_rtmp  # noqa: F401 - fixture
 from tests.http.conftest import start_http
 from tests.http.test_management import add_token
@@ -222,6 +224,24 @@ async def test_a_reconnecting_publisher_pushes_again_after_its_previous_push_unp
             await running.publisher_left(sid)
     await wait_for(lambda: not running.daemon.restream.finishing, timeout=10)
     assert NGINX_KEY not in json.dumps(read_stats(inst.state_dir, "ingest"))
+
+
+async def test_a_codec_ffmpeg_cannot_read_fails_its_targets_without_starting_ffmpeg(nursery, tmp_path):
+    """An Enhanced RTMP publish (HEVC through the native backend): the targets say why, no ffmpeg runs."""
+    inst = make_install(tmp_path / "var")
+    restreamer = Restreamer(inst.config, nursery)
+    stream = {"id": "st_0000000000000001", "slug": "hevc"}
+    sink = RestreamSink(restreamer, stream, [restream.Target("rt_1", stream["id"], "", "rtmp://127.0.0.1:9/live/key-12345678")])
+    await sink.open()
+    for packet_type, keyframe in ((0, True), (1, True)):  # SequenceStart, then a keyframe's CodedFrames
+        body = ex_video("hvc1", packet_type, keyframe, b"\x00" * (3 if packet_type == 1 else 0) + b"\x01\x02")
+        await sink.write(rtmp.VideoData(0, body, flv.parse_video_tag(body)))
+    [push] = sink.pushes.values()
+    await wait_for(lambda: push.state == "failing")
+    assert push.attempts == 0 and "hvc1 cannot be pushed" in push.last_error
+    assert restreamer.stats()[0]["last_error"] == push.last_error
+    await sink.aclose()
+    await wait_for(push.done.is_set)
 
 
 # --- sans-IO parts ----------------------------------------------------------------------------

@@ -166,6 +166,21 @@ async def test_a_decoder_that_dies_is_replaced_and_touches_nothing_else(nursery,
     assert "#EXT-X-DISCONTINUITY\n" not in (pipeline_dir / "source" / "index.m3u8").read_text()
 
 
+@needs_ffmpeg
+async def test_thumbnails_off_means_no_tap_no_decoder_no_file(nursery, tmp_path):
+    inst = _thumbnail_install(tmp_path, **{"thumbnails.enabled": False})
+    running = await start_ingest(nursery, inst)
+    s = add_stream(inst)
+    done = []
+    nursery.start_soon(lambda: _publish_into(done, running.url(s.key), 4))
+    await wait_for(lambda: s.stream["id"] in running.daemon.publishers, timeout=20)
+    assert running.daemon.thumbnails.taps == {}  # while it publishes
+    await wait_for(lambda: done, timeout=30)
+    await running.publisher_left(s.stream["id"])
+    assert running.daemon.thumbnails.made == 0
+    assert not (running.generation_dirs(s.stream["id"])[0] / "thumbnail.jpg").exists()
+
+
 async def _publish_into(done: list, url: str, seconds: float) -> None:
     done.append(await run_publisher(ffmpeg_publish_cmd(url, seconds)))
 

@@ -244,6 +244,49 @@ async def _run_into(done: list, cmd: list[str]) -> None:
     done.append(await run_publisher(cmd, timeout=90))
 
 
+def _h264_tags(tmp_path) -> tuple[rtmp.VideoData, list[rtmp.VideoData]]:
+    """A real x264 stream with B-frames as the RTMP connection hands it on: its sequence header and keyframes."""
+    path = tmp_path / "src.flv"
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                    "-t", "3", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-f", "flv", str(path)], check=True)
+    video = [rtmp.VideoData(t.timestamp, t.body, flv.parse_video_tag(t.body))
+             for t in flv.FLVReader().feed(path.read_bytes()) if t.type == flv.TAG_VIDEO]
+    return next(v for v in video if v.is_sequence_header), [v for v in video if v.header.is_random_access]
+
+
+@needs_ffmpeg
+async def test_a_thumbnail_is_due_once_per_interval_and_only_for_a_new_keyframe(nursery, tmp_path, mock_clock):
+    """The schedule on trio's MockClock (the decoder is the real one: time stands still while it works)."""
+    inst = make_install(tmp_path / "var", **{"thumbnails.interval_s": 10.0, "thumbnails.width": 64})
+    thumbnailer = thumbnails.Thumbnailer(inst.config, nursery)
+    directory = tmp_path / "generation"
+    directory.mkdir()
+    tap = thumbnailer.tap({"id": "st_0000000000000001", "slug": "clock"}, "gen_0000000000000001", directory)
+    await tap.open()
+    sequence_header, keyframes = _h264_tags(tmp_path)
+    picture = directory / "thumbnail.jpg"
+    await thumbnailer.round()
+    assert thumbnailer.made == 0 and not picture.exists()  # no keyframe yet
+    await tap.write(sequence_header)
+    await tap.write(keyframes[0])
+    await thumbnailer.round()  # the first keyframe: at once
+    first = picture.read_bytes()
+    assert thumbnailer.made == 1 and first[:3] == JPEG_MAGIC and _jpeg_size(first, tmp_path) == (64, 48)
+    await tap.write(keyframes[1])
+    mock_clock.jump(9.9)
+    await thumbnailer.round()  # a new keyframe, but the interval has not passed
+    assert thumbnailer.made == 1 and picture.read_bytes() == first
+    mock_clock.jump(0.1)
+    await thumbnailer.round()
+    assert thumbnailer.made == 2 and picture.read_bytes() != first  # testsrc2 moved in that second
+    mock_clock.jump(60)
+    await thumbnailer.round()  # due, but no new keyframe since: nothing to decode
+    assert thumbnailer.made == 2 and thumbnailer.failed == 0
+    await tap.aclose()
+    assert thumbnailer.taps == {} and tap.decoder is None
+
+
 # --- the JPEG splitter ------------------------------------------------------------------------
 
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Ingest load: CPU and RSS of Sender's ingest daemon vs nginx-rtmp, 1 and 8 publishers at 3 Mbps.
+"""Ingest load: CPU and RSS of Sender's ingest daemon (native and ffmpeg media backends) vs
+nginx-rtmp, 1 and 8 publishers at 3 Mbps.
 
-For each publisher count N and each server (Sender's `sender daemon ingest`, nginx with
-libnginx-mod-rtmp configured as the team's peer config): start the server on 127.0.0.1, start N
+For each publisher count N and each server (Sender's `sender daemon ingest` with `backend.kind =
+"native"` and with `"ffmpeg"`, thumbnails off; nginx with libnginx-mod-rtmp configured as the
+team's peer config): start the server on 127.0.0.1, start N
 ffmpeg publishers looping a pre-encoded 720p30 3 Mbps FLV with `-c copy`, wait until all N are
 accepted and writing, warm up, then measure the server's process tree over a fixed window:
 CPU (utime+stime from /proc/PID/stat), RSS (VmRSS, sampled), and the bytes the server itself
 counts as received (Sender: its stats file; nginx: rtmp_stat) to confirm ~3 Mbps per stream.
 
-What each server does with the media is part of its cost, as configured: Sender's ingest appends
-the FLV it receives to the spool (until the media pipeline replaces that); nginx-rtmp writes HLS
-(2 s MPEG-TS fragments and a playlist per stream).
+What each server does with the media is part of its cost, as configured: Sender packages LL-HLS
+(the native backend in the daemon; the ffmpeg one with an ffmpeg remux per publish, a child of the
+daemon and measured with it); nginx-rtmp writes HLS (2 s MPEG-TS fragments and a playlist per
+stream). Issue 16's goals for the native backend: <= 2.0 % of a core per stream with 1 and with 8
+publishers, and RSS growth <= 3 MB per added stream.
 
 Run from the checkout:  .venv/bin/python bench/ingest_load.py [--seconds 15] [--json]
 Needs: apt-get install nginx libnginx-mod-rtmp ffmpeg
@@ -43,12 +47,15 @@ from harness import (  # noqa: E402
 )
 from servers import NginxRtmp, SenderIngest  # noqa: E402
 
-GOAL_PCT_PER_STREAM = 3.0  # issue 3: the RTMP layer costs <= 3 % of one core per 3 Mbps stream
+GOAL_PCT_PER_STREAM = 2.0  # issue 16, the native backend (issue 3's was 3 % for the RTMP layer alone)
+GOAL_RSS_MB_PER_ADDED_STREAM = 3.0  # issue 16
+GOAL_SERVER = "native"
 ACCEPT_TIMEOUT_S = 45.0
 BUSY_MACHINE_PCT = 50.0  # other processes' CPU (% of a core) above which a run is flagged
 LOW_BITRATE_MBPS = 2.7  # below this per stream, the run did not carry the intended load
-SERVERS = ("sender", "nginx")
-LABELS = {"sender": SenderIngest.label, "nginx": NginxRtmp.label}
+SERVERS = ("native", "ffmpeg", "sender", "nginx")
+LABELS = {"native": "Sender (native)", "ffmpeg": "Sender (ffmpeg)", "sender": SenderIngest.label, "nginx": NginxRtmp.label}
+BACKENDS = {"native": "native", "ffmpeg": "ffmpeg"}
 
 
 def log(message: str) -> None:
@@ -59,10 +66,11 @@ def measure(server_name: str, n: int, root: Path, tools: dict, clip: Path, secon
             sender_source: Path | None) -> dict:
     """One server, N publishers: set up, load, measure one window, tear down."""
     root.mkdir(parents=True)
-    if server_name == "sender":
-        server = SenderIngest(root / "server", sender_cli(), sender_source)
-    else:
+    if server_name == "nginx":
         server = NginxRtmp(root / "server", tools["nginx"], NGINX_RTMP_MODULE)
+    else:
+        server = SenderIngest(root / "server", sender_cli(), sender_source)
+        server.name, server.label = server_name, LABELS[server_name]
     publishers = Publishers(tools["ffmpeg"], clip, root / "publishers")
 
     def problem() -> str | None:
@@ -74,6 +82,13 @@ def measure(server_name: str, n: int, root: Path, tools: dict, clip: Path, secon
 
     log(f"{server.label}, {n} publisher(s): setting up in {root}")
     server.setup(n)
+    if server_name != "nginx":
+        if server_name in BACKENDS:
+            server._cli("config", "set", "backend.kind", BACKENDS[server_name])
+        try:  # thumbnails are a feature of their own (an ffmpeg per stream every few seconds)
+            server._cli("config", "set", "thumbnails.enabled", "false")
+        except SetupError:
+            pass  # a revision before thumbnails
     exit_code = None
     try:
         server.start()
@@ -93,7 +108,7 @@ def measure(server_name: str, n: int, root: Path, tools: dict, clip: Path, secon
         window.run_for(seconds, check=check)
         figures = window.end()
         out1 = server.output_bytes()
-        if server_name == "sender":
+        if server_name != "nginx":
             time.sleep(1.1)  # the daemon writes its stats every second: take a sample from after the window
         t_in1, bytes1 = server.bytes_in()
         check()
@@ -146,28 +161,36 @@ def summarize(runs: list[dict], servers: list[str], counts: list[int]) -> tuple[
     by = {(r["server"], r["publishers"]): r for r in rows}
     ratios = []
     for n in counts:
-        a, b = by.get(("sender", n)), by.get(("nginx", n))
-        if a and b:
-            ratios.append({
-                "publishers": n,
-                "cpu": a["cpu_pct_of_core"] / b["cpu_pct_of_core"] if b["cpu_pct_of_core"] > 0 else None,
-                "rss_peak": a["rss_mb_peak"] / b["rss_mb_peak"],
-                "pss_mean": a["pss_mb_mean"] / b["pss_mb_mean"],
-            })
-    marginal = {}
+        b = by.get(("nginx", n))
+        for s in servers:
+            a = by.get((s, n))
+            if s != "nginx" and a and b:
+                ratios.append({
+                    "server": s, "publishers": n,
+                    "cpu": a["cpu_pct_of_core"] / b["cpu_pct_of_core"] if b["cpu_pct_of_core"] > 0 else None,
+                    "rss_peak": a["rss_mb_peak"] / b["rss_mb_peak"],
+                    "pss_mean": a["pss_mb_mean"] / b["pss_mb_mean"],
+                })
+    marginal, rss_growth = {}, {}
     if len(counts) >= 2:
         lo, hi = min(counts), max(counts)
         for s in servers:
             if (s, lo) in by and (s, hi) in by:
                 marginal[s] = (by[(s, hi)]["cpu_pct_of_core"] - by[(s, lo)]["cpu_pct_of_core"]) / (hi - lo)
-    per_stream = {n: by[("sender", n)]["cpu_pct_per_stream"] for n in counts if ("sender", n) in by}
-    worst = {n: by[("sender", n)]["cpu_pct_of_core_max"] / n for n in counts if ("sender", n) in by}
+                rss_growth[s] = (by[(s, hi)]["rss_mb_peak"] - by[(s, lo)]["rss_mb_peak"]) / (hi - lo)
+    per_stream = {n: by[(GOAL_SERVER, n)]["cpu_pct_per_stream"] for n in counts if (GOAL_SERVER, n) in by}
+    worst = {n: by[(GOAL_SERVER, n)]["cpu_pct_of_core_max"] / n for n in counts if (GOAL_SERVER, n) in by}
+    growth = rss_growth.get(GOAL_SERVER)
     goal = {
+        "server": GOAL_SERVER,
         "limit_pct_of_core_per_stream": GOAL_PCT_PER_STREAM,
-        "sender_pct_per_stream": per_stream,
-        "sender_pct_per_stream_worst_round": worst,
+        "pct_per_stream": per_stream,
+        "pct_per_stream_worst_round": worst,
         "marginal_pct_per_added_stream": marginal,
-        "met": bool(per_stream) and all(v <= GOAL_PCT_PER_STREAM for v in per_stream.values()),
+        "rss_mb_per_added_stream": rss_growth,
+        "limit_rss_mb_per_added_stream": GOAL_RSS_MB_PER_ADDED_STREAM,
+        "cpu_met": bool(per_stream) and all(v <= GOAL_PCT_PER_STREAM for v in per_stream.values()),
+        "rss_met": growth is not None and growth <= GOAL_RSS_MB_PER_ADDED_STREAM,
     }
     return rows, ratios, goal
 
@@ -203,17 +226,24 @@ def render(report: dict) -> str:
         out.append("")
         for q in ratios:
             cpu = f"{q['cpu']:.1f}x" if q["cpu"] is not None else "n/a"
-            out.append(f"Sender / nginx-rtmp, {q['publishers']} publisher(s): CPU {cpu}, RSS peak {q['rss_peak']:.1f}x, "
-                       f"PSS {q['pss_mean']:.1f}x")
+            out.append(f"{LABELS[q['server']]} / nginx-rtmp, {q['publishers']} publisher(s): CPU {cpu}, RSS peak "
+                       f"{q['rss_peak']:.1f}x, PSS {q['pss_mean']:.1f}x")
     if goal["marginal_pct_per_added_stream"]:
         out.append("Marginal CPU per added stream: " + ", ".join(
             f"{LABELS[s]} {v:.2f} % of a core" for s, v in goal["marginal_pct_per_added_stream"].items()))
-    if goal["sender_pct_per_stream"]:
-        verdict = "MET" if goal["met"] else "NOT MET"
-        out.append(f"Goal <= {goal['limit_pct_of_core_per_stream']:g} % of one core per 3 Mbps stream: {verdict} ("
-                   + ", ".join(f"{n} pub: {v:.2f} %" + (f" (worst round {goal['sender_pct_per_stream_worst_round'][n]:.2f} %)"
+        out.append("RSS growth per added stream (peak): " + ", ".join(
+            f"{LABELS[s]} {v:.1f} MB" for s, v in goal["rss_mb_per_added_stream"].items()))
+    if goal["pct_per_stream"]:
+        label = LABELS[goal["server"]]
+        out.append(f"Goal ({label}) <= {goal['limit_pct_of_core_per_stream']:g} % of one core per 3 Mbps stream: "
+                   f"{'MET' if goal['cpu_met'] else 'NOT MET'} ("
+                   + ", ".join(f"{n} pub: {v:.2f} %" + (f" (worst round {goal['pct_per_stream_worst_round'][n]:.2f} %)"
                                                              if report["settings"]["rounds"] > 1 else "")
-                               for n, v in goal["sender_pct_per_stream"].items()) + ")")
+                               for n, v in goal["pct_per_stream"].items()) + ")")
+        growth = goal["rss_mb_per_added_stream"].get(goal["server"])
+        if growth is not None:
+            out.append(f"Goal ({label}) RSS growth <= {goal['limit_rss_mb_per_added_stream']:g} MB per added stream: "
+                       f"{'MET' if goal['rss_met'] else 'NOT MET'} ({growth:.1f} MB)")
     for w in report["warnings"]:
         out.append(f"WARNING: {w}")
     return "\n".join(out)
@@ -224,7 +254,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="measurement window per run (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after all publishers are accepted (default 3)")
     p.add_argument("--publishers", default="1,8", help="comma-separated publisher counts (default 1,8; at most 32)")
-    p.add_argument("--servers", default="sender,nginx", help="comma-separated: sender, nginx (default both)")
+    p.add_argument("--servers", default="native,ffmpeg,nginx",
+                   help="comma-separated: native, ffmpeg (Sender with that backend.kind), sender (as configured by "
+                        "default), nginx (default native,ffmpeg,nginx)")
     p.add_argument("--rounds", type=int, default=1, help="repeat every run this many times; medians are shown (default 1)")
     p.add_argument("--sender-rev", metavar="REV",
                    help="measure this git revision of Sender (exported with git archive) instead of the working tree")
@@ -239,7 +271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.counts or not all(1 <= n <= 32 for n in args.counts):
         p.error("--publishers: between 1 and 32 each")
     if not args.server_list or any(s not in SERVERS for s in args.server_list):
-        p.error("--servers: sender and/or nginx")
+        p.error("--servers: native, ffmpeg, sender and/or nginx")
     if not (3 <= args.seconds <= 300) or not (0 <= args.warmup <= 60) or not (1 <= args.rounds <= 5):
         p.error("bounds: 3 <= --seconds <= 300, 0 <= --warmup <= 60, 1 <= --rounds <= 5")
     return args
@@ -250,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="sender-bench-ingest-"))
     try:
         tools = require_tools(nginx="nginx" in args.server_list)
-        if "sender" in args.server_list:
+        if any(s != "nginx" for s in args.server_list):
             sender_cli()
         sender_source = None
         if args.sender_rev:

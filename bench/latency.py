@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Latency: Sender's LL-HLS vs nginx-rtmp's HLS — startup, availability delay, player latency, CPU.
+"""Latency: Sender's LL-HLS (native and ffmpeg backends) vs nginx-rtmp's HLS — startup,
+availability delay, player latency, CPU; and what a corrupt packet and a publisher drop do.
 
-Issue 4's benchmark. For each server (Sender's `sender daemon ingest`, whose media pipeline remuxes
-with ffmpeg and packages LL-HLS itself; nginx with libnginx-mod-rtmp and the team's peer config,
-HLS with 2 s fragments) one run does:
+Issues 4 and 16. The servers: Sender's `sender daemon ingest` with `backend.kind = "native"`
+(Sender writes the source rendition's CMAF from the RTMP packets itself) and with `"ffmpeg"` (an
+ffmpeg remux per publish), both packaging LL-HLS; nginx with libnginx-mod-rtmp and the team's
+peer config, HLS with 2 s fragments. For each frame rate asked (`--fps 30,15`: the cached
+720p 3 Mbps clip encoded at that rate, 2 s GOP) and each server, one run does:
 
 1. start the server on 127.0.0.1 and watch the directory its playlist will appear in (inotify);
 2. publish the cached 720p30 3 Mbps clip (2 s GOP) with the real-time RTMP publisher below,
@@ -15,7 +18,7 @@ HLS with 2 s fragments) one run does:
    playlist version → its media end time (segment start + cumulated part/EXTINF durations, media
    time 0 = the first video frame, where both servers start) → its last video frame → availability
    delay = first listed − that frame's send time; the server's CPU (its process tree: Sender's
-   daemon + its ffmpeg remux; nginx's master + worker + cache manager) from /proc;
+   daemon + its ffmpeg remux, if any; nginx's master + worker + cache manager) from /proc;
 5. player latency estimate = availability delay + PART-HOLD-BACK (Sender, LL-HLS; read from the
    playlist) or + HOLD-BACK (3 × TARGETDURATION when the playlist has none: nginx).
 
@@ -23,7 +26,14 @@ Then, to see where Sender's part delay goes: the part files' rename times (from 
 watch) against the playlist's, and a standalone run of the exact ffmpeg command Sender's daemon
 ran (read from /proc), fed the same paced FLV on stdin, timing each video frame's fragment on stdout.
 
-Run from the checkout:  .venv/bin/python bench/latency.py [--seconds 60] [--json]
+With `--faults`, one more run per server (30 fps): the publisher sends one corrupt video packet
+(a P-frame whose first NAL unit length is made too long), then its connection is cut mid-GOP
+and it publishes again a second later from the clip's start (timestamps from 0, as a
+reconnecting encoder does); what each server did is read from its output: whether the publish
+survived the packet, discontinuities, media listed vs sent, decoder errors in the listed media
+(ffmpeg decodes every listed segment), and how long until new media was listed again.
+
+Run from the checkout:  .venv/bin/python bench/latency.py [--seconds 60] [--fps 30,15] [--faults] [--json]
 Needs: apt-get install nginx libnginx-mod-rtmp ffmpeg
 """
 
@@ -34,6 +44,7 @@ import bisect
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import struct
@@ -78,14 +89,18 @@ from daemons.media import flv, hls  # noqa: E402
 from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment  # noqa: E402
 from daemons.media import amf0  # noqa: E402
 
-# Issue 4's goals.
+# Issue 16's goals for the native backend (issue 4's: startup <= 1.0 s, part delay p95 <= 100 ms,
+# player latency <= 1.0 s, CPU <= 3 % per stream).
 GOAL_STARTUP_S = 1.0
-GOAL_PART_DELAY_P95_MS = 100.0
+GOAL_PART_DELAY_P95_MS = 10.0  # at every frame rate measured
 GOAL_PLAYER_LATENCY_S = 1.0
-GOAL_CPU_PCT_PER_STREAM = 3.0
+GOAL_CPU_PCT_PER_STREAM = 2.0
+GOAL_SERVER = "native"
 
-SERVERS = ("sender", "nginx")
-LABELS = {"sender": SenderIngest.label, "nginx": NginxRtmp.label}
+# Sender with each media backend (and "sender": as the revision's config has it), and the peer.
+SERVERS = ("native", "ffmpeg", "sender", "nginx")
+LABELS = {"native": "Sender (native)", "ffmpeg": "Sender (ffmpeg)", "sender": SenderIngest.label, "nginx": NginxRtmp.label}
+BACKENDS = {"native": "native", "ffmpeg": "ffmpeg"}
 STARTUP_TIMEOUT_S = 20.0
 TAIL_S = 5.0  # after the window: segments whose last frame was sent near its end get listed (≤ 2 s GOP + delay)
 BUSY_MACHINE_PCT = 50.0
@@ -555,21 +570,38 @@ def ffmpeg_children(root_pid: int) -> list[list[str]]:
     return [process_cmdline(pid) for pid in descendants(root_pid) if pid != root_pid and process_name(pid) == "ffmpeg"]
 
 
-def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argparse.Namespace,
-            sender_source: Path | None) -> dict:
-    root.mkdir(parents=True)
-    if server_name == "sender":
-        server = SenderIngest(root / "server", sender_cli(), sender_source)
-    else:
+def make_server(server_name: str, root: Path, tools: dict, sender_source: Path | None, publishers: int = 1):
+    """The server, set up for `publishers`: Sender with the backend asked for (thumbnails off: a
+    separate feature with an ffmpeg of its own every few seconds; left at the revision's default
+    where it has no such key), or nginx-rtmp."""
+    if server_name == "nginx":
         server = NginxRtmp(root / "server", tools["nginx"], NGINX_RTMP_MODULE)
-    log(f"{server.label}: setting up in {root}")
-    server.setup(1)
+        server.setup(publishers)
+        return server
+    server = SenderIngest(root / "server", sender_cli(), sender_source)
+    server.name, server.label = server_name, LABELS[server_name]
+    server.setup(publishers)
+    if server_name in BACKENDS:
+        server._cli("config", "set", "backend.kind", BACKENDS[server_name])
+    try:
+        server._cli("config", "set", "thumbnails.enabled", "false")
+    except SetupError:
+        pass  # a revision before thumbnails
+    return server
+
+
+def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argparse.Namespace,
+            sender_source: Path | None, fps: int = 30) -> dict:
+    root.mkdir(parents=True)
+    server = make_server(server_name, root, tools, sender_source)
+    log(f"{server.label} at {fps} fps: set up in {root}")
+    is_sender = server_name != "nginx"
     publisher = watcher = None
     exit_code = None
     ffmpeg_cmds: list[list[str]] = []
     try:
         server.start()
-        if server_name == "sender":
+        if is_sender:
             watcher = PlaylistWatcher(sender_rendition_dir(server.spool_streams), "index.m3u8")
         else:
             playlist = server.playlist(server.names[0])
@@ -595,7 +627,7 @@ def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argpars
         startup = watcher.first_listing - publisher.t_connect
         log(f"{server.label}: publisher accepted after {publisher.t_accepted - publisher.t_connect:.3f} s, "
             f"first playable playlist after {startup:.3f} s")
-        if server_name == "sender":
+        if is_sender:
             ffmpeg_cmds = ffmpeg_children(server.pid)
         time.sleep(max(0.0, publisher.t_media0 + args.warmup - time.monotonic()))
         check()
@@ -616,7 +648,7 @@ def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argpars
 
     video = publisher.video()
     lateness = [(t.sent - t.due) * 1000 for t in publisher.sent]
-    if server_name == "sender":
+    if is_sender:
         listed, facts = sender_listings(watcher.versions, watcher.files)
         ffmpeg_warnings = sum("ffmpeg:" in line for line in server.log.read_text(errors="replace").splitlines())
     else:
@@ -634,6 +666,7 @@ def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argpars
     result = {
         "server": server_name,
         "label": server.label,
+        "fps": fps,
         "startup_s": startup,
         "startup_detail": {
             "publish_accepted_s": publisher.t_accepted - publisher.t_connect,
@@ -664,10 +697,200 @@ def measure(server_name: str, root: Path, tools: dict, clip: Clip, args: argpars
         "_ffmpeg_argv": ffmpeg_cmds[0] if ffmpeg_cmds else None,
     }
     p, s = result["parts"]["delay_ms"], result["segments"]["delay_ms"]
-    log(f"{server.label}: {p['n']} parts (delay median {fmt(p['median'])} ms, p95 {fmt(p['p95'])} ms), "
+    log(f"{server.label} at {fps} fps: {p['n']} parts (delay median {fmt(p['median'])} ms, p95 {fmt(p['p95'])} ms), "
         f"{s['n']} segments (median {fmt(s['median'])} ms, p95 {fmt(s['p95'])} ms), CPU {cpu['cpu_pct_of_core']:.2f} % of a core, "
         f"exit code {exit_code}")
     return result
+
+
+# --- faults: a corrupt packet, a publisher drop ------------------------------------------------
+
+FAULT_CORRUPT_AT_MS = 5500  # the corrupt packet: the first P-frame at or after this media time (third GOP)
+FAULT_DROP_AT_S = 9.3  # the connection is cut here (mid-GOP), without an unpublish
+FAULT_GONE_S = 1.0  # the publisher comes back this long after
+FAULT_SECOND_S = 8.0  # and publishes this much of the clip again, from its start
+FAULT_TAIL_S = 4.0
+
+
+def corrupted(clip: Clip, at_ms: int) -> tuple[Clip, int]:
+    """The clip with one P-frame's first NAL unit length made longer than the frame (as a broken
+    encoder or a bit error before the RTMP layer would): its NAL units no longer fill it."""
+    media = list(clip.media)
+    for i, tag in enumerate(media):
+        if tag.type == flv.TAG_VIDEO and tag.timestamp >= at_ms and tag.body[0] >> 4 == 2 and tag.body[1] == 1:
+            body = bytearray(tag.body)
+            body[5:9] = (len(body) * 4).to_bytes(4, "big")
+            media[i] = flv.FLVTag(tag.type, tag.timestamp, bytes(body))
+            return Clip(clip.metadata, clip.headers, media, clip.loop_ms, clip.frame_ms), tag.timestamp
+    raise SetupError(f"no P-frame after {at_ms} ms in the clip")
+
+
+class SegmentKeeper(threading.Thread):
+    """Copies each media segment (and Sender's init segments) the moment a playlist version lists
+    it, before retention can delete it, for decoding afterwards."""
+
+    def __init__(self, watcher: PlaylistWatcher, dest: Path):
+        super().__init__(name="segment-keeper", daemon=True)
+        self.watcher, self.dest = watcher, dest
+        self.kept: dict[str, tuple[float, Path, str | None]] = {}  # uri → (first listed, copy, its init's copy)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        self.dest.mkdir(parents=True, exist_ok=True)
+        seen = 0
+        while not self.stopping.wait(0.05):
+            versions = self.watcher.versions[seen:]
+            seen += len(versions)
+            for at, text in versions:
+                init = None
+                for line in text.splitlines():
+                    if line.startswith("#EXT-X-MAP:"):
+                        init = line.split('URI="', 1)[1].split('"', 1)[0]
+                        self._copy(init)
+                    elif line and not line.startswith("#") and line not in self.kept:
+                        if (copy := self._copy(line)) is not None:
+                            self.kept[line] = (at, copy, init)
+
+    def _copy(self, name: str) -> Path | None:
+        target = self.dest / name
+        if target.exists():
+            return target
+        try:
+            shutil.copyfile(self.watcher.dir / name, target)
+        except OSError:
+            return None
+        return target
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+
+def decode_errors(ffmpeg: str, segment: Path, init: Path | None) -> int:
+    """Error lines ffmpeg prints decoding one segment (with its init segment for fMP4)."""
+    data = (init.read_bytes() if init is not None else b"") + segment.read_bytes()
+    out = subprocess.run([ffmpeg, "-hide_banner", "-v", "error", "-i", "pipe:0", "-f", "null", "-"], input=data,
+                         capture_output=True, timeout=60)
+    return sum(1 for line in out.stderr.decode(errors="replace").splitlines() if line.strip())
+
+
+def faults(server_name: str, root: Path, tools: dict, clip: Clip, sender_source: Path | None) -> dict:
+    """One publish with a corrupt packet, cut mid-GOP, and a second publish a second later (see
+    the module docstring); what the server made of it, from its playlists and its log."""
+    root.mkdir(parents=True)
+    server = make_server(server_name, root, tools, sender_source)
+    is_sender = server_name != "nginx"
+    log(f"{server.label}: faults run in {root}")
+    bad_clip, bad_ts = corrupted(clip, FAULT_CORRUPT_AT_MS)
+    first = second = watcher = keeper = None
+    try:
+        server.start()
+        if is_sender:
+            watcher = PlaylistWatcher(sender_rendition_dir(server.spool_streams), "index.m3u8")
+        else:
+            playlist = server.playlist(server.names[0])
+            watcher = PlaylistWatcher(lambda: playlist.parent, playlist.name)
+        watcher.start()
+        first = RtmpPublisher(server.urls()[0], bad_clip)
+        first.start(max_media_s=FAULT_DROP_AT_S)
+        wait_until(lambda: watcher.ready.is_set() and watcher.dir, STARTUP_TIMEOUT_S, f"{server.label}'s playlist directory",
+                   alive=server.problem)
+        keeper = SegmentKeeper(watcher, root / "kept")
+        keeper.start()
+        wait_until(first.done.is_set, FAULT_DROP_AT_S + 20, f"{server.label}: the first publish", alive=server.problem)
+        survived = first.error is None
+        first.stop()  # the connection is cut: no FCUnpublish, no deleteStream
+        t_drop = time.monotonic()
+        time.sleep(FAULT_GONE_S)
+        second = RtmpPublisher(server.urls()[0], clip)
+        second.start(max_media_s=FAULT_SECOND_S)
+        wait_until(second.done.is_set, FAULT_SECOND_S + 20, f"{server.label}: the second publish", alive=server.problem)
+        second_error = second.error
+        time.sleep(FAULT_TAIL_S)
+    finally:
+        for x in (second, first, keeper, watcher):
+            if x is not None:
+                x.stop()
+        exit_code = server.stop()
+    bad_sent = next(t.sent for t in first.sent if t.type == flv.TAG_VIDEO and t.ts == bad_ts)
+    listed, facts = (sender_listings if is_sender else simple_listings)(watcher.versions, watcher.files)
+    # Listings (parts and segments) by when they appeared: the longest wait for new media after the
+    # corrupt packet, before the drop; the first after the publisher came back.
+    seen = sorted(x.seen for x in listed)
+    around = [t for t in seen if bad_sent - 1.0 <= t <= t_drop]
+    longest_gap = max((b - a for a, b in zip(around, around[1:]) if b > bad_sent), default=None)
+    resumed = next((t for t in seen if t > second.t_connect), None)
+    # Media sent vs listed, per publish (a segment first listed before the second publish began is
+    # the first one's).
+    segments = sorted((x for x in listed if x.kind == "segment"), key=lambda x: x.seen)
+    durations = {}
+    for at, text in watcher.versions:
+        pl = hls.parse_media_playlist(text) if is_sender else None
+        if pl is not None:
+            durations.update({seg.uri: seg.duration for seg in pl.segments})
+        else:
+            pending = None
+            for line in text.splitlines():
+                if (m := _EXTINF.match(line.strip())):
+                    pending = float(m.group(1))
+                elif line.strip() and not line.startswith("#") and pending is not None:
+                    durations[line.strip()] = pending
+                    pending = None
+    first_listed = sum(durations.get(x.name, 0) for x in segments if x.seen < second.t_connect)
+    second_listed = sum(durations.get(x.name, 0) for x in segments if x.seen >= second.t_connect)
+    first_sent = (first.video()[-1].ts + clip.frame_ms) / 1000 if first.video() else 0
+    second_sent = (second.video()[-1].ts + clip.frame_ms) / 1000 if second.video() else 0
+    errors_first = errors_second = 0
+    for uri, (at, copy, init) in keeper.kept.items():
+        init_copy = keeper.dest / init if init else None
+        n = decode_errors(tools["ffmpeg"], copy, init_copy if init_copy and init_copy.exists() else None)
+        if at < second.t_connect:
+            errors_first += n
+        else:
+            errors_second += n
+    log_text = server.log.read_text(errors="replace")
+    result = {
+        "server": server_name, "label": server.label,
+        "corrupt_packet": {
+            "frame_ts_ms": bad_ts,
+            "publish_survived": survived,
+            "longest_wait_for_new_media_listed_s": longest_gap,
+            "media_sent_s": round(first_sent, 3), "media_listed_s": round(first_listed, 3),
+            "decoder_error_lines_in_listed_media": errors_first,
+            "server_log_lines": {
+                "packet dropped": log_text.count("packet dropped"),
+                "ffmpeg stderr": log_text.count("ffmpeg:"),
+                "nginx error.log": len(log_text.splitlines()) if not is_sender else None,
+            },
+        },
+        "publisher_drop": {
+            "second_publish_error": second_error,
+            "new_media_listed_after_reconnect_s": None if resumed is None else resumed - second.t_connect,
+            "media_sent_s": round(second_sent, 3), "media_listed_s": round(second_listed, 3),
+            "decoder_error_lines_in_listed_media": errors_second,
+        },
+        "discontinuities_listed": facts.discontinuities,
+        "segments_kept": len(keeper.kept),
+        "exit_code": exit_code,
+    }
+    log(f"{server.label}: faults: {json.dumps({k: result[k] for k in ('corrupt_packet', 'publisher_drop', 'discontinuities_listed')})}")
+    return result
+
+
+def render_faults(runs: list[dict]) -> str:
+    out = [f"Faults (30 fps): a corrupt P-frame at ~{FAULT_CORRUPT_AT_MS / 1000:g} s, the connection cut at "
+           f"{FAULT_DROP_AT_S:g} s, the publisher back {FAULT_GONE_S:g} s later from the clip's start"]
+    for r in runs:
+        c, d = r["corrupt_packet"], r["publisher_drop"]
+        out.append(f"  {r['label']}: corrupt packet: publish {'went on' if c['publish_survived'] else 'DROPPED'}; longest wait for "
+                   f"new media listed {fmt(c['longest_wait_for_new_media_listed_s'], 2)} s; listed {c['media_listed_s']:.2f} of "
+                   f"{c['media_sent_s']:.2f} s sent; {c['decoder_error_lines_in_listed_media']} decoder error lines in the listed "
+                   f"media; log: {', '.join(f'{k} {v}' for k, v in c['server_log_lines'].items() if v is not None)}")
+        out.append(f"  {r['label']}: publisher drop: new media listed {fmt(d['new_media_listed_after_reconnect_s'], 3)} s after "
+                   f"the reconnect; listed {d['media_listed_s']:.2f} of {d['media_sent_s']:.2f} s sent; "
+                   f"{d['decoder_error_lines_in_listed_media']} decoder error lines; discontinuities in the playlists: "
+                   f"{r['discontinuities_listed']}")
+    return "\n".join(out)
 
 
 # --- ffmpeg alone: what Sender's remux adds ---------------------------------------------------
@@ -769,65 +992,79 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summarize(runs: list[dict], servers: list[str]) -> tuple[list[dict], dict, dict]:
+def summarize(runs: list[dict], servers: list[str], rates: list[int]) -> tuple[list[dict], list[dict], dict]:
+    """Medians over rounds per (server, frame rate); each Sender's ratios to nginx-rtmp; the goals."""
     rows = []
-    for s in servers:
-        rs = [r for r in runs if r["server"] == s]
-        if not rs:
-            continue
+    for fps in rates:
+        for s in servers:
+            rs = [r for r in runs if r["server"] == s and r["fps"] == fps]
+            if not rs:
+                continue
 
-        def med(get: Callable[[dict], float | None]) -> float | None:
-            values = [v for v in (get(r) for r in rs) if v is not None]
-            return statistics.median(values) if values else None
+            def med(get: Callable[[dict], float | None]) -> float | None:
+                values = [v for v in (get(r) for r in rs) if v is not None]
+                return statistics.median(values) if values else None
 
-        rows.append({
-            "server": s, "label": LABELS[s], "rounds": len(rs),
-            "startup_s": med(lambda r: r["startup_s"]),
-            "startup_s_all": [round(r["startup_s"], 3) for r in rs],
-            "parts": sum(r["parts"]["delay_ms"]["n"] for r in rs),
-            "part_delay_median_ms": med(lambda r: r["parts"]["delay_ms"]["median"]),
-            "part_delay_p95_ms": med(lambda r: r["parts"]["delay_ms"]["p95"]),
-            "part_delay_max_ms": max((r["parts"]["delay_ms"]["max"] or 0 for r in rs), default=None) if any(r["parts"]["delay_ms"]["n"] for r in rs) else None,
-            "segments": sum(r["segments"]["delay_ms"]["n"] for r in rs),
-            "segment_delay_median_ms": med(lambda r: r["segments"]["delay_ms"]["median"]),
-            "segment_delay_p95_ms": med(lambda r: r["segments"]["delay_ms"]["p95"]),
-            "part_hold_back_s": rs[0]["playlist"]["part_hold_back"],
-            "hold_back_s": rs[0]["playlist"]["hold_back_used"],
-            "ll_hls_latency_median_s": med(lambda r: (r["player_latency_estimate_s"].get("ll_hls") or {}).get("median")),
-            "ll_hls_latency_p95_s": med(lambda r: (r["player_latency_estimate_s"].get("ll_hls") or {}).get("p95")),
-            "hls_latency_median_s": med(lambda r: (r["player_latency_estimate_s"].get("hls") or {}).get("median")),
-            "hls_latency_p95_s": med(lambda r: (r["player_latency_estimate_s"].get("hls") or {}).get("p95")),
-            "cpu_pct_per_stream": med(lambda r: r["cpu_pct_per_stream"]),
-            "cpu_by_process": {name: med(lambda r, n=name: r["cpu"]["by_process_name"].get(n, {}).get("cpu_pct_of_core"))
-                               for name in sorted({n for r in rs for n in r["cpu"]["by_process_name"]})},
-        })
-    by = {r["server"]: r for r in rows}
-    ratios = {}
-    a, b = by.get("sender"), by.get("nginx")
-    if a and b:
-        def ratio(x: float | None, y: float | None) -> float | None:
-            return x / y if x is not None and y else None
+            rows.append({
+                "server": s, "label": LABELS[s], "fps": fps, "rounds": len(rs),
+                "startup_s": med(lambda r: r["startup_s"]),
+                "startup_s_all": [round(r["startup_s"], 3) for r in rs],
+                "parts": sum(r["parts"]["delay_ms"]["n"] for r in rs),
+                "part_delay_median_ms": med(lambda r: r["parts"]["delay_ms"]["median"]),
+                "part_delay_p95_ms": med(lambda r: r["parts"]["delay_ms"]["p95"]),
+                "part_delay_max_ms": max((r["parts"]["delay_ms"]["max"] or 0 for r in rs), default=None) if any(r["parts"]["delay_ms"]["n"] for r in rs) else None,
+                "part_file_median_ms": med(lambda r: r["parts"]["file_written_after_last_frame_ms"]["median"]),
+                "segments": sum(r["segments"]["delay_ms"]["n"] for r in rs),
+                "segment_delay_median_ms": med(lambda r: r["segments"]["delay_ms"]["median"]),
+                "segment_delay_p95_ms": med(lambda r: r["segments"]["delay_ms"]["p95"]),
+                "part_hold_back_s": rs[0]["playlist"]["part_hold_back"],
+                "hold_back_s": rs[0]["playlist"]["hold_back_used"],
+                "ll_hls_latency_median_s": med(lambda r: (r["player_latency_estimate_s"].get("ll_hls") or {}).get("median")),
+                "ll_hls_latency_p95_s": med(lambda r: (r["player_latency_estimate_s"].get("ll_hls") or {}).get("p95")),
+                "hls_latency_median_s": med(lambda r: (r["player_latency_estimate_s"].get("hls") or {}).get("median")),
+                "hls_latency_p95_s": med(lambda r: (r["player_latency_estimate_s"].get("hls") or {}).get("p95")),
+                "cpu_pct_per_stream": med(lambda r: r["cpu_pct_per_stream"]),
+                "cpu_by_process": {name: med(lambda r, n=name: r["cpu"]["by_process_name"].get(n, {}).get("cpu_pct_of_core"))
+                                   for name in sorted({n for r in rs for n in r["cpu"]["by_process_name"]})},
+                "rss_mb_peak": max(r["cpu"]["rss_mb_peak"] for r in rs),
+            })
+    by = {(r["server"], r["fps"]): r for r in rows}
 
-        ratios = {
-            "startup": ratio(a["startup_s"], b["startup_s"]),
-            "segment_delay_p95": ratio(a["segment_delay_p95_ms"], b["segment_delay_p95_ms"]),
-            "part_delay_p95_vs_nginx_segment_delay_p95": ratio(a["part_delay_p95_ms"], b["segment_delay_p95_ms"]),
-            "player_latency_p95": ratio(a["ll_hls_latency_p95_s"] or a["hls_latency_p95_s"], b["hls_latency_p95_s"]),
-            "cpu_per_stream": ratio(a["cpu_pct_per_stream"], b["cpu_pct_per_stream"]),
-        }
+    def ratio(x: float | None, y: float | None) -> float | None:
+        return x / y if x is not None and y else None
+
+    ratios = []
+    for fps in rates:
+        b = by.get(("nginx", fps))
+        for s in servers:
+            a = by.get((s, fps))
+            if s == "nginx" or not a or not b:
+                continue
+            ratios.append({
+                "server": s, "fps": fps,
+                "startup": ratio(a["startup_s"], b["startup_s"]),
+                "segment_delay_p95": ratio(a["segment_delay_p95_ms"], b["segment_delay_p95_ms"]),
+                "part_delay_p95_vs_nginx_segment_delay_p95": ratio(a["part_delay_p95_ms"], b["segment_delay_p95_ms"]),
+                "player_latency_p95": ratio(a["ll_hls_latency_p95_s"] or a["hls_latency_p95_s"], b["hls_latency_p95_s"]),
+                "cpu_per_stream": ratio(a["cpu_pct_per_stream"], b["cpu_pct_per_stream"]),
+            })
     goals = {}
-    if a:
-        goals = {
-            "startup_s": {"limit": GOAL_STARTUP_S, "value": a["startup_s"],
-                          "met": a["startup_s"] is not None and a["startup_s"] <= GOAL_STARTUP_S},
-            "part_delay_p95_ms": {"limit": GOAL_PART_DELAY_P95_MS, "value": a["part_delay_p95_ms"],
-                                  "met": a["part_delay_p95_ms"] is not None and a["part_delay_p95_ms"] <= GOAL_PART_DELAY_P95_MS},
-            "player_latency_s": {"limit": GOAL_PLAYER_LATENCY_S, "value": a["ll_hls_latency_p95_s"],
-                                 "met": a["ll_hls_latency_p95_s"] is not None and a["ll_hls_latency_p95_s"] <= GOAL_PLAYER_LATENCY_S,
-                                 "note": "with the p95 part delay"},
-            "cpu_pct_per_stream": {"limit": GOAL_CPU_PCT_PER_STREAM, "value": a["cpu_pct_per_stream"],
-                                   "met": a["cpu_pct_per_stream"] is not None and a["cpu_pct_per_stream"] <= GOAL_CPU_PCT_PER_STREAM},
-        }
+    for fps in rates:
+        a = by.get((GOAL_SERVER, fps))
+        if not a:
+            continue
+        goals[f"startup_s@{fps}fps"] = {"limit": GOAL_STARTUP_S, "value": a["startup_s"],
+                                        "met": a["startup_s"] is not None and a["startup_s"] <= GOAL_STARTUP_S}
+        goals[f"part_delay_p95_ms@{fps}fps"] = {
+            "limit": GOAL_PART_DELAY_P95_MS, "value": a["part_delay_p95_ms"],
+            "met": a["part_delay_p95_ms"] is not None and a["part_delay_p95_ms"] <= GOAL_PART_DELAY_P95_MS}
+        goals[f"player_latency_s@{fps}fps"] = {
+            "limit": GOAL_PLAYER_LATENCY_S, "value": a["ll_hls_latency_p95_s"],
+            "met": a["ll_hls_latency_p95_s"] is not None and a["ll_hls_latency_p95_s"] <= GOAL_PLAYER_LATENCY_S,
+            "note": "with the p95 part delay"}
+        goals[f"cpu_pct_per_stream@{fps}fps"] = {
+            "limit": GOAL_CPU_PCT_PER_STREAM, "value": a["cpu_pct_per_stream"],
+            "met": a["cpu_pct_per_stream"] is not None and a["cpu_pct_per_stream"] <= GOAL_CPU_PCT_PER_STREAM}
     return rows, ratios, goals
 
 
@@ -838,14 +1075,14 @@ def render(report: dict) -> str:
         f"Machine: {f['nproc']} CPUs, {f['cpu_model']}, Linux {f['kernel']}, load {' '.join(f['loadavg_at_start'])} at start",
         f"Sender: {report['sender_code']}, on {f['sender_python']}; {f.get('ffmpeg')}; {f.get('nginx', '-')}"
         + (f" + libnginx-mod-rtmp {f['libnginx-mod-rtmp']}" if f.get("libnginx-mod-rtmp") else ""),
-        f"Source: {clip['description']}, {clip['duration_s']} s looped, {clip['total_bitrate_mbps']} Mbps total; "
-        f"real-time RTMP publisher (this script, TCP_NODELAY)",
+        *(f"Source: {c['description']}, {c['duration_s']} s looped, {c['total_bitrate_mbps']} Mbps total; "
+          f"real-time RTMP publisher (this script, TCP_NODELAY)" for c in clip.values()),
         f"Window: {st['seconds']:g} s after {st['warmup']:g} s warm-up from the first media sent; rounds: {st['rounds']}"
         + (" (medians of per-round figures)" if st["rounds"] > 1 else ""),
         "",
     ]
-    header = ["server", "startup s", "parts", "part delay med/p95 ms", "segments", "segment delay med/p95 ms",
-              "hold-back s", "player latency est. s (med/p95)", "CPU % core/stream"]
+    header = ["server", "fps", "startup s", "parts", "part delay med/p95 ms", "segments", "segment delay med/p95 ms",
+              "hold-back s", "player latency est. s (med/p95)", "CPU % core/stream", "RSS MB"]
     table = [header]
     for r in rows:
         if r["part_delay_median_ms"] is not None:
@@ -856,10 +1093,11 @@ def render(report: dict) -> str:
             hb = f"{fmt(r['hold_back_s'], 1)}"
             est = f"{fmt(r['hls_latency_median_s'], 2)}/{fmt(r['hls_latency_p95_s'], 2)}"
         table.append([
-            r["label"], fmt(r["startup_s"], 3) + (f" ({'/'.join(f'{v:.2f}' for v in r['startup_s_all'])})" if r["rounds"] > 1 else ""),
-            str(r["parts"]), f"{fmt(r['part_delay_median_ms'])}/{fmt(r['part_delay_p95_ms'])}",
+            r["label"], str(r["fps"]),
+            fmt(r["startup_s"], 3) + (f" ({'/'.join(f'{v:.2f}' for v in r['startup_s_all'])})" if r["rounds"] > 1 else ""),
+            str(r["parts"]), f"{fmt(r['part_delay_median_ms'], 1)}/{fmt(r['part_delay_p95_ms'], 1)}",
             str(r["segments"]), f"{fmt(r['segment_delay_median_ms'])}/{fmt(r['segment_delay_p95_ms'])}",
-            hb, est, fmt(r["cpu_pct_per_stream"], 2),
+            hb, est, fmt(r["cpu_pct_per_stream"], 2), fmt(r["rss_mb_peak"], 1),
         ])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):
@@ -868,25 +1106,25 @@ def render(report: dict) -> str:
             out.append("  ".join("-" * w for w in widths))
     for r in rows:
         if r["cpu_by_process"]:
-            out.append(f"CPU of {r['label']} by process: " + ", ".join(f"{n} {fmt(v, 2)} %" for n, v in r["cpu_by_process"].items()))
-    if ratios:
-        out.append("Sender / nginx-rtmp: " + ", ".join(
-            f"{name.replace('_', ' ')} {fmt(v, 2)}x" for name, v in ratios.items()))
+            out.append(f"CPU of {r['label']} at {r['fps']} fps by process: "
+                       + ", ".join(f"{n} {fmt(v, 2)} %" for n, v in r["cpu_by_process"].items()))
+    for q in ratios:
+        out.append(f"{LABELS[q['server']]} / nginx-rtmp at {q['fps']} fps: " + ", ".join(
+            f"{name.replace('_', ' ')} {fmt(v, 2)}x" for name, v in q.items() if name not in ("server", "fps")))
     for name, g in goals.items():
-        out.append(f"Goal {name} <= {g['limit']:g}: {'MET' if g['met'] else 'NOT MET'} ({fmt(g['value'], 3)}"
+        out.append(f"Goal ({LABELS[GOAL_SERVER]}) {name} <= {g['limit']:g}: {'MET' if g['met'] else 'NOT MET'} ({fmt(g['value'], 3)}"
                    + (f", {g['note']})" if g.get("note") else ")"))
-    senders = [r for r in report["runs"] if r["server"] == "sender"]
-    if senders:
-        r = senders[-1]
+    out.append("")
+    out.append("Where Sender's part delay goes (last round of each):")
+    for r in report["runs"][::-1]:
+        if r["server"] == "nginx" or any(x["server"] == r["server"] and x["fps"] == r["fps"] and x is not r
+                                         for x in report["runs"][report["runs"].index(r) + 1:]):
+            continue
         p = r["parts"]
-        out.append("")
-        out.append("Where Sender's part delay goes (last round):")
-        out.append(f"  part file renamed into place after its last frame was sent: median "
-                   f"{fmt(p['file_written_after_last_frame_ms']['median'])} ms, p95 {fmt(p['file_written_after_last_frame_ms']['p95'])} ms")
-        out.append(f"  part listed in index.m3u8 after its file: median {fmt(p['listed_after_file_ms']['median'], 1)} ms, "
-                   f"p95 {fmt(p['listed_after_file_ms']['p95'], 1)} ms")
-        if r.get("ffmpeg_warnings_logged_per_s") is not None:
-            out.append(f"  ffmpeg stderr lines logged by the daemon: {r['ffmpeg_warnings_logged_per_s']:.1f} per second")
+        out.append(f"  {r['label']} at {r['fps']} fps: part file renamed into place {fmt(p['file_written_after_last_frame_ms']['median'], 1)} ms "
+                   f"(median; p95 {fmt(p['file_written_after_last_frame_ms']['p95'], 1)}) after its last frame was sent, listed in "
+                   f"index.m3u8 {fmt(p['listed_after_file_ms']['median'], 1)} ms (p95 {fmt(p['listed_after_file_ms']['p95'], 1)}) after its file"
+                   + (f"; ffmpeg stderr lines logged: {r['ffmpeg_warnings_logged_per_s']:.1f}/s" if r.get("ffmpeg_warnings_logged_per_s") else ""))
     if (probe := report.get("ffmpeg_probe")):
         d, n, v, h = (probe["frame_to_fragment_ms"], probe["fragment_after_next_tag_sent_ms"],
                       probe["fragment_after_next_video_frame_sent_ms"], probe["tags_sent_past_last_frame_before_fragment"])
@@ -894,6 +1132,9 @@ def render(report: dict) -> str:
                    f"stdout median {fmt(d['median'])} ms, p95 {fmt(d['p95'])} ms; fragment out {fmt(n['median'], 1)} ms (median) after "
                    f"the next tag went in, {fmt(v['median'], 1)} ms after the next video frame; tags sent past a fragment's last "
                    f"frame before it came out: median {fmt(h['median'])}, max {fmt(h['max'])}")
+    if (faults := report.get("faults")):
+        out.append("")
+        out.append(render_faults(faults))
     for w in report["warnings"]:
         out.append(f"WARNING: {w}")
     return "\n".join(out)
@@ -903,7 +1144,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=60.0, help="measurement window per server (default 60)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds from the first media sent to the window (default 4)")
-    p.add_argument("--servers", default="sender,nginx", help="comma-separated: sender, nginx (default both)")
+    p.add_argument("--servers", default="native,ffmpeg,nginx",
+                   help="comma-separated: native, ffmpeg (Sender with that backend.kind), sender (as configured by "
+                        "default), nginx (default native,ffmpeg,nginx)")
+    p.add_argument("--fps", default="30,15", help="comma-separated frame rates of the clip (default 30,15)")
+    p.add_argument("--faults", action="store_true", help="also: a corrupt packet and a publisher drop, once per server (30 fps)")
     p.add_argument("--rounds", type=int, default=1, help="repeat each server's run, alternating the order (default 1)")
     p.add_argument("--probe-seconds", type=float, default=15.0,
                    help="run Sender's ffmpeg command alone this long (0: skip; default 15)")
@@ -914,7 +1159,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     if not args.server_list or any(s not in SERVERS for s in args.server_list):
-        p.error("--servers: sender and/or nginx")
+        p.error("--servers: native, ffmpeg, sender and/or nginx")
+    try:
+        args.rates = [int(x) for x in args.fps.split(",") if x.strip()]
+    except ValueError:
+        p.error("--fps: comma-separated integers, e.g. 30,15")
+    if not args.rates or any(not 5 <= r <= 60 for r in args.rates):
+        p.error("--fps: between 5 and 60 each")
     if not (5 <= args.seconds <= 600) or not (2 <= args.warmup <= 60) or not (1 <= args.rounds <= 5) \
             or not (0 <= args.probe_seconds <= 120):
         p.error("bounds: 5 <= --seconds <= 600, 2 <= --warmup <= 60, 1 <= --rounds <= 5, 0 <= --probe-seconds <= 120")
@@ -928,7 +1179,7 @@ def main(argv: list[str] | None = None) -> int:
         tools = require_tools(nginx="nginx" in args.server_list)
         sender_source = None
         sender_code = "-"
-        if "sender" in args.server_list:
+        if any(s != "nginx" for s in args.server_list):
             sender_cli()
             sender_source = workdir / "sender-source"
             if args.sender_rev:
@@ -937,24 +1188,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sender_code = "working tree at " + snapshot_worktree(sender_source)
             log(f"measuring Sender: {sender_code}")
-        source = SourceClip()
-        log("source clip: " + ("cached" if source.path().exists() else "encoding once (cached under bench/.cache)"))
-        clip = load_clip(source.ensure(tools["ffmpeg"]))
+        sources = {fps: SourceClip(fps=fps, gop=2 * fps) for fps in sorted({*args.rates, 30} if args.faults else args.rates, reverse=True)}
+        clips = {}
+        for fps, source in sources.items():
+            log(f"source clip at {fps} fps: " + ("cached" if source.path().exists() else "encoding once (cached under bench/.cache)"))
+            clips[fps] = load_clip(source.ensure(tools["ffmpeg"]))
         report = {
             "benchmark": "latency",
             "machine": machine_facts(tools),
             "sender_code": sender_code,
-            "clip": source.probe(tools["ffprobe"]),
-            "settings": {"seconds": args.seconds, "warmup": args.warmup, "servers": args.server_list,
-                         "rounds": args.rounds, "probe_seconds": args.probe_seconds, "tail_s": TAIL_S},
+            "clip": {fps: source.probe(tools["ffprobe"]) for fps, source in sources.items()},
+            "settings": {"seconds": args.seconds, "warmup": args.warmup, "servers": args.server_list, "fps": args.rates,
+                         "rounds": args.rounds, "probe_seconds": args.probe_seconds, "tail_s": TAIL_S, "faults": args.faults},
             "runs": [],
             "warnings": [],
         }
         report["machine"]["sender_revision"] = sender_code
         for rnd in range(args.rounds):
             order = args.server_list if rnd % 2 == 0 else list(reversed(args.server_list))
-            for s in order:
-                r = measure(s, workdir / f"r{rnd + 1}-{s}", tools, clip, args, sender_source)
+            for fps, s in ((fps, s) for fps in args.rates for s in order):
+                r = measure(s, workdir / f"r{rnd + 1}-{s}-{fps}fps", tools, clips[fps], args, sender_source, fps)
                 r["round"] = rnd + 1
                 report["runs"].append(r)
                 others = r["cpu"]["machine_busy_pct_of_core"] - r["cpu"]["cpu_pct_of_core"] - r["cpu"]["publishers_cpu_pct_of_core"]
@@ -973,10 +1226,13 @@ def main(argv: list[str] | None = None) -> int:
                             "the media times are off")
                 if r["exit_code"] not in (0, None):
                     report["warnings"].append(f"{r['label']} round {rnd + 1} exited with {r['exit_code']} on SIGTERM")
-        argv_ffmpeg = next((r["_ffmpeg_argv"] for r in reversed(report["runs"]) if r.get("_ffmpeg_argv")), None)
-        if args.probe_seconds and argv_ffmpeg:
-            log(f"ffmpeg alone for {args.probe_seconds:g} s: {' '.join(argv_ffmpeg)}")
-            report["ffmpeg_probe"] = ffmpeg_probe(argv_ffmpeg, clip, args.probe_seconds, workdir / "ffmpeg-probe")
+        probed = next((r for r in reversed(report["runs"]) if r.get("_ffmpeg_argv")), None)
+        if args.probe_seconds and probed:
+            argv_ffmpeg = probed["_ffmpeg_argv"]
+            log(f"ffmpeg alone for {args.probe_seconds:g} s at {probed['fps']} fps: {' '.join(argv_ffmpeg)}")
+            report["ffmpeg_probe"] = ffmpeg_probe(argv_ffmpeg, clips[probed["fps"]], args.probe_seconds, workdir / "ffmpeg-probe")
+        if args.faults:
+            report["faults"] = [faults(s, workdir / f"faults-{s}", tools, clips[30], sender_source) for s in args.server_list]
         for r in report["runs"]:
             r.pop("_ffmpeg_argv", None)
     except SetupError as e:
@@ -986,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latency: interrupted", file=sys.stderr)
         return 130
-    report["summary"], report["ratios"], report["goals"] = summarize(report["runs"], args.server_list)
+    report["summary"], report["ratios"], report["goals"] = summarize(report["runs"], args.server_list, args.rates)
     text = render(report)
     return finish_report(report, text, workdir, keep=args.keep, as_json=args.json, log=log)
 

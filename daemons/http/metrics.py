@@ -228,6 +228,10 @@ class SenderCollector:
             m.add_metric([slug.get(g["stream_id"], g["stream_id"])], 1 if g.get("spool_full") else 0)
         yield m
         yield from restream_families(ingest.get("restream", ()), slug)
+        pictures = ingest.get("thumbnails") or {}
+        yield CounterMetricFamily("sender_thumbnails_made", "Stream thumbnails made by the ingest daemon.", value=pictures.get("made", 0))
+        yield CounterMetricFamily("sender_thumbnails_failed", "Stream thumbnails that failed (the decoder is started again).",
+                                  value=pictures.get("failed", 0))
 
         fresh = max(STATS_FRESH_S, 3 * ctx.config["snapshot.interval_s"])
         snapshot_stats = read_fresh_stats(ctx.install.state_dir, "snapshot", fresh)

@@ -110,6 +110,9 @@ async def test_live_thumbnails_are_served_with_the_visibility_rules_and_change_a
         assert "og:image" not in private_watch  # a link preview has no token
         assert f'<img slot="poster" src="/api/streams/priv/thumbnail.jpg?token={token}"' in private_watch
         assert "thumbnail" not in (await c.get("/watch/priv")).text
+        metrics = (await c.get("/metrics")).text
+        made = next(line for line in metrics.splitlines() if line.startswith("sender_thumbnails_made_total "))
+        assert float(made.split()[1]) >= 1 and "sender_thumbnails_failed_total 0.0" in metrics
         # The admin page: each live stream's picture, a private one's with a token of its own.
         await signed_in(c, add_token(inst))
         admin = (await c.get("/admin")).text

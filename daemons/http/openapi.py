@@ -349,6 +349,31 @@ def _hls_paths() -> dict:
              **refused, **pulled,
              "503": _text("Blocking reload: the segment or part did not arrive in time (3 target durations).")},
         ),
+        "/hls/{stream_id}/{generation_id}/master-dvr.m3u8": family(
+            "hlsReplayMasterDvr", "A recorded generation's DVR master playlist: its variants list every segment since the "
+            "start (EVENT playlists) and it starts playback at the start (EXT-X-START); cached like a live playlist.",
+            [token, if_none_match],
+            {"200": playlist("The DVR master playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
+            in_rendition=False,
+        ),
+        "/hls/{stream_id}/{generation_id}/master-vod.m3u8": family(
+            "hlsReplayMasterVod", "An ended recorded generation's VOD master playlist (immutable).",
+            [token, if_none_match],
+            {"200": playlist("The VOD master playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
+            in_rendition=False,
+        ),
+        "/hls/{stream_id}/{generation_id}/{rendition}/dvr.m3u8": family(
+            "hlsReplayDvr", "A recorded rendition's DVR playlist (EXT-X-PLAYLIST-TYPE:EVENT): every segment since the "
+            "start, rewritten as each closes; ENDLIST once the generation ended.",
+            [token, if_none_match, session],
+            {"200": playlist("The DVR playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
+        ),
+        "/hls/{stream_id}/{generation_id}/{rendition}/vod.m3u8": family(
+            "hlsReplayVod", "A recorded rendition's VOD playlist (EXT-X-PLAYLIST-TYPE:VOD), written when the generation "
+            "ended (immutable).",
+            [token, if_none_match],
+            {"200": playlist("The VOD playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
+        ),
         "/hls/{stream_id}/{generation_id}/{rendition}/{file}": family(
             "hlsMediaFile", "An init section (`init.mp4`, `init-N.mp4`), a segment (`N.m4s`, or MPEG-TS `N.ts`) or a part (`N.M.m4s`).",
             [
@@ -389,6 +414,22 @@ def _page_paths() -> dict:
             ],
             "responses": {"200": {"description": "An HTML page (the player asks the playback API for the rest).", "content": html},
                           "404": {"description": "No such stream (an HTML page).", "content": html}},
+        }},
+        "/watch/{slug}/{generation_id}": {"get": {
+            "operationId": "replayPage", "tags": ["pages"],
+            "summary": "A recording's replay page: the player with a seek bar (hls.js not in low-latency mode) on its "
+                       "DVR playlist while live, its VOD playlist once ended.",
+            "parameters": [
+                {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "generation_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": GENERATION_ID_PATTERN}},
+                {"name": "token", "in": "query", "required": False,
+                 "description": "A playback token: required for private streams (checked here, and carried by the player).",
+                 "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "An HTML page.", "content": html},
+                          "403": {"description": "A private stream, without a valid playback token (an HTML page).", "content": html},
+                          "404": {"description": "No such stream or recording, or it is gone (an HTML page).", "content": html}},
         }},
         "/static/{name}": {"get": {
             "operationId": "staticAsset", "tags": ["pages"],

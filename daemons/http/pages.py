@@ -1,4 +1,5 @@
-"""HTML pages of sender-http: `/` (public live streams), `/watch/<slug>` (the player), and the
+"""HTML pages of sender-http: `/` (public live streams), `/watch/<slug>` (the player),
+`/watch/<slug>/<generation>` (a recording's replay: the same player with a seek bar), and the
 built player assets under `/static/`.
 
 The pages are small server-rendered HTML with no inline script or style: the player
@@ -19,19 +20,23 @@ import trio
 from quart import Response, request
 
 from daemons.core.domain import generations, playback
+from daemons.core.domain import recordings as domain_recordings
 from daemons.core.domain import streams as domain_streams
 from daemons.http import thumbnails
+from daemons.media.names import GENERATION_ID_RE
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 HLS_VIDEO_STYLE_HASH = "sha256-CiCIGK+iiyifBeh+GO5/AbfFpYy96d3ewcHczAfyQ3s="
+# The replay page's seek bar: <media-slider-thumbnail> puts a fixed <style> (its SHADOW_CSS) in its shadow root.
+SLIDER_THUMBNAIL_STYLE_HASH = "sha256-uvVKilsI7vU78t7JP2zAYfRbql0CeUoAO9EWf76oFTc="
 CSP = "; ".join([
     "default-src 'none'",
     "script-src 'self'",
     # The one inline <style> Video.js v10 puts in <hls-video>'s shadow root (a fixed text), by hash.
-    f"style-src 'self' '{HLS_VIDEO_STYLE_HASH}'",
+    f"style-src 'self' '{HLS_VIDEO_STYLE_HASH}' '{SLIDER_THUMBNAIL_STYLE_HASH}'",
     "img-src 'self' data: blob:",
     "media-src 'self' blob:",
     "connect-src 'self'",
@@ -94,6 +99,11 @@ def _with_thumbnails(ctx, rows: list[dict]) -> set[str]:
     return out
 
 
+def _when(iso: str) -> str:
+    """A time for people (UTC, to the minute), machine-readable in <time datetime>."""
+    return f'<time datetime="{escape(iso)}">{escape(iso[:10])} {escape(iso[11:16])} UTC</time>'
+
+
 def register(app, ctx) -> None:
     manifest, files = load_assets()
 
@@ -143,6 +153,7 @@ def register(app, ctx) -> None:
 <div id="overlay" class="overlay" role="status" aria-live="polite">Loading…</div>
 </section>
 <p class="note">Keys: Space or K play/pause, M mute, F full screen. <a href="/">All live streams</a></p>
+{await _replay_list(entry)}
 </div>
 </main>"""
         return _page(f"Sender: {slug}", body, manifest, script=True, extra_head=head,
@@ -163,6 +174,72 @@ def register(app, ctx) -> None:
         url = thumbnails.url_of(entry.slug)
         og = f'<meta property="og:image" content="{escape(ctx.base_url_of(request.scope) + url)}">'
         return f'<img slot="poster" src="{escape(url)}" alt="">\n', (og,)
+
+    async def _replay_list(entry) -> str:
+        """The stream's recordings a viewer may watch (links carry a private stream's valid token)."""
+        token = request.args.get("token")
+        if entry.visibility == "private" and not playback.token_valid(ctx.playback_secret, entry.id, token):
+            return ""
+        found = await ctx.store.run(domain_recordings.replays, ctx.install.spool_root, entry.id)
+        if not found:
+            return ""
+        query = f"?token={token}" if entry.visibility == "private" else ""
+        items = "\n".join(
+            f'<li><a href="/watch/{escape(entry.slug)}/{escape(r["id"])}{escape(query)}" data-generation="{escape(r["id"])}">'
+            f'{"Live now, from the start" if r["active"] else "Broadcast"} of {_when(r["started_at"])}</a></li>'
+            for r in found
+        )
+        return f'<section class="replays" aria-label="Replays">\n<h2>Replays</h2>\n<ul id="replays">\n{items}\n</ul>\n</section>'
+
+    @app.get("/watch/<slug>/<generation_id>")
+    async def replay_page(slug: str, generation_id: str):
+        """A recording: while live its DVR playlist (seek back to the start), once ended its VOD
+        one; the stream's visibility rules, a private stream's token checked here too."""
+        entry = await ctx.directory.find(slug)
+        found, token = None, request.args.get("token")
+        if entry is not None and GENERATION_ID_RE.fullmatch(generation_id):
+            if entry.visibility == "private" and not playback.token_valid(ctx.playback_secret, entry.id, token):
+                body = ('<main id="content"><header class="page"><h1>Private recording</h1></header>'
+                        '<p>This recording is private: open it with the link (including its token) you were given.</p></main>')
+                return _page("Sender: private recording", body, manifest, status=403, extra_headers={"Cache-Control": "no-store"})
+            found = await ctx.store.run(domain_recordings.replay, ctx.install.spool_root, entry.id, generation_id)
+        if found is None:
+            back = f'<a href="/watch/{escape(slug)}">See the stream</a>' if entry is not None else '<a href="/">See the live streams</a>'
+            body = ('<main id="content"><header class="page"><h1>No such recording</h1></header>'
+                    f'<p>There is no recording here (or no longer). {back}.</p></main>')
+            return _page("Sender: no such recording", body, manifest, status=404, extra_headers={"Cache-Control": "no-store"})
+        private = entry.visibility == "private"
+        picture = thumbnails.path_of(ctx.install.spool_root, entry.id, generation_id)
+        poster, head = "", ()
+        if await trio.to_thread.run_sync(picture.is_file):
+            url = f"/api/streams/{entry.slug}/thumbnail.jpg?generation={generation_id}"
+            poster = f'<img slot="poster" src="{escape(url + (f"&token={token}" if private else ""))}" alt="">\n'
+            if not private:
+                head = (f'<meta property="og:image" content="{escape(ctx.base_url_of(request.scope) + url)}">',)
+        live = found["active"]
+        master = f"/hls/{entry.id}/{generation_id}/{found['master']}"
+        title = entry.title or entry.slug
+        body = f"""<main id="content">
+<div id="watch" data-slug="{escape(entry.slug)}" data-mode="replay" data-generation="{escape(generation_id)}" data-master="{escape(master)}" data-live="{str(live).lower()}" data-status="loading">
+<header class="page">
+<h1 id="title">{escape(title)}</h1>
+<span id="badge" class="badge" role="status" aria-live="polite">{"Live replay" if live else "Replay"}</span>
+<span class="when">{"Live now, from the start of" if live else "Broadcast of"} {_when(found["started_at"])}</span>
+<span id="viewers" class="viewers" aria-live="off"></span>
+</header>
+<section class="stage" aria-label="Video player">
+<video-player>
+<video-skin>
+{poster}<hls-video slot="media" muted autoplay playsinline preload="auto" prefer-playback="mse" aria-label="Recorded video"></hls-video>
+</video-skin>
+</video-player>
+<div id="overlay" class="overlay" role="status" aria-live="polite">Loading…</div>
+</section>
+<p class="note">Keys: Space or K play/pause, ← → 5 s, J L 10 s, M mute, F full screen. <a href="/watch/{escape(entry.slug)}{escape(f"?token={token}" if private else "")}">Back to the stream</a></p>
+</div>
+</main>"""
+        return _page(f"Sender: {title} (replay)", body, manifest, script=True, extra_head=head,
+                     extra_headers={"Cache-Control": "no-store" if private else "max-age=60"})
 
     @app.get("/static/<name>")
     async def static_file(name: str):

@@ -319,8 +319,8 @@ class GenerationPipeline:
         if data != self._master:
             if await self.spool.apply("", [], {MASTER: data}):
                 self._master = data
-        replays = {name: hls.MasterPlaylist(tuple(dataclasses.replace(v, uri=f"{v.uri.split('/', 1)[0]}/{playlist}")
-                                                  for v in variants)).render().encode()
+        replays = {name: _replay_master(name, [dataclasses.replace(v, uri=f"{v.uri.split('/', 1)[0]}/{playlist}")
+                                               for v in variants])
                    for name, playlist in self._replay_masters_due(final)}
         replays = {name: data for name, data in replays.items() if self._replay_masters.get(name) != data}
         if replays and await self.spool.apply("", [], replays):
@@ -368,6 +368,16 @@ class GenerationPipeline:
 
     async def end_timeline(self, names: tuple[str, ...] | None = None) -> None:
         await self._write(self.media.end_timeline(names))
+
+
+def _replay_master(name: str, variants: list[hls.Variant]) -> bytes:
+    """A recording's master playlist. The DVR one says where to start: at the start of the
+    broadcast (EXT-X-START), not at the live edge where players start an EVENT playlist."""
+    text = hls.MasterPlaylist(tuple(variants)).render()
+    if name == MASTER_DVR:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n#EXT-X-START:TIME-OFFSET=0\n{rest}"
+    return text.encode()
 
 
 def last_write_time(directory: Path) -> str:

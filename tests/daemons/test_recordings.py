@@ -123,6 +123,7 @@ async def test_a_recorded_broadcast_has_a_dvr_playlist_while_live_and_a_vod_once
         assert "#EXT-X-PART" not in dvr.text  # replays play whole segments
         assert (await client.get(f"{base}/source/0.m4s")).status_code == 200  # out of the live window, kept
         assert [v.uri for v in parse_master_playlist(master_dvr.text).variants] == ["source/dvr.m3u8"]
+        assert "#EXT-X-START:TIME-OFFSET=0" in master_dvr.text  # a replay starts at the start, not the live edge
         assert (await client.get(f"{base}/master-vod.m3u8")).status_code == 404  # not before the end
         live_texts = [live, dvr.text, master_dvr.text]
 

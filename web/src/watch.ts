@@ -12,11 +12,18 @@
 // The page, not the player, says what is happening to the broadcast: while its publisher is away
 // ("reconnecting") and once it has ended, loading stops, the last frame stays under one message,
 // and the player's own error dialog is dismissed (a missing playlist then is expected, not an
-// error for the viewer).
+// error for the viewer). Once a recorded broadcast has ended, the message links its replay.
+//
+// Replay mode (`/watch/<slug>/<generation>`, data-mode="replay"): a recording, played from its
+// start with Video.js's video skin (seek bar, ±10 s, playback rate) on hls.js *not* in
+// low-latency mode — the VOD playlist of an ended broadcast, or the DVR playlist (EVENT) of a
+// live one, whose end grows while it is watched. The page gives the master playlist's URL; a
+// private stream's token from the page's URL goes with it.
 
 import { createPlayer, MediaContainerElement, MediaElement } from "@videojs/html";
 import { liveVideoFeatures } from "@videojs/html/live-video";
 import "@videojs/html/live-video/skin";
+import "@videojs/html/video/skin";
 import "@videojs/html/media/hls-video";
 import Hls, { type ErrorData, type HlsConfig } from "hls.js";
 
@@ -29,7 +36,7 @@ const DRIFT_MAX_S = 4;           // past this distance from the live edge: jump 
 const RETRY_MS = [1000, 2000, 4000, 8000];
 
 type Status = "offline" | "starting" | "live" | "ended";
-type Shown = Status | "reconnecting";
+type Shown = Status | "reconnecting" | "replay";
 interface Playback {
   stream: { id: string; slug: string; title: string | null; visibility: string };
   status: Status;
@@ -66,6 +73,7 @@ interface HlsVideoElement extends HTMLElement {
 
 const root = document.getElementById("watch") as HTMLElement;
 const slug = root.dataset.slug as string;
+const replayMode = root.dataset.mode === "replay";
 const token = new URLSearchParams(location.search).get("token");
 const media = document.querySelector("hls-video") as unknown as HlsVideoElement;
 const badge = document.getElementById("badge") as HTMLElement;
@@ -100,6 +108,9 @@ const state = {
   retry: 0,
   eventsSent: 0,
   lastEdge: null as number | null,
+  replayEnded: false,      // replay mode: the playlist has ENDLIST (a VOD, or a DVR whose broadcast ended)
+  replayUrl: null as string | null,  // an ended broadcast's replay page, once its recording is complete
+  playbackMaster: null as string | null,  // the playback API's master_url of the latest broadcast
 };
 
 // --- telemetry -------------------------------------------------------------------------------------
@@ -136,7 +147,7 @@ addEventListener("pagehide", () => flush(true));
 // --- what the page shows ------------------------------------------------------------------------
 
 const LABELS: Record<Shown, string> = {
-  offline: "Offline", starting: "Starting", live: "Live", reconnecting: "Reconnecting", ended: "Ended",
+  offline: "Offline", starting: "Starting", live: "Live", reconnecting: "Reconnecting", ended: "Ended", replay: "Replay",
 };
 const MESSAGES: Record<Shown, string> = {
   offline: "This stream is offline. It will start playing here as soon as it goes live.",
@@ -144,6 +155,7 @@ const MESSAGES: Record<Shown, string> = {
   live: "",
   reconnecting: "The broadcaster is reconnecting…",
   ended: "The broadcast has ended.",
+  replay: "",
 };
 
 function show(status: Shown | null, message: string) {
@@ -186,6 +198,18 @@ const hlsConfig: Partial<HlsConfig> = {
   xhrSetup: (xhr: XMLHttpRequest) => xhr.setRequestHeader("X-Playback-Session-Id", sessionId),
 };
 
+// A recording: a VOD playlist, or a DVR (EVENT) one growing while live. Played from its start,
+// with no live-edge chasing: the viewer seeks where they like.
+const replayConfig: Partial<HlsConfig> = {
+  lowLatencyMode: false,
+  startPosition: 0,
+  liveDurationInfinity: false,  // a DVR playlist's duration is where it ends now: the seek bar spans it
+  backBufferLength: 30,
+  enableWorker: true,
+  fragLoadPolicy: hlsConfig.fragLoadPolicy,
+  xhrSetup: hlsConfig.xhrSetup,
+};
+
 let hooked: Hls | null = null;
 
 function engine(): Hls | null {
@@ -196,14 +220,14 @@ function video(): HTMLVideoElement | null {
   return media.target;
 }
 
-function load(url: string) {
+function load(url: string, config: Partial<HlsConfig> = hlsConfig) {
   state.halted = false;
   state.masterUrl = url;
   state.loadedAt = performance.now();
   state.startupMs = null;
   state.playing = false;
   media.preferPlayback = "mse";   // this Chromium plays HLS natively too: insist on hls.js
-  media.config = hlsConfig;
+  media.config = config;
   media.preload = "auto";
   media.src = url;
   // <hls-video> makes its hls.js instance on the next microtask; hook it once it exists.
@@ -218,6 +242,7 @@ function hookEngine() {
   hls.on(Hls.Events.ERROR, (_e, data) => onHlsError(hls, data));
   hls.on(Hls.Events.MANIFEST_PARSED, tryPlay);
   hls.on(Hls.Events.FRAG_LOADED, () => { state.retry = 0; });
+  if (replayMode) hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => { state.replayEnded = !data.details.live; });
 }
 
 function tryPlay() {
@@ -283,12 +308,43 @@ function end() {
     if (state.status !== "ended") return;  // a new broadcast began meanwhile
     halt();
     show("ended", MESSAGES.ended);
+    offerReplay();
   };
   if (state.halted || !v || v.paused || v.ended || !state.playing) { finish(); return; }
   if (endTimer) return;
   endTimer = setTimeout(finish, END_GRACE_MS);
   v.addEventListener("ended", finish, { once: true });
   v.addEventListener("waiting", finish, { once: true });
+}
+
+// A recorded broadcast that ended: its VOD master appears once sender-ingest closed it; then the
+// ended message links the replay page (with this page's token, for a private stream).
+async function offerReplay() {
+  const generation = state.generationId;
+  const master = state.playbackMaster;
+  if (!generation || !master) return;
+  const vod = master.replace(/\/master\.m3u8(?=\?|$)/, "/master-vod.m3u8");
+  for (let attempt = 0; attempt < 10; attempt++) {
+    let r: Response;
+    try {
+      r = await fetch(vod, { method: "HEAD", cache: "no-store" });
+    } catch {
+      return;
+    }
+    if (state.generationId !== generation || state.shown !== "ended") return;
+    if (r.ok) {
+      const url = `/watch/${encodeURIComponent(slug)}/${encodeURIComponent(generation)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+      state.replayUrl = url;
+      const link = document.createElement("a");
+      link.href = url;
+      link.className = "replay-link";
+      link.textContent = "Watch the replay";
+      overlay.append(" ", link);
+      return;
+    }
+    if (r.status !== 404) return;  // not recorded is 404 for good, but so is "not closed yet": a few tries
+    await new Promise((done) => setTimeout(done, 1500));
+  }
 }
 
 function liveEdgeDistance(): number | null {
@@ -327,8 +383,8 @@ function watchVideo() {
 watchVideo();
 
 // Live-edge distance: reported, and held down (hls.js speeds up a little when behind; past
-// DRIFT_MAX_S, e.g. after a stall or a background tab, jump to the edge).
-setInterval(() => {
+// DRIFT_MAX_S, e.g. after a stall or a background tab, jump to the edge). Not for a replay.
+if (!replayMode) setInterval(() => {
   const d = liveEdgeDistance();
   state.lastEdge = d;
   const v = video();
@@ -374,6 +430,7 @@ function apply(p: Playback) {
   if (titleEl.textContent !== title) { titleEl.textContent = title; document.title = `${title} · Sender`; }
   setViewers(p.viewers);
   const playable = (p.status === "live" || p.status === "ended") && !!p.master_url;
+  if (p.master_url) state.playbackMaster = p.master_url;
   const newBroadcast = playable && (p.generation_id !== state.generationId || !state.masterUrl);
   if (newBroadcast) {
     // A new broadcast (or the first): load it. Same broadcast after a reconnect: hls.js keeps
@@ -415,9 +472,27 @@ window.senderPlayer = () => {
     recoveries: state.recoveries, catchUps: state.catchUps, eventsSent: state.eventsSent,
     overlay: overlay.hidden ? "" : overlay.textContent,
     shown: state.shown, halted: state.halted,
+    mode: replayMode ? "replay" : "live", duration: v ? v.duration : null,
+    seekable: v && v.seekable.length ? [v.seekable.start(0), v.seekable.end(v.seekable.length - 1)] : null,
+    replayEnded: state.replayEnded, replayUrl: state.replayUrl,
     playerError: playerEl.store.error ? String((playerEl.store.error as { message?: string }).message ?? "error") : null,
   };
 };
 
-show(null, "Loading…");
-poll();
+// Replay mode: the recording the page names, played from its start; the page's own viewer count
+// and title stay as rendered.
+function startReplay() {
+  state.generationId = root.dataset.generation ?? null;
+  state.status = root.dataset.live === "true" ? "live" : "ended";
+  const master = root.dataset.master as string;
+  show("replay", "");
+  badge.textContent = root.dataset.live === "true" ? "Live replay" : "Replay";
+  load(master + (token ? `?token=${encodeURIComponent(token)}` : ""), replayConfig);
+}
+
+if (replayMode) {
+  startReplay();
+} else {
+  show(null, "Loading…");
+  poll();
+}

@@ -126,6 +126,29 @@ def list_(store: Store, spool_root: Path, *, stream: str | None = None, limit: i
     return out
 
 
+def replay(store: Store, spool_root: Path, stream_id: str, generation_id: str) -> dict | None:
+    """What the replay page of one generation of a stream plays, without reading its segments:
+    the generation with `master` (master-vod.m3u8 once written, else master-dvr.m3u8); None when
+    it is not this stream's, not recorded, or has no replay (yet, or any more)."""
+    row = store.one(_SELECT + " AND g.id = ? AND g.stream_id = ?", (generation_id, stream_id))
+    if row is None:
+        return None
+    path = directory(spool_root, stream_id, generation_id)
+    master = next((m for m in (names.MASTER_VOD, names.MASTER_DVR) if (path / m).is_file()), None)
+    if master is None:
+        return None
+    return {**row, "active": generations.is_active(row["status"]), "master": master}
+
+
+def replays(store: Store, spool_root: Path, stream_id: str, *, limit: int = 5) -> list[dict]:
+    """A stream's recordings that can be watched, newest first (the watch page's list): each as
+    `replay` answers it."""
+    rows = store.query("SELECT id FROM stream_generations WHERE stream_id = ? AND recorded = 1 "
+                       "ORDER BY started_at DESC, rowid DESC LIMIT ?", (stream_id, limit * 4))
+    found = (replay(store, spool_root, stream_id, r["id"]) for r in rows)
+    return [r for r in found if r is not None][:limit]
+
+
 def get(store: Store, spool_root: Path, generation_id: str) -> dict:
     """One recording; NotFound when the generation is unknown, not recorded, or its files are gone."""
     row = store.one(_SELECT + " AND g.id = ?", (generation_id,))

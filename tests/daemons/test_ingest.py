@@ -330,7 +330,9 @@ ENHANCED = [
 
 @needs_ffmpeg
 @pytest.mark.parametrize(("type_id", "header", "codec_args", "box", "reason"), ENHANCED)
-async def test_enhanced_rtmp_publish_is_refused_at_its_first_sequence_header(ingest, caplog, type_id, header, codec_args, box, reason):
+async def test_enhanced_rtmp_publish_is_refused_at_its_first_sequence_header(nursery, tmp_path, caplog, type_id, header, codec_args, box, reason):
+    """With the ffmpeg backend (the native one takes these: tests/daemons/test_native.py)."""
+    ingest = await start_ingest(nursery, make_install(tmp_path / "var", **{"backend.kind": "ffmpeg"}))
     s = add_stream(ingest.install)
     sid = s.stream["id"]
     record = await _config_record(codec_args, box) if codec_args else b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"

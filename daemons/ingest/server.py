@@ -360,9 +360,9 @@ class IngestDaemon:
         keep, max_bytes = self.config.seconds("recording.keep"), self.config["recording.max_bytes"]
         root = self.install.spool_root / "streams"
         while True:
-            dirs = await trio.to_thread.run_sync(lambda: {d.name: d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()})
+            dirs = await trio.to_thread.run_sync(_generation_dirs, root)
             plain, recorded = await self.store.run(domain.recordings.retention, list(dirs), ended_retention_s=retention)
-            sizes = await trio.to_thread.run_sync(lambda: {r["id"]: domain.recordings.disk_usage(dirs[r["id"]]) for r in recorded})
+            sizes = await trio.to_thread.run_sync(_sizes, {r["id"]: dirs[r["id"]] for r in recorded})
             recorded = [{**r, "bytes": sizes[r["id"]]} for r in recorded]
             removals = [(gid, "spool.ended_retention") for gid in sorted(plain)]
             removals += domain.recordings.to_remove(recorded, keep_s=keep, max_bytes=max_bytes, now=datetime.now(timezone.utc))
@@ -411,6 +411,15 @@ class IngestDaemon:
             except OSError as e:
                 log.warning("cannot write stats: %s", e)
             await trio.sleep(STATS_INTERVAL_S)
+
+
+def _generation_dirs(root) -> dict:
+    """Every generation directory under `<spool>/streams`, by generation id."""
+    return {d.name: d for s in root.glob("*") if s.is_dir() for d in s.iterdir() if d.is_dir()}
+
+
+def _sizes(dirs: dict) -> dict[str, int]:
+    return {gid: domain.recordings.disk_usage(d) for gid, d in dirs.items()}
 
 
 def _unfinished_generations(spool_root) -> list[str]:

@@ -34,7 +34,7 @@ def _size(n: int) -> str:
 
 
 def _duration(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
@@ -130,7 +130,7 @@ def export(
     started = time.monotonic()
     try:
         done = subprocess.run(export_command(inst.config["backend.ffmpeg"], playlist, partial),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     except OSError as e:
         raise SenderError(f"cannot run ffmpeg ({inst.config['backend.ffmpeg']}): {e.strerror}") from None
     if done.returncode != 0:

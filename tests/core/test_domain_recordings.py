@@ -195,7 +195,7 @@ def test_retention_rules_hold_for_any_recordings(specs, max_bytes, keep_s):
 
 
 def test_the_store_side_of_retention(store, install):
-    stream = domain.streams.create(store, "demo")
+    domain.streams.create(store, "demo")
     plain, _ = domain.streams.start(store, "demo")
     domain.streams.stop(store, "demo")
     recorded, _ = domain.streams.start(store, "demo", record_default=True)

@@ -25,7 +25,15 @@ from daemons.core import domain
 from daemons.media.hls import parse_master_playlist, parse_media_playlist
 from tests.conftest import SENDER
 from tests.daemons.conftest import (
-    FFPROBE, add_stream, ffmpeg_publish_cmd, ffprobe, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for,
+    FFPROBE,
+    add_stream,
+    ffmpeg_publish_cmd,
+    ffprobe,
+    make_install,
+    needs_ffmpeg,
+    run_publisher,
+    start_ingest,
+    wait_for,
 )
 from tests.http.conftest import start_http
 from tests.http.test_management import API, add_token

@@ -20,7 +20,15 @@ from playwright.sync_api import sync_playwright
 
 from daemons.core import domain
 from daemons.core.domain import playback
-from tests.daemons.conftest import add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for
+from tests.daemons.conftest import (
+    add_stream,
+    ffmpeg_publish_cmd,
+    make_install,
+    needs_ffmpeg,
+    run_publisher,
+    start_ingest,
+    wait_for,
+)
 from tests.http.conftest import start_http
 from tests.web.test_watch_page import CHROMIUM, Browser, status, wait_status
 

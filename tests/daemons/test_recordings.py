@@ -335,6 +335,11 @@ async def test_the_cli_and_the_management_api_list_show_export_and_delete_record
         deleted = await api.ok("recording.delete", generation_id=second.name)
         assert deleted["deleted"] and not second.exists()
         await api.fails("recording.delete", {"generation_id": second.name}, 404, -32004, "generation_id")
+        # A stream's own setting over the API: its next broadcasts (null: the node's recording.enabled).
+        assert (await api.ok("stream.update", stream="demo", recording=False))["recording"] is False
+        assert (await api.ok("stream.create", slug="later", recording=True))["recording"] is True
+        await api.fails("stream.update", {"stream": "demo", "recording": "yes"}, 400, -32602, "recording")
+        assert (await api.ok("stream.update", stream="demo", recording=None))["recording"] is None
     gone = await sender_cli(inst, "recording", "delete", first.name)
     assert gone.returncode == 0 and not first.exists(), gone.stderr
     with inst.open_store() as store:

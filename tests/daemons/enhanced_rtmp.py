@@ -31,10 +31,10 @@ from tests.daemons import rtmp_probe
 from tests.media.test_fmp4_writer import (
     Media,
     ffmpeg,
+    ffprobe_json,
     flv_media,
     mp4_video_media,
     ogg_packets,
-    ffprobe_json,
 )
 
 CHUNK_SIZE = 65536  # rtmp_probe.publish sets it first

@@ -161,10 +161,10 @@ async def test_enhanced_rtmp_publish_becomes_ll_hls_that_ffprobe_reads(nursery, 
     assert kinds["audio"]["codec_name"] == {"mp4a.40.2": "aac", "opus": "opus"}[c.audio_codec]
     assert float(info["format"]["duration"]) == pytest.approx(c.seconds, abs=0.15)
     # Decoded too: every frame, no decoder error.
-    decoded = subprocess.run([FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                              "stream=nb_read_frames", "-of", "json", str(gen_dir / "master.m3u8")],
-                             capture_output=True, text=True, check=True)
-    assert decoded.stderr == "" and int(json.loads(decoded.stdout)["streams"][0]["nb_read_frames"]) == c.frames
+    decoded = await trio.run_process([FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                                      "stream=nb_read_frames", "-of", "json", str(gen_dir / "master.m3u8")],
+                                     capture_stdout=True, capture_stderr=True)
+    assert decoded.stderr == b"" and int(json.loads(decoded.stdout)["streams"][0]["nb_read_frames"]) == c.frames
 
 
 async def test_hevc_with_a_transcoded_ladder_is_refused_at_its_first_tag(nursery, native_install, hevc_aac, caplog):
@@ -218,7 +218,7 @@ async def test_a_corrupt_packet_is_dropped_with_a_log_line_and_a_discontinuity(n
     s = add_stream(native_install)
     tags, bad_ms = _corrupt(h264_clip.tags, 2500)  # in the second GOP, which runs 2000-3967 ms
     c = Clip(**{**h264_clip.__dict__, "tags": tags})
-    result, watcher = await _publish_watched(running, s, c)
+    result, _ = await _publish_watched(running, s, c)
     assert result.sent == len(tags) and not result.closed_early  # the publish went on
     [line] = [r for r in caplog.records if r.getMessage() == "packet dropped"]
     assert line.fields["media"] == "video" and line.fields["timestamp_ms"] == bad_ms

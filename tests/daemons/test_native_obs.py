@@ -15,7 +15,15 @@ import trio
 
 from daemons.core import domain
 from daemons.media.hls.validate import check_media_playlist
-from tests.daemons.conftest import FFMPEG, FFPROBE, add_stream, make_install, needs_ffmpeg, start_ingest, wait_for
+from tests.daemons.conftest import (
+    FFMPEG,
+    FFPROBE,
+    add_stream,
+    make_install,
+    needs_ffmpeg,
+    start_ingest,
+    wait_for,
+)
 from tests.daemons.obs import OBS, XVFB_RUN, OBSPublisher
 from tests.daemons.test_pipeline import PlaylistWatcher
 
@@ -81,8 +89,8 @@ async def test_obs_studio_publishes_through_the_native_backend(nursery, tmp_path
     master = (pipeline.directory / "master.m3u8").read_text()
     assert rendition["video_codec"].startswith("avc1.64") and rendition["audio_codec"] == "mp4a.40.2"
     assert f'CODECS="{rendition["video_codec"]},mp4a.40.2",RESOLUTION=1280x720' in master
-    out = subprocess.run([FFPROBE, "-v", "error", "-count_packets", "-show_streams", "-of", "json",
-                          str(pipeline.directory / "master.m3u8")], capture_output=True, text=True, check=True)
+    out = await trio.run_process([FFPROBE, "-v", "error", "-count_packets", "-show_streams", "-of", "json",
+                                  str(pipeline.directory / "master.m3u8")], capture_stdout=True)
     kinds = {st["codec_type"]: st for st in json.loads(out.stdout)["streams"]}
     assert kinds["video"]["codec_name"] == "h264" and (kinds["video"]["width"], kinds["video"]["height"]) == (1280, 720)
     assert int(kinds["video"]["nb_read_packets"]) == pytest.approx(listed * 30, abs=2)  # 30 fps, every frame listed

@@ -19,8 +19,22 @@ import pytest
 import trio
 
 from tests.daemons import enhanced_rtmp
-from tests.daemons.conftest import add_stream, make_install, needs_ffmpeg, start_ingest, wait_for
-from tests.e2e.test_hlsjs_playback import CHROMIUM, PLAY_TIMEOUT_S, PLAYED_S, SpoolHTTPServer, Viewer, _viewer_report, watch_in_chromium
+from tests.daemons.conftest import (
+    add_stream,
+    make_install,
+    needs_ffmpeg,
+    start_ingest,
+    wait_for,
+)
+from tests.e2e.test_hlsjs_playback import (
+    CHROMIUM,
+    PLAY_TIMEOUT_S,
+    PLAYED_S,
+    SpoolHTTPServer,
+    Viewer,
+    _viewer_report,
+    watch_in_chromium,
+)
 from tests.http.conftest import start_http
 
 FPS = 30

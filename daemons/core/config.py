@@ -373,7 +373,7 @@ SCHEMA: dict[str, Key] = {
     "backend.extra_args": Key(STR_LIST, [], "Extra ffmpeg arguments, inserted before the outputs."),
     "backend.restart_backoff_max_s": Key(_float_kind(0.1, 600), 10.0, "Longest wait between restarts of a crashed ffmpeg."),
     "hls.segment_target_s": Key(_float_kind(0.5, 30), 2.0, "Target segment duration; segments cut at the first keyframe at or after it."),
-    "hls.part_target_s": Key(_float_kind(0.05, 5), 0.2, "Target LL-HLS part duration."),
+    "hls.part_target_s": Key(_float_kind(0.05, 5), 0.2, "Target LL-HLS part duration. Parts hold whole frames and may run 5 % longer (PART-TARGET is this plus 5 %: six frames at 29.97 fps are 200.2 ms)."),
     "hls.low_latency": Key(BOOL, True, "Publish LL-HLS parts, preload hints and blocking reload."),
     "recording.enabled": Key(BOOL, False, "Record every broadcast: keep all its segments (a DVR playlist while live, a VOD playlist once ended). A stream's own setting beats it (`sender stream update --record/--no-record`)."),
     "recording.keep": Key(DURATION, "7d", "How long an ended recording is kept (oldest removed first)."),

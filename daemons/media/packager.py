@@ -45,6 +45,8 @@ from daemons.media.recording import Recording
 STATE_VERSION = 2
 MAX_PENDING_BYTES = 1 << 20  # audio kept while no segment is open (bounded: a keyframe may never come)
 PART_SEGMENTS = 3  # most segments (the one in progress included) whose parts a playlist lists
+PART_SLACK = Fraction(21, 20)  # a part may run 5 % past hls.part_target_s (see PackagerConfig.part_limit)
+SEGMENT_EARLY = Fraction(1, 8)  # a keyframe this much before the segment target still cuts (Cutter)
 MICROSECONDS = 1_000_000  # the timescale of durations known only in seconds (a resumed playlist)
 
 
@@ -59,6 +61,19 @@ class PackagerConfig:
     @property
     def target_duration(self) -> int:
         return max(1, math.ceil(self.segment_target_s - 1e-9))
+
+    @property
+    def part_limit(self) -> Fraction:
+        """The longest part (the playlist's PART-TARGET): the configured target plus 5 %, so that
+        whole frames fill parts at real frame rates — six 29.97 fps frames (200.2 ms), frames
+        timed to the millisecond (33 or 34 ms) — while every part but a segment's last stays
+        above 85 % of it, as strict clients require."""
+        return Fraction(str(self.part_target_s)) * PART_SLACK
+
+    @property
+    def part_target(self) -> float:
+        """PART-TARGET as the playlist writes it (whole 10 µs, never below `part_limit`)."""
+        return math.ceil(self.part_limit * 100_000) / 100_000
 
 
 @dataclass(frozen=True)
@@ -116,12 +131,16 @@ class Cutter:
     def __init__(self, config: PackagerConfig, timescale: int):
         self.timescale = timescale
         # floor: a part never exceeds PART-TARGET, however the timescale divides it.
-        self.part_target = math.floor(Fraction(str(config.part_target_s)) * timescale)
+        self.part_target = math.floor(config.part_limit * timescale)
         self.segment_target = math.ceil(Fraction(str(config.segment_target_s)) * timescale)
+        self.segment_early = math.floor(Fraction(str(config.segment_target_s)) * SEGMENT_EARLY * timescale)
 
     def closes_segment(self, open_ticks: int, keyframe: bool, last_frame: int) -> bool:
-        """A keyframe at or after the segment target (half a frame early counts) starts the next segment."""
-        return keyframe and 2 * open_ticks >= 2 * self.segment_target - last_frame
+        """A keyframe at or after the segment target starts the next segment — or up to an eighth
+        of it early (or half a frame, if more): an encoder's keyframe a frame or two short of the
+        target (B-frames, a scene cut) must not make a segment twice as long, and TARGETDURATION,
+        which may never change, with it."""
+        return keyframe and 2 * open_ticks >= 2 * self.segment_target - max(last_frame, 2 * self.segment_early)
 
     def overflows(self, part_ticks: int, frame_ticks: int) -> bool:
         """Whether a frame of `frame_ticks` would take a part of `part_ticks` past the target."""
@@ -459,7 +478,7 @@ class RenditionPackager:
         if ll:
             server_control = hls.ServerControl(
                 can_block_reload=True,
-                part_hold_back=3 * self.config.part_target_s,
+                part_hold_back=3 * self.config.part_target,
                 hold_back=3 * td,
                 can_skip_until=6 * td,
             )
@@ -474,7 +493,7 @@ class RenditionPackager:
             next_map_uri=o.map_uri if partial else None,
             next_discontinuity=o.discontinuity if partial else False,
             next_program_date_time=o.pdt if partial else None,
-            part_target=self.config.part_target_s if ll else None,
+            part_target=self.config.part_target if ll else None,
             server_control=server_control,
             preload_hint=preload,
             rendition_reports=rendition_reports,

@@ -15,8 +15,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
 
+AVAILABLE = NODE is not None and (HERE / "node_modules" / "hls-parser").is_dir()
 needs_hls_parser = pytest.mark.skipif(
-    NODE is None or not (HERE / "node_modules" / "hls-parser").is_dir(),
+    not AVAILABLE,
     reason="hls-parser not installed (run .ci/bootstrap --test, or: cd tests/judges && npm ci)",
 )
 

@@ -9,6 +9,7 @@ from daemons.media.fmp4 import Fragment, InitSegment, Track
 from daemons.media.fmp4.fragment import TrackFragment
 from daemons.media.hls import check_media_playlist
 from daemons.media.packager import PackagerConfig, RenditionPackager, Write
+from tests import judges
 
 VIDEO, AUDIO = 1, 2
 FPS = 30
@@ -103,3 +104,55 @@ def test_state_round_trip_continues_numbering():
     p, _, _ = run(4.5, end=False)
     restored = RenditionPackager.from_state(p.to_state(), PackagerConfig())
     assert restored.next_msn == p.next_msn and restored.playlist().segments == p.playlist().segments
+
+
+def _timed(durations: list[int], *, keyframes: set[int], scale: int = VIDEO_SCALE):
+    """Video fragments with the given durations (ticks), keyframes at the given frame indexes."""
+    t = 0
+    for n, d in enumerate(durations):
+        yield Fragment(f"[v{n}]".encode(), n, {VIDEO: TrackFragment(VIDEO, t, 1, d, (100,), n in keyframes, False)})
+        t += d
+
+
+def _package(frames) -> RenditionPackager:
+    p = RenditionPackager("source", PackagerConfig())
+    p.on_init(INIT)
+    for frag in frames:
+        p.on_fragment(frag, NOW)
+    return p
+
+
+def _strict(playlist) -> None:
+    """Our checker, and hls-parser in strict mode where it is installed (tests/judges)."""
+    check_media_playlist(playlist.render())
+    if judges.AVAILABLE:
+        [verdict] = judges.hls_parser_strict([playlist.render()])
+        assert verdict["ok"], verdict
+
+
+def test_parts_fill_with_whole_frames_at_real_frame_rates():
+    """29.97 fps (six frames are 200.2 ms) and 30 fps timed to the millisecond (33 or 34 ms):
+    parts of six frames, every one (but a segment's last) above 85 % of PART-TARGET."""
+    ntsc = [3003] * 300  # 90 kHz
+    jittered = [round((n + 1) * 3000 / 90) * 90 - round(n * 3000 / 90) * 90 for n in range(300)]  # ms-rounded 30 fps
+    for durations in (ntsc, jittered):
+        p = _package(_timed(durations, keyframes=set(range(0, 300, 60))))
+        playlist = p.playlist()
+        assert playlist.part_target == 0.21
+        for seg in playlist.segments:
+            assert all(part.duration >= 0.85 * playlist.part_target for part in seg.parts[:-1]), seg.parts
+            assert all(part.duration <= playlist.part_target for part in seg.parts)
+        _strict(playlist)
+
+
+def test_a_keyframe_a_little_early_still_cuts_and_targetduration_holds():
+    """An encoder's keyframes two frames short of the 2 s target (B-frames, a scene cut) cut
+    there: 1.93 s segments, not 3.9 s ones that would raise TARGETDURATION mid-stream."""
+    keyframes = {0, 58, 116, 174, 232}
+    p = _package(_timed([FRAME] * 260, keyframes=keyframes))
+    playlist = p.playlist()
+    assert [round(s.duration, 3) for s in playlist.segments] == [1.933] * 4
+    assert playlist.target_duration == 2
+    # Much earlier keyframes (here every second) still wait for the target.
+    p = _package(_timed([FRAME] * 200, keyframes=set(range(0, 200, 30))))
+    assert [s.duration for s in p.playlist().segments] == [2.0, 2.0, 2.0]

@@ -613,53 +613,6 @@ class Generation(TypedDict):
     recorded: _described(bool, "Whether it keeps every segment (a recording: replays at generation-scoped URLs).")
 
 
-# --- recordings (domain.recordings): recorded generations in the spool -----------------------------
-
-
-class RecordingListParams(TypedDict):
-    __pydantic_config__ = CLOSED
-    stream: NotRequired[_described(StreamRef, "Only this stream's recordings (default: every stream's).")]
-    limit: NotRequired[Annotated[int, Field(ge=1, le=1000, description="At most this many, newest first (default 100).")]]
-
-
-class RecordingParams(TypedDict):
-    __pydantic_config__ = CLOSED
-    generation_id: GenerationId
-
-
-class Recording(TypedDict):
-    """A recorded generation whose files are in the spool."""
-
-    __pydantic_config__ = CLOSED
-    generation_id: GenerationId
-    stream: Slug
-    stream_id: StreamId
-    visibility: Visibility
-    status: GenerationStatus
-    active: _described(bool, "Live (or starting): a DVR replay; never removed by retention.")
-    started_at: Time
-    ended_at: Time | None
-    end_reason: EndReason | None
-    renditions: list[RenditionName]
-    complete: _described(bool, "Its VOD playlists are written: it ended and sender-ingest closed it.")
-    duration_s: _described(float | int, "Seconds its playlist lists (the VOD one, else the DVR one).")
-    segments: int
-    discontinuities: _described(int, "Publisher reconnects, backend restarts and spool outages it spans.")
-    bytes: _described(int, "Its size in the spool.")
-    replay_path: _described(str | None, "Its replay page (/watch/<slug>/<generation>; a private stream's needs "
-                                        "`?token=`); null once its stream is deleted.")
-    master_path: _described(str, "Its master playlist: master-vod.m3u8 once complete, else master-dvr.m3u8.")
-
-
-class RecordingList(TypedDict):
-    __pydantic_config__ = CLOSED
-    recordings: list[Recording]
-
-
-class RecordingDeleted(Recording):
-    deleted: Literal[True]
-
-
 # --- restream: a stream's push targets (domain.restream); the URL is answered masked, always ----------
 
 RestreamTargetId = _text("A restream target's id (rt_…).", 100)
@@ -720,6 +673,53 @@ class RestreamTargetState(TypedDict):
     bytes: _described(int, "Bytes pushed to the target during this publish.")
     bitrate_bps: _described(int, "Bits per second pushed now.")
     attempts: _described(int, "Connections tried during this publish.")
+
+
+# --- recordings (domain.recordings): recorded generations in the spool -----------------------------
+
+
+class RecordingListParams(TypedDict):
+    __pydantic_config__ = CLOSED
+    stream: NotRequired[_described(StreamRef, "Only this stream's recordings (default: every stream's).")]
+    limit: NotRequired[Annotated[int, Field(ge=1, le=1000, description="At most this many, newest first (default 100).")]]
+
+
+class RecordingParams(TypedDict):
+    __pydantic_config__ = CLOSED
+    generation_id: GenerationId
+
+
+class Recording(TypedDict):
+    """A recorded generation whose files are in the spool."""
+
+    __pydantic_config__ = CLOSED
+    generation_id: GenerationId
+    stream: Slug
+    stream_id: StreamId
+    visibility: Visibility
+    status: GenerationStatus
+    active: _described(bool, "Live (or starting): a DVR replay; never removed by retention.")
+    started_at: Time
+    ended_at: Time | None
+    end_reason: EndReason | None
+    renditions: list[RenditionName]
+    complete: _described(bool, "Its VOD playlists are written: it ended and sender-ingest closed it.")
+    duration_s: _described(float | int, "Seconds its playlist lists (the VOD one, else the DVR one).")
+    segments: int
+    discontinuities: _described(int, "Publisher reconnects, backend restarts and spool outages it spans.")
+    bytes: _described(int, "Its size in the spool.")
+    replay_path: _described(str | None, "Its replay page (/watch/<slug>/<generation>; a private stream's needs "
+                                        "`?token=`); null once its stream is deleted.")
+    master_path: _described(str, "Its master playlist: master-vod.m3u8 once complete, else master-dvr.m3u8.")
+
+
+class RecordingList(TypedDict):
+    __pydantic_config__ = CLOSED
+    recordings: list[Recording]
+
+
+class RecordingDeleted(Recording):
+    deleted: Literal[True]
 
 
 class StreamStatus(TypedDict):

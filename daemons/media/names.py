@@ -28,7 +28,6 @@ RENDITION = r"[a-z0-9][a-z0-9_-]{0,31}"
 PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"  # a generation's picture: <generation>/thumbnail.jpg (daemons/ingest/thumbnails.py)
-THUMBNAIL = "thumbnail.jpg"  # a generation's picture: <generation>/thumbnail.jpg (daemons/ingest/thumbnails.py)
 # A recorded generation's replays (daemons/media/recording.py): per rendition every segment since
 # the start — the DVR playlist (EVENT) while live, the VOD one once ended — and a master for each.
 DVR_PLAYLIST = "dvr.m3u8"

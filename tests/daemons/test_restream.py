@@ -11,8 +11,6 @@ import json
 import logging
 import subprocess
 
-import httpx
-import pytest
 import trio
 import trustme
 from hypothesis import given, settings

@@ -16,7 +16,6 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.core import domain
 from daemons.core.domain import playback
 from daemons.ingest import thumbnails
 from daemons.ingest.thumbnails import JPEGError, JPEGSplitter, KeyframeTap

@@ -288,7 +288,7 @@ def _key_row(k: dict, csrf: str) -> str:
 
 
 def _admin_rows(store):
-    streams = domain.streams.list_with_generations(store)
+    streams = domain.stream_views.list_with_generations(store)
     keys = domain.keys.list_(store)
     snapshots = store.query("SELECT * FROM endpoint_snapshots ORDER BY endpoint_id, generation_id")
     return streams, keys, snapshots

@@ -16,7 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from daemons.core.domain import distribution, generations, playback, streams
+from daemons.core.domain import distribution, generations, playback, stream_views
 from daemons.core.errors import InvalidInput, SenderError
 from daemons.http import management, metrics, openapi, schemas, thumbnails
 from daemons.http.responses import NO_STORE, error_response, json_response
@@ -96,7 +96,7 @@ def create_api(ctx) -> QuartTrio:
 
     @app.get("/api/streams")
     async def streams_list():
-        rows = await ctx.store.run(streams.public_listing)
+        rows = await ctx.store.run(stream_views.public_listing)
         return json_response({"streams": rows}, headers={"Cache-Control": "max-age=2"})
 
     @app.get("/api/streams/<slug>/playback")

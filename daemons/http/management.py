@@ -33,8 +33,9 @@ import trio
 
 from daemons.core import config as config_mod
 from daemons.core.config import parse_listen
-from daemons.core.domain import endpoints, generations, keys, mgmt_tokens, playback, renditions, restream, snapshots, streams
-from daemons.core.domain import recordings
+from daemons.core.domain import (
+    endpoints, generations, keys, mgmt_tokens, playback, recordings, renditions, restream, snapshots, stream_views, streams,
+)
 from daemons.core.errors import ConfigError, SenderError
 from daemons.core.stats import read_fresh_stats
 from daemons.http import schemas
@@ -138,7 +139,7 @@ async def stream_get(ctx, params: dict) -> dict:
 @method("stream.list", "All streams, each with its active generation (null when idle).",
         schemas.ListParams)
 async def stream_list(ctx, params: dict) -> dict:
-    return {"streams": await _in_store(ctx, streams.list_with_generations, include_deleted=params.get("include_deleted", False))}
+    return {"streams": await _in_store(ctx, stream_views.list_with_generations, include_deleted=params.get("include_deleted", False))}
 
 
 @method("stream.create", "Create a stream. An existing slug is a conflict (-32009, HTTP 409).",
@@ -188,7 +189,7 @@ async def stream_stop(ctx, params: dict) -> dict:
         schemas.StreamParams, result=schemas.StreamStatus, blame={"not_found": "stream"})
 async def stream_status(ctx, params: dict) -> dict:
     ingest = await trio.to_thread.run_sync(read_fresh_stats, ctx.install.state_dir, "ingest") or {}
-    return await _in_store(ctx, streams.status, params["stream"], ingest, ctx.config)
+    return await _in_store(ctx, stream_views.status, params["stream"], ingest, ctx.config)
 
 
 @method("stream.playback_token", "A playback token for a (private) stream: {token, expires_at (unix s), ttl_s}. "

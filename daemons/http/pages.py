@@ -21,7 +21,7 @@ from quart import Response, request
 
 from daemons.core.domain import generations, playback
 from daemons.core.domain import recordings as domain_recordings
-from daemons.core.domain import streams as domain_streams
+from daemons.core.domain import stream_views
 from daemons.http import thumbnails
 from daemons.media.names import GENERATION_ID_RE
 
@@ -109,7 +109,7 @@ def register(app, ctx) -> None:
 
     @app.get("/")
     async def index_page():
-        streams = await ctx.store.run(domain_streams.public_listing)
+        streams = await ctx.store.run(stream_views.public_listing)
         live = [s for s in streams if s["status"] in ("live", "starting")]
         pictured = await trio.to_thread.run_sync(_with_thumbnails, ctx, live)
         items = "\n".join(

@@ -34,7 +34,7 @@ and breaks the timeline: never the connection.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -53,8 +53,18 @@ from daemons.media.fmp4 import (
 from daemons.media.fmp4.writer import DEFAULT_FRAME_DURATION_MS
 from daemons.runtime import logging as slog
 
-if TYPE_CHECKING:
-    from daemons.ingest.pipeline import GenerationPipeline
+
+
+class Pipeline(Protocol):
+    """What the native sink needs of its generation's pipeline (daemons/ingest/pipeline.py)."""
+
+    fields: dict
+    frame_rate: float | None
+    sink: object
+
+    async def start_timeline(self, names: tuple[str, ...] | None = None) -> None: ...
+    async def end_timeline(self, names: tuple[str, ...] | None = None) -> None: ...
+    async def on_output(self, name: str, items: list) -> None: ...
 
 log = slog.get("ingest.native")
 
@@ -210,7 +220,7 @@ class NativeSink:
     """The `MediaSink` of one publish's source rendition with the native backend (see the module
     docstring)."""
 
-    def __init__(self, pipeline: GenerationPipeline, rendition: str):
+    def __init__(self, pipeline: Pipeline, rendition: str):
         self.pipeline = pipeline
         self.rendition = rendition
         self.names = (rendition,)

@@ -74,7 +74,7 @@ def list_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """All streams with their state."""
-    rows = domain.streams.list_with_generations(context.get(ctx).store(), include_deleted=all_)
+    rows = domain.stream_views.list_with_generations(context.get(ctx).store(), include_deleted=all_)
     render.emit(rows, as_json, lambda: _table(rows))
 
 
@@ -163,7 +163,7 @@ def status(ctx: typer.Context, slug: str = SLUG_ARG, as_json: bool = JSON_OPTION
     when the reconnect grace ends the broadcast), and advice for the broadcaster."""
     cli = context.get(ctx)
     ingest = read_fresh_stats(cli.install().state_dir, "ingest") or {}
-    data = domain.streams.status(cli.store(), slug, ingest, cli.install().config)
+    data = domain.stream_views.status(cli.store(), slug, ingest, cli.install().config)
 
     def human() -> None:
         generation, publisher = data["generation"], data["publisher"]

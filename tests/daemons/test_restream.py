@@ -109,7 +109,7 @@ async def test_restream_to_nginx_rtmp_and_to_a_second_sender_over_rtmps(nursery,
     stats = await wait_for(lambda: (doc := read_stats(inst.state_dir, "ingest")) and len(doc.get("restream", ())) == 2
                            and all(p["state"] == "live" and p["bytes"] > 0 for p in doc["restream"]) and doc, timeout=5)
     with inst.open_store() as store:
-        status = domain.streams.status(store, "show", stats, inst.config)
+        status = domain.stream_views.status(store, "show", stats, inst.config)
     assert {t["id"]: t["state"] for t in status["restream"]} == {to_nginx["id"]: "live", to_sender["id"]: "live"}
     cli = CliRunner().invoke(sender_app, ["--config", str(inst.config.path), "stream", "status", "show"])
     assert cli.exit_code == 0 and "Restream targets" in cli.output and to_nginx["url"] in cli.output, cli.output

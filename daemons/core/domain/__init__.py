@@ -2,11 +2,15 @@
 
 The CLI and the management API call the same functions, so each rule lives in one place:
 `streams`, `keys`, `generations`, `publish`, `endpoints`, `renditions`, `snapshots`,
-`distribution`, `recordings`. Functions take an open `Store` and raise `daemons.core.errors.SenderError`
+`distribution`, `recordings`, `restream`; `stream_views` are the views of streams the CLI and
+the management API both show. Functions take an open `Store` and raise `daemons.core.errors.SenderError`
 subclasses for anything the caller got wrong. They are synchronous; daemons call them from a
 worker thread.
 """
 
-from daemons.core.domain import distribution, endpoints, generations, keys, publish, recordings, renditions, snapshots, streams
+from daemons.core.domain import (
+    distribution, endpoints, generations, keys, publish, recordings, renditions, restream, snapshots, stream_views, streams,
+)
 
-__all__ = ["distribution", "endpoints", "generations", "keys", "publish", "recordings", "renditions", "snapshots", "streams"]
+__all__ = ["distribution", "endpoints", "generations", "keys", "publish", "recordings", "renditions", "restream",
+           "snapshots", "stream_views", "streams"]

@@ -75,7 +75,7 @@ def measure(seconds: float) -> dict:
                 }
                 for kind, url in (("full", base), ("delta", base + "?_HLS_skip=YES")):
                     run_wrk(wrk, url, threads=1, connections=16, seconds=1)  # warm-up
-                    pids = [server.pid, *descendants(server.pid)]
+                    pids = descendants(server.pid)  # the server and its children
                     c0 = cpu_ticks(pids)
                     result = run_wrk(wrk, url, threads=1, connections=16, seconds=seconds)
                     cpu_s = (cpu_ticks(pids) - c0) / CLK_TCK

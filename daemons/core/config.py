@@ -396,7 +396,10 @@ SCHEMA: dict[str, Key] = {
     "edge_fill.max_fetches": Key(_int_kind(1, 1000), 8, "Most files one generation fetches from its source at once (all its renditions together)."),
     "edge_fill.pull_through": Key(BOOL, True, "sender-http fetches a missing part, segment or init file from the edge's source once (concurrent misses wait on one fetch) and keeps it."),
     "snapshot.interval_s": Key(_float_kind(0.1, 3600), 5.0, "Seconds between endpoint snapshots."),
-    "snapshot.history_limit": Key(_int_kind(1, 10_000_000), 1000, "EndpointHistory rows kept per endpoint (oldest dropped)."),
+    "snapshot.history_limit": Key(_int_kind(1, 10_000_000), 20_000,
+                                  "EndpointHistory rows kept per endpoint (oldest dropped): one row per interval for "
+                                  "the endpoint and one per live broadcast, so the default keeps the admin page's "
+                                  "hour of charts for up to 26 broadcasts at a 5 s interval (~4 MB)."),
     "control_plane.report_url": Key(URL, "", 'Where snapshots are POSTed (the control plane); "" for none.'),
     "control_plane.signing_key_file": Key(PATH, "", "File holding the shared HMAC key that signs reports."),
     "management.token_verifiers": Key(STR_LIST, [], "Verifiers of management API tokens (create with `sender token create`; never the tokens)."),

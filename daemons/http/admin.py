@@ -15,17 +15,18 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from html import escape
 
+import trio
 from quart import Response, redirect, request
 
 from daemons.core import advice, domain
-from daemons.core.domain import mgmt_tokens, playback, restream
+from daemons.core.domain import generations, mgmt_tokens, playback, recordings, restream, snapshots
 from daemons.core.errors import SenderError
 from daemons.core.stats import read_fresh_stats
-import trio
-
-from daemons.http import management, pages, thumbnails
+from daemons.http import management, pages, thumbnails, visuals
 from daemons.http.metrics import all_worker_stats
 from daemons.http.responses import NO_STORE
 from daemons.http.state import viewers_per_stream
@@ -194,43 +195,43 @@ def _form(action: str, csrf: str, label: str, fields: str = "") -> str:
             f'<input type="hidden" name="csrf" value="{escape(csrf)}"><button type="submit">{escape(label)}</button></form>')
 
 
+CHART_WINDOW_S = 3600
+CHART_BUCKET_S = 60
+
+
 async def dashboard(ctx, session: str) -> str:
     csrf = csrf_of(ctx.secret, session)
-    streams, keys, snapshots = await ctx.store.run(_admin_rows)
+    now = datetime.now(timezone.utc)
+    since = (now - timedelta(seconds=CHART_WINDOW_S)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    rows = await ctx.store.run(_admin_rows, ctx.install.spool_root, since)
     ingest = read_fresh_stats(ctx.install.state_dir, "ingest") or {}
     publishers = {p["stream_id"]: p for p in ingest.get("publishers", [])}
     viewers = viewers_per_stream([r for w in all_worker_stats(ctx) for r in w.get("viewers", ())])
-    pictures = await trio.to_thread.run_sync(_pictures, ctx, streams)
-    listed = await ctx.store.run(restream.list_)
-    targets, target_streams = restream.states(listed, ingest), {t["id"]: t["stream"] for t in listed}
-    rows = []
-    for s in streams:
-        g, p = s["generation"], publishers.get(s["id"])
-        state = "idle" if g is None else "reconnecting" if g["publisher_left_at"] else g["status"]
-        toggle = (_form(f"/admin/streams/{s['slug']}/stop", csrf, "Stop") if g
-                  else _form(f"/admin/streams/{s['slug']}/start", csrf, "Start"))
-        rows.append(
-            f'<tr data-stream="{escape(s["slug"])}"><td>{pictures.get(s["id"], "")}</td>'
-            f'<td><a href="/watch/{escape(s["slug"])}">{escape(s["slug"])}</a></td>'
-            f'<td>{escape(s["title"])}</td><td>{escape(s["visibility"])}</td>'
-            f'<td><span class="badge" data-status="{escape(state)}">{escape(state)}</span></td>'
-            f'<td>{viewers.get(s["id"], 0)}</td>'
-            f'<td>{"%.2f Mb/s" % ((p.get("bitrate_bps") or 0) / 1e6) if p else "-"}</td>'
-            f'<td>{escape(p["remote"]) if p else "-"}</td><td>{toggle}</td></tr>'
-        )
-    key_rows = [_key_row(k, csrf) for k in keys]
+    pictures = await trio.to_thread.run_sync(_pictures, ctx, rows.streams)
+    targets = {t["id"]: t for t in restream.states(rows.targets, ingest)}
+    cards = []
+    for s in rows.streams:
+        stream_targets = [targets[t["id"]] for t in rows.targets if t["stream"] == s["slug"]]
+        cards.append(_stream_card(ctx, s, publishers.get(s["id"]), viewers.get(s["id"], 0), pictures.get(s["id"]),
+                                  rows.series.get(s["id"], []), rows.replays.get(s["id"], []), stream_targets,
+                                  csrf, now))
+    live = sum(1 for s in rows.streams if s["generation"] is not None)
+    summary = (f'<p class="summary" id="summary">{live} of {len(rows.streams)} stream{"s" if len(rows.streams) != 1 else ""} '
+               f'live · {sum(viewers.values())} watching · ingest {"up" if ingest else "not reporting"}</p>')
     snap_rows = [
         f'<tr><td>{escape(r["endpoint_id"])}</td><td>{escape(r["generation_id"] or "(endpoint)")}</td>'
-        f'<td><span class="badge">{escape(r["status"])}</span></td><td>{r["viewers"]}</td>'
-        f'<td>{r["ingress_bps"] / 1e6:.2f} / {r["egress_bps"] / 1e6:.2f} Mb/s</td><td>{escape(r["observed_at"])}</td></tr>'
-        for r in snapshots
+        f'<td><span class="badge" data-status="{escape(r["status"])}">{escape(r["status"])}</span></td><td>{r["viewers"]}</td>'
+        f'<td>{visuals.mbps(r["ingress_bps"])} / {visuals.mbps(r["egress_bps"])}</td>'
+        f'<td>{visuals.when(r["observed_at"], now)}</td></tr>'
+        for r in rows.snapshots
     ]
-    options = "".join(f'<option value="{escape(s["slug"])}">{escape(s["slug"])}</option>' for s in streams)
+    options = "".join(f'<option value="{escape(s["slug"])}">{escape(s["slug"])}</option>' for s in rows.streams)
+    keyframe_s = advice.recommended_keyframe_interval_s(ctx.config["hls.segment_target_s"])
     return (
         '<header class="page"><h1>Sender admin</h1>' + _form("/admin/logout", csrf, "Sign out") + "</header>"
+        + summary +
         '<section aria-labelledby="streams-h"><h2 id="streams-h">Streams</h2>'
-        '<table><thead><tr><th>picture</th><th>stream</th><th>title</th><th>visibility</th><th>state</th><th>viewers</th>'
-        '<th>bitrate</th><th>publisher</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+        '<div class="cards">' + ("".join(cards) or '<p class="note">No streams yet: create one below.</p>') + "</div>"
         + _form("/admin/streams", csrf, "Create stream",
                 '<label>slug <input name="slug" required pattern="[a-z0-9-]{1,64}"></label> '
                 '<label>title <input name="title"></label> '
@@ -239,20 +240,13 @@ async def dashboard(ctx, session: str) -> str:
         + "</section>"
         '<section aria-labelledby="keys-h"><h2 id="keys-h">Stream keys</h2>'
         f'<p class="note">OBS: Server and Stream Key come with a new key; set Settings → Output → Streaming → '
-        f'Keyframe Interval to <b>{advice.recommended_keyframe_interval_s(ctx.config["hls.segment_target_s"])} s</b> '
-        f'(the segment length; 0/auto makes 8 s segments).</p>'
+        f'Keyframe Interval to <b>{keyframe_s} s</b> (the segment length; 0/auto makes 8 s segments).</p>'
         '<table><thead><tr><th>stream</th><th>prefix</th><th>label</th><th>last used</th><th></th></tr></thead><tbody>'
-        + "".join(key_rows) + "</tbody></table>"
+        + "".join(_key_row(k, csrf, now) for k in rows.keys) + "</tbody></table>"
         + (_form("/admin/keys", csrf, "Create key",
                  f'<label>stream <select name="stream">{options}</select></label> <label>label <input name="label"></label> ')
-           if streams else "")
+           if rows.streams else "")
         + "</section>"
-        '<section aria-labelledby="restream-h"><h2 id="restream-h">Restream targets</h2>'
-        '<table><thead><tr><th>stream</th><th>label</th><th>target</th><th>state</th><th>last error</th><th>sent</th>'
-        '<th>bitrate</th></tr></thead><tbody>'
-        + ("".join(_restream_row(t, target_streams[t["id"]]) for t in targets)
-           or '<tr><td colspan="7">none: add one with <code>sender restream add SLUG URL</code></td></tr>')
-        + "</tbody></table></section>"
         '<section aria-labelledby="health-h"><h2 id="health-h">Endpoint health</h2>'
         '<table><thead><tr><th>endpoint</th><th>generation</th><th>status</th><th>viewers</th><th>in / out</th>'
         '<th>observed</th></tr></thead><tbody>' + ("".join(snap_rows) or '<tr><td colspan="6">no snapshots yet</td></tr>')
@@ -260,35 +254,113 @@ async def dashboard(ctx, session: str) -> str:
     )
 
 
+def _stream_card(ctx, s: dict, publisher: dict | None, watching: int, picture: str | None, series: list[dict],
+                 replays: list[dict], targets: list[dict], csrf: str, now: datetime) -> str:
+    """One stream at a glance: picture, state, numbers now, the last hour as charts, its
+    recordings and restream targets, and its start/stop button."""
+    g, slug = s["generation"], s["slug"]
+    state = "idle" if g is None else "reconnecting" if g["publisher_left_at"] else g["status"]
+    if g is not None:
+        since = f'{"live" if state == "live" else state} since {visuals.when(g["started_at"], now)}'
+    elif s.get("last_ended_at"):
+        since = f"last broadcast ended {visuals.when(s['last_ended_at'], now)}"
+    else:
+        since = "never broadcast"
+    facts = [since, f'<b class="viewers-now">{watching}</b> watching']
+    if publisher:
+        facts += [f'<b class="bitrate-now">{visuals.mbps(publisher.get("bitrate_bps") or 0)}</b> from '
+                  f'<span class="publisher">{escape(publisher["remote"])}</span>']
+    start, end = now.timestamp() - CHART_WINDOW_S, now.timestamp()
+
+    def chart(kind: str, column: str, caption: str, fmt) -> str:
+        points = [(p["t"], p[column]) for p in series if p["t"] >= start]
+        peak = f" · peak {fmt(max(v for _, v in points))}" if points else ""
+        return (f'<figure><figcaption>{caption}, last hour{peak}</figcaption>'
+                + visuals.sparkline(points, start=start, end=end, bucket_s=CHART_BUCKET_S, what=caption.capitalize(),
+                                    fmt=fmt, kind=kind) + "</figure>")
+
+    charts = ('<div class="charts">' + chart("viewers", "viewers", "viewers", lambda v: f"{v:g} watching")
+              + chart("bitrate", "ingress_bps", "bitrate in", visuals.mbps) + "</div>")
+    token = _token_for(ctx, s)
+    query = f"?token={token}" if token else ""
+    recordings = "".join(
+        f'<li data-generation="{escape(r["id"])}"><a href="/watch/{escape(slug)}/{escape(r["id"])}{escape(query)}">'
+        f'{"recording now" if r["active"] else "replay"}</a> · started {visuals.when(r["started_at"], now)}'
+        + (f' · {visuals.duration((visuals.parse_time(r["ended_at"]) - visuals.parse_time(r["started_at"])).total_seconds())}'
+           if r["ended_at"] else "")
+        + "</li>"
+        for r in replays
+    )
+    pushes = "".join(_restream_item(t, now) for t in targets)
+    toggle = (_form(f"/admin/streams/{slug}/stop", csrf, "Stop") if g else _form(f"/admin/streams/{slug}/start", csrf, "Start"))
+    return (
+        f'<article class="card" data-stream="{escape(slug)}">'
+        + (picture or '<div class="pic empty">no picture yet</div>') +
+        '<div class="card-body"><header class="card-head">'
+        f'<h3><a href="/watch/{escape(slug)}">{escape(s["title"] or slug)}</a></h3>'
+        f'<span class="badge" data-status="{escape(state)}">{escape(state)}</span></header>'
+        f'<p class="meta">{escape(slug)} · {escape(s["visibility"])}</p>'
+        f'<p class="facts">{" · ".join(facts)}</p>'
+        + charts
+        + (f'<h4>Recordings</h4><ul class="recordings">{recordings}</ul>' if recordings else "")
+        + (f'<h4>Restream</h4><ul class="targets">{pushes}</ul>' if pushes else "")
+        + f'<div class="actions">{toggle}</div></div></article>'
+    )
+
+
+def _token_for(ctx, s: dict) -> str | None:
+    """A short playback token of its own for a private stream's links and pictures on this page."""
+    return playback.mint_token(ctx.playback_secret, s["id"], 600)["token"] if s["visibility"] == "private" else None
+
+
 def _pictures(ctx, streams: list[dict]) -> dict[str, str]:
-    """Stream id → the <img> of its live broadcast's thumbnail (a private stream's with a short
-    playback token of its own). Blocking: a stat per active stream."""
+    """Stream id → the <img> of its live broadcast's thumbnail, else its last broadcast's (a
+    private stream's with a playback token). Blocking: a stat per stream."""
     out = {}
     for s in streams:
-        g = s["generation"]
-        if g is not None and thumbnails.exists(ctx.install.spool_root, s["id"], g["id"]):
-            token = playback.mint_token(ctx.playback_secret, s["id"], 600)["token"] if s["visibility"] == "private" else None
-            out[s["id"]] = f'<img src="{escape(thumbnails.url_of(s["slug"], token))}" alt="" width="96">'
+        generation_id = s["generation"]["id"] if s["generation"] else s.get("last_generation_id")
+        if thumbnails.exists(ctx.install.spool_root, s["id"], generation_id):
+            url = thumbnails.url_of(s["slug"], _token_for(ctx, s), generation=None if s["generation"] else generation_id)
+            out[s["id"]] = f'<img class="pic" src="{escape(url)}" alt="picture of {escape(s["slug"])}" width="320" height="180">'
     return out
 
 
-def _restream_row(t: dict, stream: str) -> str:
+def _restream_item(t: dict, now: datetime) -> str:
     live = t["state"] == "live"
-    return (f'<tr data-target="{escape(t["id"])}"><td>{escape(stream)}</td><td>{escape(t["label"])}</td>'
-            f'<td><code>{escape(t["url"])}</code></td>'
-            f'<td><span class="badge" data-status="{escape(t["state"])}">{escape(t["state"])}</span></td>'
-            f'<td>{escape(t["last_error"] or "")}</td><td>{t["bytes"] / 1e6:.1f} MB</td>'
-            f'<td>{"%.2f Mb/s" % (t["bitrate_bps"] / 1e6) if live else "-"}</td></tr>')
+    since = f' since {visuals.when(t["state_since"], now)}' if t.get("state_since") else ""
+    error = f'<br><span class="error">{escape(t["last_error"])}</span>' if t["last_error"] else ""
+    return (f'<li data-target="{escape(t["id"])}"><span class="badge" data-status="{escape(t["state"])}">'
+            f'{escape(t["state"])}</span> {escape(t["label"] or "target")}{since} · <code>{escape(t["url"])}</code>'
+            f' · {t["bytes"] / 1e6:.1f} MB sent{" · " + visuals.mbps(t["bitrate_bps"]) if live else ""}{error}</li>')
 
 
-def _key_row(k: dict, csrf: str) -> str:
+def _key_row(k: dict, csrf: str, now: datetime) -> str:
     revoke = "revoked" if k["revoked_at"] else _form(f"/admin/keys/{k['id']}/revoke", csrf, "Revoke")
     return (f'<tr><td>{escape(k["stream"])}</td><td><code>{escape(k["prefix"])}</code></td><td>{escape(k["label"])}</td>'
-            f'<td>{escape(k["last_used_at"] or "never")}</td><td>{revoke}</td></tr>')
+            f'<td>{visuals.when(k["last_used_at"], now)}</td><td>{revoke}</td></tr>')
 
 
-def _admin_rows(store):
+@dataclass
+class _Rows:
+    streams: list[dict]
+    keys: list[dict]
+    snapshots: list[dict]
+    targets: list[dict]
+    series: dict[str, list[dict]]
+    replays: dict[str, list[dict]]
+
+
+def _admin_rows(store, spool_root, since: str) -> _Rows:
+    """Everything the page shows from the store, in one trip to its thread (the replays stat the spool)."""
     streams = domain.stream_views.list_with_generations(store)
-    keys = domain.keys.list_(store)
-    snapshots = store.query("SELECT * FROM endpoint_snapshots ORDER BY endpoint_id, generation_id")
-    return streams, keys, snapshots
+    for s in streams:
+        if s["generation"] is None and (last := generations.latest(store, s["id"])) is not None:
+            s["last_generation_id"], s["last_ended_at"] = last["id"], last["ended_at"]
+    return _Rows(
+        streams=streams,
+        keys=domain.keys.list_(store),
+        snapshots=snapshots.list_(store),
+        targets=restream.list_(store),
+        series=snapshots.stream_series(store, since, bucket_s=CHART_BUCKET_S),
+        replays={s["id"]: recordings.replays(store, spool_root, s["id"], limit=3) for s in streams},
+    )

@@ -26,9 +26,11 @@ def path_of(spool_root: Path, stream_id: str, generation_id: str) -> Path:
     return Path(spool_root) / "streams" / stream_id / generation_id / THUMBNAIL
 
 
-def url_of(slug: str, token: str | None = None) -> str:
-    """The route for a stream's thumbnail (relative), carrying a private stream's token."""
-    return f"/api/streams/{slug}/thumbnail.jpg" + (f"?token={token}" if token else "")
+def url_of(slug: str, token: str | None = None, *, generation: str | None = None) -> str:
+    """The route for a stream's thumbnail (relative): its latest broadcast's, or `generation`'s,
+    carrying a private stream's token."""
+    query = "&".join(f"{k}={v}" for k, v in (("generation", generation), ("token", token)) if v)
+    return f"/api/streams/{slug}/thumbnail.jpg" + (f"?{query}" if query else "")
 
 
 def _read(path: Path) -> tuple[bytes, os.stat_result] | None:

@@ -4,6 +4,7 @@ generations (lifecycle, one active per stream)."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 
 import pytest
 
@@ -340,3 +341,34 @@ def test_generation_errors(store):
     with pytest.raises(NotFound):
         domain.streams.start(store, "gone")
     assert _rows(store, "stream_generations") == []
+
+
+def test_stream_series_buckets_a_streams_broadcasts_across_endpoints(store, edge):
+    """The admin page's charts: per stream and minute, viewers summed over endpoints (each
+    endpoint's samples averaged first), bitrate in the highest endpoint's; endpoint rows, other
+    streams and rows before `since` stay out."""
+    domain.endpoints.upsert(store, "origin", type="tribes_origin")
+    studio = domain.streams.create(store, "studio")
+    other = domain.streams.create(store, "other")
+    g1, _ = domain.generations.begin(store, studio["id"])
+    g2, _ = domain.generations.begin(store, other["id"])
+
+    def at(minute: int, second: int, endpoint: str, generation: str, viewers: int, ingress: int) -> None:
+        domain.snapshots.record(store, _snap(endpoint_id=endpoint, generation_id=generation, viewers=viewers,
+                                             ingress_bps=ingress, observed_at=f"2026-12-07T10:{minute:02d}:{second:02d}Z"),
+                                history_limit=1000)
+
+    at(0, 5, "origin", g1["id"], 99, 1)        # before `since`
+    at(1, 0, "origin", g1["id"], 2, 2_000_000)
+    at(1, 30, "origin", g1["id"], 4, 2_200_000)  # same minute: averaged to 3
+    at(1, 10, "edge1", g1["id"], 5, 2_100_000)   # another endpoint: added
+    at(3, 0, "origin", g1["id"], 1, 1_900_000)
+    at(1, 0, "origin", "", 50, 9)               # the endpoint's own row
+    at(1, 0, "origin", g2["id"], 7, 500_000)    # another stream
+    series = domain.snapshots.stream_series(store, "2026-12-07T10:01:00Z", bucket_s=60)
+    minute = lambda m: int(datetime(2026, 12, 7, 10, m, tzinfo=timezone.utc).timestamp())  # noqa: E731
+    assert series[studio["id"]] == [
+        {"t": minute(1), "viewers": 8, "ingress_bps": 2_100_000},
+        {"t": minute(3), "viewers": 1, "ingress_bps": 1_900_000},
+    ]
+    assert series[other["id"]] == [{"t": minute(1), "viewers": 7, "ingress_bps": 500_000}]

@@ -12,7 +12,7 @@ from daemons.core.install import Install, init
 
 ALL = ["0001_streams_keys_generations", "0002_media_endpoints", "0003_renditions_snapshots", "0004_measured_bandwidth_player_events",
        "0005_endpoint_report_tokens", "0006_mirrored_streams",
-       "0007_publisher_presence_reconnect_grace", "0008_recordings_restream"]
+       "0007_publisher_presence_reconnect_grace", "0008_recordings_restream", "0009_history_by_time"]
 
 
 def test_init_lays_down_everything_under_the_directory(tmp_path):

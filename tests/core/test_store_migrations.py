@@ -17,7 +17,7 @@ from daemons.core.store import Store
 
 ALL = ["0001_streams_keys_generations", "0002_media_endpoints", "0003_renditions_snapshots", "0004_measured_bandwidth_player_events",
        "0005_endpoint_report_tokens", "0006_mirrored_streams",
-       "0007_publisher_presence_reconnect_grace", "0008_recordings_restream"]
+       "0007_publisher_presence_reconnect_grace", "0008_recordings_restream", "0009_history_by_time"]
 REPO = Path(__file__).resolve().parents[2]
 
 

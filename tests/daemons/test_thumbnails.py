@@ -112,8 +112,8 @@ async def test_live_thumbnails_are_served_with_the_visibility_rules_and_change_a
         # The admin page: each live stream's picture, a private one's with a token of its own.
         await signed_in(c, add_token(inst))
         admin = (await c.get("/admin")).text
-        assert '<img src="/api/streams/pub/thumbnail.jpg" alt="" width="96">' in admin
-        own = re.search(r'<img src="(/api/streams/priv/thumbnail.jpg\?token=[^"]+)"', admin).group(1)
+        assert '<img class="pic" src="/api/streams/pub/thumbnail.jpg" alt="picture of pub"' in admin
+        own = re.search(r'<img class="pic" src="(/api/streams/priv/thumbnail.jpg\?token=[^"]+)"', admin).group(1)
         assert (await c.get(own)).content[:3] == JPEG_MAGIC
 
         with trio.fail_after(30):

@@ -152,3 +152,28 @@ def prune(store: Store, endpoint_id: str, *, keep_generations: list[str], observ
             (endpoint_id, *keep_generations, observed_before),
         )
         return cur.rowcount
+
+
+def stream_series(store: Store, since: str, *, bucket_s: int = 60) -> dict[str, list[dict]]:
+    """Per stream, its broadcasts' history since `since` in buckets of `bucket_s` seconds, oldest
+    first: `{"t": bucket start (unix s), "viewers": summed over endpoints, "ingress_bps": the
+    highest endpoint's}` (each endpoint's samples averaged within a bucket first, so a bucket
+    counts viewers once however often its endpoints reported)."""
+    rows = store.query(
+        "SELECT g.stream_id, h.endpoint_id, CAST(strftime('%s', h.observed_at) AS INTEGER) / ? AS bucket, "
+        "AVG(h.viewers) AS viewers, AVG(h.ingress_bps) AS ingress_bps "
+        "FROM endpoint_history h JOIN stream_generations g ON g.id = h.generation_id "
+        "WHERE h.generation_id != '' AND h.observed_at >= ? "
+        "GROUP BY g.stream_id, h.endpoint_id, bucket",
+        (int(bucket_s), _time(since, "since")),  # as the rows store times, so text order is time order
+    )
+    buckets: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        b = buckets.setdefault(r["stream_id"], {}).setdefault(r["bucket"], {"viewers": 0.0, "ingress_bps": 0.0})
+        b["viewers"] += r["viewers"]
+        b["ingress_bps"] = max(b["ingress_bps"], r["ingress_bps"])
+    return {
+        stream_id: [{"t": bucket * bucket_s, "viewers": round(v["viewers"]), "ingress_bps": int(v["ingress_bps"])}
+                    for bucket, v in sorted(per.items())]
+        for stream_id, per in buckets.items()
+    }

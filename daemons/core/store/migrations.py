@@ -238,3 +238,13 @@ def _m0008(db: Database) -> None:
         CREATE INDEX restream_targets_stream ON restream_targets (stream_id);
         """
     )
+
+
+@MIGRATIONS(name="0009_history_by_time")
+def _m0009(db: Database) -> None:
+    db.executescript(
+        """
+        -- The admin page's charts read the last hour of every endpoint's history by time.
+        CREATE INDEX endpoint_history_observed ON endpoint_history (observed_at);
+        """
+    )

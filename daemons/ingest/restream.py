@@ -394,11 +394,12 @@ class Restreamer:
         targets = (await store.run(domain_restream.active_targets, [stream["id"]]))[stream["id"]]
         return RestreamSink(self, stream, targets)
 
-    async def refresh(self, store) -> None:
+    def stream_ids(self) -> list[str]:
+        """The publishing streams whose targets the control loop reads (`domain.restream.active_targets`)."""
+        return list(self.sinks)
+
+    def apply(self, current: dict) -> None:
         """The control loop's step: the enabled targets of every publishing stream, applied."""
-        if not self.sinks:
-            return
-        current = await store.run(domain_restream.active_targets, list(self.sinks))
         for sid, targets in current.items():
             sink = self.sinks.get(sid)
             if sink is not None:

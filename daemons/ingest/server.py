@@ -332,24 +332,25 @@ class IngestDaemon:
         default_grace = self.config["rtmp.reconnect_grace"]
         while True:
             await trio.sleep(CONTROL_INTERVAL_S)
-            for g in await self.store.run(domain.generations.end_abandoned, default_grace):
+            pubs = list(self.publishers.values())
+            # One trip to the store's thread per step, not one per question: this loop runs twice
+            # a second whatever the load, and each trip is a thread hand-off.
+            ended, reasons, targets, statuses = await self.store.run(
+                _control_reads, default_grace, [(p.generation_id, p.key_id) for p in pubs],
+                self.restream.stream_ids(), list(self.pipelines))
+            for g in ended:
                 slog.log(log, logging.INFO, "generation ended: its publisher did not come back within the reconnect grace",
                          stream=g["stream"], generation=g["id"], publisher_left_at=g["publisher_left_at"])
-            pubs = list(self.publishers.values())
-            if pubs:
-                reasons = await self.store.run(domain.publish.disconnect_reasons, [(p.generation_id, p.key_id) for p in pubs])
-                for p, reason in zip(pubs, reasons):
-                    if reason and p.kick_reason is None:
-                        slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
-                        p.kick(reason)
-            await self.restream.refresh(self.store)  # restream targets added, removed, enabled, disabled
-            if self.pipelines:
-                statuses = await self.store.run(domain.generations.statuses, list(self.pipelines))
-                for gid, status in statuses.items():
-                    pipeline = self.pipelines[gid]
-                    if not domain.generations.is_active(status) and pipeline.sink is None:
-                        del self.pipelines[gid]
-                        await pipeline.finish()
+            for p, reason in zip(pubs, reasons):
+                if reason and p.kick_reason is None:
+                    slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
+                    p.kick(reason)
+            self.restream.apply(targets)  # restream targets added, removed, enabled, disabled
+            for gid, status in statuses.items():
+                pipeline = self.pipelines.get(gid)
+                if pipeline is not None and not domain.generations.is_active(status) and pipeline.sink is None:
+                    del self.pipelines[gid]
+                    await pipeline.finish()
 
     async def _retention_loop(self) -> None:
         """Remove ended generations' spool directories: recordings by age (recording.keep) and by
@@ -622,3 +623,15 @@ def _address(remote: str) -> str:
 def _bound(listener: trio.SocketListener) -> tuple[str, int]:
     host, port = listener.socket.getsockname()[:2]
     return host, port
+
+
+def _control_reads(store, default_grace, publishers: list[tuple[str, str]], restreaming: list[str],
+                   pipelines: list[str]) -> tuple[list[dict], list, dict, dict]:
+    """The control loop's store work in one call: generations whose reconnect grace ran out
+    (ended here), why each publisher must go (if it must), the restream targets of publishing
+    streams, and the status of each generation with a pipeline."""
+    return (domain.generations.end_abandoned(store, default_grace),
+            domain.publish.disconnect_reasons(store, publishers) if publishers else [],
+            domain.restream.active_targets(store, restreaming) if restreaming else {},
+            domain.generations.statuses(store, pipelines) if pipelines else {})
+

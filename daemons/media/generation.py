@@ -144,6 +144,8 @@ class GenerationPackager:
         if self.outage:
             self._backlog += actions  # behind what was refused, in order
             return None
+        if not actions and not force:
+            return None  # a frame into the open part: no file, state or playlist changes (most calls)
         published = self._published(force=force or bool(actions))
         if not actions and not published:
             return None

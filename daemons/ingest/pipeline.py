@@ -125,6 +125,7 @@ class GenerationPipeline:
         self.frame_rate: float | None = None
         self.sink: MediaSink | None = None  # the media sink of the publish being fed, if any
         self._master: bytes | None = None
+        self._master_inputs: tuple | None = None  # what the masters were last written from
         self._discontinuities = 0  # as recorded in the store and generation.json
         self._replay_masters: dict[str, bytes] = {}  # master-dvr/master-vod as last written
         self._bandwidth_recorded_at = -math.inf
@@ -298,6 +299,14 @@ class GenerationPipeline:
             await self._publish_generation(ended=False)
 
     async def _publish_master(self, *, final: bool = False) -> None:
+        # What the masters are made of changes once per segment, not once per part: skip the
+        # rest (variants, renders, compares) while it is the same as the last written.
+        inputs = (final, self.frame_rate, tuple(
+            (id(self.inits.get(name)), p.bandwidth_peak, p.average_bandwidth, p.ended,
+             p.recording.segments if p.recording is not None else None)
+            for name, p in self.packagers.items()))
+        if inputs == self._master_inputs:
+            return
         variants = []
         for r in self.renditions:
             init = self.inits.get(r["name"])
@@ -316,16 +325,24 @@ class GenerationPipeline:
                 )
             )
         data = hls.MasterPlaylist(tuple(variants)).render().encode()
+        written = True
         if data != self._master:
             if await self.spool.apply("", [], {MASTER: data}):
                 self._master = data
+            else:
+                written = False
         replays = {name: _replay_master(name, [dataclasses.replace(v, uri=f"{v.uri.split('/', 1)[0]}/{playlist}")
                                                for v in variants])
                    for name, playlist in self._replay_masters_due(final)}
         replays = {name: data for name, data in replays.items() if self._replay_masters.get(name) != data}
-        if replays and await self.spool.apply("", [], replays):
-            self._replay_masters.update(replays)
+        if replays:
+            if await self.spool.apply("", [], replays):
+                self._replay_masters.update(replays)
+            else:
+                written = False
         await self._record_bandwidth(variants, final=final)
+        if written:
+            self._master_inputs = inputs
 
     def _replay_masters_due(self, final: bool) -> list[tuple[str, str]]:
         """A recording's masters, (file, the variants' playlist): the DVR one once every rendition

@@ -137,6 +137,15 @@ async def wait_until_live(home: Path, env: dict, exports: list[str], slug: str, 
         while True:
             assert publisher.returncode is None, ((logs / "ffmpeg.log").read_text()[-2000:], (logs / "up.log").read_text()[-3000:])
             out = await sh("\n".join([*exports, f".venv/bin/sender stream status {slug} --json"]), home, env)
-            if (json.loads(out).get("generation") or {}).get("status") == "live":
+            generation = json.loads(out).get("generation") or {}
+            # "A few seconds later": live, and its first whole segment written. Live comes with the
+            # first part (LL-HLS players start there); ffplay/ffprobe (ffmpeg 5.1) play whole
+            # segments only and find no stream in a playlist that has none yet.
+            if generation.get("status") == "live" and _has_a_segment(home, generation):
                 return
             await trio.sleep(0.2)
+
+
+def _has_a_segment(home: Path, generation: dict) -> bool:
+    playlists = (home / "var").rglob(f"{generation['id']}/source/index.m3u8")
+    return any("#EXTINF" in p.read_text() for p in playlists)

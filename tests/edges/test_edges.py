@@ -304,10 +304,13 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
                     fetched["parts" if part.status_code == 200 else "errors"] += 1
                     served[me] += part.status_code == 200
 
-            with trio.move_on_after(8):
-                async with trio.open_nursery() as viewers:
-                    for _ in range(200):
-                        viewers.start_soon(viewer)
+            # Until the viewers together fetched 400 parts (two each on average): a condition, not
+            # a time window, so that a slow shared machine fetches fewer per second, not fewer.
+            async with trio.open_nursery() as viewers:
+                for _ in range(200):
+                    viewers.start_soon(viewer)
+                await wait_until(lambda: len(served) == 200 and fetched["parts"] >= 400, 40, "200 viewers fetched 400 parts")
+                viewers.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
 
     media = proxy.media_requests()
@@ -317,7 +320,7 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
     record_property("origin_playlist_requests", sum(playlists.values()))
     # Together the viewers fetched hundreds of parts from the edge, none refused.
     record_property("viewers_started", len(served))
-    assert fetched["parts"] >= 100 and fetched["errors"] == 0, (served, fetched)
+    assert fetched["parts"] >= 400 and fetched["errors"] == 0, (served, fetched)
     assert media and all(n == 1 for n in media.values()), {k: v for k, v in media.items() if v > 1}
     # Playlists: one blocking reload per position, however many viewers.
     assert all(n == 1 for k, n in playlists.items() if "_HLS_msn=" in k), playlists

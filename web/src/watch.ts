@@ -210,6 +210,18 @@ const replayConfig: Partial<HlsConfig> = {
   xhrSetup: hlsConfig.xhrSetup,
 };
 
+// Video.js's <hls-video> starts hls.js with `startLoad()`, no position, when the media element
+// attaches (its preload handling). For a live (EVENT) playlist hls.js reads "no position" as "the
+// live edge": when the attach completes after the DVR playlist arrived, a replay would begin at
+// its end instead of its start (a race, seen under load). On a replay page a load without a
+// position starts where the viewer is: the start at first, their own position later.
+if (replayMode) {
+  const startLoad = Hls.prototype.startLoad;
+  Hls.prototype.startLoad = function (this: Hls, position = -1, skipSeekToStartPosition?: boolean) {
+    startLoad.call(this, position === -1 ? (this.media?.currentTime ?? 0) : position, skipSeekToStartPosition);
+  };
+}
+
 let hooked: Hls | null = null;
 
 function engine(): Hls | null {

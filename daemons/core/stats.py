@@ -46,3 +46,13 @@ def read_fresh_stats(state_dir: Path, daemon: str, max_age_s: float = 5.0) -> di
     if stats is None or stats_age_s(stats) > max_age_s:
         return None
     return stats
+
+
+def viewers_per_stream(renditions: list[dict]) -> dict[str, int]:
+    """Viewers of each stream: distinct playback sessions across its renditions and across the
+    HTTP workers' stats files (their "viewers" lists). One definition for /metrics, the playback
+    API, the admin page and `sender status`."""
+    sessions: dict[str, set[str]] = {}
+    for r in renditions:
+        sessions.setdefault(r["stream_id"], set()).update(r.get("sessions", ()))
+    return {sid: len(s) for sid, s in sessions.items()}

@@ -11,7 +11,7 @@ sender-http count the same viewer once, and adds the bytes the front sent to the
 
 Not counted as viewers: requests the front passed without looking in its cache (other Sender
 nodes carrying the distribution key, non-GET), and anything but a 200/304 media playlist — the
-same rule as hls.py's.
+same rule as hls_route.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from daemons.http.hls import ROUTE
+from daemons.http.hls_route import ROUTE
 from daemons.http.state import Counters, ViewerTracker, session_key
 from daemons.media import names
 
@@ -120,7 +120,7 @@ _SESSION = re.compile(r"(?:^|&)session=([^&]*)")
 
 
 def kind_of(path: str) -> str:
-    """What hls.py calls a request, from the path's end (cheap: run for every line)."""
+    """What hls_route.py calls a request, from the path's end (cheap: run for every line)."""
     if not path.startswith("/hls/"):
         return "other"
     name = path[path.rfind("/") + 1:]

@@ -25,11 +25,10 @@ from quart import Response, redirect, request
 from daemons.core import advice, domain
 from daemons.core.domain import generations, mgmt_tokens, playback, recordings, restream, snapshots
 from daemons.core.errors import SenderError
-from daemons.core.stats import read_fresh_stats
+from daemons.core.stats import read_fresh_stats, viewers_per_stream
 from daemons.http import management, pages, thumbnails, visuals
 from daemons.http.metrics import all_worker_stats
 from daemons.http.responses import NO_STORE
-from daemons.http.state import viewers_per_stream
 
 SESSION_COOKIE = "sender_admin"
 LOGIN_CSRF_COOKIE = "sender_login_csrf"

@@ -18,9 +18,9 @@ from werkzeug.exceptions import HTTPException
 
 from daemons.core.domain import distribution, generations, playback, stream_views
 from daemons.core.errors import InvalidInput, SenderError
+from daemons.core.stats import viewers_per_stream
 from daemons.http import management, metrics, openapi, schemas, thumbnails
 from daemons.http.responses import NO_STORE, error_response, json_response
-from daemons.http.state import viewers_per_stream
 
 TELEMETRY_MAX_BODY = 16 * 1024
 def create_api(ctx) -> QuartTrio:
@@ -49,7 +49,7 @@ def create_api(ctx) -> QuartTrio:
     async def readyz():
         checks = {}
         try:
-            await ctx.store.run(lambda s: s.query("SELECT 1"))
+            await ctx.store.run(lambda s: s.ping())
             checks["store"] = "ok"
         except Exception as e:  # noqa: BLE001 - any failure means not ready, said in the answer
             checks["store"] = f"error: {e}"

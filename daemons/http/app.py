@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from daemons.core.install import Install
 from daemons.http import admin, endpoint_reports, pages
 from daemons.http.api import create_api
-from daemons.http.hls import HLSHandler
+from daemons.http.hls_route import HLSHandler
 from daemons.http.pull_through import PullThrough
 from daemons.http.spool_view import FileCache, SpoolView
 from daemons.http.state import Counters, StreamDirectory, ViewerTracker

@@ -17,10 +17,10 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from daemons.core.domain.common import parse_time
 from daemons.core.domain.snapshots import STATUSES
-from daemons.core.stats import read_fresh_stats
-from daemons.http.state import EndpointSnapshots, viewers_per_stream
-from daemons.snapshot.build import parse_time
+from daemons.core.stats import read_fresh_stats, viewers_per_stream
+from daemons.http.state import EndpointSnapshots
 
 STATS_FRESH_S = 5.0
 RESTREAM_PUSH_STATES = ("connecting", "live", "failing")  # of domain.restream.STATES, while pushed

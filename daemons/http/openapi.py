@@ -289,7 +289,7 @@ def _management_paths() -> dict:
 
 
 def _hls_paths() -> dict:
-    """The raw-ASGI HLS routes (hls.py): generation-scoped, matched on the raw path."""
+    """The raw-ASGI HLS routes (hls_route.py): generation-scoped, matched on the raw path."""
     path_params = [
         {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": STREAM_ID_PATTERN}},
         {"name": "generation_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": GENERATION_ID_PATTERN}},

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from daemons.core.domain import snapshots
+from daemons.core.domain import endpoints, snapshots, streams
+from daemons.core.domain.common import iso
 from daemons.runtime.store import StoreWorker
-from daemons.snapshot.build import iso
 
 DIRECTORY_REFRESH_S = 1.0
 MISS_REFRESH_S = 0.2
@@ -47,9 +47,7 @@ class StreamDirectory:
         self.refreshed_at = -math.inf
 
     async def refresh(self) -> None:
-        rows = await self.store.run(
-            lambda s: s.query("SELECT id, slug, title, visibility FROM streams WHERE deleted_at IS NULL")
-        )
+        rows = await self.store.run(streams.directory)
         entries = [StreamEntry(r["id"], r["slug"], r["title"], r["visibility"]) for r in rows]
         self.by_id = {e.id: e for e in entries}
         self.by_slug = {e.slug: e for e in entries}
@@ -97,7 +95,7 @@ class EndpointSnapshots:
 
 
 def _endpoint_snapshots(store, since: float) -> tuple[list[dict], list[dict]]:
-    live = {r["id"] for r in store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL")}
+    live = endpoints.live_ids(store)
     latest = [r for r in snapshots.list_(store) if r["generation_id"] == "" and r["endpoint_id"] in live]
     return latest, [r for r in snapshots.rollups(store, iso(since)) if r["endpoint_id"] in live]
 
@@ -137,14 +135,6 @@ class ViewerTracker:
             out.append({"stream_id": sid, "generation_id": gid, "rendition": rendition, "viewers": len(sessions),
                         "sessions": sorted(sessions)})
         return out
-
-
-def viewers_per_stream(renditions: list[dict]) -> dict[str, int]:
-    """Distinct sessions per stream across renditions (and across workers' snapshots)."""
-    sessions: dict[str, set[str]] = defaultdict(set)
-    for r in renditions:
-        sessions[r["stream_id"]].update(r.get("sessions", ()))
-    return {sid: len(s) for sid, s in sessions.items()}
 
 
 @dataclass

@@ -16,7 +16,8 @@ Status rules (per row):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+
+from daemons.core.domain.common import iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,6 @@ class Thresholds:
         o = overrides or {}
         get = lambda k: o.get(k, cfg[f"health.{k}"])  # noqa: E731
         return cls(get("stats_stale_after_s"), get("max_playlist_age_s"), get("max_viewers"), get("max_egress_bps"))
-
-
-def parse_time(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

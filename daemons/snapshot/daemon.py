@@ -31,7 +31,8 @@ from daemons.core.install import Install
 from daemons.core.stats import read_stats, write_stats
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
-from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer, iso
+from daemons.core.domain.common import iso
+from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer
 from daemons.snapshot.probe import probe
 from daemons.snapshot.report import Reporter, read_key
 
@@ -207,11 +208,10 @@ def _silent_external_endpoints(store, stale_after_s: float, now: float) -> list[
     for ep in domain.endpoints.list_(store):
         if ep["type"] not in domain.endpoints.EXTERNAL_TYPES or ".m3u8" not in (ep["public_base_url"] or ""):
             continue
-        own = store.one("SELECT observed_at FROM endpoint_snapshots WHERE endpoint_id = ? AND generation_id = '' AND reporter = ?",
-                        (ep["id"], ep["id"]))
+        own = domain.snapshots.own_observed_at(store, ep["id"])
         if own is not None:
             try:
-                if now - datetime.fromisoformat(own["observed_at"].replace("Z", "+00:00")).timestamp() <= stale_after_s:
+                if now - datetime.fromisoformat(own.replace("Z", "+00:00")).timestamp() <= stale_after_s:
                     continue  # it reports for itself
             except ValueError:
                 pass

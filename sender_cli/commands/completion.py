@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from daemons.core import config as config_mod
+from daemons.core import domain
 from daemons.core.install import Install
 
 
@@ -20,7 +21,7 @@ def stream_slugs(incomplete: str) -> list[str]:
     if store is None:
         return []
     with store:
-        return [r["slug"] for r in store.query("SELECT slug FROM streams WHERE deleted_at IS NULL AND slug LIKE ?", (incomplete + "%",))]
+        return domain.streams.slugs_starting(store, incomplete)
 
 
 def endpoint_ids(incomplete: str) -> list[str]:
@@ -28,4 +29,4 @@ def endpoint_ids(incomplete: str) -> list[str]:
     if store is None:
         return []
     with store:
-        return [r["id"] for r in store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL AND id LIKE ?", (incomplete + "%",))]
+        return domain.endpoints.ids_starting(store, incomplete)

@@ -126,7 +126,7 @@ def _dashboard(cli):
     from rich.console import Group
     from rich.table import Table
 
-    from daemons.http.state import viewers_per_stream
+    from daemons.core.stats import viewers_per_stream
 
     inst = cli.install()
     store = cli.store()

@@ -202,3 +202,29 @@ def test_upsert_of_a_deleted_id_starts_afresh(store):
     assert fresh["name"] == "edge1" and fresh["sources"] == [] and fresh["deleted_at"] is None
     assert fresh["type"] == "external_edge"
     assert len(_rows(store, "media_endpoints")) == 2
+
+
+def test_lookups_by_prefix_take_the_prefix_literally_and_skip_deleted(store):
+    """Shell completion's questions: LIKE wildcards typed by a person match only themselves."""
+    for name in ("demo", "dev-night", "other", "gone"):
+        domain.streams.create(store, name)
+    domain.streams.delete(store, "gone")
+    for eid in ("edge1", "edge2", "edge-x", "origin"):
+        domain.endpoints.upsert(store, eid, type="tribes_edge")
+    domain.endpoints.delete(store, "edge2")
+    assert domain.streams.slugs_starting(store, "de") == ["demo", "dev-night"]
+    assert domain.streams.slugs_starting(store, "") == ["demo", "dev-night", "other"]
+    assert domain.streams.slugs_starting(store, "d%") == [] and domain.streams.slugs_starting(store, "d_") == []
+    assert domain.endpoints.ids_starting(store, "edge") == ["edge-x", "edge1"]
+    assert domain.endpoints.ids_starting(store, "edge_") == [] and domain.endpoints.ids_starting(store, "%") == []
+    assert domain.endpoints.live_ids(store) == {"edge1", "edge-x", "origin"}
+    assert {r["slug"] for r in domain.streams.directory(store)} == {"demo", "dev-night", "other"}
+    assert set(domain.streams.directory(store)[0]) == {"id", "slug", "title", "visibility"}
+
+
+def test_own_observed_at_is_the_endpoints_own_node_report(store):
+    domain.endpoints.upsert(store, "mux1", type="external_origin")
+    assert domain.snapshots.own_observed_at(store, "mux1") is None
+    domain.snapshots.record(store, {"endpoint_id": "mux1", "observed_at": "2026-12-07T10:00:00.000Z", "status": "healthy",
+                                    "reporter": "mux1"}, history_limit=10)
+    assert domain.snapshots.own_observed_at(store, "mux1") == "2026-12-07T10:00:00.000Z"

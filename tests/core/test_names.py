@@ -13,7 +13,7 @@ from daemons.core.domain import distribution
 from daemons.core.domain.common import check_name, new_id
 from daemons.edge_fill.mirror import SENDER_NAME
 from daemons.http import openapi
-from daemons.http.hls import ROUTE
+from daemons.http.hls_route import ROUTE
 from daemons.media import names
 
 msns = st.integers(0, 10**12 - 1)

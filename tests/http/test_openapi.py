@@ -17,7 +17,7 @@ from daemons.core import config as config_mod
 from daemons.core import domain
 from daemons.core.domain import mgmt_tokens, playback
 from daemons.core.install import Install
-from daemons.http import hls, management, openapi, schemas
+from daemons.http import hls_route, management, openapi, schemas
 from daemons.http.app import SenderApp
 from tests.http.conftest import answer_before_late_body, make_http_install
 from tests.http.spool_writer import PART_S, GenerationWriter
@@ -107,14 +107,14 @@ HLS_SAMPLES = [
 
 
 def test_every_hls_route_is_documented():
-    """The documented /hls paths admit exactly the URLs hls.ROUTE serves, with every method it answers."""
+    """The documented /hls paths admit exactly the URLs hls_route.ROUTE serves, with every method it answers."""
     paths = {p: item for p, item in openapi.document()["paths"].items() if p.startswith("/hls/")}
     assert paths
     documented = [_path_regex(p, item) for p, item in paths.items()]
     for item in paths.values():
         assert HLS_METHODS <= set(item), item
     for sample in HLS_SAMPLES:
-        routed = hls.ROUTE.fullmatch(sample.encode()) is not None
+        routed = hls_route.ROUTE.fullmatch(sample.encode()) is not None
         in_docs = any(r.fullmatch(sample) for r in documented)
         assert routed == in_docs, f"{sample}: served {routed}, documented {in_docs}"
 

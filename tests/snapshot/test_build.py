@@ -3,7 +3,8 @@ generations, overload thresholds, egress from bytes_sent growth, distinct viewer
 
 from __future__ import annotations
 
-from daemons.snapshot.build import EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer, iso
+from daemons.core.domain.common import iso
+from daemons.snapshot.build import EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer
 
 T0 = 1_700_000_000.0
 ORIGIN = {"id": "node-1", "type": "tribes_origin"}

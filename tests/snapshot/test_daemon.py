@@ -18,7 +18,7 @@ from daemons.core.install import Install
 from daemons.core.errors import Conflict
 from daemons.core.stats import read_stats, stats_path
 from daemons.runtime.store import StoreWorker
-from daemons.snapshot.build import iso
+from daemons.core.domain.common import iso
 from daemons.snapshot.daemon import SnapshotDaemon
 from daemons.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_report
 from tests.daemons.conftest import add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest, wait_for

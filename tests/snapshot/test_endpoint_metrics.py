@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemons.core import domain
 from daemons.core.stats import write_stats
-from daemons.snapshot.build import iso
+from daemons.core.domain.common import iso
 from tests.http.conftest import make_http_install, start_http
 from tests.ops.test_notify import free_port
 

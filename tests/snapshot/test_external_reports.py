@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from daemons.core import domain
-from daemons.snapshot.build import iso
+from daemons.core.domain.common import iso
 from daemons.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import SenderProcess
 from tests.http.conftest import make_http_install, start_http

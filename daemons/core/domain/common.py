@@ -16,6 +16,21 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def iso(ts: float) -> str:
+    """A POSIX time in the store's format (UTC ISO-8601 with milliseconds and Z)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(stamp: str) -> float:
+    """The store's time format back to a POSIX time."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') for values starting with `prefix`, taken literally."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 

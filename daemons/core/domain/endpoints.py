@@ -14,7 +14,7 @@ import json
 import secrets
 
 from daemons.core import config as config_mod
-from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, now_iso
+from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, like_prefix, now_iso
 from daemons.core.errors import ConfigError, Conflict, InvalidInput, NotFound
 from daemons.core.store import Store
 
@@ -66,6 +66,18 @@ def get(store: Store, endpoint_id: str, *, include_deleted: bool = False) -> dic
 def list_(store: Store, *, include_deleted: bool = False) -> list[dict]:
     where = "" if include_deleted else "WHERE deleted_at IS NULL"
     return [_row(r, store) for r in store.query(f"SELECT * FROM media_endpoints {where} ORDER BY id")]
+
+
+def live_ids(store: Store) -> set[str]:
+    """Ids of the endpoints not deleted."""
+    return {r["id"] for r in store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL")}
+
+
+def ids_starting(store: Store, prefix: str) -> list[str]:
+    """Ids of endpoints not deleted that start with `prefix` (shell completion)."""
+    rows = store.query("SELECT id FROM media_endpoints WHERE deleted_at IS NULL AND id LIKE ? ESCAPE '\\' ORDER BY id",
+                       (like_prefix(prefix),))
+    return [r["id"] for r in rows]
 
 
 def upsert(

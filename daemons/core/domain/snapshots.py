@@ -135,6 +135,13 @@ def list_(store: Store, endpoint_id: str | None = None) -> list[dict]:
     return store.query("SELECT * FROM endpoint_snapshots WHERE endpoint_id = ? ORDER BY generation_id", (endpoint_id,))
 
 
+def own_observed_at(store: Store, endpoint_id: str) -> str | None:
+    """When an endpoint last reported for itself (its own node-level snapshot), if ever."""
+    row = store.one("SELECT observed_at FROM endpoint_snapshots WHERE endpoint_id = ? AND generation_id = '' AND reporter = ?",
+                    (endpoint_id, endpoint_id))
+    return row["observed_at"] if row else None
+
+
 def history(store: Store, endpoint_id: str, *, limit: int = 100) -> list[dict]:
     return store.query(
         "SELECT * FROM endpoint_history WHERE endpoint_id = ? ORDER BY id DESC LIMIT ?", (endpoint_id, int(limit))

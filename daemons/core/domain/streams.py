@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from daemons.core.config import parse_grace
 from daemons.core.domain import generations, renditions
-from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, new_id, now_iso
+from daemons.core.domain.common import as_bool, check_choice, check_name, check_text, like_prefix, new_id, now_iso
 from daemons.core.errors import Conflict, InvalidInput, NotFound
 from daemons.core.store import Store
 
@@ -99,6 +99,18 @@ def get(store: Store, ref: str, *, include_deleted: bool = False) -> dict:
 def list_(store: Store, *, include_deleted: bool = False) -> list[dict]:
     where = "" if include_deleted else "WHERE deleted_at IS NULL"
     return [_row(r) for r in store.query(f"SELECT * FROM streams {where} ORDER BY slug, created_at")]
+
+
+def directory(store: Store) -> list[dict]:
+    """What sender-http keeps in memory of every stream not deleted: id, slug, title, visibility."""
+    return store.query("SELECT id, slug, title, visibility FROM streams WHERE deleted_at IS NULL")
+
+
+def slugs_starting(store: Store, prefix: str) -> list[str]:
+    """Slugs of streams not deleted that start with `prefix` (shell completion)."""
+    rows = store.query("SELECT slug FROM streams WHERE deleted_at IS NULL AND slug LIKE ? ESCAPE '\\' ORDER BY slug",
+                       (like_prefix(prefix),))
+    return [r["slug"] for r in rows]
 
 
 def update(

@@ -101,3 +101,7 @@ class Store:
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def ping(self) -> None:
+        """Raises if the database does not answer (sender-http's /readyz)."""
+        self.db.execute("SELECT 1").fetchall()

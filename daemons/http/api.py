@@ -10,7 +10,6 @@ import json
 import os
 import time
 from functools import partial
-from datetime import datetime, timezone
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -144,7 +143,7 @@ def create_api(ctx) -> QuartTrio:
             ctx.telemetry_limiter.record(client)
         for e in batch["events"]:
             ctx.counters.player_events[e["kind"]] += 1
-        await ctx.store.run(_store_events, entry.id, batch, ctx.config["http.telemetry_keep_events"])
+        await ctx.store.run(playback.record_events, entry.id, batch, ctx.config["http.telemetry_keep_events"])
         return json_response({"accepted": len(batch["events"])}, 202)
 
     # --- management API (Legion) ------------------------------------------------------
@@ -185,14 +184,3 @@ def _parse_events(body: bytes) -> dict:
     return {"session_id": batch["session_id"], "stream": batch["stream"], "generation_id": batch.get("generation_id"),
             "events": events}
 
-
-def _store_events(store, stream_id: str, batch: dict, keep: int) -> None:
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    rows = [
-        {"received_at": now, "stream_id": stream_id, "generation_id": batch["generation_id"],
-         "session_id": batch["session_id"], "kind": e["kind"], "value": e["value"], "detail": e["detail"]}
-        for e in batch["events"]
-    ]
-    with store.write() as db:
-        db["player_events"].insert_all(rows)
-        db.execute("DELETE FROM player_events WHERE id <= (SELECT MAX(id) FROM player_events) - ?", (keep,))

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import datetime, timezone
 
 from daemons.core.domain import generations, renditions, streams
 from daemons.core.errors import InvalidInput
@@ -80,3 +81,17 @@ def info(store: Store, stream_ref: str, *, default_grace) -> dict:
             for r in renditions.list_(store, stream["id"])
         ],
     }
+
+
+def record_events(store: Store, stream_id: str, batch: dict, keep: int) -> None:
+    """Store a player's telemetry batch (validated by the caller) and keep the newest `keep`
+    events of all streams."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    rows = [
+        {"received_at": now, "stream_id": stream_id, "generation_id": batch["generation_id"],
+         "session_id": batch["session_id"], "kind": e["kind"], "value": e["value"], "detail": e["detail"]}
+        for e in batch["events"]
+    ]
+    with store.write() as db:
+        db["player_events"].insert_all(rows)
+        db.execute("DELETE FROM player_events WHERE id <= (SELECT MAX(id) FROM player_events) - ?", (keep,))

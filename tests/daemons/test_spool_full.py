@@ -38,13 +38,15 @@ def small_fs(tmp_path):
 def fill(directory: Path) -> Path:
     """Take every free byte of the file system (until ENOSPC)."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
+    # Unbuffered: a buffered file's close() flushes again and may raise ENOSPC once more.
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)  # a short write, then ENOSPC
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     return filler
 
 

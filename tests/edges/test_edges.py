@@ -281,11 +281,13 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
         proxy = CountingProxy()
         await nursery.start(proxy.serve)
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
-        async with origin_and_edge(make_node, seconds=60, hop=proxy) as (origin, edge, stream), \
+        # The broadcast outlasts the viewers (killed when they are done): they never see its end.
+        async with origin_and_edge(make_node, seconds=120, hop=proxy) as (origin, edge, stream), \
                 httpx.AsyncClient(timeout=15, limits=limits) as client:
             at_edge = await wait_until(lambda: live_generation(client, edge, "show"), 30, "live at the edge")
             base = f"{edge.base_url}/hls/{stream['id']}/{at_edge['generation_id']}/source/"
             fetched = {"parts": 0, "errors": 0}
+            refused: list[tuple[int, str]] = []  # (status, part) of any part not served
             served: list[int] = []  # parts per viewer
 
             async def viewer() -> None:
@@ -302,6 +304,8 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
                     newest = p.partial_parts[-1].uri if p.partial_parts else p.segments[-1].parts[-1].uri
                     part = await client.get(base + newest)
                     fetched["parts" if part.status_code == 200 else "errors"] += 1
+                    if part.status_code != 200:
+                        refused.append((part.status_code, newest))
                     served[me] += part.status_code == 200
 
             # Until the viewers together fetched 400 parts (two each on average): a condition, not
@@ -320,7 +324,7 @@ async def test_two_hundred_viewers_on_an_edge_cost_the_origin_one_request_per_ob
     record_property("origin_playlist_requests", sum(playlists.values()))
     # Together the viewers fetched hundreds of parts from the edge, none refused.
     record_property("viewers_started", len(served))
-    assert fetched["parts"] >= 400 and fetched["errors"] == 0, (served, fetched)
+    assert fetched["parts"] >= 400 and fetched["errors"] == 0, (fetched, refused, served)
     assert media and all(n == 1 for n in media.values()), {k: v for k, v in media.items() if v > 1}
     # Playlists: one blocking reload per position, however many viewers.
     assert all(n == 1 for k, n in playlists.items() if "_HLS_msn=" in k), playlists

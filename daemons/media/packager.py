@@ -471,7 +471,10 @@ class RenditionPackager:
         td = self.target_duration
         o = self._open
         open_parts = len(o.parts) if ll and o is not None else 0
-        segments = self.window.listed(td, open_parts, o.seconds if o else Fraction(0), ll)
+        # The playlist's end is its last listed part's: media of the part still being filled is
+        # not listed (and a restarted daemon does not have it), so it must not move the end.
+        listed_open = sum((p.seconds for p in o.parts), Fraction(0)) if open_parts else Fraction(0)
+        segments = self.window.listed(td, open_parts, listed_open, ll)
         partial = _hls_parts(o.msn, o.parts) if open_parts else ()
         server_control = None
         preload = None

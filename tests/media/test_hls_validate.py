@@ -191,8 +191,16 @@ def test_parts_are_removed_oldest_first():
 def test_parts_removed_beyond_three_target_durations():
     # Segment 7 starts 6.4 s before the live edge, more than 3 x 2 s.
     violates(ll_playlist(with_parts=3).render(), "6.2.2")
-    check_media_playlist(ll_playlist(with_parts=3, partial=0, preload_hint="10.0.m4s",
-                                     next_program_date_time=None).render())  # starts exactly 6.0 s back
+    check_media_playlist(ll_playlist(with_parts=2, partial=10).render())  # starts exactly 6.0 s back
+
+
+def test_a_preload_hint_counts_its_segment_among_the_three_that_list_parts():
+    # hls-parser (strict) makes a segment of a preload hint before its first part: three closed
+    # segments with parts and a hint are four (seen at every segment start, 1 reload in 10).
+    error = violates(ll_playlist(with_parts=3, partial=0, preload_hint="10.0.m4s", next_program_date_time=None).render(),
+                     "6.2.2")
+    assert "4 segments list parts" in str(error)
+    check_media_playlist(ll_playlist(with_parts=2, partial=0, preload_hint="10.0.m4s", next_program_date_time=None).render())
 
 
 def test_parts_on_at_most_three_segments_counting_the_one_in_progress():

@@ -273,9 +273,11 @@ def _check_part_window(playlist: MediaPlaylist, parents: list) -> None:
                 f"segment {segment.msn} still lists parts from {edge - start:.3f} s before the end",
             )
         start += segment.duration
-    # hls-parser (strict) counts the in-progress segment as a segment and refuses parts on any
-    # but the last three: a defect a real client finds is a defect.
-    listing = sum(1 for segment in playlist.segments if segment.parts) + (1 if playlist.partial_parts else 0)
+    # hls-parser (strict) counts the in-progress segment as a segment — from its preload hint
+    # on, before it has a part — and refuses parts on any but the last three: a defect a real
+    # client finds is a defect.
+    in_progress = 1 if playlist.partial_parts or playlist.preload_hint is not None else 0
+    listing = sum(1 for segment in playlist.segments if segment.parts) + in_progress
     if listing > 3:
         raise _spec(
             "6.2.2", "EXT-X-PART tags SHOULD be removed from the Playlist after they are "

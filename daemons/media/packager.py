@@ -181,11 +181,14 @@ class LiveWindow:
         self.media_sequence = self.segments[0].msn
         return actions
 
-    def listed(self, target_duration: int, open_parts: int, open_seconds: Fraction, low_latency: bool) -> list[hls.Segment]:
+    def listed(self, target_duration: int, open_seconds: Fraction, low_latency: bool) -> list[hls.Segment]:
         """The segments as the playlist lists them: parts only on segments that start within 3
-        target durations of the end, and on at most PART_SEGMENTS of them counting the open one."""
+        target durations of the end, and on at most PART_SEGMENTS of them counting the one in
+        progress. That one always counts: strict clients (hls-parser) count the preload hint's
+        segment before it has a part, and a slot that came and went would bring back parts a
+        segment had lost."""
         with_parts = low_latency
-        slots = PART_SEGMENTS - (1 if open_parts else 0)
+        slots = PART_SEGMENTS - 1
         age = open_seconds  # from the start of the segment below to the playlist's end
         out = []
         for s in reversed(self.segments):
@@ -474,7 +477,7 @@ class RenditionPackager:
         # The playlist's end is its last listed part's: media of the part still being filled is
         # not listed (and a restarted daemon does not have it), so it must not move the end.
         listed_open = sum((p.seconds for p in o.parts), Fraction(0)) if open_parts else Fraction(0)
-        segments = self.window.listed(td, open_parts, listed_open, ll)
+        segments = self.window.listed(td, listed_open, ll)
         partial = _hls_parts(o.msn, o.parts) if open_parts else ()
         server_control = None
         preload = None

@@ -12,7 +12,7 @@ a file outside the spool:
 and, for a recorded generation, its replays (daemons/media/recording.py):
 
     /hls/<stream_id>/<generation_id>/master-dvr.m3u8 | master-vod.m3u8
-    /hls/<stream_id>/<generation_id>/<rendition>/dvr.m3u8 | vod.m3u8
+    /hls/<stream_id>/<generation_id>/<rendition>/dvr.m3u8 ?_HLS_msn=&_HLS_part= | vod.m3u8
 
 The DVR playlists are cached like a live playlist (an hour once they carry ENDLIST); the VOD
 playlists and their master, written once when the generation ended, are immutable.
@@ -255,9 +255,23 @@ class HLSHandler:
         return 200, headers, with_query(entry.data, self._token_query(req))
 
     async def _replay(self, req: Request, scope):
-        """A recording's playlist or master: the file as written, the viewer's token in its URIs."""
+        """A recording's playlist or master: the file as written, the viewer's token in its URIs.
+        A live DVR playlist ends as the live playlist does (LL-HLS): its blocking reloads wait
+        for the live playlist to list the part, since both are written in one batch, the DVR
+        playlist first."""
         generation = f"{self.root}/{req.stream_id}/{req.generation_id}"
         path = f"{generation}/{req.rendition}/{req.filename}" if req.rendition else f"{generation}/{req.filename}"
+        blocking = False
+        if req.filename == names.DVR_PLAYLIST:
+            msn, part, skip = _directives(req.query)
+            if skip:
+                raise Refused(400, "a DVR playlist has no delta updates (no CAN-SKIP-UNTIL): drop _HLS_skip")
+            if msn is not None:
+                view = self.spool.rendition(req.stream_id, req.generation_id, req.rendition)
+                blocking = view.playlist is not None and not view.playlist.ended
+                if blocking:
+                    await self._hold_for(view, msn, part)
+                    target_duration = view.playlist.target_duration
         entry = self.files.get(path)
         if entry is None:
             upstream = self.pull.upstream(req.stream_id, req.generation_id) if self.pull else None
@@ -271,6 +285,8 @@ class HLSHandler:
         elif (entry.data.rstrip().endswith(b"#EXT-X-ENDLIST") if req.rendition
               else os.path.exists(f"{generation}/{names.MASTER_VOD}")):
             cache = self._cache(req, b"max-age=%d" % ENDED_PLAYLIST_MAX_AGE)
+        elif blocking:
+            cache = self._cache(req, b"max-age=%d" % (3 * target_duration))  # as a live blocking reload
         else:
             cache = self._cache(req, b"max-age=%d" % LIVE_PLAYLIST_MAX_AGE)
         headers = [(b"content-type", PLAYLIST_TYPE), (b"cache-control", cache), (b"etag", entry.etag),

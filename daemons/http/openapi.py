@@ -324,6 +324,14 @@ def _hls_paths() -> dict:
 
     playlist = lambda description: {"description": description, "headers": playlist_headers,  # noqa: E731
                                     "content": {PLAYLIST_TYPE: {"schema": {"type": "string"}}}}
+    blocking_reload = [
+        {"name": "_HLS_msn", "in": "query", "required": False,
+         "description": "Blocking reload: answer once this media sequence number is in the playlist.",
+         "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
+        {"name": "_HLS_part", "in": "query", "required": False,
+         "description": "With `_HLS_msn`: wait for this part of that segment.",
+         "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
+    ]
     return {
         "/hls/{stream_id}/{generation_id}/master.m3u8": family(
             "hlsMaster", "The generation's master (multivariant) playlist.",
@@ -334,12 +342,7 @@ def _hls_paths() -> dict:
         "/hls/{stream_id}/{generation_id}/{rendition}/index.m3u8": family(
             "hlsMediaPlaylist", "A rendition's media playlist, with LL-HLS blocking reload and delta updates.",
             [
-                {"name": "_HLS_msn", "in": "query", "required": False,
-                 "description": "Blocking reload: answer once this media sequence number is in the playlist.",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
-                {"name": "_HLS_part", "in": "query", "required": False,
-                 "description": "With `_HLS_msn`: wait for this part of that segment.",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999}},
+                *blocking_reload,
                 {"name": "_HLS_skip", "in": "query", "required": False, "description": "Delta update.",
                  "schema": {"enum": ["YES", "v2"]}},
                 token, if_none_match, session,
@@ -364,9 +367,13 @@ def _hls_paths() -> dict:
         ),
         "/hls/{stream_id}/{generation_id}/{rendition}/dvr.m3u8": family(
             "hlsReplayDvr", "A recorded rendition's DVR playlist (EXT-X-PLAYLIST-TYPE:EVENT): every segment since the "
-            "start, rewritten as each closes; ENDLIST once the generation ended.",
-            [token, if_none_match, session],
-            {"200": playlist("The DVR playlist."), "304": {"description": "Not modified (If-None-Match)."}, **refused, **pulled},
+            "start; while live with LL-HLS its end is the live playlist's (parts, preload hint, blocking reload; no "
+            "delta updates); ENDLIST once the generation ended.",
+            [*blocking_reload, token, if_none_match, session],
+            {"200": playlist("The DVR playlist."), "304": {"description": "Not modified (If-None-Match)."},
+             "400": _text("Malformed `_HLS_*` directives, `_HLS_skip` (no delta updates), or `_HLS_msn` too far ahead."),
+             **refused, **pulled,
+             "503": _text("Blocking reload: the segment or part did not arrive in time (3 target durations).")},
         ),
         "/hls/{stream_id}/{generation_id}/{rendition}/vod.m3u8": family(
             "hlsReplayVod", "A recorded rendition's VOD playlist (EXT-X-PLAYLIST-TYPE:VOD), written when the generation "

@@ -156,13 +156,21 @@ class GenerationPackager:
         for name, p in self.packagers.items():
             if _fingerprint(p) != self._states.get(name):
                 published[f"{name}/{STATE}"] = json.dumps(p.to_state()).encode()
+        live_dvr = set()
         if self.playable and (force or published):
             for name, p in self.packagers.items():
-                published[f"{name}/{PLAYLIST}"] = p.playlist(self._reports(name)).render().encode()
+                live = p.playlist(self._reports(name))
+                if p.recording is not None and self.config.low_latency and not p.ended:
+                    # The DVR playlist ends as the live one does, parts and all: written with
+                    # it, and before it, so that a reload the live playlist answers finds it.
+                    published[f"{name}/{DVR_PLAYLIST}"] = p.recording.live_text(live).encode()
+                    live_dvr.add(name)
+                published[f"{name}/{PLAYLIST}"] = live.render().encode()
         for name, p in self.packagers.items():
-            # A recording's playlists: the DVR one as each segment closes, the VOD one at the end.
+            # A recording's other playlists: the DVR one as each segment closes (without LL-HLS),
+            # with ENDLIST at the end, and the VOD one at the end.
             r = p.recording
-            if r is None or not r.segments or self._recorded.get(name) == (r.segments, p.ended):
+            if r is None or not r.segments or name in live_dvr or self._recorded.get(name) == (r.segments, p.ended):
                 continue
             published[f"{name}/{DVR_PLAYLIST}"] = r.event_text(p.target_duration, ended=p.ended).encode()
             if p.ended:

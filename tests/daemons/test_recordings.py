@@ -128,12 +128,24 @@ async def test_a_recorded_broadcast_has_a_dvr_playlist_while_live_and_a_vod_once
         assert "CAN-BLOCK-RELOAD=YES" in live
         assert dvr_playlist.playlist_type == "EVENT" and not dvr_playlist.ended
         assert dvr_playlist.media_sequence == 0 and dvr_playlist.segments[0].msn == 0
-        assert "#EXT-X-PART" not in dvr.text  # replays play whole segments
+        # LL-HLS at its live edge: the live playlist's parts, preload hint and blocking reloads.
+        assert "#EXT-X-PART-INF:" in dvr.text and "#EXT-X-PART:" in dvr.text and "#EXT-X-PRELOAD-HINT" in dvr.text
+        assert "CAN-BLOCK-RELOAD=YES" in dvr.text and "CAN-SKIP-UNTIL" not in dvr.text
+        assert not any(seg.parts for seg in dvr_playlist.segments[:-3])  # older segments are whole
+        # A blocking reload of the DVR playlist for the part after the newest one it lists is
+        # answered when that part exists, and lists it.
+        msn, nxt = dvr_playlist.next_msn, len(dvr_playlist.partial_parts)
+        assert not dvr_playlist.contains(msn, nxt)
+        with trio.fail_after(3 * dvr_playlist.target_duration):
+            held = await client.get(f"{base}/source/dvr.m3u8", params={"_HLS_msn": msn, "_HLS_part": nxt})
+        assert held.status_code == 200 and parse_media_playlist(held.text).contains(msn, nxt), held.text
+        assert held.headers["cache-control"] == f"public, max-age={3 * dvr_playlist.target_duration}"
+        assert (await client.get(f"{base}/source/dvr.m3u8", params={"_HLS_msn": msn, "_HLS_skip": "YES"})).status_code == 400
         assert (await client.get(f"{base}/source/0.m4s")).status_code == 200  # out of the live window, kept
         assert [v.uri for v in parse_master_playlist(master_dvr.text).variants] == ["source/dvr.m3u8"]
         assert "#EXT-X-START:TIME-OFFSET=0" in master_dvr.text  # a replay starts at the start, not the live edge
         assert (await client.get(f"{base}/master-vod.m3u8")).status_code == 404  # not before the end
-        live_texts = [live, dvr.text, master_dvr.text]
+        live_texts = [live, dvr.text, held.text, master_dvr.text]
 
         with trio.fail_after(PUBLISH_S + 30):
             await published.wait()
@@ -167,8 +179,9 @@ async def test_a_recorded_broadcast_has_a_dvr_playlist_while_live_and_a_vod_once
         assert abs(float(probe["format"]["duration"]) - total) <= 1.0, probe["format"]["duration"]
 
     assert_every_judge_accepts(live_texts + [vod.text, master_vod.text, dvr_ended.text])
-    judged = hls_parser_strict([vod.text, dvr.text])
+    judged = hls_parser_strict([vod.text, dvr.text, held.text])
     assert judged[0]["segments"] == len(playlist.segments) and judged[0]["ended"] and not judged[1]["ended"]
+    assert judged[1]["segments"] == len(dvr_playlist.segments) and not judged[2]["ended"]
 
 
 async def test_a_private_streams_replays_need_its_token_and_carry_it(nursery, tmp_path):

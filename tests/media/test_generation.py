@@ -64,10 +64,12 @@ class Spool:
     playlists: dict[str, list[hls.MediaPlaylist]] = field(default_factory=dict)
     refuse_at: int | None = None  # the next batch fails at this write (earlier writes land)
     deleted: list[tuple[str, float]] = field(default_factory=list)
+    last_batch: list[str] = field(default_factory=list)  # the names the last batch wrote, in order
 
     def write(self, batch: Batch) -> bool:
         writes = [(f"{r}/{a.name}", a.data) for r, a in batch.actions if isinstance(a, Write)]
         writes += list(batch.published.items())
+        self.last_batch = [name for name, _ in writes]
         for i, (name, data) in enumerate(writes):
             if self.refuse_at is not None and i >= self.refuse_at:
                 self.refuse_at = None
@@ -337,12 +339,27 @@ def test_a_recording_keeps_every_segment_and_lists_it_in_the_dvr_playlist():
     assert "source/0.0.m4s" in gone  # parts are
     dvr = hls.check_media_playlist(spool.files["source/dvr.m3u8"].decode())
     assert dvr.playlist_type == "EVENT" and [s.msn for s in dvr.segments] == list(range(10)) and not dvr.ended
-    assert all(not s.parts for s in dvr.segments)
+    # While live, its end is the live playlist's: the same parts, preload hint and blocking
+    # reloads (no delta updates), so LL-HLS is on at its live edge; older segments are whole.
+    live = last(spool)
+    tail = [s for s in live.segments if s.parts]
+    assert tail and [s.parts for s in dvr.segments[-len(tail):]] == [s.parts for s in tail]
+    assert all(not s.parts for s in dvr.segments[:-len(tail)])
+    assert dvr.partial_parts == live.partial_parts and dvr.preload_hint == live.preload_hint
+    assert dvr.part_target == live.part_target and dvr.server_control.can_block_reload
+    assert dvr.server_control.can_skip_until is None and not dvr.rendition_reports
     # The incremental text is exactly what the model renders for the whole playlist.
     assert spool.files["source/dvr.m3u8"].decode() == hls.MediaPlaylist(
-        target_duration=1, media_sequence=0, segments=dvr.segments, playlist_type="EVENT").render()
+        target_duration=1, media_sequence=0, segments=dvr.segments, playlist_type="EVENT",
+        partial_parts=live.partial_parts, next_map_uri=live.next_map_uri, next_discontinuity=live.next_discontinuity,
+        next_program_date_time=live.next_program_date_time, part_target=live.part_target,
+        server_control=dvr.server_control, preload_hint=live.preload_hint).render()
     for s in dvr.segments:
         assert f"source/{s.uri}" in spool.files
+    # Written with every part, before the live playlist that lists the same part (sender-http
+    # answers a blocking DVR reload once the live playlist has the part).
+    order = spool.last_batch
+    assert order.index("source/dvr.m3u8") < order.index("source/index.m3u8"), order
 
 
 def test_the_end_of_a_recording_writes_the_vod_playlist():
@@ -380,10 +397,25 @@ def test_a_recording_continues_after_a_restart():
     assert vod.segments[5].duration < 1 and vod.segments[6].discontinuity  # the sealed one, then the new session
 
 
+def test_a_restart_never_brings_back_parts_the_playlist_dropped():
+    """Found by the property below: the part being filled moved the playlist's end, so segment 0
+    lost its parts 3.04 s in; a restarted daemon, which never has that unlisted media, listed
+    them again (RFC 8216bis 6.2.1). The end is now the last listed part's."""
+    for config in (CONFIG, RECORD):
+        spool = play([("feed", 76), ("restart", 0)], config)  # the Spool checks every version against the last
+        assert len(spool.playlists["source"]) > 10
+
+
 @settings(max_examples=100, deadline=None)
 @given(events)
 def test_a_recording_under_refused_writes_and_restarts_still_plays_end_to_end(script):
     spool = play(script, RECORD)
+    if "source/dvr.m3u8" in spool.files:
+        dvr = hls.check_media_playlist(spool.files["source/dvr.m3u8"].decode())
+        assert [s.msn for s in dvr.segments] == list(range(len(dvr.segments)))
+        for s in dvr.segments:
+            assert f"source/{s.uri}" in spool.files
+        assert Recording.from_text(spool.files["source/dvr.m3u8"].decode()).segments == len(dvr.segments)
     if "source/vod.m3u8" in spool.files:
         vod = hls.check_media_playlist(spool.files["source/vod.m3u8"].decode())
         assert [s.msn for s in vod.segments] == list(range(len(vod.segments)))

@@ -17,6 +17,7 @@ Sender; no I/O.
 
 from .errors import PlaylistError
 from .model import (
+    Earlier,
     MasterPlaylist,
     MediaPlaylist,
     Part,
@@ -34,6 +35,7 @@ from .validate import (
 )
 
 __all__ = [
+    "Earlier",
     "MasterPlaylist",
     "MediaPlaylist",
     "Part",

@@ -51,6 +51,7 @@ from .syntax import (
 )
 
 __all__ = [
+    "Earlier",
     "MasterPlaylist",
     "MediaPlaylist",
     "Part",
@@ -217,6 +218,19 @@ class RenditionReport:
     def render(self) -> str:
         part = "" if self.last_part is None else f",LAST-PART={self.last_part}"
         return f"#EXT-X-RENDITION-REPORT:URI={quoted(self.uri)},LAST-MSN={self.last_msn}{part}"
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """Segments listed before a Media Playlist's own, rendered already: a recording's older
+    segments, each rendered once (daemons/media/recording.py). ``lines`` are their tags and
+    URIs, the first numbered ``first_msn``; ``map_uri`` is the EXT-X-MAP in effect after them;
+    ``version`` the EXT-X-VERSION they need."""
+
+    first_msn: int
+    lines: list[str]
+    map_uri: str | None
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,14 +423,18 @@ class MediaPlaylist:
             version = 9  # EXT-X-SKIP
         return version
 
-    def render(self, *, skip: bool = False) -> str:
+    def render(self, *, skip: bool = False, earlier: Earlier | None = None) -> str:
         """The playlist text; ``skip=True`` renders a Playlist Delta Update (6.2.5.1) when
         the playlist offers one (CAN-SKIP-UNTIL, not ended, something to skip), else the
-        full playlist."""
+        full playlist. ``earlier``: segments already rendered that come before this
+        playlist's own (a recording's), listed first; the playlist then counts from them."""
+        if earlier is not None and skip:
+            raise ValueError("a playlist with earlier segments has no delta update")
         skipped = self.skippable_segments() if skip else 0
+        version = self.version(skip=skip) if earlier is None else max(self.version(), earlier.version)
         lines = [
             "#EXTM3U",
-            f"#EXT-X-VERSION:{self.version(skip=skip)}",
+            f"#EXT-X-VERSION:{version}",
             f"#EXT-X-TARGETDURATION:{self.target_duration}",
         ]
         if self.server_control is not None:
@@ -425,7 +443,7 @@ class MediaPlaylist:
             lines.append(f"#EXT-X-PART-INF:PART-TARGET={format_seconds(self.part_target)}")
         if self.playlist_type is not None:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{self.playlist_type}")
-        lines.append(f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}")
+        lines.append(f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence if earlier is None else earlier.first_msn}")
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
         if self.independent_segments:
             lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
@@ -436,6 +454,9 @@ class MediaPlaylist:
         # retained one; "all tags that were not skipped MUST remain" (6.2.5.1), so it is
         # declared again there.
         map_written: str | None = None
+        if earlier is not None:
+            lines.extend(earlier.lines)
+            map_written = earlier.map_uri
         for segment in self.segments[skipped:]:
             lines.extend(segment.render_lines(map_written))
             map_written = segment.map_uri or map_written
@@ -444,7 +465,7 @@ class MediaPlaylist:
             # Tags of the parent segment go before its first EXT-X-PART (4.4.4.9).
             if self.next_discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
-            if self.next_map_uri is not None:
+            if self.next_map_uri is not None and self.next_map_uri != map_written:
                 lines.append(f"#EXT-X-MAP:URI={quoted(self.next_map_uri)}")
             if self.next_program_date_time is not None:
                 lines.append(

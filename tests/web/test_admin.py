@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 from daemons.core import domain
 from daemons.core.domain import mgmt_tokens
 from daemons.runtime.store import StoreWorker
-from daemons.snapshot.build import iso
+from daemons.core.domain.common import iso
 from daemons.snapshot.daemon import SnapshotDaemon, ensure_node_endpoint
 from tests.daemons.conftest import (add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher,
                                     start_ingest, wait_for)

@@ -9,7 +9,8 @@ import trio
 from hypothesis import given, settings
 
 from daemons.http import access_log
-from daemons.http.state import Counters, ViewerTracker, session_key, viewers_per_stream
+from daemons.core.stats import viewers_per_stream
+from daemons.http.state import Counters, ViewerTracker, session_key
 from tests.http.conftest import generation, http, http_install  # noqa: F401 - fixtures
 
 SID, GID = "st_0123456789abcdef", "gen_0123456789abcdef"

@@ -18,20 +18,18 @@ import logging
 import os
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import httpx
 import trio
 
 from daemons.core import domain
-from daemons.core.domain.common import now_iso
+from daemons.core.domain.common import iso, now_iso, parse_time
 from daemons.core.errors import Conflict, NotFound
 from daemons.core.install import Install
 from daemons.core.stats import read_stats, write_stats
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
-from daemons.core.domain.common import iso
 from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer
 from daemons.snapshot.probe import probe
 from daemons.snapshot.report import Reporter, read_key
@@ -211,7 +209,7 @@ def _silent_external_endpoints(store, stale_after_s: float, now: float) -> list[
         own = domain.snapshots.own_observed_at(store, ep["id"])
         if own is not None:
             try:
-                if now - datetime.fromisoformat(own.replace("Z", "+00:00")).timestamp() <= stale_after_s:
+                if now - parse_time(own) <= stale_after_s:
                     continue  # it reports for itself
             except ValueError:
                 pass

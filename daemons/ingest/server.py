@@ -444,10 +444,18 @@ class Receiver:
     pays for each read with a try-read, trio's checkpoints around it (a trip through the
     scheduler even when bytes were waiting) and its error translation: on this machine ~100 µs
     against ~20 µs for the read itself (bench/wakeup_cost.py), the largest share of a native
-    stream's CPU. For a plain TCP connection this reads the file descriptor directly: it waits
-    for readability only when the last read drained the socket (a read that filled less than the
-    buffer) and otherwise reads again at once, with a checkpoint every `CHECKPOINT_EVERY` reads
-    without a wait, so a flooding peer cannot starve the other tasks or delay a cancellation.
+    stream's CPU. For a plain TCP connection this reads the file descriptor directly:
+
+    * it waits for readability only when the last read drained the socket (it filled less than
+      the buffer), and otherwise reads again at once, with a checkpoint every `CHECKPOINT_EVERY`
+      reads without a wait, so that a flooding peer cannot starve other tasks or a cancellation;
+    * after a read that ended inside a message (`expect_more`), it reads again before waiting:
+      ffmpeg writes each chunk header apart from its payload, and with Nagle's algorithm on its
+      side the payload leaves only when the header is acknowledged, which the kernel does
+      during the read that took the header, so the payload is usually there the moment that read
+      returns. One wake-up per message instead of two (strace: 137 → 66 epoll_wait a second for
+      one ffmpeg publisher).
+
     TLS connections keep `receive_some` (the TLS object buffers bytes the socket no longer has).
     """
 
@@ -458,6 +466,10 @@ class Receiver:
         self.fd = transport.socket.fileno() if isinstance(transport, trio.SocketStream) else -1
         self._drained = True
         self._without_wait = 0
+
+    def expect_more(self) -> None:
+        """The bytes read so far end inside a message: the next `receive` reads before it waits."""
+        self._drained = False
 
     async def receive(self) -> bytes:
         """Bytes from the peer; b"" at its end of stream. Raises trio.BrokenResourceError when the
@@ -554,6 +566,8 @@ class ConnectionHandler:
                         return event.reason
                     await self._on_event(event)
                 await self._send()
+                if self.conn.buffered_bytes:
+                    receiver.expect_more()
         self.conn.close("idle timeout")
         return "idle timeout"
 

@@ -256,6 +256,7 @@ async def test_snapshots_of_a_live_publish_count_viewers_and_measure_bitrate(tmp
                 samples.append(gen_row())
             players.cancel_scope.cancel()
     await ingest.publisher_left(s.stream["id"])
+    await wait_for(lambda: "p" in result)  # the daemon may see the unpublish before ffmpeg has exited
     assert result["p"].returncode == 0, result["p"].stderr
     # The publisher's own bitrate: what it sent, recorded as FLV (rtmp.record), over its 14 s.
     flv = next((inst.spool_root / "streams" / s.stream["id"] / gid / "ingest").glob("*.flv"))

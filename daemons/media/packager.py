@@ -62,7 +62,7 @@ class PackagerConfig:
     def target_duration(self) -> int:
         return max(1, math.ceil(self.segment_target_s - 1e-9))
 
-    @property
+    @cached_property
     def part_limit(self) -> Fraction:
         """The longest part (the playlist's PART-TARGET): the configured target plus 5 %, so that
         whole frames fill parts at real frame rates — six 29.97 fps frames (200.2 ms), frames
@@ -70,7 +70,7 @@ class PackagerConfig:
         above 85 % of it, as strict clients require."""
         return Fraction(str(self.part_target_s)) * PART_SLACK
 
-    @property
+    @cached_property
     def part_target(self) -> float:
         """PART-TARGET as the playlist writes it (whole 10 µs, never below `part_limit`)."""
         return math.ceil(self.part_limit * 100_000) / 100_000
@@ -232,6 +232,15 @@ class _Open:
     part_independent: bool = False
     part_fragments: int = 0
     segment_data: bytearray = field(default_factory=bytearray)
+    listed_parts: list[hls.Part] = field(default_factory=list)  # `parts` as the playlist lists them
+
+    def hls_parts(self) -> tuple[hls.Part, ...]:
+        """The closed parts as the playlist lists them; each built once (parts only grow)."""
+        listed = self.listed_parts
+        for i in range(len(listed), len(self.parts)):
+            p = self.parts[i]
+            listed.append(hls.Part(part_name(self.msn, i), float(p.seconds), p.independent))
+        return tuple(listed)
 
     @property
     def ticks(self) -> int:
@@ -478,7 +487,7 @@ class RenditionPackager:
         # not listed (and a restarted daemon does not have it), so it must not move the end.
         listed_open = sum((p.seconds for p in o.parts), Fraction(0)) if open_parts else Fraction(0)
         segments = self.window.listed(td, listed_open, ll)
-        partial = _hls_parts(o.msn, o.parts) if open_parts else ()
+        partial = o.hls_parts() if open_parts else ()
         server_control = None
         preload = None
         if ll:

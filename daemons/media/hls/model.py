@@ -34,7 +34,7 @@ and only its delta updates are version 9.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .syntax import (
@@ -119,6 +119,9 @@ class Segment:
     discontinuity: bool = False
     map_uri: str | None = None
     parts: tuple[Part, ...] = ()
+    # (map_written, lines) of the last render: a live playlist renders the same closed segments
+    # five times a second, and their lines change only with the map in effect before them.
+    _rendered: tuple[str | None, tuple[str, ...]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int("Segment.msn", self.msn)
@@ -129,8 +132,16 @@ class Segment:
         _optional(self, "map_uri", check_uri)
         _as_tuple(self, "parts", Part)
 
-    def render_lines(self, map_written: str | None) -> list[str]:
+    def render_lines(self, map_written: str | None) -> tuple[str, ...]:
         """This segment's lines, given the map the lines before it put in effect."""
+        rendered = self._rendered
+        if rendered is not None and rendered[0] == map_written:
+            return rendered[1]
+        lines = self._lines(map_written)
+        object.__setattr__(self, "_rendered", (map_written, lines))
+        return lines
+
+    def _lines(self, map_written: str | None) -> tuple[str, ...]:
         lines = []
         if self.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
@@ -141,7 +152,7 @@ class Segment:
         lines.extend(part.render() for part in self.parts)
         lines.append(f"#EXTINF:{format_duration(self.duration)},")
         lines.append(self.uri)
-        return lines
+        return tuple(lines)
 
 
 PLAYLIST_TYPES = ("EVENT", "VOD")

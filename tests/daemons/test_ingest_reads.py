@@ -19,12 +19,12 @@ import termios
 import pytest
 import trio
 
-from daemons.ingest.server import RECEIVE_SIZE, Receiver
+from daemons.ingest.server import IDLE_SLACK_S, RECEIVE_SIZE, Receiver
 from daemons.media.packager import Write
 from daemons.runtime import spool
 from daemons.runtime.spool import SpoolWriter
 from tests.daemons import rtmp_probe
-from tests.daemons.conftest import add_stream, make_install, start_ingest
+from tests.daemons.conftest import add_stream, ffmpeg_publish_cmd, make_install, needs_ffmpeg, run_publisher, start_ingest
 
 FLOOD_BYTES = 40 * RECEIVE_SIZE  # more reads than Receiver.CHECKPOINT_EVERY without a wait
 
@@ -106,9 +106,24 @@ async def test_a_publisher_that_goes_silent_is_dropped_after_the_idle_timeout(nu
     silent_since = trio.current_time()
     await rtmp_probe.until_closed(stream, timeout=idle_s + 5)
     waited = trio.current_time() - silent_since
-    # The deadline moves on at most once per IDLE_SLACK_S of reads: it may fire that much early.
-    assert idle_s - 1.0 - 0.1 <= waited <= idle_s + 2.0
+    # The deadline moves on at most once per min(IDLE_SLACK_S, idle_s / 2) of reads: it may fire
+    # that much early.
+    assert idle_s - min(IDLE_SLACK_S, idle_s / 2) - 0.1 <= waited <= idle_s + 2.0
     await running.publisher_left(fx.stream["id"])
+
+
+@needs_ffmpeg
+async def test_a_short_idle_timeout_never_drops_a_publisher_that_keeps_sending(nursery, tmp_path):
+    # The deadline moves on at most once per min(IDLE_SLACK_S, half the timeout): with a timeout
+    # shorter than the slack it must still move on while bytes arrive.
+    inst = make_install(tmp_path / "var", **{"rtmp.limits.idle_timeout_s": 0.4})
+    fx = add_stream(inst)
+    running = await start_ingest(nursery, inst)
+    proc = await run_publisher(ffmpeg_publish_cmd(running.url(fx.key), 3))
+    assert proc.returncode == 0, proc.stderr
+    await running.publisher_left(fx.stream["id"])
+    g = running.generation_dirs(fx.stream["id"])
+    assert len(g) == 1 and len(list((g[0] / "source").glob("*.m4s"))) >= 10  # one publish, its parts
 
 
 async def test_spool_batches_go_to_a_thread_after_a_slow_one_and_stay_in_order(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ CONTROL_INTERVAL_S = 0.5
 STATS_INTERVAL_S = 1.0
 RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
-IDLE_SLACK_S = 1.0  # the idle timeout fires at most this much (or half the timeout) early
+IDLE_SLACK_S = 1.0  # the idle timeout fires at most this much (or half the timeout) late
 RETENTION_INTERVAL_S = 60.0
 
 
@@ -546,8 +546,9 @@ class ConnectionHandler:
                 await self._finish(reason)
 
     async def _loop(self, idle_timeout: float) -> str:
-        # One scope for the idle timeout, its deadline moved on at most once per `slack` (a
-        # deadline moved on every read was a sixth of the daemon's CPU; bench/ingest_load.py, py-spy).
+        # One scope for the idle timeout, its deadline moved on at most once per `slack`, `slack`
+        # past what the last bytes need: never early, at most `slack` late (a deadline moved on
+        # every read was a sixth of the daemon's CPU; bench/ingest_load.py, py-spy).
         receiver = Receiver(self.transport)
         slack = min(IDLE_SLACK_S, idle_timeout / 2)
         idle = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
@@ -555,8 +556,8 @@ class ConnectionHandler:
             while True:
                 data = await receiver.receive()
                 now = trio.current_time()
-                if now + idle_timeout - idle.deadline > slack:
-                    idle.deadline = now + idle_timeout
+                if idle.deadline < now + idle_timeout:
+                    idle.deadline = now + idle_timeout + slack
                 self.conn.receive_data(data)
                 while True:
                     event = self.conn.next_event()

@@ -106,16 +106,16 @@ async def test_a_publisher_that_goes_silent_is_dropped_after_the_idle_timeout(nu
     silent_since = trio.current_time()
     await rtmp_probe.until_closed(stream, timeout=idle_s + 5)
     waited = trio.current_time() - silent_since
-    # The deadline moves on at most once per min(IDLE_SLACK_S, idle_s / 2) of reads: it may fire
-    # that much early.
-    assert idle_s - min(IDLE_SLACK_S, idle_s / 2) - 0.1 <= waited <= idle_s + 2.0
+    # The deadline moves on at most once per min(IDLE_SLACK_S, idle_s / 2): never early, at most
+    # that much late.
+    assert idle_s - 0.05 <= waited <= idle_s + min(IDLE_SLACK_S, idle_s / 2) + 1.0
     await running.publisher_left(fx.stream["id"])
 
 
 @needs_ffmpeg
 async def test_a_short_idle_timeout_never_drops_a_publisher_that_keeps_sending(nursery, tmp_path):
     # The deadline moves on at most once per min(IDLE_SLACK_S, half the timeout): with a timeout
-    # shorter than the slack it must still move on while bytes arrive.
+    # shorter than IDLE_SLACK_S it must still move on while bytes arrive.
     inst = make_install(tmp_path / "var", **{"rtmp.limits.idle_timeout_s": 0.4})
     fx = add_stream(inst)
     running = await start_ingest(nursery, inst)

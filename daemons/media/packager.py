@@ -211,7 +211,11 @@ def _hls_segment(s: Segment, *, with_parts: bool) -> hls.Segment:
 
 
 def _hls_parts(msn: int, parts: list[Part]) -> tuple[hls.Part, ...]:
-    return tuple(hls.Part(part_name(msn, i), float(p.seconds), p.independent) for i, p in enumerate(parts))
+    return tuple(_hls_part(msn, i, p) for i, p in enumerate(parts))
+
+
+def _hls_part(msn: int, index: int, part: Part) -> hls.Part:
+    return hls.Part(part_name(msn, index), float(part.seconds), part.independent)
 
 
 # --- the rendition ----------------------------------------------------------------------------------
@@ -237,9 +241,7 @@ class _Open:
     def hls_parts(self) -> tuple[hls.Part, ...]:
         """The closed parts as the playlist lists them; each built once (parts only grow)."""
         listed = self.listed_parts
-        for i in range(len(listed), len(self.parts)):
-            p = self.parts[i]
-            listed.append(hls.Part(part_name(self.msn, i), float(p.seconds), p.independent))
+        listed += (_hls_part(self.msn, i, self.parts[i]) for i in range(len(listed), len(self.parts)))
         return tuple(listed)
 
     @property

@@ -72,6 +72,11 @@ class SpoolWriter:
         self._threaded_until = -math.inf  # trio time until which batches go to a worker thread
         self.full = False
 
+    @property
+    def threaded(self) -> bool:
+        """Whether batches go to a worker thread now (after a slow one)."""
+        return trio.current_time() < self._threaded_until
+
     async def apply(self, rendition: str, actions: list, published: dict[str, bytes]) -> bool:
         """Write one rendition's actions' files, then the published files (playlists, state)."""
         return await self.write([(rendition, a) for a in actions], published)
@@ -86,7 +91,7 @@ class SpoolWriter:
         writes = [(self.directory / rendition / a.name, a.data) for rendition, a in actions if isinstance(a, Write)]
         writes += [(self.directory / rel, data) for rel, data in published.items()]
         try:
-            if now < self._threaded_until:
+            if self.threaded:
                 await trio.to_thread.run_sync(_write_all, writes, limiter=self._limiter)
             else:
                 await self._write_on_loop(writes)

@@ -130,11 +130,11 @@ async def test_spool_batches_go_to_a_thread_after_a_slow_one_and_stay_in_order(t
     writer = SpoolWriter(tmp_path)
     (tmp_path / "r").mkdir()
     assert await writer.apply("r", [Write("a.m4s", b"a")], {"r/index.m3u8": b"1"})
-    assert writer._threaded_until == float("-inf")  # fast: on the loop
+    assert not writer.threaded  # fast: on the loop
     monkeypatch.setattr(spool, "SLOW_WRITE_S", 0.0)  # every batch now counts as slow
     assert await writer.apply("r", [Write("b.m4s", b"b")], {"r/index.m3u8": b"2"})
-    assert writer._threaded_until > trio.current_time()
-    # While threaded, batches from two tasks still land whole and in the order they were given.
+    assert writer.threaded
+    # While threaded, batches from several tasks still land whole and in the order they were given.
     async with trio.open_nursery() as nursery:
         for i in range(3, 8):
             nursery.start_soon(writer.apply, "r", [Write(f"{i}.m4s", bytes([i]))], {"r/index.m3u8": str(i).encode()})

@@ -86,10 +86,12 @@ SLUG = "show"
 RENDITION = "source"
 PART_S = 0.2
 ON_TIME_GOAL = 0.95
-CONFIGS = ("direct-w1", "direct-w2", "front", "nginx-printed", "varnish-printed")
+CONFIGS = ("direct-w1", "direct-w2", "front-nginx", "front", "nginx-printed", "varnish-printed")
+FRONTS = {"front-nginx": "nginx", "front": "varnish"}  # configuration → front.kind
 DEFAULT_VIEWERS = {
     "direct-w1": (50, 150, 200, 250, 300),
     "direct-w2": (100, 300, 400, 500),
+    "front-nginx": (10, 100, 1000, 1500, 2000),
     "front": (10, 100, 1000, 1500, 2000),
     "nginx-printed": (10, 100, 1000),
     "varnish-printed": (10, 100, 1000),
@@ -97,6 +99,7 @@ DEFAULT_VIEWERS = {
 LABELS = {
     "direct-w1": "sender-http direct, http.workers 1",
     "direct-w2": "sender-http direct, http.workers 2",
+    "front-nginx": "front tier (front.kind nginx) + sender-http w1",
     "front": "front tier (front.kind varnish) + sender-http w1",
     "nginx-printed": "sender cache-config nginx (nginx, 2 workers)",
     "varnish-printed": "sender cache-config varnish (varnishd)",
@@ -402,7 +405,7 @@ class Printed:
 
 def server_pids(inst: Install, extra: subprocess.Popen | None, config: str) -> list[int]:
     roots = [inst.procs["http"].pid]
-    if config == "front":
+    if config in FRONTS:
         roots.append(inst.procs["front"].pid)
     if extra is not None:
         roots.append(extra.pid)
@@ -490,8 +493,8 @@ def run_round(config: str, n: int, inst: Install, port: int, extra, gen_id: str,
 
 
 def tls_cost(inst: Install, gen_id: str, listings: Listings, args: argparse.Namespace) -> dict:
-    """The same cached part fetched with wrk over plain HTTP (Varnish) and over HTTPS (hitch,
-    then Varnish): the front's CPU per request each way; the difference is TLS."""
+    """The same part fetched with wrk over plain HTTP and over HTTPS (nginx's own TLS; for
+    Varnish, hitch in front of it): the front's CPU per request each way; the difference is TLS."""
     wrk = run_checked(["sh", "-c", "command -v wrk"], "wrk (apt-get install wrk)").stdout.strip()
     part = sorted(listings.first.items(), key=lambda kv: kv[1])[-10][0]
     path = f"/hls/{inst.stream_id}/{gen_id}/{RENDITION}/{part}.m4s"
@@ -536,9 +539,8 @@ def render(report: dict) -> str:
     out.append("")
     for config, cap in report["capacity"].items():
         out.append(f"{LABELS[config]}: largest on-time viewer count measured: {cap}")
-    if "tls_cost" in report:
-        t = report["tls_cost"]
-        out.append(f"TLS cost (wrk -t1 -c32, one cached part of {t['part_bytes']:,} B): "
+    for config, t in report.get("tls_cost", {}).items():
+        out.append(f"TLS cost, {LABELS[config]} (wrk -t1 -c32, one part of {t['part_bytes']:,} B): "
                    + "; ".join(f"{k} {t[k]['requests_per_s']:,.0f} req/s, front {t[k]['front_cpu_us_per_request']:.1f} µs/request"
                                for k in ("http", "https")))
     return "\n".join(out)
@@ -609,10 +611,10 @@ def main(argv=None) -> int:
             extra = None
             workers = "2" if config == "direct-w2" else "1"
             inst.cli("config", "set", "http.workers", workers)
-            inst.cli("config", "set", "front.kind", "varnish" if config == "front" else "")
+            inst.cli("config", "set", "front.kind", FRONTS.get(config, ""))
             inst.start("http", inst.ports["http"])
             port = inst.ports["http"]
-            if config == "front":
+            if config in FRONTS:
                 inst.start("front", inst.ports["front_http"])
                 port = inst.ports["front_http"]
             elif config.endswith("-printed"):
@@ -635,8 +637,8 @@ def main(argv=None) -> int:
                 time.sleep(6)  # past http.viewer_window_s: the next round's count starts from 0
                 if (r["delay_ms"]["p50"] or 0) > 1000:
                     break  # far past capacity (viewers seconds behind): larger counts only take longer
-            if config == "front" and args.tls_seconds > 0:
-                report["tls_cost"] = tls_cost(inst, gen_id, listings, args)
+            if config in FRONTS and args.tls_seconds > 0:
+                report.setdefault("tls_cost", {})[config] = tls_cost(inst, gen_id, listings, args)
             if extra is not None:
                 extra.stop()
             inst.stop("front")

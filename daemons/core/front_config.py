@@ -392,16 +392,27 @@ def hitch_argv(files: FrontFiles, hitch: str = "hitch") -> list[str]:
 SBIN_DIRS = ("/usr/sbin", "/sbin")  # Debian puts varnishd and hitch there, often not on a user's PATH
 
 
+# nginx's Lua module (Debian: libnginx-mod-http-lua, which brings the NDK module) and the
+# lua-resty-core library its ngx.semaphore comes from: checked as files, named like programs.
+NGINX_LUA = {"ngx_http_lua_module": "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+             "lua-resty-core": "/usr/share/lua/5.1/ngx/semaphore.lua"}
+PACKAGES = {"varnishd": "varnish", "varnishadm": "varnish", "hitch": "hitch", "nginx": "nginx-light",
+            "ngx_http_lua_module": "libnginx-mod-http-lua", "lua-resty-core": "lua-resty-core"}
+
+
 def binaries(cfg: Config) -> dict[str, str | None]:
-    """The executables this front runs: name → path (None when not installed)."""
+    """What this front runs: name → path (None when not installed)."""
+    # Debian puts varnishd, hitch and nginx in /usr/sbin, which a user's PATH often lacks.
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    if cfg["front.kind"] == "nginx":
+        found = {"nginx": shutil.which("nginx", path=search)}
+        return found | {name: (path if os.path.exists(path) else None) for name, path in NGINX_LUA.items()}
     if cfg["front.kind"] != "varnish":
         return {}
     need = ["varnishd", "varnishadm"] + (["hitch"] if https_on(cfg) else [])
-    # Debian puts varnishd and hitch in /usr/sbin, which a user's PATH often lacks.
-    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
     return {name: shutil.which(name, path=search) for name in need}
 
 
 def install_hint(missing: list[str]) -> str:
-    packages = sorted({"hitch" if m == "hitch" else "varnish" for m in missing})
+    packages = sorted({PACKAGES.get(m, m) for m in missing})
     return f"apt-get install {' '.join(packages)}"

@@ -196,7 +196,11 @@ def _mtime(path) -> float | None:
 
 
 async def serve(install: Install, store: StoreWorker, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    front = Front(install)
+    if install.config["front.kind"] == "nginx":
+        from daemons.front.nginx import NginxFront  # the nginx front's own module: its pusher, its Lua
+        front = NginxFront(install, store)
+    else:
+        front = Front(install)
     try:
         await front.start()
         slog.log(log, logging.INFO, "front listening", https=install.config["front.listen"] or None,
@@ -209,9 +213,9 @@ async def serve(install: Install, store: StoreWorker, *, task_status=trio.TASK_S
 
 def main(config_path: str | None = None) -> None:
     install = Install.load(config_path)
-    if install.config["front.kind"] != "varnish":
+    if install.config["front.kind"] not in ("nginx", "varnish"):
         slog.setup(install.config["log.level"])
         slog.log(log, logging.CRITICAL, "refusing to start: front.kind is not set "
-                 "(`sender config set front.kind varnish`, or `sender install --front varnish`)")
+                 "(`sender config set front.kind nginx`, or `sender install --front nginx`)")
         raise SystemExit(1)
     daemon.run("front", serve, config_path)

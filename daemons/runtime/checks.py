@@ -418,13 +418,14 @@ def port_holders(port: int) -> list[tuple[int, str]]:
 
 def _is_our_daemon(cmdline: str, daemon: str) -> bool:
     if daemon == "front":  # the front's ports are held by the programs sender-front runs
-        return "/front/" in cmdline and ("varnishd" in cmdline or "hitch" in cmdline)
+        return "/front/" in cmdline and ("varnishd" in cmdline or "hitch" in cmdline or "nginx" in cmdline)
     return f"daemon {daemon}" in cmdline or (daemon == "http" and "daemons.http.main" in cmdline)
 
 
 def _front_listens(cfg: Config, key: str) -> bool:
-    """Whether the front listens on `key`: only with a front, and hitch only with HTTPS."""
-    return bool(cfg["front.kind"]) and (key != "front.proxy_listen" or bool(cfg["front.listen"]))
+    """Whether the front listens on `key`: only with a front; Varnish's proxy listener (for
+    hitch) only with HTTPS, nginx's (playlist pushes) always."""
+    return bool(cfg["front.kind"]) and (key != "front.proxy_listen" or cfg["front.kind"] == "nginx" or bool(cfg["front.listen"]))
 
 
 # --- RTMPS files ---------------------------------------------------------------------------------
@@ -470,7 +471,7 @@ def check_front(cfg: Config, *, now: float | None = None, compile_config: bool =
     --test`), the certificate's files and dates, sender-http on loopback behind it."""
     kind = cfg["front.kind"]
     if not kind:
-        return [_ok("front", "none: sender-http answers viewers itself (`sender install --front varnish` adds HTTPS and a cache)")]
+        return [_ok("front", "none: sender-http answers viewers itself (`sender install --front nginx` adds HTTPS and carries the viewers)")]
     from daemons.core import front_config as render
     from daemons.core.front_config import binaries, install_hint
 
@@ -518,6 +519,15 @@ def check_front(cfg: Config, *, now: float | None = None, compile_config: bool =
 def _check_front_config(cfg: Config, bins: dict) -> Check:
     """The config sender-front would write, checked by the front's own tools."""
     from daemons.core import front_config as render
+
+    if cfg["front.kind"] == "nginx":
+        from daemons.front.nginx import check_config
+
+        problem = check_config(cfg, bins["nginx"])
+        if problem:
+            return _fail("front config", f"nginx -t rejects the generated config: {problem}",
+                         "check front.tls_cert / front.tls_key and the listen addresses; else report it")
+        return _ok("front config", "nginx -t passes")
 
     with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
         vcl = Path(tmp, "sender.vcl")

@@ -59,7 +59,7 @@ TARGET = "sender.target"
 # The front tier's unit: written and enabled only where front.kind is set (`--front`).
 FRONT_SERVICE = "front"
 FRONT_LISTEN_KEYS = ("front.listen", "front.http_listen")
-FRONT_KINDS = ("varnish",)
+FRONT_KINDS = ("nginx", "varnish")  # nginx first: the default (docs/runbooks/front.md)
 # Directories whose contents systemd manages for the units (StateDirectory= etc.).
 MANAGED = (Path("/var/lib/sender"), Path("/var/cache/sender"), Path("/run/sender"), Path("/etc/sender"))
 # Directives that need a system manager (namespaces, another user, capabilities): not in user units.
@@ -244,8 +244,8 @@ def install(
     root: Path = typer.Option(None, "--root", metavar="DIR", help="Stage every file under DIR (for a package); touch nothing else."),
     user: bool = typer.Option(False, "--user", help="User units in ~/.config/systemd/user and an install in the XDG directories, run as you."),
     enable: bool = typer.Option(False, "--enable", help="Enable sender.target and the daemons' units (and start them, on a running systemd)."),
-    front: str = typer.Option(None, "--front", metavar="KIND", help="Also install the front tier: varnish (Varnish + hitch: HTTPS, "
-                              "HTTP/2, every viewer request answered from its cache; sender-http moves to loopback behind it)."),
+    front: str = typer.Option(None, "--front", metavar="KIND", help="Also install the front tier: nginx (recommended: HTTPS, HTTP/2, "
+                              "every viewer request answered by nginx; sender-http moves to loopback behind it) or varnish (Varnish + hitch)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Install the systemd units, the `sender` user and the directories; run `sender init` if there is no config."""
@@ -254,7 +254,7 @@ def install(
     if not lay.staged and not lay.user_mode and os.geteuid() != 0:
         raise SenderError("installing system units needs root: run it with sudo, or use --user (units for your user) or --root DIR (stage files for a package)")
     if front is not None and front not in FRONT_KINDS:
-        raise SenderError(f"--front {front!r}: the front tiers Sender runs are {', '.join(FRONT_KINDS)} (docs/runbooks/front.md says why not nginx)")
+        raise SenderError(f"--front {front!r}: the front tiers Sender runs are {', '.join(FRONT_KINDS)} (docs/runbooks/front.md)")
     rep = Report()
 
     account = _ensure_user(lay, rep)
@@ -337,6 +337,8 @@ def _write_front_config(lay: Layout, cfg: Config, account: Account | None, rep: 
     its start: checked here with the front's own tools when they are installed."""
     from daemons.core import front_config as front_render
 
+    if cfg["front.kind"] == "nginx":
+        return _write_nginx_config(lay, cfg, account, rep)
     files = front_files(cfg, lay)
     target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path
     directory = lay.at(files.config_dir)
@@ -359,6 +361,32 @@ def _write_front_config(lay: Layout, cfg: Config, account: Account | None, rep: 
     if r.returncode != 0:
         raise SenderError(f"varnishd -C rejects the generated VCL {directory / files.vcl.name}: {' '.join(r.stderr.split())[-400:]}")
     rep.did(f"checked {directory / files.vcl.name} with varnishd -C")
+
+
+def _write_nginx_config(lay: Layout, cfg: Config, account: Account | None, rep: Report) -> None:
+    """nginx.conf and its Lua module as sender-front will write them at its start, checked with
+    `nginx -t` (in a scratch copy: the staged paths are not the target's) when nginx is installed."""
+    from daemons.core.front_config import NGINX_LUA
+    from daemons.core.front_nginx import LUA_MODULE, NginxFiles, render_owned_nginx
+    from daemons.front.nginx import check_config, nginx_binary
+
+    files = NginxFiles(lay.config.parent / "front", Path(cfg["node.state_dir"]) / "front" / "nginx")
+    target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path
+    directory = lay.at(files.config_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    _write(directory / files.conf.name, render_owned_nginx(target_cfg, files=files), rep, mode=0o640)
+    _write(directory / files.lua.name, LUA_MODULE.read_text(), rep, mode=0o640)
+    if account is not None:  # sender-front (as the sender user) rewrites them at each reload
+        os.chown(directory, account.uid, account.gid)
+        for p in directory.iterdir():
+            os.chown(p, account.uid, account.gid)
+    nginx = nginx_binary()
+    if nginx is None or not all(os.path.exists(p) for p in NGINX_LUA.values()):
+        return
+    problem = check_config(target_cfg, nginx)
+    if problem:
+        raise SenderError(f"nginx -t rejects the generated config {directory / files.conf.name}: {problem}")
+    rep.did(f"checked {directory / files.conf.name} with nginx -t")
 
 
 def man_page_names() -> list[str]:

@@ -1,0 +1,295 @@
+"""The owned front tier with nginx (front.kind = "nginx"): its config, from sender.toml.
+
+One event-driven nginx answers every viewer request without Python:
+
+* **media** (init, parts, segments) of public and unlisted streams straight from the spool with
+  `sendfile` — the packager renames each file into place once, complete, and never changes it;
+* **media playlists**, blocking reloads included, from the copy sender-front pushes at every
+  playlist version (daemons/front/pusher.py) and held in nginx by Lua (`sender_front.lua`,
+  Debian's libnginx-mod-http-lua): a reload for the next part waits on a semaphore the next
+  push posts, so waiters wake the moment the part is listed — no cache lock, no upstream request
+  per viewer;
+* **everything else** (private streams with their token, master playlists, the watch page, the
+  APIs, anything the Lua code is unsure of) is proxied to sender-http, which answers it as it would
+  without a front.
+
+TLS and HTTP/2 are nginx's own (no separate terminator). Each request is logged in
+access_log.NGINX_FORMAT as a syslog datagram to a Unix socket sender-http reads (viewers and
+egress; daemons/http/access_log.py). One worker process: the Lua state lives in it, and on the
+measured machine one worker carries ~25,000 viewer requests a second (docs/performance.md).
+
+Pure functions of the config: daemons/front/nginx.py writes and runs what they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemons.core import config as config_mod
+from daemons.core.config import Config
+from daemons.core.front_config import https_on, https_port, upstream_timeout_seconds
+from daemons.media import names
+
+LUA_MODULE = Path(__file__).resolve().parent.parent / "front" / "sender_front.lua"
+MODULES_DIR = "/usr/lib/nginx/modules"  # Debian: libnginx-mod-http-ndk and libnginx-mod-http-lua
+RESTY_LUA_PATH = "/usr/share/lua/5.1/?.lua"  # Debian's lua-resty-core (ngx.semaphore)
+SOCKET_PATH_MAX = 107
+WORKER_CONNECTIONS = 16384
+PUSH_BODY_MAX = "4m"
+
+# What viewers ask for, as the HLS route names it (daemons/http/hls_route.py).
+_RENDITION_PATH = f"{names.STREAM_ID}/{names.GENERATION_ID}/{names.RENDITION}"
+PLAYLIST_LOCATION = rf"^/hls/({_RENDITION_PATH})/index\.m3u8$"
+MEDIA_LOCATION = (rf"^/hls/(({names.STREAM_ID})/{names.GENERATION_ID}/{names.RENDITION}/"
+                  rf"(?:{names.INIT_FILE}|{names.MSN}(?:\.{names.PART_INDEX})?\.(?:m4s|ts)))$")
+
+
+@dataclass(frozen=True)
+class NginxFiles:
+    """nginx.conf and the Lua module beside sender.toml (`/etc/sender/front/`); nginx's pid file
+    and temporary files under the state directory."""
+
+    config_dir: Path
+    workdir: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.config_dir / "nginx.conf"
+
+    @property
+    def lua(self) -> Path:
+        return self.config_dir / "sender_front.lua"
+
+    @classmethod
+    def of(cls, cfg: Config) -> "NginxFiles":
+        base = Path(cfg.path).parent if cfg.path is not None else config_mod.DEFAULT_CONFIG_PATH.parent
+        return cls(base / "front", Path(cfg["node.state_dir"]) / "front" / "nginx")
+
+
+def log_socket(cfg: Config) -> str:
+    """The Unix datagram socket sender-http reads the front's request log from. Under the state
+    directory when its path fits a socket address (107 bytes), else a short name in /tmp that
+    the state directory's path decides (nginx takes a path, not a descriptor)."""
+    path = str(Path(cfg["node.state_dir"]) / "run" / "front-log.sock")
+    if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(str(Path(cfg["node.state_dir"]).resolve()))).hexdigest()[:16]
+    return f"/tmp/sender-front-log-{digest}.sock"
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+
+
+def _listen(value: str) -> str:
+    host, port = config_mod.parse_listen(value)
+    if host in ("0.0.0.0", ""):
+        return str(port)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def upstream_address(cfg: Config) -> str:
+    host, port = cfg.listen("http.listen")
+    host = _loopback(host)
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def push_address(cfg: Config) -> tuple[str, int]:
+    """Where sender-front pushes playlists: front.proxy_listen, a loopback address."""
+    host, port = cfg.listen("front.proxy_listen")
+    return _loopback(host).strip("[]"), port
+
+
+def _user_line() -> str:
+    # nginx started as root drops its workers to "nobody", who may not read the spool: keep root's
+    # identity then (sender up as root, CI). Under the unit it runs as the sender user already.
+    return "user root;\n" if os.geteuid() == 0 else ""
+
+
+CONF_TEMPLATE = """\
+# Sender's front tier (front.kind = "nginx"): written by sender-front from {config}
+# at every start and reload. Do not edit: `sender config set front.*` changes it (and reloads it).
+daemon off;
+master_process on;
+worker_processes 1;
+{user}pid {workdir}/nginx.pid;
+error_log stderr warn;
+load_module {modules}/ndk_http_module.so;
+load_module {modules}/ngx_http_lua_module.so;
+worker_rlimit_nofile {nofile};
+
+events {{
+    worker_connections {connections};
+}}
+
+http {{
+    lua_package_path "{config_dir}/?.lua;{resty};;";
+    init_by_lua_block {{
+        sender = require "sender_front"
+    }}
+    client_body_temp_path {workdir}/client_body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+
+    # One line per request, a datagram to sender-http (viewers, egress): access_log.NGINX_FORMAT.
+    log_format sender escape=json '$status\\t$body_bytes_sent\\t$sender_handling\\t$request_time\\t$remote_addr\\t$request_uri\\t\\t$http_x_playback_session_id\\t$http_user_agent';
+    # No sendfile stall: Debian's stock tcp_nopush on delays every part by ~44 ms.
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    open_file_cache max=20000 inactive=30s;
+    keepalive_timeout {keep_alive_s}s;
+    keepalive_requests 100000;
+    client_max_body_size {max_body};
+    server_tokens off;
+    types {{
+        application/vnd.apple.mpegurl m3u8;
+        video/mp4 mp4;
+        video/iso.segment m4s;
+        video/mp2t ts;
+    }}
+    default_type application/octet-stream;
+
+    upstream sender_http {{
+        server {upstream};
+        keepalive 64;
+    }}
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    # A blocking playlist reload is held by sender-http for up to 3 x TARGETDURATION.
+    proxy_read_timeout {upstream_timeout}s;
+    proxy_send_timeout {upstream_timeout}s;
+{tls_settings}
+    server {{
+{viewer_listens}        set $sender_handling pass;
+        access_log syslog:server=unix:{log_socket},nohostname,tag=sender_front sender;
+{acme_location}
+        # Media playlists: answered by sender_front.lua from the pushed copy (or sent on to sender-http).
+        location ~ "{playlist_location}" {{
+            set $sender_rendition $1;
+            content_by_lua_block {{
+                sender.playlist()
+            }}
+        }}
+        # Media: straight from the spool for public streams (the Lua check), else sender-http.
+        location ~ "{media_location}" {{
+            set $sender_stream $2;
+            access_by_lua_block {{
+                sender.media()
+            }}
+            alias {spool}/streams/$1;
+            error_page 404 = @sender;
+            add_header Cache-Control "public, max-age=31536000, immutable";
+            add_header Access-Control-Allow-Origin "*";
+            add_header Access-Control-Expose-Headers "content-length, content-range, etag, age";
+        }}
+        location @sender {{
+            set $sender_handling pass;
+            proxy_pass http://sender_http;
+        }}
+        location / {{
+            proxy_pass http://sender_http;
+        }}
+    }}
+{redirect_server}
+    # sender-front's playlist pushes: loopback only.
+    server {{
+        listen {push_listen};
+        access_log off;
+        client_max_body_size {push_max};
+        client_body_buffer_size {push_max};
+        location = /push {{
+            content_by_lua_block {{
+                sender.push()
+            }}
+        }}
+        location = /drop {{
+            content_by_lua_block {{
+                sender.drop()
+            }}
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+TLS_SETTINGS = """\
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:sender_tls:10m;
+    ssl_session_timeout 1h;
+"""
+
+ACME_LOCATION = """\
+        # ACME http-01 challenges go to the ACME client on 127.0.0.1:{acme_port} (certbot --standalone).
+        location ^~ /.well-known/acme-challenge/ {{
+            proxy_pass http://127.0.0.1:{acme_port};
+        }}
+"""
+
+REDIRECT_SERVER = """\
+    # Plain HTTP: everything but ACME challenges is sent to HTTPS.
+    server {{
+        listen {http_listen};
+        access_log off;
+{acme_location}        location / {{
+            return 301 https://{host}{port_suffix}$request_uri;
+        }}
+    }}
+"""
+
+
+def render_owned_nginx(cfg: Config, *, target_duration_s: int | None = None, files: NginxFiles | None = None) -> str:
+    """nginx.conf of the front Sender runs (front.kind = "nginx"); `files` where it and the Lua
+    module will be (default: beside sender.toml)."""
+    files = files or NginxFiles.of(cfg)
+    tls = https_on(cfg)
+    redirect = tls and bool(cfg["front.http_listen"]) and cfg["front.redirect_http"]
+    listens = ""
+    if tls:
+        listens += f"        listen {_listen(cfg['front.listen'])} ssl http2 backlog=4096;\n"
+    if cfg["front.http_listen"] and not redirect:
+        listens += f"        listen {_listen(cfg['front.http_listen'])} backlog=4096;\n"
+    acme = ACME_LOCATION.format(acme_port=cfg["front.acme_port"])
+    redirect_server = ""
+    if redirect:
+        host = cfg["front.server_name"] or "$host"
+        port = https_port(cfg)
+        redirect_server = REDIRECT_SERVER.format(http_listen=_listen(cfg["front.http_listen"]), acme_location=acme,
+                                                 host=host, port_suffix="" if port == 443 else f":{port}")
+    push_host, push_port = push_address(cfg)
+    td = target_duration_s or max(1, round(cfg["hls.segment_target_s"]))
+    return CONF_TEMPLATE.format(
+        config=cfg.path, user=_user_line(), workdir=files.workdir, modules=MODULES_DIR,
+        nofile=2 * WORKER_CONNECTIONS + 1024, connections=WORKER_CONNECTIONS, config_dir=files.config_dir,
+        resty=RESTY_LUA_PATH, keep_alive_s=round(cfg["http.keep_alive_s"]), max_body=cfg["http.max_request_body"],
+        upstream=upstream_address(cfg), upstream_timeout=upstream_timeout_seconds(td),
+        tls_settings=TLS_SETTINGS.format(cert=cfg["front.tls_cert"], key=cfg["front.tls_key"]) if tls else "",
+        viewer_listens=listens, log_socket=log_socket(cfg),
+        acme_location="" if redirect or not cfg["front.http_listen"] else acme,
+        playlist_location=PLAYLIST_LOCATION, media_location=MEDIA_LOCATION, spool=cfg["spool.root"],
+        redirect_server=redirect_server,
+        push_listen=f"[{push_host}]:{push_port}" if ":" in push_host else f"{push_host}:{push_port}",
+        push_max=PUSH_BODY_MAX,
+    )
+
+
+def nginx_argv(files: NginxFiles, nginx: str = "nginx") -> list[str]:
+    # -e: nginx's own early messages (before it reads error_log) to stderr too, not /var/log/nginx.
+    return [nginx, "-c", str(files.conf), "-e", "stderr"]
+
+
+def nginx_test_argv(files: NginxFiles, nginx: str = "nginx") -> list[str]:
+    return [nginx, "-t", "-q", "-c", str(files.conf), "-e", "stderr"]

@@ -1,0 +1,172 @@
+"""sender-front with front.kind = "nginx": nginx as a child, its config kept matching sender.toml,
+and the playlist pusher feeding it.
+
+Writes nginx.conf and the Lua module beside sender.toml (`/etc/sender/front/`,
+daemons/core/front_nginx.py), checks the config with `nginx -t`, starts nginx in the foreground
+(its master a child of this process: it dies with it), READY once it listens, then runs the
+pusher (daemons/front/pusher.py). A change of the front.* keys (or of what the config is made
+from) rewrites the files and reloads nginx with SIGHUP — new workers, new certificates, kept
+listeners; a config nginx rejects is logged and the running one kept. nginx exiting ends this
+process with an error: its supervisor (systemd, `sender up`) starts the front again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import trio
+
+from daemons.core import config as config_mod
+from daemons.core.errors import SenderError
+from daemons.core.front_nginx import LUA_MODULE, NginxFiles, nginx_argv, nginx_test_argv, render_owned_nginx
+from daemons.core.install import Install
+from daemons.front.pusher import PlaylistPusher
+from daemons.runtime import children
+from daemons.runtime import logging as slog
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("front")
+
+START_TIMEOUT_S = 30.0
+WATCH_INTERVAL_S = 1.0
+STOP_GRACE_S = 10.0
+# Keys the generated config is made from: a change reloads nginx.
+CONFIG_KEYS = ("http.listen", "http.keep_alive_s", "http.max_request_body", "node.state_dir", "spool.root",
+               "hls.segment_target_s")
+
+
+class FrontExited(SenderError):
+    pass
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+
+def write_files(cfg: config_mod.Config, files: NginxFiles) -> None:
+    files.config_dir.mkdir(parents=True, exist_ok=True)
+    files.workdir.mkdir(parents=True, exist_ok=True)
+    for path, text in ((files.lua, LUA_MODULE.read_text()), (files.conf, render_owned_nginx(cfg, files=files))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+
+
+def check_config(cfg: config_mod.Config, nginx: str) -> str | None:
+    """`nginx -t` on the config sender-front would write, in a scratch directory: None when nginx
+    accepts it, else what nginx says (install and doctor use it before anything runs)."""
+    with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
+        files = NginxFiles(Path(tmp), Path(tmp, "work"))
+        write_files(cfg, files)
+        r = subprocess.run(nginx_test_argv(files, nginx), capture_output=True, text=True, timeout=60)
+    return None if r.returncode == 0 else " ".join((r.stderr + r.stdout).split())[-400:]
+
+
+def _values(cfg: config_mod.Config) -> dict:
+    return {k: v for k, v in cfg.values.items() if k.startswith("front.") or k in CONFIG_KEYS}
+
+
+async def _listening(host: str, port: int) -> bool:
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]"), port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+class NginxFront:
+    def __init__(self, install: Install, store: StoreWorker):
+        self.install = install
+        self.cfg = install.config
+        self.files = NginxFiles.of(self.cfg)
+        self.nginx = nginx_binary()
+        self.child: children.Child | None = None
+        self.pusher = PlaylistPusher(self.cfg, install.state_dir, store)
+
+    async def _check(self) -> str | None:
+        done = await trio.run_process(nginx_test_argv(self.files, self.nginx), capture_stdout=True, capture_stderr=True,
+                                      check=False)
+        return None if done.returncode == 0 else (done.stdout + done.stderr).decode(errors="replace").strip()
+
+    async def start(self) -> None:
+        if self.nginx is None:
+            raise FrontExited("front.kind = \"nginx\" needs nginx with its Lua module: "
+                              "apt install nginx-light libnginx-mod-http-lua lua-resty-core")
+        await trio.to_thread.run_sync(write_files, self.cfg, self.files)
+        problem = await self._check()
+        if problem:
+            raise FrontExited(f"nginx rejects the generated config {self.files.conf}: {problem}")
+        argv = nginx_argv(self.files, self.nginx)
+        slog.log(log, logging.INFO, "starting nginx", argv=" ".join(argv))
+        self.child = children.spawn(argv, death_signal=signal.SIGTERM)
+        keys = [k for k in ("front.listen", "front.http_listen", "front.proxy_listen") if self.cfg[k]]
+        addresses = [self.cfg.listen(k) for k in keys]
+        with trio.move_on_after(START_TIMEOUT_S):
+            while True:
+                if self.child.returncode is not None or self.child.popen.poll() is not None:
+                    raise FrontExited(f"nginx exited with status {self.child.popen.returncode} at its start (its log above says why)")
+                if all([await _listening(h, p) for h, p in addresses]):
+                    return
+                await trio.sleep(0.05)
+        raise FrontExited(f"nginx did not listen on {', '.join(f'{h}:{p}' for h, p in addresses)} within {START_TIMEOUT_S:g} s")
+
+    async def reload(self) -> None:
+        try:
+            new = await trio.to_thread.run_sync(config_mod.load, self.cfg.path)
+        except SenderError as e:
+            slog.log(log, logging.ERROR, "config not reloaded", error=e.message)
+            return
+        if _values(new) == _values(self.cfg):
+            return
+        old, self.cfg = self.cfg, new
+        await trio.to_thread.run_sync(write_files, new, self.files)
+        problem = await self._check()
+        if problem:
+            slog.log(log, logging.ERROR, "nginx rejects the new config: the running one is kept", error=problem)
+            self.cfg = old
+            await trio.to_thread.run_sync(write_files, old, self.files)
+            return
+        self.child.send_signal(signal.SIGHUP)  # new workers with the new config and certificates
+        slog.log(log, logging.INFO, "reloaded nginx")
+
+    async def watch(self) -> None:
+        path = self.cfg.path
+        seen = _mtime(path)
+        with trio.open_signal_receiver(signal.SIGHUP) as hups:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.pusher.run)
+
+                async def reload_on_hup():
+                    async for _ in hups:
+                        await self.reload()
+
+                nursery.start_soon(reload_on_hup)
+                while True:
+                    if self.child.popen.poll() is not None:
+                        raise FrontExited(f"nginx exited with status {self.child.popen.returncode}")
+                    mtime = _mtime(path)
+                    if mtime != seen:
+                        seen = mtime
+                        await self.reload()
+                    await trio.sleep(WATCH_INTERVAL_S)
+
+    async def stop(self) -> None:
+        with trio.CancelScope(shield=True):
+            if self.child is not None:
+                await self.child.stop(grace_s=STOP_GRACE_S)
+                await self.child.aclose()
+
+
+def _mtime(path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None

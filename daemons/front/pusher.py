@@ -1,0 +1,209 @@
+"""sender-front's playlist pusher (front.kind = "nginx"): every version of every public or
+unlisted media playlist, into nginx.
+
+The ingest (and edge-fill) daemon names each rendition whose playlist changed in a spool event
+datagram (daemons/runtime/spool_events.py); this binds its own receiver ("front"), reads the
+rendition's `index.m3u8`, and POSTs it to nginx's loopback control listener (front.proxy_listen)
+with its delta update and the numbers a blocking reload is decided on (sender_front.lua). nginx
+then answers that rendition's playlist requests itself and wakes the reloads waiting for it.
+
+Only streams the directory says are public or unlisted are pushed; a stream that turns private
+(or is deleted) is dropped from nginx at the next directory refresh (once a second), and what was
+pushed expires in nginx after `ttl` anyway. Unchanged playlists are pushed again every
+REPUSH_S so a paused stream (or an ended one) stays served by nginx; a rendition that has not
+changed for FORGET_S is left to expire. A push that fails (nginx restarting) is retried at the
+next event or re-push: nginx sends what it has no copy of to sender-http meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import trio
+
+from daemons.core.config import Config
+from daemons.core.front_config import hold_seconds
+from daemons.core.front_nginx import push_address
+from daemons.http.state import StreamDirectory
+from daemons.media.hls import MediaPlaylist
+from daemons.media.hls.parse import parse_media_playlist
+from daemons.runtime import logging as slog
+from daemons.runtime.spool_events import SpoolEventReceiver
+from daemons.runtime.store import StoreWorker
+
+log = slog.get("front.push")
+
+REPUSH_S = 2.0
+FORGET_S = 300.0
+CONNECT_TIMEOUT_S = 2.0
+RESPONSE_TIMEOUT_S = 5.0
+MAX_RESPONSE = 64 * 1024
+PUBLIC = ("public", "unlisted")
+
+
+@dataclass(slots=True)
+class Pushed:
+    key: tuple[int, int, int]  # the file's identity when it was read
+    body: bytes
+    query: str
+    changed_at: float
+    pushed_at: float
+
+
+def blocking_numbers(playlist: MediaPlaylist) -> dict[str, int]:
+    """What sender_front.lua decides a blocking reload on (MediaPlaylist.contains/too_far_ahead)."""
+    last = playlist.last_msn_part()
+    last_msn, last_part = (last[0], last[1] if last[1] is not None else -1) if last else (playlist.next_msn, -1)
+    target = playlist.part_target
+    limit = round(3 / target, 6) if target is not None and 0 < target < 1 else 3
+    td = playlist.target_duration
+    return {
+        "next_msn": playlist.next_msn, "media_sequence": playlist.media_sequence,
+        "last_parts": len(playlist.segments[-1].parts) if playlist.segments else 0,
+        "partial": len(playlist.partial_parts), "last_msn": last_msn, "last_part": last_part,
+        "part_limit": int(limit), "hold_s": 3 * td, "hold_max_age": 3 * td, "ttl": hold_seconds(td) + 4,
+        "ended": int(playlist.ended),
+    }
+
+
+def push_request(path: str, data: bytes) -> tuple[bytes, str]:
+    """One rendition's playlist file → (request body, query) for nginx's /push."""
+    playlist = parse_media_playlist(data.decode())
+    delta = b""
+    if playlist.server_control is not None and playlist.server_control.can_skip_until is not None and not playlist.ended:
+        delta = playlist.render(skip=True).encode()
+    query = urlencode({"r": path, "full": len(data), **blocking_numbers(playlist)})
+    return data + delta, query
+
+
+class PlaylistPusher:
+    def __init__(self, cfg: Config, state_dir: Path, store: StoreWorker):
+        self.root = Path(cfg["spool.root"]) / "streams"
+        self.state_dir = state_dir
+        self.directory = StreamDirectory(store)
+        self.address = push_address(cfg)
+        self.pushed: dict[str, Pushed] = {}
+        self.streams: set[str] = set()  # streams with something pushed: dropped when no longer public
+        self._conn: trio.SocketStream | None = None
+        self._lock = trio.Lock()
+        self.pushes = 0
+        self.failures = 0
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        receiver = SpoolEventReceiver(self.state_dir, "front")
+        try:
+            await receiver.bind()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.directory.run)
+                nursery.start_soon(self._repush_loop)
+                task_status.started()
+                while True:
+                    try:
+                        path, _msn, _part = await receiver.receive()
+                    except (ValueError, UnicodeDecodeError):
+                        continue  # not one of ours
+                    await self.update(path)
+        finally:
+            receiver.close()
+            if self._conn is not None:
+                await self._conn.aclose()
+
+    def _public(self, path: str) -> bool:
+        entry = self.directory.by_id.get(path.partition("/")[0])
+        return entry is not None and entry.visibility in PUBLIC
+
+    async def update(self, path: str) -> None:
+        """Push the rendition's playlist if it changed (and its stream is public)."""
+        if path.count("/") != 2 or not self._public(path):
+            return
+        index = self.root / path / "index.m3u8"
+        try:
+            st = os.stat(index)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            old = self.pushed.get(path)
+            if old is not None and old.key == key:
+                return
+            data = index.read_bytes()
+            body, query = push_request(path, data)
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            slog.log(log, logging.WARNING, "playlist not pushed: unreadable", rendition=path, error=e)
+            return
+        now = trio.current_time()
+        self.pushed[path] = Pushed(key, body, query, now, now)
+        self.streams.add(path.partition("/")[0])
+        await self._post(f"/push?{query}", body)
+
+    async def _repush_loop(self) -> None:
+        """Keep nginx's copies fresh (their ttl), and drop streams that are no longer public."""
+        while True:
+            await trio.sleep(REPUSH_S)
+            now = trio.current_time()
+            for sid in [s for s in self.streams if not self._public(s + "/x/x")]:
+                self.streams.discard(sid)
+                for path in [p for p in self.pushed if p.startswith(sid + "/")]:
+                    del self.pushed[path]
+                slog.log(log, logging.INFO, "stream no longer public: dropped from the front", stream=sid)
+                await self._post(f"/drop?s={sid}", b"")
+            for path, p in list(self.pushed.items()):
+                if now - p.changed_at > FORGET_S:
+                    del self.pushed[path]
+                elif now - p.pushed_at >= REPUSH_S:
+                    p.pushed_at = now
+                    await self._post(f"/push?{p.query}", p.body)
+
+    async def _post(self, target: str, body: bytes) -> bool:
+        request = (f"POST {target} HTTP/1.1\r\nHost: sender-front\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        async with self._lock:
+            for attempt in (1, 2):  # a kept connection nginx closed (reload): once more on a new one
+                try:
+                    if self._conn is None:
+                        with trio.fail_after(CONNECT_TIMEOUT_S):
+                            self._conn = await trio.open_tcp_stream(*self.address)
+                    with trio.fail_after(RESPONSE_TIMEOUT_S):
+                        await self._conn.send_all(request)
+                        status = await self._read_response()
+                    self.pushes += 1
+                    if status != 200:
+                        slog.log(log, logging.WARNING, "nginx refused a push", target=target.split("?")[0], status=status)
+                    return status == 200
+                except (OSError, trio.BrokenResourceError, trio.TooSlowError, ValueError) as e:
+                    if self._conn is not None:
+                        await self._conn.aclose()
+                        self._conn = None
+                    if attempt == 2:
+                        self.failures += 1
+                        slog.log(log, logging.DEBUG, "push failed", error=repr(e))
+        return False
+
+    async def _read_response(self) -> int:
+        """A response head and its Content-Length body; the status code."""
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = await self._conn.receive_some(4096)
+            if not chunk:
+                raise ValueError("connection closed")
+            buf += chunk
+            if len(buf) > MAX_RESPONSE:
+                raise ValueError("response too large")
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise ValueError("chunked response")  # nginx sends Content-Length for ngx.say
+        while len(rest) < length:
+            chunk = await self._conn.receive_some(4096)
+            if not chunk:
+                raise ValueError("connection closed")
+            rest += chunk
+        return status

@@ -13,17 +13,17 @@ One event-driven nginx answers every viewer request without Python:
   APIs, anything the Lua code is unsure of) is proxied to sender-http, which answers it as it would
   without a front.
 
-TLS and HTTP/2 are nginx's own (no separate terminator). Each request is logged in
-access_log.NGINX_FORMAT as a syslog datagram to a Unix socket sender-http reads (viewers and
-egress; daemons/http/access_log.py). One worker process: the Lua state lives in it, and on the
-measured machine one worker carries ~25,000 viewer requests a second (docs/performance.md).
+TLS and HTTP/2 are nginx's own (no separate terminator). Viewers and egress are counted in nginx
+(the Lua log phase: requests and bytes by kind, status and handling; the viewers its playlist
+answers saw) and pulled by sender-http once a second (daemons/http/front_stats.py) — no log line
+per request. One worker process: the Lua state lives in it (docs/performance.md has what one
+worker carries).
 
 Pure functions of the config: daemons/front/nginx.py writes and runs what they return.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,6 @@ from daemons.media import names
 LUA_MODULE = Path(__file__).resolve().parent.parent / "front" / "sender_front.lua"
 MODULES_DIR = "/usr/lib/nginx/modules"  # Debian: libnginx-mod-http-ndk and libnginx-mod-http-lua
 RESTY_LUA_PATH = "/usr/share/lua/5.1/?.lua"  # Debian's lua-resty-core (ngx.semaphore)
-SOCKET_PATH_MAX = 107
 WORKER_CONNECTIONS = 16384
 PUSH_BODY_MAX = "4m"
 
@@ -67,17 +66,6 @@ class NginxFiles:
     def of(cls, cfg: Config) -> "NginxFiles":
         base = Path(cfg.path).parent if cfg.path is not None else config_mod.DEFAULT_CONFIG_PATH.parent
         return cls(base / "front", Path(cfg["node.state_dir"]) / "front" / "nginx")
-
-
-def log_socket(cfg: Config) -> str:
-    """The Unix datagram socket sender-http reads the front's request log from. Under the state
-    directory when its path fits a socket address (107 bytes), else a short name in /tmp that
-    the state directory's path decides (nginx takes a path, not a descriptor)."""
-    path = str(Path(cfg["node.state_dir"]) / "run" / "front-log.sock")
-    if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
-        return path
-    digest = hashlib.sha256(os.fsencode(str(Path(cfg["node.state_dir"]).resolve()))).hexdigest()[:16]
-    return f"/tmp/sender-front-log-{digest}.sock"
 
 
 def _loopback(host: str) -> str:
@@ -136,8 +124,6 @@ http {{
     uwsgi_temp_path {workdir}/uwsgi;
     scgi_temp_path {workdir}/scgi;
 
-    # One line per request, a datagram to sender-http (viewers, egress): access_log.NGINX_FORMAT.
-    log_format sender escape=json '$status\\t$body_bytes_sent\\t$sender_handling\\t$request_time\\t$remote_addr\\t$request_uri\\t\\t$http_x_playback_session_id\\t$http_user_agent';
     # No sendfile stall: Debian's stock tcp_nopush on delays every part by ~44 ms.
     sendfile on;
     tcp_nopush off;
@@ -171,11 +157,18 @@ http {{
 {tls_settings}
     server {{
 {viewer_listens}        set $sender_handling pass;
-        access_log syslog:server=unix:{log_socket},nohostname,tag=sender_front sender;
+        set $sender_kind "";
+        # Viewers and egress are counted in nginx (sender_front.lua) and pulled by sender-http
+        # once a second (/stats below): no log line per request to write, send and parse.
+        access_log off;
+        log_by_lua_block {{
+            sender.log()
+        }}
 {acme_location}
         # Media playlists: answered by sender_front.lua from the pushed copy (or sent on to sender-http).
         location ~ "{playlist_location}" {{
             set $sender_rendition $1;
+            set $sender_kind playlist;
             content_by_lua_block {{
                 sender.playlist()
             }}
@@ -201,7 +194,7 @@ http {{
         }}
     }}
 {redirect_server}
-    # sender-front's playlist pushes: loopback only.
+    # sender-front's playlist pushes, sender-http's pull of the counts: loopback only.
     server {{
         listen {push_listen};
         access_log off;
@@ -210,6 +203,11 @@ http {{
         location = /push {{
             content_by_lua_block {{
                 sender.push()
+            }}
+        }}
+        location = /stats {{
+            content_by_lua_block {{
+                sender.stats()
             }}
         }}
         location = /drop {{
@@ -277,7 +275,7 @@ def render_owned_nginx(cfg: Config, *, target_duration_s: int | None = None, fil
         resty=RESTY_LUA_PATH, keep_alive_s=round(cfg["http.keep_alive_s"]), max_body=cfg["http.max_request_body"],
         upstream=upstream_address(cfg), upstream_timeout=upstream_timeout_seconds(td),
         tls_settings=TLS_SETTINGS.format(cert=cfg["front.tls_cert"], key=cfg["front.tls_key"]) if tls else "",
-        viewer_listens=listens, log_socket=log_socket(cfg),
+        viewer_listens=listens,
         acme_location="" if redirect or not cfg["front.http_listen"] else acme,
         playlist_location=PLAYLIST_LOCATION, media_location=MEDIA_LOCATION, spool=cfg["spool.root"],
         redirect_server=redirect_server,

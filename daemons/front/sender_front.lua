@@ -19,6 +19,10 @@ local M = {}
 
 local renditions = {}  -- "<stream>/<generation>/<rendition>" -> entry (kept, updated in place)
 local streams = {}     -- stream id -> time until which its media may be served from the spool
+-- What sender-http pulls once a second (`stats`), then cleared: requests and bytes by
+-- (kind, status, handling), and the viewers seen (rendition, session id, address, user agent).
+local counts = {}
+local viewers = {}
 
 local ENDED_MAX_AGE = 3600
 local LIVE_MAX_AGE = 1
@@ -151,6 +155,19 @@ function M.playlist()
     max_age = e.hold_max_age
   end
   ngx.var.sender_handling = "hit"
+  local session = args.session
+  if type(session) == "table" then
+    session = session[#session]  -- sender-http reads the last one
+  end
+  if type(session) ~= "string" or session == "" then
+    session = ngx.var.http_x_playback_session_id or ""
+  end
+  local key = session .. "\t" .. ngx.var.remote_addr .. "\t" .. (ngx.var.http_user_agent or "")
+  if key:find("[\t\r\n].*[\t\r\n].*[\t\r\n]") then  -- a tab or line break inside a value
+    key = session:gsub("[\t\r\n]", " ") .. "\t" .. ngx.var.remote_addr .. "\t"
+          .. (ngx.var.http_user_agent or ""):gsub("[\t\r\n]", " ")
+  end
+  viewers[ngx.var.sender_rendition .. "\t" .. key] = true
   ngx.header["Content-Type"] = "application/vnd.apple.mpegurl"
   ngx.header["Cache-Control"] = "public, max-age=" .. max_age
   ngx.header["Content-Length"] = #body
@@ -212,6 +229,65 @@ function M.push()
     e.sema:post(waiting)
   end
   return M.answer(waiting)
+end
+
+-- What an HLS path is, as access_log.kind_of / hls_route.py name it.
+local function kind_of(uri)
+  if uri:sub(1, 5) ~= "/hls/" then
+    return "other"
+  end
+  local name = uri:match("[^/]*$")
+  if name:sub(-4) == ".m4s" then
+    local _, dots = name:gsub("%.", "")
+    if dots == 2 then
+      return "part"
+    end
+    return "segment"
+  elseif name == "index.m3u8" then
+    return "playlist"
+  elseif name == "master.m3u8" then
+    return "master"
+  elseif name:sub(-4) == ".mp4" then
+    return "init"
+  elseif name:sub(-3) == ".ts" then
+    return "segment"
+  end
+  return "hls"
+end
+
+-- Log phase of every viewer request: its bytes and count, by kind, status and handling.
+function M.log()
+  local kind = ngx.var.sender_kind
+  if kind == "" then
+    kind = kind_of(ngx.var.uri)
+  end
+  local key = kind .. "\t" .. ngx.var.status .. "\t" .. ngx.var.sender_handling
+  local c = counts[key]
+  if c == nil then
+    c = {0, 0}
+    counts[key] = c
+  end
+  c[1] = c[1] + 1
+  c[2] = c[2] + (tonumber(ngx.var.body_bytes_sent) or 0)
+end
+
+-- GET /stats: what was counted since the last pull, as lines ("c" kind status handling requests
+-- bytes; "v" rendition session address user-agent: tabs and line breaks inside values were made
+-- spaces), then cleared.
+function M.stats()
+  local out = {}
+  for key, c in pairs(counts) do
+    out[#out + 1] = "c\t" .. key .. "\t" .. c[1] .. "\t" .. c[2]
+  end
+  for key in pairs(viewers) do
+    out[#out + 1] = "v\t" .. key
+  end
+  counts = {}
+  viewers = {}
+  local body = table.concat(out, "\n") .. "\n"
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.header["Content-Length"] = #body
+  ngx.print(body)
 end
 
 -- The control listener's answers: a number, with a Content-Length (sender-front keeps the connection).

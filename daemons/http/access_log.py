@@ -1,11 +1,10 @@
 """Viewers and egress from the front tier's own log (sans-IO).
 
-Behind a front (front.kind), most viewer requests are answered by it and never reach
+Behind a front (front.kind), most viewer requests are answered from its cache and never reach
 sender-http, so what sender-http counts itself is not who watches. The front logs every request
-it answers — Varnish through varnishncsa in `FORMAT` to a pipe, nginx in `NGINX_FORMAT` as one
-syslog datagram per request to a Unix socket (`syslog_line`) — tab-separated, values
-JSON-escaped so a tab is only ever a separator; one HTTP worker reads them
-(daemons/http/server.py). `Parser` turns those bytes into `Record`s; `apply` feeds each to the same viewer definition as a direct request
+it answers (varnishncsa, in `FORMAT`: tab-separated, values JSON-escaped with -j so a tab is only
+ever a separator) to a pipe that one HTTP worker reads (daemons/http/server.py). `Parser` turns
+those bytes into `Record`s; `apply` feeds each to the same viewer definition as a direct request
 (`state.session_key` on the media playlist's stream, generation and rendition: the session id,
 else a hash of address + user agent), so a request answered from the cache and one forwarded to
 sender-http count the same viewer once, and adds the bytes the front sent to the egress counters.
@@ -32,12 +31,6 @@ FORMAT = "\t".join((
     "%s", "%b", "%{Varnish:handling}x", "%D", "%h", "%U", "%q", "%{X-Playback-Session-Id}i", "%{User-agent}i",
 ))
 FIELDS = 9
-# nginx (daemons/core/front_nginx.py, log_format escape=json): the same fields, but the time in
-# seconds ("0.204") and the path with its query ($request_uri), the query field left empty.
-NGINX_FORMAT = "\t".join((
-    "$status", "$body_bytes_sent", "$sender_handling", "$request_time", "$remote_addr", "$request_uri", "",
-    "$http_x_playback_session_id", "$http_user_agent",
-))
 MAX_LINE = 16 * 1024  # longer lines (a huge URL or header) are dropped whole, counted as bad
 PASSED = "pass"  # Varnish:handling of a request passed without a cache lookup
 VIEWER_STATUSES = (200, 304)
@@ -77,12 +70,9 @@ def parse_line(line: bytes) -> Record | None:
         return None
     status, size, handling, duration, client, path, query, session, agent = fields
     try:
-        status_n, size_n = int(status), (0 if size == b"-" else int(size))
-        duration_n = int(duration) if b"." not in duration else round(float(duration) * 1e6)
-    except (ValueError, OverflowError):
+        status_n, size_n, duration_n = int(status), (0 if size == b"-" else int(size)), int(duration)
+    except ValueError:
         return None
-    if not query and b"?" in path:
-        path, _, query = path.partition(b"?")
     if not (100 <= status_n <= 999 and 0 <= size_n < 1 << 50 and 0 <= duration_n < 1 << 50):
         return None
     query = query.decode("latin-1")
@@ -123,15 +113,6 @@ class Parser:
             self.bad_lines += 1
             self._skipping = True
         return out
-
-
-def syslog_line(datagram: bytes) -> bytes:
-    """One nginx syslog datagram (`<PRI>Mmm dd hh:mm:ss tag: message`, nohostname) → its message."""
-    if datagram.startswith(b"<"):
-        _, sep, message = datagram.partition(b": ")
-        if sep:
-            return message
-    return datagram
 
 
 _ROUTE = re.compile(ROUTE.pattern.decode())  # the HLS route on text: one decode less per line

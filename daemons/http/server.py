@@ -3,16 +3,14 @@
 Background loops: the stream directory (visibility, once a second), the spool view (spool
 events → waiters), the edge's pull-through (its upstream client and fetches), and the stats writer (counters and viewers → `stats/http-<n>.json` every
 second, read by `/metrics` in sibling workers and by the snapshot daemon). Behind a front tier
-(front.kind), worker 0 also reads the front's request log — nginx's syslog datagrams on a Unix
-socket, or `varnishncsa` (a child process, its stdout a pipe): viewers and egress of what the front
-answered itself (access_log.py).
+(front.kind), worker 0 also learns what the front answered itself (viewers and egress): from nginx
+by pulling its counts once a second (front_stats.py), from Varnish by reading its request log
+(`varnishncsa`, a child process, its stdout a pipe; access_log.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -24,7 +22,7 @@ from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.core import front_nginx
 from daemons.core.front_config import FrontFiles
-from daemons.http import access_log, asgi_server, metrics
+from daemons.http import access_log, asgi_server, front_stats, metrics
 from daemons.http.app import HTTPContext, SenderApp
 from daemons.http.connections import ConnectionTable
 from daemons.runtime import children
@@ -37,8 +35,6 @@ STATS_INTERVAL_S = 1.0
 MAX_REQUEST_HEAD = 16 * 1024  # request line + headers
 BACKLOG = 4096
 FRONT_LOG_RESTART_S = 1.0  # varnishncsa ended (varnishd restarting): read again after this
-FRONT_LOG_DATAGRAM = 8192  # nginx's syslog lines are at most ~2 kB
-FRONT_LOG_RCVBUF = 4 << 20  # a burst of request lines waits here while the worker is busy
 
 
 class HTTPDaemon:
@@ -82,7 +78,8 @@ class HTTPDaemon:
             if ctx.worker == 0 and self.install.config["front.kind"] == "varnish":
                 nursery.start_soon(self._front_log_loop)
             elif ctx.worker == 0 and self.install.config["front.kind"] == "nginx":
-                await nursery.start(self._nginx_log_loop)
+                nursery.start_soon(front_stats.pull_loop, front_nginx.push_address(self.install.config),
+                                   ctx.counters, ctx.viewers)
             await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets, self.connections)
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
@@ -99,31 +96,6 @@ class HTTPDaemon:
             except OSError as e:
                 slog.log(log, logging.WARNING, "cannot write stats", error=e)
             await trio.sleep(STATS_INTERVAL_S)
-
-    async def _nginx_log_loop(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """nginx's request log: one syslog datagram per request on a Unix socket we bind
-        (front_nginx.log_socket); nginx sends without waiting, so a slow reader loses lines
-        (counted by the kernel), never slows a viewer."""
-        path = front_nginx.log_socket(self.install.config)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FRONT_LOG_RCVBUF)
-        await sock.bind(path)
-        parser = access_log.Parser()
-        counters, viewers = self.ctx.counters, self.ctx.viewers
-        task_status.started()
-        try:
-            while True:
-                datagram = await sock.recv(FRONT_LOG_DATAGRAM)
-                for record in parser.feed(access_log.syslog_line(datagram) + b"\n"):
-                    access_log.apply(record, viewers, counters)
-                counters.front_bad_lines = parser.bad_lines
-        finally:
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.unlink(path)
 
     async def _front_log_loop(self) -> None:
         """The front's request log → viewers and egress (access_log.py), for as long as we run.

@@ -4,6 +4,7 @@ One event-driven nginx answers every viewer request without Python:
 
 * **media** (init, parts, segments) of public and unlisted streams straight from the spool with
   `sendfile` — the packager renames each file into place once, complete, and never changes it;
+  nginx reaches a stream's files through a link sender-front keeps only while it is public;
 * **media playlists**, blocking reloads included, from the copy sender-front pushes at every
   playlist version (daemons/front/pusher.py) and held in nginx by Lua (`sender_front.lua`,
   Debian's libnginx-mod-http-lua): a reload for the next part waits on a semaphore the next
@@ -42,8 +43,8 @@ PUSH_BODY_MAX = "4m"
 # What viewers ask for, as the HLS route names it (daemons/http/hls_route.py).
 _RENDITION_PATH = f"{names.STREAM_ID}/{names.GENERATION_ID}/{names.RENDITION}"
 PLAYLIST_LOCATION = rf"^/hls/({_RENDITION_PATH})/index\.m3u8$"
-MEDIA_LOCATION = (rf"^/hls/(({names.STREAM_ID})/{names.GENERATION_ID}/{names.RENDITION}/"
-                  rf"(?:{names.INIT_FILE}|{names.MSN}(?:\.{names.PART_INDEX})?\.(?:m4s|ts)))$")
+PART_LOCATION = rf"^/hls/({_RENDITION_PATH}/{names.MSN}\.{names.PART_INDEX}\.m4s)$"
+MEDIA_LOCATION = rf"^/hls/({_RENDITION_PATH}/(?:{names.INIT_FILE}|{names.MSN}\.(?:m4s|ts)|{names.MSN}\.{names.PART_INDEX}\.ts))$"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class NginxFiles:
     @property
     def lua(self) -> Path:
         return self.config_dir / "sender_front.lua"
+
+    @property
+    def public(self) -> Path:
+        """`<stream id>` → the stream's spool directory, for public and unlisted streams only."""
+        return self.workdir / "public"
 
     @classmethod
     def of(cls, cfg: Config) -> "NginxFiles":
@@ -129,6 +135,8 @@ http {{
     tcp_nopush off;
     tcp_nodelay on;
     open_file_cache max=20000 inactive=30s;
+    # A stream made private is unlinked from {workdir}/public: served from the spool 1 s more at most.
+    open_file_cache_valid 1s;
     keepalive_timeout {keep_alive_s}s;
     keepalive_requests 100000;
     client_max_body_size {max_body};
@@ -173,18 +181,18 @@ http {{
                 sender.playlist()
             }}
         }}
-        # Media: straight from the spool for public streams (the Lua check), else sender-http.
+        # Media: straight from the spool for public streams — sender-front links each public stream's
+        # spool directory under {workdir}/public (and unlinks it when it turns private) — else
+        # (no link: 404; OPTIONS: 405) sender-http, which checks the token.
+        location ~ "{part_location}" {{
+            set $sender_kind part;
+            set $sender_handling hit;
+            alias {workdir}/public/$1;
+{media_tail}        }}
         location ~ "{media_location}" {{
-            set $sender_stream $2;
-            access_by_lua_block {{
-                sender.media()
-            }}
-            alias {spool}/streams/$1;
-            error_page 404 = @sender;
-            add_header Cache-Control "public, max-age=31536000, immutable";
-            add_header Access-Control-Allow-Origin "*";
-            add_header Access-Control-Expose-Headers "content-length, content-range, etag, age";
-        }}
+            set $sender_handling hit;
+            alias {workdir}/public/$1;
+{media_tail}        }}
         location @sender {{
             set $sender_handling pass;
             proxy_pass http://sender_http;
@@ -237,6 +245,13 @@ ACME_LOCATION = """\
         }}
 """
 
+MEDIA_TAIL = """\
+            error_page 404 405 = @sender;
+            add_header Cache-Control "public, max-age=31536000, immutable";
+            add_header Access-Control-Allow-Origin "*";
+            add_header Access-Control-Expose-Headers "content-length, content-range, etag, age";
+"""
+
 REDIRECT_SERVER = """\
     # Plain HTTP: everything but ACME challenges is sent to HTTPS.
     server {{
@@ -277,7 +292,8 @@ def render_owned_nginx(cfg: Config, *, target_duration_s: int | None = None, fil
         tls_settings=TLS_SETTINGS.format(cert=cfg["front.tls_cert"], key=cfg["front.tls_key"]) if tls else "",
         viewer_listens=listens,
         acme_location="" if redirect or not cfg["front.http_listen"] else acme,
-        playlist_location=PLAYLIST_LOCATION, media_location=MEDIA_LOCATION, spool=cfg["spool.root"],
+        playlist_location=PLAYLIST_LOCATION, part_location=PART_LOCATION, media_location=MEDIA_LOCATION,
+        media_tail=MEDIA_TAIL,
         redirect_server=redirect_server,
         push_listen=f"[{push_host}]:{push_port}" if ":" in push_host else f"{push_host}:{push_port}",
         push_max=PUSH_BODY_MAX,

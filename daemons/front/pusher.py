@@ -7,9 +7,11 @@ rendition's `index.m3u8`, and POSTs it to nginx's loopback control listener (fro
 with its delta update and the numbers a blocking reload is decided on (sender_front.lua). nginx
 then answers that rendition's playlist requests itself and wakes the reloads waiting for it.
 
-Only streams the directory says are public or unlisted are pushed; a stream that turns private
-(or is deleted) is dropped from nginx at the next directory refresh (once a second), and what was
-pushed expires in nginx after `ttl` anyway. Unchanged playlists are pushed again every
+Only streams the directory says are public or unlisted are pushed, and only those have a link in
+nginx's `public/` directory (`<stream id>` → its spool directory, which nginx serves media
+through); a stream that turns private (or is deleted) is unlinked and dropped from nginx within
+LINK_SYNC_S of the directory's next refresh (once a second), and what was pushed expires in nginx
+after `ttl` anyway. Unchanged playlists are pushed again every
 REPUSH_S so a paused stream (or an ended one) stays served by nginx; a rendition that has not
 changed for FORGET_S is left to expire. A push that fails (nginx restarting) is retried at the
 next event or re-push: nginx sends what it has no copy of to sender-http meanwhile.
@@ -27,10 +29,11 @@ import trio
 
 from daemons.core.config import Config
 from daemons.core.front_config import hold_seconds
-from daemons.core.front_nginx import push_address
+from daemons.core.front_nginx import NginxFiles, push_address
 from daemons.http.state import StreamDirectory
 from daemons.media.hls import MediaPlaylist
 from daemons.media.hls.parse import parse_media_playlist
+from daemons.media.names import STREAM_ID_RE
 from daemons.runtime import logging as slog
 from daemons.runtime.spool_events import SpoolEventReceiver
 from daemons.runtime.store import StoreWorker
@@ -38,6 +41,7 @@ from daemons.runtime.store import StoreWorker
 log = slog.get("front.push")
 
 REPUSH_S = 2.0
+LINK_SYNC_S = 1.0
 FORGET_S = 300.0
 CONNECT_TIMEOUT_S = 2.0
 RESPONSE_TIMEOUT_S = 5.0
@@ -83,6 +87,7 @@ def push_request(path: str, data: bytes) -> tuple[bytes, str]:
 class PlaylistPusher:
     def __init__(self, cfg: Config, state_dir: Path, store: StoreWorker):
         self.root = Path(cfg["spool.root"]) / "streams"
+        self.public_dir = NginxFiles.of(cfg).public
         self.state_dir = state_dir
         self.directory = StreamDirectory(store)
         self.address = push_address(cfg)
@@ -97,9 +102,12 @@ class PlaylistPusher:
         receiver = SpoolEventReceiver(self.state_dir, "front")
         try:
             await receiver.bind()
+            await trio.to_thread.run_sync(self._clear_links)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.directory.run)
+                await self._sync_links()
                 nursery.start_soon(self._repush_loop)
+                nursery.start_soon(self._link_loop)
                 task_status.started()
                 while True:
                     try:
@@ -139,17 +147,48 @@ class PlaylistPusher:
         self.streams.add(path.partition("/")[0])
         await self._post(f"/push?{query}", body)
 
+    def _clear_links(self) -> None:
+        """At start: no stream is public to nginx until the directory says so."""
+        self.public_dir.mkdir(parents=True, exist_ok=True)
+        for link in self.public_dir.iterdir():
+            link.unlink(missing_ok=True)
+
+    async def _sync_links(self) -> None:
+        """One link per public or unlisted stream, none for any other; streams no longer public
+        are dropped from nginx's playlists too."""
+        public = {e.id for e in self.directory.by_id.values() if e.visibility in PUBLIC and STREAM_ID_RE.fullmatch(e.id)}
+        try:
+            linked = set(os.listdir(self.public_dir))
+        except OSError as e:
+            slog.log(log, logging.WARNING, "cannot list the front's public links", error=e)
+            return
+        for sid in linked - public:
+            with trio.CancelScope(shield=True):
+                (self.public_dir / sid).unlink(missing_ok=True)
+            slog.log(log, logging.INFO, "stream not public: its media no longer served by the front", stream=sid)
+        for sid in public - linked:
+            try:
+                os.symlink(self.root / sid, self.public_dir / sid)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                slog.log(log, logging.WARNING, "cannot link a public stream for the front", stream=sid, error=e)
+        for sid in [s for s in self.streams if s not in public]:
+            self.streams.discard(sid)
+            for path in [p for p in self.pushed if p.startswith(sid + "/")]:
+                del self.pushed[path]
+            await self._post(f"/drop?s={sid}", b"")
+
+    async def _link_loop(self) -> None:
+        while True:
+            await trio.sleep(LINK_SYNC_S)
+            await self._sync_links()
+
     async def _repush_loop(self) -> None:
-        """Keep nginx's copies fresh (their ttl), and drop streams that are no longer public."""
+        """Keep nginx's copies fresh (their ttl)."""
         while True:
             await trio.sleep(REPUSH_S)
             now = trio.current_time()
-            for sid in [s for s in self.streams if not self._public(s + "/x/x")]:
-                self.streams.discard(sid)
-                for path in [p for p in self.pushed if p.startswith(sid + "/")]:
-                    del self.pushed[path]
-                slog.log(log, logging.INFO, "stream no longer public: dropped from the front", stream=sid)
-                await self._post(f"/drop?s={sid}", b"")
             for path, p in list(self.pushed.items()):
                 if now - p.changed_at > FORGET_S:
                     del self.pushed[path]

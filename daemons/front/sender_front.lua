@@ -18,7 +18,6 @@ local semaphore = require "ngx.semaphore"
 local M = {}
 
 local renditions = {}  -- "<stream>/<generation>/<rendition>" -> entry (kept, updated in place)
-local streams = {}     -- stream id -> time until which its media may be served from the spool
 -- What sender-http pulls once a second (`stats`), then cleared: requests and bytes by
 -- (kind, status, handling), and the viewers seen (rendition, session id, address, user agent).
 local counts = {}
@@ -179,16 +178,6 @@ function M.playlist()
   ngx.print(body)
 end
 
--- Media (init, parts, segments): from the spool when the stream is known public, else sender-http.
-function M.media()
-  local method = ngx.req.get_method()
-  local until_t = streams[ngx.var.sender_stream]
-  if (method ~= "GET" and method ~= "HEAD") or until_t == nil or until_t < ngx.now() or ngx.var.arg_token then
-    return to_sender()
-  end
-  ngx.var.sender_handling = "hit"
-end
-
 local NUMBERS = {"next_msn", "media_sequence", "last_parts", "partial", "last_msn", "last_part",
                  "part_limit", "hold_s", "hold_max_age", "ttl"}  -- daemons/front/pusher.py
 
@@ -220,10 +209,7 @@ function M.push()
   if full_len < #body then
     e.delta = body:sub(full_len + 1)
   end
-  local now = ngx.now()
-  e.expires = now + values.ttl
-  local stream = path:match("^(st_%x+)/")
-  streams[stream] = now + values.ttl
+  e.expires = ngx.now() + values.ttl
   local waiting = -e.sema:count()
   if waiting > 0 then
     e.sema:post(waiting)
@@ -255,20 +241,34 @@ local function kind_of(uri)
   return "hls"
 end
 
--- Log phase of every viewer request: its bytes and count, by kind, status and handling.
+-- Log phase of every viewer request: its bytes and count, by kind, status and handling (nested
+-- tables: no key string built per request).
+local var = ngx.var
+
 function M.log()
-  local kind = ngx.var.sender_kind
+  local kind = var.sender_kind
   if kind == "" then
-    kind = kind_of(ngx.var.uri)
+    kind = kind_of(var.uri)
   end
-  local key = kind .. "\t" .. ngx.var.status .. "\t" .. ngx.var.sender_handling
-  local c = counts[key]
+  local by_status = counts[kind]
+  if by_status == nil then
+    by_status = {}
+    counts[kind] = by_status
+  end
+  local status = var.status
+  local by_handling = by_status[status]
+  if by_handling == nil then
+    by_handling = {}
+    by_status[status] = by_handling
+  end
+  local handling = var.sender_handling
+  local c = by_handling[handling]
   if c == nil then
     c = {0, 0}
-    counts[key] = c
+    by_handling[handling] = c
   end
   c[1] = c[1] + 1
-  c[2] = c[2] + (tonumber(ngx.var.body_bytes_sent) or 0)
+  c[2] = c[2] + (tonumber(var.body_bytes_sent) or 0)
 end
 
 -- GET /stats: what was counted since the last pull, as lines ("c" kind status handling requests
@@ -276,8 +276,12 @@ end
 -- spaces), then cleared.
 function M.stats()
   local out = {}
-  for key, c in pairs(counts) do
-    out[#out + 1] = "c\t" .. key .. "\t" .. c[1] .. "\t" .. c[2]
+  for kind, by_status in pairs(counts) do
+    for status, by_handling in pairs(by_status) do
+      for handling, c in pairs(by_handling) do
+        out[#out + 1] = "c\t" .. kind .. "\t" .. status .. "\t" .. handling .. "\t" .. c[1] .. "\t" .. c[2]
+      end
+    end
   end
   for key in pairs(viewers) do
     out[#out + 1] = "v\t" .. key
@@ -305,7 +309,6 @@ function M.drop()
   if type(stream) ~= "string" or not stream:match("^st_%x+$") then
     return ngx.exit(ngx.HTTP_BAD_REQUEST)
   end
-  streams[stream] = nil
   local dropped = 0
   local prefix = stream .. "/"
   for path, e in pairs(renditions) do

@@ -153,12 +153,18 @@ http {{
         server {upstream};
         keepalive 64;
     }}
+    # The Host the viewer named, port included (sender-http builds its public URLs from it);
+    # $host alone drops the port.
+    map $http_host $sender_host {{
+        "" $host;
+        default $http_host;
+    }}
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    proxy_set_header Host $host;
+    proxy_set_header Host $sender_host;
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Host $sender_host;
     # A blocking playlist reload is held by sender-http for up to 3 x TARGETDURATION.
     proxy_read_timeout {upstream_timeout}s;
     proxy_send_timeout {upstream_timeout}s;

@@ -1,8 +1,10 @@
-"""`sender up --front varnish` as an admin runs it: Debian's varnish and hitch, HTTPS with a
-certificate from a throwaway CA (trustme), a real ffmpeg publisher per stream.
+"""`sender up --front nginx|varnish` as an admin runs it: Debian's nginx (with its Lua module), or
+varnish and hitch; HTTPS with a certificate from a throwaway CA (trustme), a real ffmpeg publisher
+per stream.
 
-One node for the module (starting it compiles a VCL and runs five daemons): a public stream
-`show` and a private stream `members`, each with its own publisher, live before any test runs.
+One node per front kind for the module (`front_node` is parametrized: every test runs against
+both): a public stream `show` and a private stream `members`, each with its own publisher, live
+before any test runs.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from tests.daemons.test_up import SENDER, free_port, port_open, sender
 
 VARNISHD = shutil.which("varnishd") or ("/usr/sbin/varnishd" if Path("/usr/sbin/varnishd").exists() else None)
 HITCH = shutil.which("hitch") or ("/usr/sbin/hitch" if Path("/usr/sbin/hitch").exists() else None)
-needs_front = pytest.mark.skipif(VARNISHD is None or HITCH is None or FFMPEG is None,
-                                 reason="needs Debian's varnish and hitch, and ffmpeg (run .ci/bootstrap --test)")
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+NGINX_LUA = all(Path(p).exists() for p in ("/usr/lib/nginx/modules/ngx_http_lua_module.so", "/usr/share/lua/5.1/ngx/semaphore.lua"))
+HAVE = {"nginx": NGINX is not None and NGINX_LUA, "varnish": VARNISHD is not None and HITCH is not None}
+needs_front = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (run .ci/bootstrap --test)")
+needs_nginx_front = pytest.mark.skipif(not HAVE["nginx"], reason="needs Debian's nginx, libnginx-mod-http-lua and lua-resty-core (run .ci/bootstrap --test)")
 START_S = 60.0
 
 
@@ -43,6 +48,7 @@ def poll(condition, timeout: float, what: str, interval: float = 0.1):
 
 @dataclass
 class FrontNode:
+    kind: str
     dir: Path
     env: dict
     ports: dict
@@ -73,9 +79,12 @@ class FrontNode:
         return (self.dir / "up.log").read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def front_node(tmp_path_factory):
-    d = tmp_path_factory.mktemp("front") / "var"
+@pytest.fixture(scope="module", params=["nginx", "varnish"])
+def front_node(request, tmp_path_factory):
+    kind = request.param
+    if not HAVE[kind]:
+        pytest.skip(f"front {kind}: its Debian packages are not installed (run .ci/bootstrap --test)")
+    d = tmp_path_factory.mktemp(f"front-{kind}") / "var"
     env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
     ports = {k: free_port() for k in ("rtmp", "http", "https", "http_front", "proxy")}
     assert sender(env, "init", "--dir", str(d)).returncode == 0
@@ -96,18 +105,18 @@ def front_node(tmp_path_factory):
     }
     for key, value in settings.items():
         assert sender(env, "config", "set", key, value).returncode == 0
-    node = FrontNode(d, env, ports, tls / "ca.pem")
+    node = FrontNode(kind, d, env, ports, tls / "ca.pem")
     keys = {}
     for slug, visibility in (("show", "public"), ("members", "private")):
         created = json.loads(sender(env, "stream", "create", slug, "--visibility", visibility, "--json").stdout)
         node.stream_ids[slug] = created["id"]
         keys[slug] = json.loads(sender(env, "key", "create", slug, "--json").stdout)["key"]
     with (d / "up.log").open("wb") as out:
-        node.up = subprocess.Popen([str(SENDER), "up", "--front", "varnish"], env=env, stdin=subprocess.DEVNULL,
+        node.up = subprocess.Popen([str(SENDER), "up", "--front", kind], env=env, stdin=subprocess.DEVNULL,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         poll(lambda: node.up.poll() is not None or all(port_open(ports[k]) for k in ("rtmp", "http", "https", "http_front")),
-             START_S, "sender up --front varnish listening")
+             START_S, f"sender up --front {kind} listening")
         assert node.up.poll() is None, node.log()
         for slug in keys:
             node.publishers.append(subprocess.Popen(

@@ -1,5 +1,5 @@
-"""The watch page over HTTPS through the front (`sender up --front varnish`): hls.js in Chromium
-plays the live stream, every request on HTTP/2 through hitch and Varnish."""
+"""The watch page over HTTPS through the front (`sender up --front nginx|varnish`): hls.js in
+Chromium plays the live stream, every request on HTTP/2 through the front."""
 
 from __future__ import annotations
 

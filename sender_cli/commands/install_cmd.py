@@ -9,10 +9,10 @@ package and touches nothing else (no useradd, no systemctl, no secret or store: 
 the machine, and `sender install` there completes them). `--user` writes user units
 (~/.config/systemd/user) for an install in the XDG directories, without a dedicated user.
 
-`--front varnish` adds the front tier: `sender-front.service` (in sender.target) runs Varnish and
-hitch with a config Sender generates from sender.toml into `/etc/sender/front/` (written here
-too, so `varnishd -C` can check it before anything starts), `front.kind` is set and sender-http
-moves to loopback behind it (docs/runbooks/front.md).
+`--front nginx` (or `varnish`) adds the front tier: `sender-front.service` (in sender.target) runs
+nginx (or Varnish and hitch) with a config Sender generates from sender.toml into
+`/etc/sender/front/` (written here too, so `nginx -t` / `varnishd -C` can check it before anything
+starts), `front.kind` is set and sender-http moves to loopback behind it (docs/runbooks/front.md).
 
 `uninstall` removes what `install` wrote; config, state, spool and the user stay unless --purge.
 """

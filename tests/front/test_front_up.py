@@ -118,8 +118,9 @@ async def test_fifty_sessions_reach_sender_http_once_per_part_and_count_fifty_vi
     async with client(front_node) as c:
         viewers = (await c.get("/api/streams/show/playback")).json()["viewers"]
     assert viewers >= 50  # this test's 50 sessions, and those of the tests before it within the window
-    stats = front_node.http_stats()
-    assert stats["bytes_sent"].get("part", 0) >= 50 * len(answers[sessions[0]][3])  # egress: what the front sent
+    # Egress: what the front sent (its log, or its counts pulled once a second).
+    assert await wait_for(lambda: front_node.http_stats()["bytes_sent"].get("part", 0) >= 50 * len(answers[sessions[0]][3]),
+                          timeout=5)
 
 
 async def test_private_stream_403_at_the_front_without_a_token_and_plays_with_one(front_node):
@@ -202,3 +203,75 @@ def test_sender_up_front_without_varnish_installed_says_so_in_one_line(tmp_path,
     assert result.exit_code == 1
     assert len(lines) == 1 and "varnishd" in lines[0] and "apt-get install hitch varnish" in lines[0], result.output
     assert config_mod.load(env["SENDER_CONFIG"])["front.kind"] == ""  # nothing changed
+
+
+# --- the nginx front's own answers (sender_front.lua, daemons/front/pusher.py) -----------------
+
+
+async def test_nginx_answers_delta_updates_and_leaves_what_it_does_not_handle_to_sender_http(front_node):
+    if front_node.kind != "nginx":
+        return  # Varnish forwards these to sender-http unchanged: the tests above cover it
+    async with client(front_node) as c:
+        url = await media_url(front_node, c)
+        with trio.fail_after(40):  # a delta update skips segments older than CAN-SKIP-UNTIL (6 x 2 s)
+            while int(PART.findall((full := await c.get(url)).text)[-1][0]) < 9:
+                await trio.sleep(0.5)
+        msn, part = next_part(full.text)
+        before = front_node.origin_requests("playlist")
+        delta = await c.get(url, params={"_HLS_msn": msn, "_HLS_part": part, "_HLS_skip": "YES"})
+        assert delta.status_code == 200 and "#EXT-X-SKIP:SKIPPED-SEGMENTS=" in delta.text
+        assert delta.headers["cache-control"].startswith("public, max-age=")
+        listed = {(int(a), int(b)) for a, b in PART.findall(delta.text)}
+        assert (msn, part) in listed or (msn + 1, 0) in listed
+        head = await c.head(url)
+        assert head.status_code == 200 and int(head.headers["content-length"]) > 100 and head.content == b""
+        # Far ahead of the live edge: 400 (sender-http's answer, RFC 8216bis 6.2.5.2); malformed: 400.
+        ahead = await c.get(url, params={"_HLS_msn": msn + 50})
+        bad = await c.get(url, params={"_HLS_msn": "x"})
+        assert ahead.status_code == 400 and bad.status_code == 400
+        await trio.sleep(1.5)  # sender-http's stats file
+        assert front_node.origin_requests("playlist", 400) >= 2
+        assert front_node.origin_requests("playlist") == before  # the others never reached it
+
+
+async def test_nginx_push_listener_rejects_garbage_and_keeps_serving(front_node):
+    if front_node.kind != "nginx":
+        return
+    push = f"http://127.0.0.1:{front_node.ports['proxy']}"
+    async with httpx.AsyncClient(base_url=push, timeout=10) as p:
+        for target, body in (("/push", b""), ("/push?r=../../etc&full=3", b"abc"), ("/push?r=st_1/gen_2/x&full=99", b"short"),
+                             ("/push?r=st_1/gen_2/x&full=1&next_msn=x", b"a"), ("/drop?s=../x", b""), ("/other", b"")):
+            r = await p.post(target, content=body)
+            assert r.status_code in (400, 404), (target, r.status_code)
+    async with client(front_node) as c:
+        url = await media_url(front_node, c)
+        r = await c.get(url)
+        assert r.status_code == 200 and "#EXT-X-PART" in r.text
+
+
+async def test_a_stream_made_private_is_no_longer_served_by_the_front(front_node):
+    """The public stream turns private: within seconds the front stops serving its playlists and
+    media without a token (sender-http refuses them), and serves them again once it is public.
+    (Varnish keeps shared media up to OWNED_MEDIA_TTL_S, 30 s: nginx only here.)"""
+    if front_node.kind != "nginx":
+        return
+    async with client(front_node) as c:
+        url = await media_url(front_node, c)
+        text = (await c.get(url)).text
+        msn, part = map(int, PART.findall(text)[-1])
+        part_url = url.replace("index.m3u8", f"{msn}.{part}.m4s")
+        assert (await c.get(part_url)).status_code == 200
+        done = await trio.to_thread.run_sync(lambda: front_node.cli("stream", "update", "show", "--visibility", "private"))
+        assert done.returncode == 0, done.stderr
+        try:
+            async def refused() -> bool:
+                return (await c.get(part_url)).status_code == 403 and (await c.get(url)).status_code == 403
+
+            with trio.fail_after(10):
+                while not await refused():
+                    await trio.sleep(0.2)
+        finally:
+            assert front_node.cli("stream", "update", "show", "--visibility", "public").returncode == 0
+        with trio.fail_after(10):
+            while (await c.get(part_url)).status_code != 200:
+                await trio.sleep(0.2)

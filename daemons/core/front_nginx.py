@@ -25,6 +25,8 @@ Pure functions of the config: daemons/front/nginx.py writes and runs what they r
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +97,13 @@ def push_address(cfg: Config) -> tuple[str, int]:
     """Where sender-front pushes playlists: front.proxy_listen, a loopback address."""
     host, port = cfg.listen("front.proxy_listen")
     return _loopback(host).strip("[]"), port
+
+
+def push_key(install_secret: bytes) -> str:
+    """What sender-front and sender-http show nginx's loopback listener (X-Sender-Key): derived
+    from the install secret, so another local user cannot push playlists to viewers or read and
+    clear the counts."""
+    return hmac.new(install_secret, b"sender front control listener", hashlib.sha256).hexdigest()[:32]
 
 
 def _user_line() -> str:
@@ -208,10 +217,12 @@ http {{
         }}
     }}
 {redirect_server}
-    # sender-front's playlist pushes, sender-http's pull of the counts: loopback only.
+    # sender-front's playlist pushes, sender-http's pull of the counts: loopback only, and only
+    # with the install's key (sender_front.lua checks X-Sender-Key against it).
     server {{
         listen {push_listen};
         access_log off;
+        set $sender_push_key "{push_key}";
         client_max_body_size {push_max};
         client_body_buffer_size {push_max};
         location = /push {{
@@ -270,9 +281,9 @@ REDIRECT_SERVER = """\
 """
 
 
-def render_owned_nginx(cfg: Config, *, target_duration_s: int | None = None, files: NginxFiles | None = None) -> str:
-    """nginx.conf of the front Sender runs (front.kind = "nginx"); `files` where it and the Lua
-    module will be (default: beside sender.toml)."""
+def render_owned_nginx(cfg: Config, *, key: str, target_duration_s: int | None = None, files: NginxFiles | None = None) -> str:
+    """nginx.conf of the front Sender runs (front.kind = "nginx"); `key` its control listener's
+    (`push_key`); `files` where it and the Lua module will be (default: beside sender.toml)."""
     files = files or NginxFiles.of(cfg)
     tls = https_on(cfg)
     redirect = tls and bool(cfg["front.http_listen"]) and cfg["front.redirect_http"]
@@ -302,7 +313,7 @@ def render_owned_nginx(cfg: Config, *, target_duration_s: int | None = None, fil
         media_tail=MEDIA_TAIL,
         redirect_server=redirect_server,
         push_listen=f"[{push_host}]:{push_port}" if ":" in push_host else f"{push_host}:{push_port}",
-        push_max=PUSH_BODY_MAX,
+        push_max=PUSH_BODY_MAX, push_key=key,
     )
 
 

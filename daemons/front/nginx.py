@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
-from pathlib import Path
 
 import trio
 
 from daemons.core import config as config_mod
 from daemons.core.errors import SenderError
-from daemons.core.front_nginx import LUA_MODULE, NginxFiles, nginx_argv, nginx_test_argv, render_owned_nginx
+from daemons.core.front_nginx import NginxFiles, nginx_argv, nginx_test_argv, push_key
 from daemons.core.install import Install
 from daemons.front.pusher import PlaylistPusher
 from daemons.runtime import children
 from daemons.runtime import logging as slog
+from daemons.runtime.front_files import nginx_binary, write_files
 from daemons.runtime.store import StoreWorker
 
 log = slog.get("front")
@@ -43,30 +40,6 @@ CONFIG_KEYS = ("http.listen", "http.keep_alive_s", "http.max_request_body", "nod
 
 class FrontExited(SenderError):
     pass
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None)
-
-
-def write_files(cfg: config_mod.Config, files: NginxFiles) -> None:
-    files.config_dir.mkdir(parents=True, exist_ok=True)
-    files.workdir.mkdir(parents=True, exist_ok=True)
-    for path, text in ((files.lua, LUA_MODULE.read_text()), (files.conf, render_owned_nginx(cfg, files=files))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-
-
-def check_config(cfg: config_mod.Config, nginx: str) -> str | None:
-    """`nginx -t` on the config sender-front would write, in a scratch directory: None when nginx
-    accepts it, else what nginx says (install and doctor use it before anything runs)."""
-    with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
-        files = NginxFiles(Path(tmp), Path(tmp, "work"))
-        write_files(cfg, files)
-        r = subprocess.run(nginx_test_argv(files, nginx), capture_output=True, text=True, timeout=60)
-    return None if r.returncode == 0 else " ".join((r.stderr + r.stdout).split())[-400:]
 
 
 def _values(cfg: config_mod.Config) -> dict:
@@ -89,7 +62,8 @@ class NginxFront:
         self.files = NginxFiles.of(self.cfg)
         self.nginx = nginx_binary()
         self.child: children.Child | None = None
-        self.pusher = PlaylistPusher(self.cfg, install.state_dir, store)
+        self.key = push_key(install.secret())
+        self.pusher = PlaylistPusher(self.cfg, install.state_dir, store, self.key)
 
     async def _check(self) -> str | None:
         done = await trio.run_process(nginx_test_argv(self.files, self.nginx), capture_stdout=True, capture_stderr=True,
@@ -100,7 +74,7 @@ class NginxFront:
         if self.nginx is None:
             raise FrontExited("front.kind = \"nginx\" needs nginx with its Lua module: "
                               "apt install nginx-light libnginx-mod-http-lua lua-resty-core")
-        await trio.to_thread.run_sync(write_files, self.cfg, self.files)
+        await trio.to_thread.run_sync(write_files, self.cfg, self.files, self.key)
         problem = await self._check()
         if problem:
             raise FrontExited(f"nginx rejects the generated config {self.files.conf}: {problem}")
@@ -127,12 +101,12 @@ class NginxFront:
         if _values(new) == _values(self.cfg):
             return
         old, self.cfg = self.cfg, new
-        await trio.to_thread.run_sync(write_files, new, self.files)
+        await trio.to_thread.run_sync(write_files, new, self.files, self.key)
         problem = await self._check()
         if problem:
             slog.log(log, logging.ERROR, "nginx rejects the new config: the running one is kept", error=problem)
             self.cfg = old
-            await trio.to_thread.run_sync(write_files, old, self.files)
+            await trio.to_thread.run_sync(write_files, old, self.files, self.key)
             return
         self.child.send_signal(signal.SIGHUP)  # new workers with the new config and certificates
         slog.log(log, logging.INFO, "reloaded nginx")

@@ -30,13 +30,13 @@ import trio
 from daemons.core.config import Config
 from daemons.core.front_config import hold_seconds
 from daemons.core.front_nginx import NginxFiles, push_address
-from daemons.http.state import StreamDirectory
 from daemons.media.hls import MediaPlaylist
 from daemons.media.hls.parse import parse_media_playlist
 from daemons.media.names import STREAM_ID_RE
 from daemons.runtime import logging as slog
 from daemons.runtime.spool_events import SpoolEventReceiver
 from daemons.runtime.store import StoreWorker
+from daemons.runtime.stream_directory import StreamDirectory
 
 log = slog.get("front.push")
 
@@ -85,12 +85,13 @@ def push_request(path: str, data: bytes) -> tuple[bytes, str]:
 
 
 class PlaylistPusher:
-    def __init__(self, cfg: Config, state_dir: Path, store: StoreWorker):
+    def __init__(self, cfg: Config, state_dir: Path, store: StoreWorker, key: str):
         self.root = Path(cfg["spool.root"]) / "streams"
         self.public_dir = NginxFiles.of(cfg).public
         self.state_dir = state_dir
         self.directory = StreamDirectory(store)
         self.address = push_address(cfg)
+        self.key = key
         self.pushed: dict[str, Pushed] = {}
         self.streams: set[str] = set()  # streams with something pushed: dropped when no longer public
         self._conn: trio.SocketStream | None = None
@@ -163,8 +164,7 @@ class PlaylistPusher:
             slog.log(log, logging.WARNING, "cannot list the front's public links", error=e)
             return
         for sid in linked - public:
-            with trio.CancelScope(shield=True):
-                (self.public_dir / sid).unlink(missing_ok=True)
+            (self.public_dir / sid).unlink(missing_ok=True)
             slog.log(log, logging.INFO, "stream not public: its media no longer served by the front", stream=sid)
         for sid in public - linked:
             try:
@@ -197,7 +197,8 @@ class PlaylistPusher:
                     await self._post(f"/push?{p.query}", p.body)
 
     async def _post(self, target: str, body: bytes) -> bool:
-        request = (f"POST {target} HTTP/1.1\r\nHost: sender-front\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        request = (f"POST {target} HTTP/1.1\r\nHost: sender-front\r\nX-Sender-Key: {self.key}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         async with self._lock:
             for attempt in (1, 2):  # a kept connection nginx closed (reload): once more on a new one
                 try:

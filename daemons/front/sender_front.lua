@@ -178,12 +178,25 @@ function M.playlist()
   ngx.print(body)
 end
 
+-- The control listener answers only sender-front and sender-http (the install's key).
+local function authorized()
+  local key = ngx.var.http_x_sender_key
+  if key == nil or key ~= ngx.var.sender_push_key then
+    ngx.exit(ngx.HTTP_FORBIDDEN)
+    return false
+  end
+  return true
+end
+
 local NUMBERS = {"next_msn", "media_sequence", "last_parts", "partial", "last_msn", "last_part",
                  "part_limit", "hold_s", "hold_max_age", "ttl"}  -- daemons/front/pusher.py
 
 -- POST /push?r=<rendition path>&full=<bytes of the full playlist>&<NUMBERS>&ended=0|1
 -- body: the full playlist, then its delta update (if any).
 function M.push()
+  if not authorized() then
+    return
+  end
   ngx.req.read_body()
   local args = ngx.req.get_uri_args(32)
   local body = ngx.req.get_body_data()
@@ -275,6 +288,9 @@ end
 -- bytes; "v" rendition session address user-agent: tabs and line breaks inside values were made
 -- spaces), then cleared.
 function M.stats()
+  if not authorized() then
+    return
+  end
   local out = {}
   for kind, by_status in pairs(counts) do
     for status, by_handling in pairs(by_status) do
@@ -305,6 +321,9 @@ end
 -- POST /drop?s=<stream id>: the stream is no longer public (made private, deleted): forget it
 -- now, and send whoever waits on it to sender-http.
 function M.drop()
+  if not authorized() then
+    return
+  end
   local stream = ngx.var.arg_s
   if type(stream) ~= "string" or not stream:match("^st_%x+$") then
     return ngx.exit(ngx.HTTP_BAD_REQUEST)

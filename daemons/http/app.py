@@ -20,7 +20,8 @@ from daemons.http.api import create_api
 from daemons.http.hls_route import HLSHandler
 from daemons.http.pull_through import PullThrough
 from daemons.http.spool_view import FileCache, SpoolView
-from daemons.http.state import Counters, StreamDirectory, ViewerTracker
+from daemons.http.state import Counters, ViewerTracker
+from daemons.runtime.stream_directory import StreamDirectory
 from daemons.runtime.ratelimit import WindowLimiter
 from daemons.runtime.store import StoreWorker
 

@@ -65,10 +65,11 @@ def apply(body: bytes, counters: Counters, tracker: ViewerTracker) -> int:
     return bad
 
 
-async def _get(address: tuple[str, int]) -> bytes:
+async def _get(address: tuple[str, int], key: str) -> bytes:
     stream = await trio.open_tcp_stream(*address)
     async with stream:
-        await stream.send_all(b"GET /stats HTTP/1.1\r\nHost: sender-http\r\nConnection: close\r\n\r\n")
+        await stream.send_all(b"GET /stats HTTP/1.1\r\nHost: sender-http\r\nX-Sender-Key: %s\r\n"
+                              b"Connection: close\r\n\r\n" % key.encode())
         data = b""
         while chunk := await stream.receive_some(1 << 16):
             data += chunk
@@ -80,7 +81,7 @@ async def _get(address: tuple[str, int]) -> bytes:
     return body
 
 
-async def pull_loop(address: tuple[str, int], counters: Counters, tracker: ViewerTracker) -> None:
+async def pull_loop(address: tuple[str, int], key: str, counters: Counters, tracker: ViewerTracker) -> None:
     """Pull the front's counts once a second for as long as we run; a front that is not up yet
     (or restarting) is asked again at the next tick."""
     failing = False
@@ -88,7 +89,7 @@ async def pull_loop(address: tuple[str, int], counters: Counters, tracker: Viewe
         await trio.sleep(PULL_INTERVAL_S)
         try:
             with trio.fail_after(TIMEOUT_S):
-                body = await _get(address)
+                body = await _get(address, key)
         except (OSError, ValueError, trio.TooSlowError) as e:
             if not failing:
                 slog.log(log, logging.WARNING, "cannot pull the front's counts (retrying every second)", error=repr(e))

@@ -36,7 +36,8 @@ import trio
 from daemons.core.domain import distribution, playback
 from daemons.http.pull_through import PullFailed, PullThrough, finalized
 from daemons.http.spool_view import FileCache, RenditionView, SpoolView, with_query
-from daemons.http.state import Counters, StreamDirectory, ViewerTracker, session_key
+from daemons.http.state import Counters, ViewerTracker, session_key
+from daemons.runtime.stream_directory import StreamDirectory
 from daemons.media import names
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"

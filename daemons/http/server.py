@@ -79,7 +79,7 @@ class HTTPDaemon:
                 nursery.start_soon(self._front_log_loop)
             elif ctx.worker == 0 and self.install.config["front.kind"] == "nginx":
                 nursery.start_soon(front_stats.pull_loop, front_nginx.push_address(self.install.config),
-                                   ctx.counters, ctx.viewers)
+                                   front_nginx.push_key(self.install.secret()), ctx.counters, ctx.viewers)
             await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets, self.connections)
             for sock in sockets:
                 host, port = sock.getsockname()[:2]

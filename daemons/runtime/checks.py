@@ -521,7 +521,7 @@ def _check_front_config(cfg: Config, bins: dict) -> Check:
     from daemons.core import front_config as render
 
     if cfg["front.kind"] == "nginx":
-        from daemons.front.nginx import check_config
+        from daemons.runtime.front_files import check_config
 
         problem = check_config(cfg, bins["nginx"])
         if problem:

@@ -368,13 +368,14 @@ def _write_nginx_config(lay: Layout, cfg: Config, account: Account | None, rep: 
     `nginx -t` (in a scratch copy: the staged paths are not the target's) when nginx is installed."""
     from daemons.core.front_config import NGINX_LUA
     from daemons.core.front_nginx import LUA_MODULE, NginxFiles, render_owned_nginx
-    from daemons.front.nginx import check_config, nginx_binary
+    from daemons.runtime.front_files import CHECK_KEY, check_config, nginx_binary
 
     files = NginxFiles(lay.config.parent / "front", Path(cfg["node.state_dir"]) / "front" / "nginx")
     target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path
     directory = lay.at(files.config_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-    _write(directory / files.conf.name, render_owned_nginx(target_cfg, files=files), rep, mode=0o640)
+    # sender-front rewrites it with this machine's key at its start.
+    _write(directory / files.conf.name, render_owned_nginx(target_cfg, key=CHECK_KEY, files=files), rep, mode=0o640)
     _write(directory / files.lua.name, LUA_MODULE.read_text(), rep, mode=0o640)
     if account is not None:  # sender-front (as the sender user) rewrites them at each reload
         os.chown(directory, account.uid, account.gid)

@@ -237,11 +237,19 @@ async def test_nginx_answers_delta_updates_and_leaves_what_it_does_not_handle_to
 async def test_nginx_push_listener_rejects_garbage_and_keeps_serving(front_node):
     if front_node.kind != "nginx":
         return
+    from daemons.core.front_nginx import push_key
+
     push = f"http://127.0.0.1:{front_node.ports['proxy']}"
+    key = push_key(Install.load(front_node.env["SENDER_CONFIG"]).secret())
     async with httpx.AsyncClient(base_url=push, timeout=10) as p:
+        # Another local user (no key, a wrong one) can neither push, drop nor read the counts.
+        for headers in ({}, {"X-Sender-Key": "0" * 32}):
+            for target in ("/push?r=st_0123456789abcdef/gen_0123456789abcdef/source&full=1", "/drop?s=st_1", "/stats"):
+                r = await p.request("GET" if target == "/stats" else "POST", target, content=b"#", headers=headers)
+                assert r.status_code == 403, (target, headers, r.status_code)
         for target, body in (("/push", b""), ("/push?r=../../etc&full=3", b"abc"), ("/push?r=st_1/gen_2/x&full=99", b"short"),
                              ("/push?r=st_1/gen_2/x&full=1&next_msn=x", b"a"), ("/drop?s=../x", b""), ("/other", b"")):
-            r = await p.post(target, content=body)
+            r = await p.post(target, content=body, headers={"X-Sender-Key": key})
             assert r.status_code in (400, 404), (target, r.status_code)
     async with client(front_node) as c:
         url = await media_url(front_node, c)

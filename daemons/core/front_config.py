@@ -396,7 +396,7 @@ SBIN_DIRS = ("/usr/sbin", "/sbin")  # Debian puts varnishd and hitch there, ofte
 # lua-resty-core library its ngx.semaphore comes from: checked as files, named like programs.
 NGINX_LUA = {"ngx_http_lua_module": "/usr/lib/nginx/modules/ngx_http_lua_module.so",
              "lua-resty-core": "/usr/share/lua/5.1/ngx/semaphore.lua"}
-PACKAGES = {"varnishd": "varnish", "varnishadm": "varnish", "hitch": "hitch", "nginx": "nginx-light",
+PACKAGES = {"varnishd": "varnish", "varnishadm": "varnish", "hitch": "hitch", "nginx": "nginx",
             "ngx_http_lua_module": "libnginx-mod-http-lua", "lua-resty-core": "lua-resty-core"}
 
 

@@ -73,7 +73,7 @@ class NginxFront:
     async def start(self) -> None:
         if self.nginx is None:
             raise FrontExited("front.kind = \"nginx\" needs nginx with its Lua module: "
-                              "apt install nginx-light libnginx-mod-http-lua lua-resty-core")
+                              "apt install nginx libnginx-mod-http-lua lua-resty-core")
         await trio.to_thread.run_sync(write_files, self.cfg, self.files, self.key)
         problem = await self._check()
         if problem:

@@ -184,7 +184,7 @@ def test_sender_up_front_without_nginx_installed_says_so_in_one_line(tmp_path, m
     result = CliRunner().invoke(app, ["up", "--front", "nginx"], env={"SENDER_CONFIG": env["SENDER_CONFIG"], "PATH": "/nonexistent"})
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1
-    assert len(lines) == 1 and "apt-get install libnginx-mod-http-lua lua-resty-core nginx-light" in lines[0], result.output
+    assert len(lines) == 1 and "apt-get install libnginx-mod-http-lua lua-resty-core nginx" in lines[0], result.output
     assert config_mod.load(env["SENDER_CONFIG"])["front.kind"] == ""
 
 

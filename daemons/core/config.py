@@ -361,6 +361,7 @@ SCHEMA: dict[str, Key] = {
     "front.server_name": Key(STR, "", 'Host name viewers use (e.g. live.example.com): the public https base URL of playback URLs, the watch page and the OBS hint. "" = the Host each request names.'),
     "front.redirect_http": Key(BOOL, True, "With HTTPS on, answer plain HTTP requests with a redirect to HTTPS (301) instead of serving them."),
     "front.acme_port": Key(_int_kind(1, 65535), 8402, "Loopback port an ACME client answers http-01 challenges on (certbot --standalone --http-01-address 127.0.0.1 --http-01-port PORT); the front passes /.well-known/acme-challenge/ there."),
+    "front.access_log": Key(PATH, "", 'nginx front: also write one JSON line per viewer request to this file (time, address, request, status, bytes, handling, request time, session id, user agent), buffered, for the admin\'s own tools; "" = none. Sender counts viewers and egress without it. Reopened on SIGUSR1 to nginx (logrotate: docs/runbooks/front.md).'),
     "front.cache_size": Key(SIZE, "1g", "Most memory (or file space, with front.cache_path) the front's cache uses: the live edge of every rendition fits in a few hundred MB. Changing it restarts Varnish."),
     "front.cache_path": Key(PATH, "", 'A file for the front cache (Varnish file storage) instead of memory; "" = memory. Changing it restarts Varnish.'),
     "spool.root": Key(PATH, "/var/cache/sender/spool", "Where parts, segments and playlists are written."),

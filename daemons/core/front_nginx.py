@@ -157,6 +157,10 @@ http {{
         video/mp2t ts;
     }}
     default_type application/octet-stream;
+    # front.access_log: one JSON line per viewer request, for the admin's own tools.
+    log_format sender_json escape=json '{{"time":"$time_iso8601","address":"$remote_addr","request":"$request",'
+        '"status":$status,"bytes":$body_bytes_sent,"handling":"$sender_handling","request_time":$request_time,'
+        '"session":"$http_x_playback_session_id","user_agent":"$http_user_agent"}}';
 
     upstream sender_http {{
         server {upstream};
@@ -183,7 +187,7 @@ http {{
         set $sender_kind "";
         # Viewers and egress are counted in nginx (sender_front.lua) and pulled by sender-http
         # once a second (/stats below): no log line per request to write, send and parse.
-        access_log off;
+        {access_log}
         log_by_lua_block {{
             sender.log()
         }}
@@ -308,6 +312,8 @@ def render_owned_nginx(cfg: Config, *, key: str, target_duration_s: int | None =
         upstream=upstream_address(cfg), upstream_timeout=upstream_timeout_seconds(td),
         tls_settings=TLS_SETTINGS.format(cert=cfg["front.tls_cert"], key=cfg["front.tls_key"]) if tls else "",
         viewer_listens=listens,
+        access_log=(f"access_log {cfg['front.access_log']} sender_json buffer=64k flush=1s;" if cfg["front.access_log"]
+                    else "access_log off;"),
         acme_location="" if redirect or not cfg["front.http_listen"] else acme,
         playlist_location=PLAYLIST_LOCATION, part_location=PART_LOCATION, media_location=MEDIA_LOCATION,
         media_tail=MEDIA_TAIL,

@@ -1,6 +1,9 @@
 """sender-front (`sender daemon front`): runs the front tier and keeps it matching sender.toml.
 
-With `front.kind = "varnish"`: writes the VCL and hitch's config (daemons/front/render.py) beside
+With `front.kind = "nginx"` the runner is daemons/front/nginx.py (nginx as a child, and the
+playlist pusher that feeds it: daemons/front/pusher.py). This module runs the other one:
+
+With `front.kind = "varnish"`: writes the VCL and hitch's config (daemons/core/front_config.py) beside
 sender.toml (`/etc/sender/front/`), starts `varnishd -F` (the cache: every viewer request is
 answered there, sender-http sees one request per object and per playlist version) and, when
 HTTPS is on, `hitch` (TLS and HTTP/2 in front of Varnish), each a child of this process
@@ -14,7 +17,8 @@ by `systemctl reload sender-front`). Only what varnishd takes on its command lin
 size and path, its listen addresses) restarts varnishd. A child that exits ends this process
 with an error: its supervisor (systemd, `sender up`) starts the front again.
 
-This process does no request work: it waits on its children and a one-second timer.
+This process does no request work: it waits on its children and a one-second timer (with
+nginx, it also pushes each playlist version).
 """
 
 from __future__ import annotations
@@ -33,19 +37,16 @@ from daemons.core import front_config as render
 from daemons.core.front_config import binaries, install_hint  # noqa: F401 - the front's programs
 from daemons.runtime import children, daemon
 from daemons.runtime import logging as slog
+from daemons.runtime.front_files import write_atomically
 from daemons.runtime.store import StoreWorker
+from daemons.front.common import FrontExited, mtime, wait_listening
 
 log = slog.get("front")
 
-START_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 1.0
 STOP_GRACE_S = 10.0
 # What a change restarts varnishd for (its command line); anything else is a reload.
 VARNISHD_KEYS = ("front.cache_size", "front.cache_path", "front.proxy_listen", "front.http_listen", "node.state_dir")
-
-
-class FrontExited(SenderError):
-    pass
 
 
 def write_files(cfg: Config, files: render.FrontFiles) -> None:
@@ -56,23 +57,11 @@ def write_files(cfg: Config, files: render.FrontFiles) -> None:
     if render.https_on(cfg):
         outputs[files.hitch_conf] = render.render_hitch(cfg)
     for path, text in outputs.items():
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
+        write_atomically(path, text)
 
 
 def _front_values(cfg: Config) -> dict:
     return {k: v for k, v in cfg.values.items() if k.startswith("front.") or k in ("http.listen", "node.state_dir", "hls.segment_target_s")}
-
-
-async def _listening(host: str, port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]"), port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 class Front:
@@ -100,15 +89,7 @@ class Front:
         await self._wait_listening(self.hitch, "hitch", ["front.listen"])
 
     async def _wait_listening(self, child: children.Child, name: str, keys: list[str]) -> None:
-        addresses = [self.cfg.listen(k) for k in keys if self.cfg[k]]
-        with trio.move_on_after(START_TIMEOUT_S):
-            while True:
-                if child.returncode is not None:
-                    raise FrontExited(f"{name} exited with status {child.returncode} at its start (its log above says why)")
-                if all([await _listening(h, p) for h, p in addresses]):
-                    return
-                await trio.sleep(0.05)
-        raise FrontExited(f"{name} did not listen on {', '.join(f'{h}:{p}' for h, p in addresses)} within {START_TIMEOUT_S:g} s")
+        await wait_listening(child, name, [self.cfg.listen(k) for k in keys if self.cfg[k]])
 
     async def start(self) -> None:
         await trio.to_thread.run_sync(write_files, self.cfg, self.files)
@@ -158,7 +139,7 @@ class Front:
         """A child's exit ends the front (its supervisor restarts it); config changes and
         SIGHUP reload it."""
         path = self.cfg.path
-        seen = _mtime(path)
+        seen = mtime(path)
         with trio.open_signal_receiver(signal.SIGHUP) as hups:
             async with trio.open_nursery() as nursery:
                 async def reload_on_hup():
@@ -170,9 +151,9 @@ class Front:
                     for name, child in (("varnishd", self.varnishd), ("hitch", self.hitch)):
                         if child is not None and child.popen.poll() is not None:
                             raise FrontExited(f"{name} exited with status {child.returncode}")
-                    mtime = _mtime(path)
-                    if mtime != seen:
-                        seen = mtime
+                    current = mtime(path)
+                    if current != seen:
+                        seen = current
                         await self.reload()
                     await trio.sleep(WATCH_INTERVAL_S)
 
@@ -186,13 +167,6 @@ class Front:
         with trio.CancelScope(shield=True):
             await self._stop(self.hitch)
             await self._stop(self.varnishd)
-
-
-def _mtime(path) -> float | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
 
 
 async def serve(install: Install, store: StoreWorker, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -13,7 +13,6 @@ process with an error: its supervisor (systemd, `sender up`) starts the front ag
 from __future__ import annotations
 
 import logging
-import os
 import signal
 
 import trio
@@ -22,6 +21,7 @@ from daemons.core import config as config_mod
 from daemons.core.errors import SenderError
 from daemons.core.front_nginx import NginxFiles, nginx_argv, nginx_test_argv, push_key
 from daemons.core.install import Install
+from daemons.front.common import FrontExited, mtime, wait_listening
 from daemons.front.pusher import PlaylistPusher
 from daemons.runtime import children
 from daemons.runtime import logging as slog
@@ -30,7 +30,6 @@ from daemons.runtime.store import StoreWorker
 
 log = slog.get("front")
 
-START_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 1.0
 STOP_GRACE_S = 10.0
 # Keys the generated config is made from: a change reloads nginx.
@@ -38,21 +37,8 @@ CONFIG_KEYS = ("http.listen", "http.keep_alive_s", "http.max_request_body", "nod
                "hls.segment_target_s")
 
 
-class FrontExited(SenderError):
-    pass
-
-
 def _values(cfg: config_mod.Config) -> dict:
     return {k: v for k, v in cfg.values.items() if k.startswith("front.") or k in CONFIG_KEYS}
-
-
-async def _listening(host: str, port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]"), port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 class NginxFront:
@@ -82,15 +68,7 @@ class NginxFront:
         slog.log(log, logging.INFO, "starting nginx", argv=" ".join(argv))
         self.child = children.spawn(argv, death_signal=signal.SIGTERM)
         keys = [k for k in ("front.listen", "front.http_listen", "front.proxy_listen") if self.cfg[k]]
-        addresses = [self.cfg.listen(k) for k in keys]
-        with trio.move_on_after(START_TIMEOUT_S):
-            while True:
-                if self.child.returncode is not None or self.child.popen.poll() is not None:
-                    raise FrontExited(f"nginx exited with status {self.child.popen.returncode} at its start (its log above says why)")
-                if all([await _listening(h, p) for h, p in addresses]):
-                    return
-                await trio.sleep(0.05)
-        raise FrontExited(f"nginx did not listen on {', '.join(f'{h}:{p}' for h, p in addresses)} within {START_TIMEOUT_S:g} s")
+        await wait_listening(self.child, "nginx", [self.cfg.listen(k) for k in keys])
 
     async def reload(self) -> None:
         try:
@@ -113,7 +91,7 @@ class NginxFront:
 
     async def watch(self) -> None:
         path = self.cfg.path
-        seen = _mtime(path)
+        seen = mtime(path)
         with trio.open_signal_receiver(signal.SIGHUP) as hups:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.pusher.run)
@@ -126,9 +104,9 @@ class NginxFront:
                 while True:
                     if self.child.popen.poll() is not None:
                         raise FrontExited(f"nginx exited with status {self.child.popen.returncode}")
-                    mtime = _mtime(path)
-                    if mtime != seen:
-                        seen = mtime
+                    current = mtime(path)
+                    if current != seen:
+                        seen = current
                         await self.reload()
                     await trio.sleep(WATCH_INTERVAL_S)
 
@@ -137,10 +115,3 @@ class NginxFront:
             if self.child is not None:
                 await self.child.stop(grace_s=STOP_GRACE_S)
                 await self.child.aclose()
-
-
-def _mtime(path) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None

@@ -1,4 +1,4 @@
-"""The nginx front's generated files, written and checked: what sender-front writes at every
+"""The fronts' generated files, written (atomically); the nginx front's, also checked: what sender-front writes at every
 start and reload, and what `sender install` and `sender doctor` check with `nginx -t` before
 anything runs (daemons/core/front_nginx.py renders them)."""
 
@@ -14,6 +14,14 @@ from daemons.core import config as config_mod
 from daemons.core.front_nginx import LUA_MODULE, NginxFiles, nginx_test_argv, render_owned_nginx
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """A generated config file, complete or not at all (mode 0640: it may hold a key)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+
+
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None)
 
@@ -25,10 +33,7 @@ def write_files(cfg: config_mod.Config, files: NginxFiles, key: str) -> None:
     files.config_dir.mkdir(parents=True, exist_ok=True)
     files.workdir.mkdir(parents=True, exist_ok=True)
     for path, text in ((files.lua, LUA_MODULE.read_text()), (files.conf, render_owned_nginx(cfg, key=key, files=files))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
+        write_atomically(path, text)
 
 
 def check_config(cfg: config_mod.Config, nginx: str) -> str | None:

@@ -103,6 +103,8 @@ def front_node(request, tmp_path_factory):
         "front.proxy_listen": f"127.0.0.1:{ports['proxy']}", "front.tls_cert": str(tls / "cert.pem"),
         "front.tls_key": str(tls / "key.pem"), "front.cache_size": "128m",
     }
+    if kind == "nginx":
+        settings["front.access_log"] = str(d / "state" / "front-access.log")
     for key, value in settings.items():
         assert sender(env, "config", "set", key, value).returncode == 0
     node = FrontNode(kind, d, env, ports, tls / "ca.pem")

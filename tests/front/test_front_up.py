@@ -257,6 +257,26 @@ async def test_nginx_push_listener_rejects_garbage_and_keeps_serving(front_node)
         assert r.status_code == 200 and "#EXT-X-PART" in r.text
 
 
+async def test_nginx_writes_the_admins_access_log_when_asked(front_node):
+    """front.access_log: one JSON line per viewer request (Sender counts without it)."""
+    if front_node.kind != "nginx":
+        return
+    path = front_node.dir / "state" / "front-access.log"
+    async with client(front_node, headers={"X-Playback-Session-Id": "access-log-test", "User-Agent": 'a "quoted"\tagent'}) as c:
+        url = await media_url(front_node, c)
+        assert (await c.get(url)).status_code == 200
+
+    def ours() -> list[dict]:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [r for r in map(json.loads, lines) if r["session"] == "access-log-test"]
+
+    target = httpx.URL(url).path
+    assert await wait_for(lambda: any(r["request"].startswith(f"GET {target} ") for r in ours()), timeout=5)
+    line = next(r for r in ours() if r["request"].startswith(f"GET {target} "))
+    assert line["status"] == 200 and line["handling"] == "hit" and line["bytes"] > 100
+    assert line["user_agent"] == 'a "quoted"\tagent' and line["address"] == "127.0.0.1"
+
+
 async def test_a_stream_made_private_is_no_longer_served_by_the_front(front_node):
     """The public stream turns private: within seconds the front stops serving its playlists and
     media without a token (sender-http refuses them), and serves them again once it is public.

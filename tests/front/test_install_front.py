@@ -33,9 +33,8 @@ def certificate(directory, *, days: int = 90):
     return directory / "cert.pem", directory / "key.pem"
 
 
-@pytest.fixture(scope="module")
-def staged_nginx_front(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("front-install-nginx")
+def stage(tmp, kind: str):
+    """`sender install --root --front KIND --enable` of a config with a certificate and a server name."""
     root = tmp / "root"
     conf = root / "etc/sender/sender.toml"
     conf.parent.mkdir(parents=True)
@@ -43,8 +42,14 @@ def staged_nginx_front(tmp_path_factory):
     cfg = (config_mod.Config(config_mod.defaults(), conf).with_value("front.tls_cert", str(cert))
            .with_value("front.tls_key", str(key)).with_value("front.server_name", "live.example.com"))
     config_mod.write(cfg, conf)
-    report = run(SenderProcess(None, tmp), "install", "--root", str(root), "--front", "nginx", "--enable", "--json").json()
-    return root, report, tmp
+    report = run(SenderProcess(None, tmp), "install", "--root", str(root), "--front", kind, "--enable", "--json").json()
+    return root, report
+
+
+@pytest.fixture(scope="module")
+def staged_nginx_front(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("front-install-nginx")
+    return (*stage(tmp, "nginx"), tmp)
 
 
 @needs_nginx_front
@@ -88,16 +93,7 @@ def test_doctor_checks_the_nginx_front(tmp_path):
 
 @pytest.fixture(scope="module")
 def staged_front(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("front-install")
-    root = tmp / "root"
-    conf = root / "etc/sender/sender.toml"
-    conf.parent.mkdir(parents=True)
-    cert, key = certificate(tmp / "tls")
-    cfg = (config_mod.Config(config_mod.defaults(), conf).with_value("front.tls_cert", str(cert))
-           .with_value("front.tls_key", str(key)).with_value("front.server_name", "live.example.com"))
-    config_mod.write(cfg, conf)
-    report = run(SenderProcess(None, tmp), "install", "--root", str(root), "--front", "varnish", "--enable", "--json").json()
-    return root, report
+    return stage(tmp_path_factory.mktemp("front-install"), "varnish")
 
 
 @needs_varnish_front

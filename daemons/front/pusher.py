@@ -96,8 +96,6 @@ class PlaylistPusher:
         self.streams: set[str] = set()  # streams with something pushed: dropped when no longer public
         self._conn: trio.SocketStream | None = None
         self._lock = trio.Lock()
-        self.pushes = 0
-        self.failures = 0
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         receiver = SpoolEventReceiver(self.state_dir, "front")
@@ -208,16 +206,15 @@ class PlaylistPusher:
                     with trio.fail_after(RESPONSE_TIMEOUT_S):
                         await self._conn.send_all(request)
                         status = await self._read_response()
-                    self.pushes += 1
                     if status != 200:
                         slog.log(log, logging.WARNING, "nginx refused a push", target=target.split("?")[0], status=status)
                     return status == 200
-                except (OSError, trio.BrokenResourceError, trio.TooSlowError, ValueError) as e:
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError,
+                        IndexError) as e:
                     if self._conn is not None:
                         await self._conn.aclose()
                         self._conn = None
                     if attempt == 2:
-                        self.failures += 1
                         slog.log(log, logging.DEBUG, "push failed", error=repr(e))
         return False
 

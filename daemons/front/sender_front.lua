@@ -129,7 +129,7 @@ function M.playlist()
           ngx.header["Cache-Control"] = "no-store"
           ngx.header["Access-Control-Allow-Origin"] = "*"
           ngx.say("the requested segment or part did not arrive in time")
-          return ngx.exit(503)
+          return ngx.exit(ngx.HTTP_OK)  -- the 503 is sent: end the request
         end
         local ok, werr = e.sema:wait(left)
         if not ok and werr ~= "timeout" then

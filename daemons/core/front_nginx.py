@@ -234,6 +234,11 @@ http {{
                 sender.push()
             }}
         }}
+        location = /wanted {{
+            content_by_lua_block {{
+                sender.wanted()
+            }}
+        }}
         location = /stats {{
             content_by_lua_block {{
                 sender.stats()

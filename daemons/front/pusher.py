@@ -7,7 +7,10 @@ rendition's `index.m3u8`, and POSTs it to nginx's loopback control listener (fro
 with its delta update and the numbers a blocking reload is decided on (sender_front.lua). nginx
 then answers that rendition's playlist requests itself and wakes the reloads waiting for it.
 
-Only streams the directory says are public or unlisted are pushed, and only those have a link in
+Only renditions viewers ask for are pushed: nginx lists those asked for within WANTED_FOR_S
+(`/wanted`, polled every WANTED_POLL_S; a rendition's first viewers are answered by sender-http
+until then), so a rendition nobody watches costs nothing here (a push parses and renders its
+playlist: ~2 ms of CPU). Only streams the directory says are public or unlisted are pushed, and only those have a link in
 nginx's `public/` directory (`<stream id>` → its spool directory, which nginx serves media
 through); a stream that turns private (or is deleted) is unlinked and dropped from nginx within
 LINK_SYNC_S of the directory's next refresh (once a second), and what was pushed expires in nginx
@@ -42,10 +45,12 @@ log = slog.get("front.push")
 
 REPUSH_S = 2.0
 LINK_SYNC_S = 1.0
+WANTED_POLL_S = 0.5  # how often nginx is asked which renditions viewers want
+WANTED_FOR_S = 60  # a rendition nobody asked for in this long is no longer pushed
 FORGET_S = 300.0
 CONNECT_TIMEOUT_S = 2.0
 RESPONSE_TIMEOUT_S = 5.0
-MAX_RESPONSE = 64 * 1024
+MAX_RESPONSE = 4 << 20  # /wanted: one line per rendition asked for
 PUBLIC = ("public", "unlisted")
 
 
@@ -96,6 +101,7 @@ class PlaylistPusher:
         self.streams: set[str] = set()  # streams with something pushed: dropped when no longer public
         self._conn: trio.SocketStream | None = None
         self._lock = trio.Lock()
+        self.wanted: set[str] = set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         receiver = SpoolEventReceiver(self.state_dir, "front")
@@ -107,6 +113,7 @@ class PlaylistPusher:
                 await self._sync_links()
                 nursery.start_soon(self._repush_loop)
                 nursery.start_soon(self._link_loop)
+                nursery.start_soon(self._wanted_loop)
                 task_status.started()
                 while True:
                     try:
@@ -124,8 +131,8 @@ class PlaylistPusher:
         return entry is not None and entry.visibility in PUBLIC
 
     async def update(self, path: str) -> None:
-        """Push the rendition's playlist if it changed (and its stream is public)."""
-        if path.count("/") != 2 or not self._public(path):
+        """Push the rendition's playlist if it changed (viewers want it, its stream is public)."""
+        if path not in self.wanted or not self._public(path):
             return
         index = self.root / path / "index.m3u8"
         try:
@@ -177,6 +184,21 @@ class PlaylistPusher:
                 del self.pushed[path]
             await self._post(f"/drop?s={sid}", b"")
 
+    async def _wanted_loop(self) -> None:
+        """What viewers ask for, from nginx: newly wanted renditions are pushed at once, those no
+        longer wanted are left to expire there."""
+        while True:
+            await trio.sleep(WANTED_POLL_S)
+            status, body = await self._request("GET", f"/wanted?since={WANTED_FOR_S}")
+            if status != 200:
+                continue
+            now = {p for p in body.decode(errors="replace").split("\n") if p.count("/") == 2}
+            new, self.wanted = now - self.wanted, now
+            for path in [p for p in self.pushed if p not in now]:
+                del self.pushed[path]
+            for path in sorted(new):
+                await self.update(path)
+
     async def _link_loop(self) -> None:
         while True:
             await trio.sleep(LINK_SYNC_S)
@@ -195,7 +217,15 @@ class PlaylistPusher:
                     await self._post(f"/push?{p.query}", p.body)
 
     async def _post(self, target: str, body: bytes) -> bool:
-        request = (f"POST {target} HTTP/1.1\r\nHost: sender-front\r\nX-Sender-Key: {self.key}\r\n"
+        status, _ = await self._request("POST", target, body)
+        if status not in (200, None):
+            slog.log(log, logging.WARNING, "nginx refused a push", target=target.split("?")[0], status=status)
+        return status == 200
+
+    async def _request(self, method: str, target: str, body: bytes = b"") -> tuple[int | None, bytes]:
+        """One request on the kept connection to nginx's control listener: (status, body), or
+        (None, b"") when nginx could not be reached."""
+        request = (f"{method} {target} HTTP/1.1\r\nHost: sender-front\r\nX-Sender-Key: {self.key}\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         async with self._lock:
             for attempt in (1, 2):  # a kept connection nginx closed (reload): once more on a new one
@@ -205,21 +235,18 @@ class PlaylistPusher:
                             self._conn = await trio.open_tcp_stream(*self.address)
                     with trio.fail_after(RESPONSE_TIMEOUT_S):
                         await self._conn.send_all(request)
-                        status = await self._read_response()
-                    if status != 200:
-                        slog.log(log, logging.WARNING, "nginx refused a push", target=target.split("?")[0], status=status)
-                    return status == 200
+                        return await self._read_response()
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError,
                         IndexError) as e:
                     if self._conn is not None:
                         await self._conn.aclose()
                         self._conn = None
                     if attempt == 2:
-                        slog.log(log, logging.DEBUG, "push failed", error=repr(e))
-        return False
+                        slog.log(log, logging.DEBUG, "nginx's control listener not reached", error=repr(e))
+        return None, b""
 
-    async def _read_response(self) -> int:
-        """A response head and its Content-Length body; the status code."""
+    async def _read_response(self) -> tuple[int, bytes]:
+        """A response head and its Content-Length body: (status, body)."""
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = await self._conn.receive_some(4096)
@@ -239,8 +266,10 @@ class PlaylistPusher:
             elif name.strip().lower() == b"transfer-encoding":
                 raise ValueError("chunked response")  # nginx sends Content-Length for ngx.say
         while len(rest) < length:
-            chunk = await self._conn.receive_some(4096)
+            chunk = await self._conn.receive_some(1 << 16)
             if not chunk:
                 raise ValueError("connection closed")
             rest += chunk
-        return status
+            if len(rest) > MAX_RESPONSE:
+                raise ValueError("response too large")
+        return status, rest

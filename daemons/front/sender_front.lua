@@ -22,6 +22,9 @@ local renditions = {}  -- "<stream>/<generation>/<rendition>" -> entry (kept, up
 -- (kind, status, handling), and the viewers seen (rendition, session id, address, user agent).
 local counts = {}
 local viewers = {}
+-- Renditions viewers asked for (path -> last time), answered or not: sender-front pushes only
+-- these (`wanted`), so a rendition nobody watches costs it nothing.
+local wanted = {}
 
 local ENDED_MAX_AGE = 3600
 local LIVE_MAX_AGE = 1
@@ -97,7 +100,9 @@ function M.playlist()
   if method ~= "GET" and method ~= "HEAD" then
     return to_sender()
   end
-  local e = renditions[ngx.var.sender_rendition]
+  local path = ngx.var.sender_rendition
+  wanted[path] = ngx.now()
+  local e = renditions[path]
   if e == nil or e.expires < ngx.now() then
     return to_sender()
   end
@@ -304,6 +309,27 @@ function M.stats()
   end
   counts = {}
   viewers = {}
+  local body = table.concat(out, "\n") .. "\n"
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.header["Content-Length"] = #body
+  ngx.print(body)
+end
+
+-- GET /wanted?since=<seconds>: the renditions asked for within that long, one per line.
+function M.wanted()
+  if not authorized() then
+    return
+  end
+  local since = tonumber(ngx.var.arg_since) or 60
+  local now = ngx.now()
+  local out = {}
+  for path, t in pairs(wanted) do
+    if now - t <= since then
+      out[#out + 1] = path
+    else
+      wanted[path] = nil
+    end
+  end
   local body = table.concat(out, "\n") .. "\n"
   ngx.header["Content-Type"] = "text/plain"
   ngx.header["Content-Length"] = #body

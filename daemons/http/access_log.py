@@ -1,4 +1,5 @@
-"""Viewers and egress from the front tier's own log (sans-IO).
+"""Viewers and egress from the Varnish front's own log (sans-IO); the nginx front sends sums
+instead (front_stats.py).
 
 Behind a front (front.kind), most viewer requests are answered from its cache and never reach
 sender-http, so what sender-http counts itself is not who watches. The front logs every request

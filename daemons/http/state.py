@@ -8,8 +8,9 @@
   from the store at most once a second, when `/metrics` asks.
 * `Counters` — request, byte and event counters exported at `/metrics` and in the worker's
   stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads). Behind a
-  front tier, egress (`bytes_sent`) is what the front sent viewers, from its log
-  (access_log.py); what sender-http sent the front is `upstream_bytes`.
+  front tier, egress (`bytes_sent`) is what the front sent viewers, from its counts (nginx:
+  front_stats.py) or its log (Varnish: access_log.py); what sender-http sent the front is
+  `upstream_bytes`.
 """
 
 from __future__ import annotations

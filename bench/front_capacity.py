@@ -6,8 +6,8 @@ ffmpeg publisher looping the cached 720p30 3 Mbps clip (Sender's defaults: LL-HL
 200 ms parts). Then, one configuration after the other, against the same live stream:
 
 * **direct-w1** / **direct-w2**: `sender daemon http` with `http.workers` 1 and 2, viewers on it;
-* **front**: the front tier Sender runs (`front.kind = varnish`: `sender daemon front`, Varnish in
-  front of sender-http on loopback; plain HTTP here, HTTPS measured apart with --tls);
+* **front-nginx**: the front tier Sender runs (`front.kind = nginx`: `sender daemon front`, nginx
+  before sender-http on loopback; plain HTTP here, HTTPS measured apart with --tls-seconds);
 * **nginx-printed** / **varnish-printed**: what `sender cache-config nginx|varnish` prints, run by
   a plain nginx (2 workers) / varnishd in front of sender-http (1 worker).
 
@@ -22,8 +22,8 @@ viewer at full pace. After a warm-up, over `--seconds`:
   playlist (inotify on the rendition directory, the playlist read at each rename; same machine,
   same monotonic clock) to the end of its body at the viewer; p50/p95; **on time** = the share of
   (viewer, part listed in the window) fetched within one part duration (200 ms) of its listing;
-* **server CPU** of every process of the configuration (sender-http's workers, varnishd, hitch,
-  nginx, sender-front) from /proc, per viewer-second, and its RSS at the end; the generator's
+* **server CPU** of every process of the configuration (sender-http's workers, nginx,
+  sender-front, varnishd) from /proc, per viewer-second, and its RSS at the end; the generator's
   own CPU; sender-http's requests per second (its stats file) — flat through a cache;
 * **viewers counted**: the playback API's `viewers` at the end of the round (sessions are
   unique per round; `http.viewer_window_s` 5 s, rounds 10 s apart) against N.
@@ -31,7 +31,8 @@ viewer at full pace. After a warm-up, over `--seconds`:
 The largest N with ≥ 95 % on time is the configuration's capacity on this machine.
 
 Run from the checkout:  .venv/bin/python bench/front_capacity.py [--seconds 15] [--json]
-Needs: ffmpeg, varnish (varnishd), nginx; hitch for --tls.
+Needs: ffmpeg, nginx with libnginx-mod-http-lua, varnish (varnishd, for varnish-printed), wrk for
+the TLS step. (The Varnish front measured in docs/performance.md is `--configs front` at b6ba4f7.)
 """
 
 from __future__ import annotations
@@ -86,13 +87,12 @@ SLUG = "show"
 RENDITION = "source"
 PART_S = 0.2
 ON_TIME_GOAL = 0.95
-CONFIGS = ("direct-w1", "direct-w2", "front-nginx", "front", "nginx-printed", "varnish-printed")
-FRONTS = {"front-nginx": "nginx", "front": "varnish"}  # configuration → front.kind
+CONFIGS = ("direct-w1", "direct-w2", "front-nginx", "nginx-printed", "varnish-printed")
+FRONTS = {"front-nginx": "nginx"}  # configuration → front.kind
 DEFAULT_VIEWERS = {
     "direct-w1": (50, 150, 200, 250, 300),
     "direct-w2": (100, 300, 400, 500),
     "front-nginx": (10, 100, 1000, 1500, 2000),
-    "front": (10, 100, 1000, 1500, 2000),
     "nginx-printed": (10, 100, 1000),
     "varnish-printed": (10, 100, 1000),
 }
@@ -100,7 +100,6 @@ LABELS = {
     "direct-w1": "sender-http direct, http.workers 1",
     "direct-w2": "sender-http direct, http.workers 2",
     "front-nginx": "front tier (front.kind nginx) + sender-http w1",
-    "front": "front tier (front.kind varnish) + sender-http w1",
     "nginx-printed": "sender cache-config nginx (nginx, 2 workers)",
     "varnish-printed": "sender cache-config varnish (varnishd)",
 }
@@ -319,7 +318,7 @@ class Install:
         for key, value in {"rtmp.listen": f"{HOST}:{self.ports['rtmp']}", "http.listen": f"{HOST}:{self.ports['http']}",
                            "http.viewer_window_s": "5", "front.http_listen": f"{HOST}:{self.ports['front_http']}",
                            "front.proxy_listen": f"{HOST}:{self.ports['front_proxy']}",
-                           "front.cache_size": "512m", "log.level": "warning"}.items():
+                           "log.level": "warning"}.items():
             self.cli("config", "set", key, value)
         # HTTPS on the front too (a self-signed certificate): the TLS cost step measures it.
         tls = self.root / "tls"
@@ -493,8 +492,8 @@ def run_round(config: str, n: int, inst: Install, port: int, extra, gen_id: str,
 
 
 def tls_cost(inst: Install, gen_id: str, listings: Listings, args: argparse.Namespace) -> dict:
-    """The same part fetched with wrk over plain HTTP and over HTTPS (nginx's own TLS; for
-    Varnish, hitch in front of it): the front's CPU per request each way; the difference is TLS."""
+    """The same part fetched with wrk over plain HTTP and over HTTPS (nginx's own TLS): the
+    front's CPU per request each way; the difference is TLS."""
     wrk = run_checked(["sh", "-c", "command -v wrk"], "wrk (apt-get install wrk)").stdout.strip()
     part = sorted(listings.first.items(), key=lambda kv: kv[1])[-10][0]
     path = f"/hls/{inst.stream_id}/{gen_id}/{RENDITION}/{part}.m4s"

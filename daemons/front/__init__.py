@@ -1,1 +1,1 @@
-"""The front tier: Varnish (and hitch for TLS) before sender-http, run and reloaded by Sender."""
+"""The front tier: nginx before sender-http (TLS, HTTP/2, media from the spool, playlists pushed to it), run and reloaded by Sender."""

@@ -13,6 +13,7 @@ process with an error: its supervisor (systemd, `sender up`) starts the front ag
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import trio
@@ -21,7 +22,6 @@ from daemons.core import config as config_mod
 from daemons.core.errors import SenderError
 from daemons.core.front_nginx import NginxFiles, nginx_argv, nginx_test_argv, push_key
 from daemons.core.install import Install
-from daemons.front.common import FrontExited, mtime, wait_listening
 from daemons.front.pusher import PlaylistPusher
 from daemons.runtime import children
 from daemons.runtime import logging as slog
@@ -39,6 +39,41 @@ CONFIG_KEYS = ("http.listen", "http.keep_alive_s", "http.max_request_body", "nod
 
 def _values(cfg: config_mod.Config) -> dict:
     return {k: v for k, v in cfg.values.items() if k.startswith("front.") or k in CONFIG_KEYS}
+
+
+START_TIMEOUT_S = 30.0
+
+
+class FrontExited(SenderError):
+    pass
+
+
+async def _listening(host: str, port: int) -> bool:
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]"), port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+async def wait_listening(child: children.Child, name: str, addresses: list[tuple[str, int]]) -> None:
+    """Until `child` accepts connections on every address; FrontExited if it exits or takes too long."""
+    with trio.move_on_after(START_TIMEOUT_S):
+        while True:
+            if child.returncode is not None or child.popen.poll() is not None:
+                raise FrontExited(f"{name} exited with status {child.popen.returncode} at its start (its log above says why)")
+            if all([await _listening(h, p) for h, p in addresses]):
+                return
+            await trio.sleep(0.05)
+    raise FrontExited(f"{name} did not listen on {', '.join(f'{h}:{p}' for h, p in addresses)} within {START_TIMEOUT_S:g} s")
+
+
+def mtime(path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 class NginxFront:

@@ -5,8 +5,8 @@ nginx answers most viewer requests itself, so sender-http cannot count them. The
 its bytes, and records each viewer its playlist answers saw (rendition, session id, address,
 user agent); worker 0 pulls and clears that with `GET /stats` on the front's loopback control
 listener once a second and feeds it to the same counters and viewer definition as direct
-requests (`session_key`), like the Varnish log reader (access_log.py) does line by line. Requests
-nginx passes to sender-http are counted by sender-http itself as viewers (handling "pass").
+requests (`session_key`), so a session seen by both counts once. Requests nginx passes to
+sender-http are counted by sender-http itself as viewers (handling "pass").
 
 `parse` is sans-IO (fed garbage in tests); `pull_loop` is the thin trio loop around it.
 """
@@ -57,9 +57,7 @@ def apply(body: bytes, counters: Counters, tracker: ViewerTracker) -> int:
     """One pull into the counters and the viewers; returns the lines that were not ours."""
     counts, viewers, bad = parse(body)
     for kind, status, handling, requests, nbytes in counts:
-        counters.front_requests[(kind, status, handling)] += requests
-        if nbytes:
-            counters.bytes_sent[kind] += nbytes
+        counters.count_front(kind, status, handling, nbytes, requests)
     for stream, generation, rendition, session, client, agent in viewers:
         tracker.seen(stream, generation, rendition, session_key(session, client, agent))
     return bad

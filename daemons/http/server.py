@@ -3,16 +3,13 @@
 Background loops: the stream directory (visibility, once a second), the spool view (spool
 events → waiters), the edge's pull-through (its upstream client and fetches), and the stats writer (counters and viewers → `stats/http-<n>.json` every
 second, read by `/metrics` in sibling workers and by the snapshot daemon). Behind a front tier
-(front.kind), worker 0 also learns what the front answered itself (viewers and egress): from nginx
-by pulling its counts once a second (front_stats.py), from Varnish by reading its request log
-(`varnishncsa`, a child process, its stdout a pipe; access_log.py).
+(front.kind), worker 0 also learns what the front answered itself (viewers and egress) by pulling
+its counts once a second (front_stats.py).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import signal
 import socket
 
 import trio
@@ -21,11 +18,9 @@ from hypercorn.config import Config as HypercornConfig
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
 from daemons.core import front_nginx
-from daemons.core.front_config import FrontFiles
-from daemons.http import access_log, asgi_server, front_stats, metrics
+from daemons.http import asgi_server, front_stats, metrics
 from daemons.http.app import HTTPContext, SenderApp
 from daemons.http.connections import ConnectionTable
-from daemons.runtime import children
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
@@ -34,7 +29,6 @@ log = slog.get("http")
 STATS_INTERVAL_S = 1.0
 MAX_REQUEST_HEAD = 16 * 1024  # request line + headers
 BACKLOG = 4096
-FRONT_LOG_RESTART_S = 1.0  # varnishncsa ended (varnishd restarting): read again after this
 
 
 class HTTPDaemon:
@@ -75,9 +69,7 @@ class HTTPDaemon:
             await nursery.start(ctx.spool.run)
             await nursery.start(ctx.pull.run)
             nursery.start_soon(self._stats_loop)
-            if ctx.worker == 0 and self.install.config["front.kind"] == "varnish":
-                nursery.start_soon(self._front_log_loop)
-            elif ctx.worker == 0 and self.install.config["front.kind"] == "nginx":
+            if ctx.worker == 0 and self.install.config["front.kind"] == "nginx":
                 nursery.start_soon(front_stats.pull_loop, front_nginx.push_address(self.install.config),
                                    front_nginx.push_key(self.install.secret()), ctx.counters, ctx.viewers)
             await nursery.start(asgi_server.serve, app, self.hypercorn_config(), sockets, self.connections)
@@ -96,29 +88,3 @@ class HTTPDaemon:
             except OSError as e:
                 slog.log(log, logging.WARNING, "cannot write stats", error=e)
             await trio.sleep(STATS_INTERVAL_S)
-
-    async def _front_log_loop(self) -> None:
-        """The front's request log → viewers and egress (access_log.py), for as long as we run.
-        varnishncsa waits for varnishd's shared memory log (`-t off`) and follows its restarts;
-        should it exit, it is started again."""
-        workdir = FrontFiles.of(self.install.config).workdir
-        exe = shutil.which("varnishncsa") or "/usr/bin/varnishncsa"
-        argv = [exe, "-n", str(workdir), "-c", "-j", "-t", "off", "-F", access_log.FORMAT]
-        parser = access_log.Parser()
-        counters, viewers = self.ctx.counters, self.ctx.viewers
-        while True:
-            try:
-                reader = children.spawn(argv, stdout=children.PIPE, death_signal=signal.SIGTERM)
-            except OSError as e:
-                slog.log(log, logging.WARNING, "cannot read the front's log", error=e, argv=" ".join(argv))
-            else:
-                try:
-                    while chunk := await reader.stdout.receive_some(1 << 16):
-                        for record in parser.feed(chunk):
-                            access_log.apply(record, viewers, counters)
-                        counters.front_bad_lines = parser.bad_lines
-                finally:
-                    await reader.stop(grace_s=2)
-                    await reader.aclose()
-                slog.log(log, logging.WARNING, "the front's log reader exited; starting it again", code=reader.returncode)
-            await trio.sleep(FRONT_LOG_RESTART_S)

@@ -8,9 +8,8 @@
   from the store at most once a second, when `/metrics` asks.
 * `Counters` — request, byte and event counters exported at `/metrics` and in the worker's
   stats file (`<state_dir>/stats/http-<worker>.json`, which the snapshot daemon reads). Behind a
-  front tier, egress (`bytes_sent`) is what the front sent viewers, from its counts (nginx:
-  front_stats.py) or its log (Varnish: access_log.py); what sender-http sent the front is
-  `upstream_bytes`.
+  front tier, egress (`bytes_sent`) is what the front sent viewers, from its counts
+  (front_stats.py); what sender-http sent the front is `upstream_bytes`.
 """
 
 from __future__ import annotations
@@ -106,16 +105,16 @@ class Counters:
     behind_front: bool = False  # a front tier answers viewers: its log says what they were sent
     upstream_bytes: Counter = field(default_factory=Counter)  # kind → bytes sender-http sent the front
     front_requests: Counter = field(default_factory=Counter)  # (kind, status, handling) → count, from the front's log
-    front_bad_lines: int = 0  # front log lines that were not ours
+    front_bad_lines: int = 0  # lines of the front's counts that were not ours
 
     def count(self, kind: str, status: int, nbytes: int) -> None:
         self.requests[(kind, status)] += 1
         if nbytes:
             (self.upstream_bytes if self.behind_front else self.bytes_sent)[kind] += nbytes
 
-    def count_front(self, kind: str, status: int, handling: str, nbytes: int) -> None:
-        """One request the front answered (its log): egress, and its requests by cache handling."""
-        self.front_requests[(kind, status, handling)] += 1
+    def count_front(self, kind: str, status: int, handling: str, nbytes: int, requests: int = 1) -> None:
+        """Requests the front answered (its counts): egress, and the requests by handling."""
+        self.front_requests[(kind, status, handling)] += requests
         if nbytes:
             self.bytes_sent[kind] += nbytes
 

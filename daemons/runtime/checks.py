@@ -418,14 +418,13 @@ def port_holders(port: int) -> list[tuple[int, str]]:
 
 def _is_our_daemon(cmdline: str, daemon: str) -> bool:
     if daemon == "front":  # the front's ports are held by the programs sender-front runs
-        return "/front/" in cmdline and ("varnishd" in cmdline or "hitch" in cmdline or "nginx" in cmdline)
+        return "nginx" in cmdline and "/front/" in cmdline
     return f"daemon {daemon}" in cmdline or (daemon == "http" and "daemons.http.main" in cmdline)
 
 
 def _front_listens(cfg: Config, key: str) -> bool:
-    """Whether the front listens on `key`: only with a front; Varnish's proxy listener (for
-    hitch) only with HTTPS, nginx's (playlist pushes) always."""
-    return bool(cfg["front.kind"]) and (key != "front.proxy_listen" or cfg["front.kind"] == "nginx" or bool(cfg["front.listen"]))
+    """Whether the front listens on `key`: every front.* listener, only with a front."""
+    return bool(cfg["front.kind"])
 
 
 # --- RTMPS files ---------------------------------------------------------------------------------
@@ -467,8 +466,8 @@ def _cert_not_after(path: str) -> float | None:
 
 
 def check_front(cfg: Config, *, now: float | None = None, compile_config: bool = True) -> list[Check]:
-    """The front tier (front.kind): its programs, its generated config (`varnishd -C`, `hitch
-    --test`), the certificate's files and dates, sender-http on loopback behind it."""
+    """The front tier (front.kind): its programs, its generated config (`nginx -t`), the
+    certificate's files and dates, sender-http on loopback behind it."""
     kind = cfg["front.kind"]
     if not kind:
         return [_ok("front", "none: sender-http answers viewers itself (`sender install --front nginx` adds HTTPS and carries the viewers)")]
@@ -517,36 +516,14 @@ def check_front(cfg: Config, *, now: float | None = None, compile_config: bool =
 
 
 def _check_front_config(cfg: Config, bins: dict) -> Check:
-    """The config sender-front would write, checked by the front's own tools."""
-    from daemons.core import front_config as render
+    """The config sender-front would write, checked by nginx itself (`nginx -t`)."""
+    from daemons.runtime.front_files import check_config
 
-    if cfg["front.kind"] == "nginx":
-        from daemons.runtime.front_files import check_config
-
-        problem = check_config(cfg, bins["nginx"])
-        if problem:
-            return _fail("front config", f"nginx -t rejects the generated config: {problem}",
-                         "check front.tls_cert / front.tls_key and the listen addresses; else report it")
-        return _ok("front config", "nginx -t passes")
-
-    with tempfile.TemporaryDirectory(prefix="sender-front-check-") as tmp:
-        vcl = Path(tmp, "sender.vcl")
-        vcl.write_text(render.render_owned_vcl(cfg))
-        r = subprocess.run([bins["varnishd"], "-C", "-j", "none", "-n", str(Path(tmp, "varnish")), "-f", str(vcl)],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            return _fail("front config", f"varnishd -C rejects the generated VCL: {' '.join(r.stderr.split())[-300:]}",
-                         "report it: the VCL is generated from sender.toml's front.* keys")
-        detail = "VCL compiles (varnishd -C)"
-        if render.https_on(cfg) and cfg["front.tls_cert"] and cfg["front.tls_key"] and bins.get("hitch"):
-            conf = Path(tmp, "hitch.conf")
-            conf.write_text(render.render_hitch(cfg))
-            r = subprocess.run([bins["hitch"], "--test", f"--config={conf}"], capture_output=True, text=True, timeout=60)
-            if r.returncode != 0:
-                return _fail("front config", f"hitch --test rejects its config: {' '.join((r.stderr or r.stdout).split())[-300:]}",
-                             "check front.tls_cert / front.tls_key (a PEM chain and its key) and front.listen")
-            detail += ", hitch --test passes"
-    return _ok("front config", detail)
+    problem = check_config(cfg, bins["nginx"])
+    if problem:
+        return _fail("front config", f"nginx -t rejects the generated config: {problem}",
+                     "check front.tls_cert / front.tls_key and the listen addresses; else report it")
+    return _ok("front config", "nginx -t passes")
 
 
 # --- clock -------------------------------------------------------------------------------------

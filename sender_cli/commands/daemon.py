@@ -79,8 +79,8 @@ log = slog.get("up")
 def up(
     ctx: typer.Context,
     demo: bool = typer.Option(False, "--demo", help="Also create the stream 'demo' and publish a test pattern to it with ffmpeg."),
-    front: str = typer.Option(None, "--front", metavar="KIND", help="Also run the front tier: nginx (recommended: "
-                              "HTTPS, HTTP/2, every viewer request answered by nginx) or varnish (Varnish + hitch). Sets front.kind and puts "
+    front: str = typer.Option(None, "--front", metavar="KIND", help="Also run the front tier: nginx (HTTPS, "
+                              "HTTP/2, every public viewer request answered by nginx). Sets front.kind and puts "
                               "http.listen on loopback; without it, the front runs when front.kind is set."),
 ) -> None:
     """Run every daemon in the foreground, one process each, restarting any that dies, until

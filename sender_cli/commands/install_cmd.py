@@ -9,10 +9,10 @@ package and touches nothing else (no useradd, no systemctl, no secret or store: 
 the machine, and `sender install` there completes them). `--user` writes user units
 (~/.config/systemd/user) for an install in the XDG directories, without a dedicated user.
 
-`--front nginx` (or `varnish`) adds the front tier: `sender-front.service` (in sender.target) runs
-nginx (or Varnish and hitch) with a config Sender generates from sender.toml into
-`/etc/sender/front/` (written here too, so `nginx -t` / `varnishd -C` can check it before anything
-starts), `front.kind` is set and sender-http moves to loopback behind it (docs/runbooks/front.md).
+`--front nginx` adds the front tier: `sender-front.service` (in sender.target) runs nginx with a
+config Sender generates from sender.toml into `/etc/sender/front/` (written here too, so `nginx -t`
+can check it before anything starts), `front.kind` is set and sender-http moves to loopback behind
+it (docs/runbooks/front.md).
 
 `uninstall` removes what `install` wrote; config, state, spool and the user stay unless --purge.
 """
@@ -59,7 +59,7 @@ TARGET = "sender.target"
 # The front tier's unit: written and enabled only where front.kind is set (`--front`).
 FRONT_SERVICE = "front"
 FRONT_LISTEN_KEYS = ("front.listen", "front.http_listen")
-FRONT_KINDS = ("nginx", "varnish")  # nginx first: the default (docs/runbooks/front.md)
+FRONT_KINDS = ("nginx",)  # docs/runbooks/front.md says why not Varnish
 # Directories whose contents systemd manages for the units (StateDirectory= etc.).
 MANAGED = (Path("/var/lib/sender"), Path("/var/cache/sender"), Path("/run/sender"), Path("/etc/sender"))
 # Directives that need a system manager (namespaces, another user, capabilities): not in user units.
@@ -165,8 +165,8 @@ def unit_values(cfg: Config, lay: Layout, service: str | None) -> dict[str, str]
         s = f"-{_unit_quote(str(p))}"
         if s not in rw:
             rw.append(s)
-    if service == FRONT_SERVICE:  # the generated VCL and hitch.conf are rewritten at each reload
-        rw.append(f"-{_unit_quote(str(front_files(cfg, lay).config_dir))}")
+    if service == FRONT_SERVICE:  # nginx.conf and the Lua module are rewritten at each start and reload
+        rw.append(f"-{_unit_quote(str(lay.config.parent / 'front'))}")
     low_port = False
     for key in (FRONT_LISTEN_KEYS if service == FRONT_SERVICE else SERVICES.get(service, ())):
         if cfg[key] and 0 < config_mod.parse_listen(cfg[key])[1] < 1024:
@@ -218,13 +218,6 @@ def unit_names(front: bool = False) -> list[str]:
     return [f"sender-{s}.service" for s in SERVICES] + ([f"sender-{FRONT_SERVICE}.service"] if front else []) + [TARGET]
 
 
-def front_files(cfg: Config, lay: Layout):
-    """Where sender-front writes its generated config on the target machine: beside sender.toml."""
-    from daemons.core.front_config import FrontFiles
-
-    return FrontFiles(lay.config.parent / "front", Path(cfg["node.state_dir"]) / "front" / "varnish")
-
-
 def _templates(front: bool = False) -> dict[str, str]:
     out = {}
     for name in unit_names(front):
@@ -244,8 +237,8 @@ def install(
     root: Path = typer.Option(None, "--root", metavar="DIR", help="Stage every file under DIR (for a package); touch nothing else."),
     user: bool = typer.Option(False, "--user", help="User units in ~/.config/systemd/user and an install in the XDG directories, run as you."),
     enable: bool = typer.Option(False, "--enable", help="Enable sender.target and the daemons' units (and start them, on a running systemd)."),
-    front: str = typer.Option(None, "--front", metavar="KIND", help="Also install the front tier: nginx (recommended: HTTPS, HTTP/2, "
-                              "every viewer request answered by nginx; sender-http moves to loopback behind it) or varnish (Varnish + hitch)."),
+    front: str = typer.Option(None, "--front", metavar="KIND", help="Also install the front tier: nginx (HTTPS, HTTP/2, "
+                              "every public viewer request answered by nginx; sender-http moves to loopback behind it)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Install the systemd units, the `sender` user and the directories; run `sender init` if there is no config."""
@@ -278,7 +271,7 @@ def install(
         text = render_unit(template, values, user_mode=lay.user_mode)
         _write_unless_packaged(lay, lay.unit_dir / name, PACKAGED / "systemd" / "system" / name, text, rep)
     if with_front:
-        _write_front_config(lay, cfg, account, rep)
+        _write_nginx_config(lay, cfg, account, rep)
     _install_man_pages(lay, rep)
     _systemd_after_install(lay, enable, rep, front=with_front)
 
@@ -330,37 +323,6 @@ def _configure_front(lay: Layout, cfg: Config, kind: str, rep: Report) -> Config
         rep.note("HTTPS needs a certificate: `sender config set front.tls_cert PATH` and `front.tls_key PATH` "
                  "(docs/runbooks/front.md: certbot), or `sender config set front.listen ''` for plain HTTP only")
     return new
-
-
-def _write_front_config(lay: Layout, cfg: Config, account: Account | None, rep: Report) -> None:
-    """The VCL (and hitch's config once a certificate is set) as sender-front will write them at
-    its start: checked here with the front's own tools when they are installed."""
-    from daemons.core import front_config as front_render
-
-    if cfg["front.kind"] == "nginx":
-        return _write_nginx_config(lay, cfg, account, rep)
-    files = front_files(cfg, lay)
-    target_cfg = Config(cfg.values, lay.config, cfg.explicit)  # comments name the target's path
-    directory = lay.at(files.config_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-    _write(directory / files.vcl.name, front_render.render_owned_vcl(target_cfg), rep, mode=0o640)
-    if front_render.https_on(cfg) and cfg["front.tls_cert"] and cfg["front.tls_key"]:
-        _write(directory / files.hitch_conf.name, front_render.render_hitch(target_cfg), rep, mode=0o640)
-    if account is not None:  # sender-front (as the sender user) rewrites them at each reload
-        os.chown(directory, account.uid, account.gid)
-        for p in directory.iterdir():
-            os.chown(p, account.uid, account.gid)
-    varnishd = shutil.which("varnishd") or ("/usr/sbin/varnishd" if os.access("/usr/sbin/varnishd", os.X_OK) else None)
-    if varnishd is None:
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="sender-install-vcl-") as tmp:
-        r = subprocess.run([varnishd, "-C", "-j", "none", "-n", tmp, "-f", str(directory / files.vcl.name)],
-                           capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SenderError(f"varnishd -C rejects the generated VCL {directory / files.vcl.name}: {' '.join(r.stderr.split())[-400:]}")
-    rep.did(f"checked {directory / files.vcl.name} with varnishd -C")
 
 
 def _write_nginx_config(lay: Layout, cfg: Config, account: Account | None, rep: Report) -> None:

@@ -1,10 +1,8 @@
-"""`sender up --front nginx|varnish` as an admin runs it: Debian's nginx (with its Lua module), or
-varnish and hitch; HTTPS with a certificate from a throwaway CA (trustme), a real ffmpeg publisher
-per stream.
+"""`sender up --front nginx` as an admin runs it: Debian's nginx with its Lua module, HTTPS with a
+certificate from a throwaway CA (trustme), a real ffmpeg publisher per stream.
 
-One node per front kind for the module (`front_node` is parametrized: every test runs against
-both): a public stream `show` and a private stream `members`, each with its own publisher, live
-before any test runs.
+One node for the module: a public stream `show` and a private stream `members`, each with its
+own publisher, live before any test runs.
 """
 
 from __future__ import annotations
@@ -24,13 +22,10 @@ import trustme
 from tests.daemons.conftest import FFMPEG, ffmpeg_publish_cmd
 from tests.daemons.test_up import SENDER, free_port, port_open, sender
 
-VARNISHD = shutil.which("varnishd") or ("/usr/sbin/varnishd" if Path("/usr/sbin/varnishd").exists() else None)
-HITCH = shutil.which("hitch") or ("/usr/sbin/hitch" if Path("/usr/sbin/hitch").exists() else None)
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 NGINX_LUA = all(Path(p).exists() for p in ("/usr/lib/nginx/modules/ngx_http_lua_module.so", "/usr/share/lua/5.1/ngx/semaphore.lua"))
-HAVE = {"nginx": NGINX is not None and NGINX_LUA, "varnish": VARNISHD is not None and HITCH is not None}
-needs_front = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (run .ci/bootstrap --test)")
-needs_nginx_front = pytest.mark.skipif(not HAVE["nginx"], reason="needs Debian's nginx, libnginx-mod-http-lua and lua-resty-core (run .ci/bootstrap --test)")
+needs_nginx_front = pytest.mark.skipif(NGINX is None or not NGINX_LUA, reason="needs Debian's nginx, libnginx-mod-http-lua and lua-resty-core (run .ci/bootstrap --test)")
+needs_front = [needs_nginx_front, pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (run .ci/bootstrap --test)")]
 START_S = 60.0
 
 
@@ -79,12 +74,10 @@ class FrontNode:
         return (self.dir / "up.log").read_text(errors="replace")
 
 
-@pytest.fixture(scope="module", params=["nginx", "varnish"])
-def front_node(request, tmp_path_factory):
-    kind = request.param
-    if not HAVE[kind]:
-        pytest.skip(f"front {kind}: its Debian packages are not installed (run .ci/bootstrap --test)")
-    d = tmp_path_factory.mktemp(f"front-{kind}") / "var"
+@pytest.fixture(scope="module")
+def front_node(tmp_path_factory):
+    kind = "nginx"
+    d = tmp_path_factory.mktemp("front") / "var"
     env = {**os.environ, "SENDER_CONFIG": str(d / "sender.toml")}
     ports = {k: free_port() for k in ("rtmp", "http", "https", "http_front", "proxy")}
     assert sender(env, "init", "--dir", str(d)).returncode == 0
@@ -101,10 +94,8 @@ def front_node(request, tmp_path_factory):
         "rtmp.listen": f"127.0.0.1:{ports['rtmp']}", "http.listen": f"127.0.0.1:{ports['http']}",
         "front.listen": f"127.0.0.1:{ports['https']}", "front.http_listen": f"127.0.0.1:{ports['http_front']}",
         "front.proxy_listen": f"127.0.0.1:{ports['proxy']}", "front.tls_cert": str(tls / "cert.pem"),
-        "front.tls_key": str(tls / "key.pem"), "front.cache_size": "128m",
+        "front.tls_key": str(tls / "key.pem"), "front.access_log": str(d / "state" / "front-access.log"),
     }
-    if kind == "nginx":
-        settings["front.access_log"] = str(d / "state" / "front-access.log")
     for key, value in settings.items():
         assert sender(env, "config", "set", key, value).returncode == 0
     node = FrontNode(kind, d, env, ports, tls / "ca.pem")

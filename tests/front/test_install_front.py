@@ -1,6 +1,6 @@
-"""`sender install --root DIR --front nginx|varnish`: the unit passes systemd-analyze verify, the
-config it stages passes the front's own checks (`nginx -t`; `varnishd -C`, `hitch --test`);
-`sender doctor` checks the front (binaries, config, ports, certificate dates)."""
+"""`sender install --root DIR --front nginx`: the unit passes systemd-analyze verify, the config it
+stages passes nginx's own check (`nginx -t`); `sender doctor` checks the front (binaries, config,
+ports, certificate dates)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from daemons.core import config as config_mod
 from daemons.runtime import checks
 from sender_cli.commands.install_cmd import unit_names
 from tests.conftest import SenderProcess
-from tests.front.conftest import HAVE, HITCH, NGINX, VARNISHD, needs_nginx_front
+from tests.front.conftest import NGINX, needs_nginx_front
 from tests.ops.test_install import SYSTEMD_ANALYZE, UNIT_DIR, needs_systemd_analyze, run
 from tests.ops.units import directive, missing_references, parse_unit
 
-needs_varnish_front = pytest.mark.skipif(not HAVE["varnish"], reason="needs Debian's varnish and hitch (run .ci/bootstrap --test)")
+pytestmark = needs_nginx_front
 
 
 def certificate(directory, *, days: int = 90):
@@ -52,7 +52,6 @@ def staged_nginx_front(tmp_path_factory):
     return (*stage(tmp, "nginx"), tmp)
 
 
-@needs_nginx_front
 def test_install_front_nginx_stages_a_config_nginx_accepts(staged_nginx_front):
     root, report, tmp = staged_nginx_front
     assert sorted(p.name for p in (root / UNIT_DIR).iterdir()) == sorted(unit_names(front=True))
@@ -75,7 +74,6 @@ def test_install_front_nginx_stages_a_config_nginx_accepts(staged_nginx_front):
     assert tested.returncode == 0, tested.stderr
 
 
-@needs_nginx_front
 def test_doctor_checks_the_nginx_front(tmp_path):
     conf = tmp_path / "sender.toml"
     cert, key = certificate(tmp_path / "tls")
@@ -91,33 +89,8 @@ def test_doctor_checks_the_nginx_front(tmp_path):
     assert "port front.proxy_listen" in ports  # sender-front's pushes: nginx listens there even without HTTPS
 
 
-@pytest.fixture(scope="module")
-def staged_front(tmp_path_factory):
-    return stage(tmp_path_factory.mktemp("front-install"), "varnish")
-
-
-@needs_varnish_front
-def test_install_front_stages_the_unit_and_a_checked_config(staged_front):
-    root, report = staged_front
-    assert sorted(p.name for p in (root / UNIT_DIR).iterdir()) == sorted(unit_names(front=True))
-    cfg = config_mod.load(root / "etc/sender/sender.toml")
-    assert cfg["front.kind"] == "varnish" and cfg["http.listen"] == "127.0.0.1:8080"  # sender-http behind it, on loopback
-    assert cfg["node.public_base_url"] == "https://live.example.com"
-    front = root / "etc/sender/front"
-    assert {p.name for p in front.iterdir()} == {"sender.vcl", "hitch.conf"}
-    assert any("checked" in a and "varnishd -C" in a for a in report["actions"])
-    # The front's own checks, on what was staged.
-    compiled = subprocess.run([VARNISHD, "-C", "-j", "none", "-n", str(root / "varnish-check"), "-f", str(front / "sender.vcl")],
-                              capture_output=True, text=True)
-    assert compiled.returncode == 0, compiled.stderr
-    tested = subprocess.run([HITCH, "--test", f"--config={front / 'hitch.conf'}"], capture_output=True, text=True)
-    assert tested.returncode == 0, tested.stderr + tested.stdout
-    assert os.readlink(root / "etc/systemd/system/sender.target.wants/sender-front.service") == f"/{UNIT_DIR}/sender-front.service"
-
-
-@needs_varnish_front
-def test_the_front_unit(staged_front):
-    root, _ = staged_front
+def test_the_front_unit(staged_nginx_front):
+    root, _, _ = staged_nginx_front
     unit = parse_unit(root / UNIT_DIR / "sender-front.service")
     s = lambda key: directive(unit, "Service", key)  # noqa: E731
     assert s("ExecStart").endswith("--config /etc/sender/sender.toml daemon front")
@@ -128,10 +101,9 @@ def test_the_front_unit(staged_front):
     assert missing_references(root / UNIT_DIR / "sender-front.service", root=root, man_dir=root / "usr/share/man") == []
 
 
-@needs_varnish_front
 @needs_systemd_analyze
-def test_systemd_analyze_verify_passes_on_the_front_unit(staged_front):
-    root, _ = staged_front
+def test_systemd_analyze_verify_passes_on_the_front_unit(staged_nginx_front):
+    root, _, _ = staged_nginx_front
     env = {**os.environ, "MANPATH": str(root / "usr/share/man"), "SYSTEMD_LOG_LEVEL": "notice"}
     r = subprocess.run([SYSTEMD_ANALYZE, "verify", str(root / UNIT_DIR / "sender-front.service"), str(root / UNIT_DIR / "sender.target")],
                        capture_output=True, text=True, env=env, timeout=60)
@@ -139,19 +111,18 @@ def test_systemd_analyze_verify_passes_on_the_front_unit(staged_front):
 
 
 def test_install_front_refuses_a_kind_it_does_not_run(tmp_path):
-    r = SenderProcess(None, tmp_path)("install", "--root", str(tmp_path / "root"), "--front", "squid")
+    r = SenderProcess(None, tmp_path)("install", "--root", str(tmp_path / "root"), "--front", "varnish")
     assert r.returncode != 0 and "varnish" in r.stderr and "nginx" in r.stderr
 
 
-@needs_varnish_front
-def test_doctor_checks_the_front(tmp_path):
+def test_doctor_checks_the_front_certificate_and_ports(tmp_path):
     conf = tmp_path / "sender.toml"
     cert, key = certificate(tmp_path / "tls", days=5)
-    cfg = (config_mod.Config(config_mod.defaults(), conf).with_value("front.kind", "varnish")
+    cfg = (config_mod.Config(config_mod.defaults(), conf).with_value("front.kind", "nginx")
            .with_value("front.tls_cert", str(cert)).with_value("front.tls_key", str(key)))
     by_name = {c.name: c for c in checks.check_front(cfg)}
     assert by_name["front binaries"].status == checks.OK
-    assert by_name["front config"].status == checks.OK and "hitch --test passes" in by_name["front config"].detail
+    assert by_name["front config"].status == checks.OK and "nginx -t passes" in by_name["front config"].detail
     assert by_name["front certificate"].status == checks.WARN and "expires" in by_name["front certificate"].detail
     assert by_name["front upstream"].status == checks.WARN  # http.listen 0.0.0.0: viewers can go around the front
     expired = {c.name: c for c in checks.check_front(cfg, now=datetime.datetime.now().timestamp() + 10 * 86400)}

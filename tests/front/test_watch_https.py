@@ -1,5 +1,5 @@
-"""The watch page over HTTPS through the front (`sender up --front nginx|varnish`): hls.js in
-Chromium plays the live stream, every request on HTTP/2 through the front."""
+"""The watch page over HTTPS through the front (`sender up --front nginx`): hls.js in Chromium
+plays the live stream, every request on HTTP/2 through nginx."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from playwright.sync_api import sync_playwright
 from tests.front.conftest import needs_front
 from tests.web.test_watch_page import CHROMIUM, CSP_WATCH, Browser, assert_hlsjs, wait_status
 
-pytestmark = [needs_front, pytest.mark.slow,
+pytestmark = [*needs_front, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: Debian's chromium package (run .ci/bootstrap --test)")]
 
 PROTOCOLS = "() => performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation')).map(e => [e.name, e.nextHopProtocol])"

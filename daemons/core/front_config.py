@@ -1,7 +1,6 @@
-"""The front tier's configuration, what both kinds of it share: the Varnish VCL Sender prints for
-an admin's own Varnish (`sender cache-config varnish`), the public base URL through the front,
-and what programs the front Sender runs needs (front.kind = "nginx": daemons/core/front_nginx.py
-renders its config).
+"""Cache and front configuration: the Varnish VCL Sender prints for an admin's own Varnish
+(`sender cache-config varnish`), the public base URL through the front tier, and the programs
+the front needs (its nginx.conf: daemons/core/front_nginx.py).
 
 What makes LL-HLS cacheable (docs/arch.md, "HTTP serving"): generation-scoped URLs, immutable
 media, blocking-reload answers that never change for one (_HLS_msn, _HLS_part, _HLS_skip), and
@@ -60,7 +59,7 @@ backend sender_http {{
     .first_byte_timeout = {timeout_s}s;
     .between_bytes_timeout = {timeout_s}s;
 }}
-{extra_backends}
+
 sub vcl_recv {{
     unset req.http.X-Sender-Key;
 {scheme}    set req.http.X-Forwarded-Host = req.http.host;
@@ -121,7 +120,7 @@ sub vcl_backend_response {{
     # 3 x TARGETDURATION for blocking-reload answers, 1 s for live playlists. Only media (which
     # never changes) may be served stale while it is refreshed; a live playlist never is.
     if (beresp.http.Cache-Control ~ "(?i)immutable") {{
-{media_ttl}        set beresp.grace = {media_grace};
+        set beresp.grace = {media_grace};
     }} else {{
         set beresp.grace = 0s;
     }}
@@ -141,7 +140,7 @@ sub vcl_deliver {{
         }}
     }}
 }}
-{extra_subs}"""
+"""
 
 PRINTED_HEADER = """\
 # sender cache-config varnish — a Varnish (7.x) cache in front of sender-http at {upstream}.
@@ -166,15 +165,12 @@ def _vcl_take_arg(arg: str) -> str:
 
 
 def _vcl(*, header: str, upstream: str, target_duration_s: int, scheme: str, hit_for_miss_s: int = 1,
-         media_grace: str = "1h", media_ttl_s: int | None = None, extra_backends: str = "", extra_subs: str = "") -> str:
+         media_grace: str = "1h") -> str:
     host, port = split_upstream(upstream)
-    media_ttl = ("" if media_ttl_s is None else
-                 f"        if (beresp.ttl > {media_ttl_s}s) {{\n            set beresp.ttl = {media_ttl_s}s;\n        }}\n")
     return VCL_TEMPLATE.format(
         header=header, host=host, port=port, timeout_s=upstream_timeout_seconds(target_duration_s),
-        hit_for_miss_s=hit_for_miss_s, media_grace=media_grace, media_ttl=media_ttl, scheme=scheme,
+        hit_for_miss_s=hit_for_miss_s, media_grace=media_grace, scheme=scheme,
         key_args="".join(_vcl_take_arg(arg) for arg in KEY_ARGS), session_arg=_vcl_take_arg(SESSION_ARG),
-        extra_backends=extra_backends, extra_subs=extra_subs,
     )
 
 

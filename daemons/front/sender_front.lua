@@ -232,7 +232,7 @@ function M.push()
   if waiting > 0 then
     e.sema:post(waiting)
   end
-  return M.answer(waiting)
+  return M.text(waiting .. "\n")
 end
 
 -- What an HLS path is, as access_log.kind_of / hls_route.py name it.
@@ -309,10 +309,7 @@ function M.stats()
   end
   counts = {}
   viewers = {}
-  local body = table.concat(out, "\n") .. "\n"
-  ngx.header["Content-Type"] = "text/plain"
-  ngx.header["Content-Length"] = #body
-  ngx.print(body)
+  return M.text(table.concat(out, "\n") .. "\n")
 end
 
 -- GET /wanted?since=<seconds>: the renditions asked for within that long, one per line.
@@ -330,18 +327,14 @@ function M.wanted()
       wanted[path] = nil
     end
   end
-  local body = table.concat(out, "\n") .. "\n"
+  return M.text(table.concat(out, "\n") .. "\n")
+end
+
+-- The control listener's answers: text with a Content-Length (sender-front keeps the connection).
+function M.text(body)
   ngx.header["Content-Type"] = "text/plain"
   ngx.header["Content-Length"] = #body
   ngx.print(body)
-end
-
--- The control listener's answers: a number, with a Content-Length (sender-front keeps the connection).
-function M.answer(n)
-  local out = tostring(n) .. "\n"
-  ngx.header["Content-Type"] = "text/plain"
-  ngx.header["Content-Length"] = #out
-  ngx.print(out)
 end
 
 -- POST /drop?s=<stream id>: the stream is no longer public (made private, deleted): forget it
@@ -367,7 +360,7 @@ function M.drop()
       dropped = dropped + 1
     end
   end
-  return M.answer(dropped)
+  return M.text(dropped .. "\n")
 end
 
 return M

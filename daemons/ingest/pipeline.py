@@ -41,6 +41,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -102,7 +103,8 @@ class GenerationPipeline:
     batches, wakes readers, and tells the store what happened."""
 
     def __init__(self, *, stream: dict, generation_id: str, renditions: list[dict], directory: Path,
-                 config, store: StoreWorker, nursery: trio.Nursery, events: SpoolEventSender | None = None):
+                 config, store: StoreWorker, nursery: trio.Nursery, events: SpoolEventSender | None = None,
+                 before_live: Callable[[], Awaitable[None]] | None = None):
         self.stream = stream
         self.generation_id = generation_id
         self.renditions = renditions
@@ -118,6 +120,7 @@ class GenerationPipeline:
         )
         self.spool = SpoolWriter(directory)
         self.events = events
+        self.before_live = before_live  # the daemon's stats, written before the store says live
         self.media = GenerationPackager.new(self.packager_config, [r["name"] for r in renditions])
         self.inits: dict[str, InitSegment] = {}
         self.live = False
@@ -286,6 +289,8 @@ class GenerationPipeline:
                     self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last))
         if not self.live and self.media.playable:
             self.live = True
+            if self.before_live is not None:
+                await self.before_live()
             try:
                 await self.store.run(domain.generations.mark_live, self.generation_id)
                 slog.log(log, logging.INFO, "generation is live", **self.fields)

@@ -300,6 +300,7 @@ class IngestDaemon:
                 stream=stream, generation_id=generation_id, renditions=renditions,
                 directory=generation_dir(self.install.spool_root, stream["id"], generation_id),
                 config=self.config, store=self.store, nursery=self.nursery, events=self.events,
+                before_live=self.write_stats,
             )
             await pipeline.load()
             self.pipelines[generation_id] = pipeline
@@ -380,40 +381,44 @@ class IngestDaemon:
             await trio.sleep(min(RETENTION_INTERVAL_S, max(min(retention, keep) / 2, 0.5)))
 
     async def _stats_loop(self) -> None:
-        state_dir = self.install.state_dir
         while True:
-            now = trio.current_time()
-            payload = {
-                "listening": [[scheme, host, port] for scheme, host, port in self.addresses],
-                "recordings": self.recordings,
-                "connections": self.connections,
-                "generations": [
-                    {
-                        "generation_id": gid,
-                        "stream_id": pl.stream["id"],
-                        "live": pl.live,
-                        "backend_restarts": pl.restarts,
-                        "spool_full": pl.spool.full,
-                        "renditions": {
-                            name: {"last_part": pk.last_part(), "target_duration": pk.target_duration,
-                                   "keyframe_interval_s": pk.keyframe_interval_s, "bandwidth": pk.bandwidth_peak}
-                            for name, pk in pl.packagers.items()
-                        },
-                    }
-                    for gid, pl in self.pipelines.items()
-                ],
-                "restream": self.restream.stats(now),
-                "thumbnails": {"made": self.thumbnails.made, "failed": self.thumbnails.failed},
-                "publishers": [
-                    {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
-                    for p in self.publishers.values()
-                ],
-            }
-            try:
-                await trio.to_thread.run_sync(write_stats, state_dir, "ingest", payload)
-            except OSError as e:
-                log.warning("cannot write stats: %s", e)
+            await self.write_stats()
             await trio.sleep(STATS_INTERVAL_S)
+
+    async def write_stats(self) -> None:
+        """Write `stats/ingest.json` now: each second, and right before a generation is marked
+        live, so that `sender stream status` never shows a live generation with a stale publisher."""
+        now = trio.current_time()
+        payload = {
+            "listening": [[scheme, host, port] for scheme, host, port in self.addresses],
+            "recordings": self.recordings,
+            "connections": self.connections,
+            "generations": [
+                {
+                    "generation_id": gid,
+                    "stream_id": pl.stream["id"],
+                    "live": pl.live,
+                    "backend_restarts": pl.restarts,
+                    "spool_full": pl.spool.full,
+                    "renditions": {
+                        name: {"last_part": pk.last_part(), "target_duration": pk.target_duration,
+                               "keyframe_interval_s": pk.keyframe_interval_s, "bandwidth": pk.bandwidth_peak}
+                        for name, pk in pl.packagers.items()
+                    },
+                }
+                for gid, pl in self.pipelines.items()
+            ],
+            "restream": self.restream.stats(now),
+            "thumbnails": {"made": self.thumbnails.made, "failed": self.thumbnails.failed},
+            "publishers": [
+                {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
+                for p in self.publishers.values()
+            ],
+        }
+        try:
+            await trio.to_thread.run_sync(write_stats, self.install.state_dir, "ingest", payload)
+        except OSError as e:
+            log.warning("cannot write stats: %s", e)
 
 
 def _generation_dirs(root) -> dict:

@@ -33,6 +33,7 @@ and breaks the timeline: never the connection.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple, Protocol
 
@@ -65,6 +66,9 @@ class Pipeline(Protocol):
     async def start_timeline(self, names: tuple[str, ...] | None = None) -> None: ...
     async def end_timeline(self, names: tuple[str, ...] | None = None) -> None: ...
     async def on_output(self, name: str, items: list) -> None: ...
+    @property
+    def leasable(self) -> bool: ...
+    def fragment_now(self, name: str, fragment: Fragment, now: float): ...
 
 log = slog.get("ingest.native")
 
@@ -243,16 +247,22 @@ class NativeSink:
             self.pipeline.frame_rate = float(fps)
 
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
+        out = self._push(media)
+        if out:
+            await self.deliver(out)
+
+    def _push(self, media: rtmp.AudioData | rtmp.VideoData) -> list[Output]:
         try:
-            out = self.remux.push(media)
+            return self.remux.push(media)
         except UnsupportedMedia:
             raise
         except Exception:  # a bug here must not end the publish (nor the connection)
             log.exception("native backend failed on a packet", extra={"fields": self.pipeline.fields})
             self.remux = SourceRemux(self.remux.frame_duration_ms)
-            out = [TimelineBreak("native backend failure")]
-        if not out:
-            return
+            return [TimelineBreak("native backend failure")]
+
+    async def deliver(self, out: list[Output]) -> None:
+        """What the remux made of a packet, to the pipeline (in trio)."""
         items: list[InitSegment | Fragment] = []
         for item in out:
             if isinstance(item, (InitSegment, Fragment)):
@@ -267,6 +277,28 @@ class NativeSink:
                 await self.pipeline.start_timeline(self.names)
         if items:
             await self.pipeline.on_output(self.rendition, items)
+
+    # --- in the media thread (daemons/ingest/media_thread.py) ----------------------------------
+
+    @property
+    def leasable(self) -> bool:
+        """Whether this publish's frames may go through the media thread: the only sink of its
+        generation's pipeline (not a ladder's), once the pipeline is live."""
+        return self.pipeline.sink is self and self.remux.remuxer is not None and self.pipeline.leasable
+
+    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float) -> list:
+        """(The media thread) `write` for a coded frame the backend takes (`refusal` is None):
+        fragments packaged and written now; anything else (an init, a break, a drop) and what
+        the pipeline cannot finish alone are returned for trio, as coroutine functions."""
+        out = self._push(media)
+        for i, item in enumerate(out):
+            if not isinstance(item, Fragment):
+                return [functools.partial(self.deliver, out[i:])]
+            follow_up = self.pipeline.fragment_now(self.rendition, item, now)
+            if follow_up is not None:
+                rest = out[i + 1:]
+                return [follow_up, functools.partial(self.deliver, rest)] if rest else [follow_up]
+        return []
 
     def _log_drop(self, drop: Dropped) -> None:
         self.dropped += 1

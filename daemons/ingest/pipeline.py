@@ -38,6 +38,7 @@ playlist listed (from those files) before it goes on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ from daemons.ingest import backend, native
 from daemons.ingest.native import NativeSink
 from daemons.ingest.sink import MediaSink, UnsupportedMedia
 from daemons.media import flv, hls, rtmp
-from daemons.media.fmp4 import FMP4Error, FMP4Reader, InitSegment
+from daemons.media.fmp4 import FMP4Error, FMP4Reader, Fragment, InitSegment
 from daemons.media.generation import Batch, GenerationPackager
 from daemons.media.names import DVR_PLAYLIST, MASTER, MASTER_DVR, MASTER_VOD, PLAYLIST, VOD_PLAYLIST
 from daemons.media.packager import PackagerConfig, RenditionPackager, utc_now
@@ -262,16 +263,20 @@ class GenerationPipeline:
             return
         retry = self.media.outage
         if not await self.spool.write(batch.actions, batch.published):
-            self.media.refused(batch)
-            if not retry:
-                slog.log(log, logging.WARNING, "spool refused a write: media is dropped until it is written", **self.fields)
-                self.nursery.start_soon(self._recover)
+            self._refused(batch, retry)
             return
         if retry:
             self.media.recovered(batch)
         else:
             self.media.written(batch)
+        self._announce(batch, trio.current_time())
         await self._after(batch)
+
+    def _refused(self, batch: Batch, retry: bool) -> None:
+        self.media.refused(batch)
+        if not retry:
+            slog.log(log, logging.WARNING, "spool refused a write: media is dropped until it is written", **self.fields)
+            self.nursery.start_soon(self._recover)
 
     async def _recover(self) -> None:
         while self.media.outage:
@@ -280,13 +285,52 @@ class GenerationPipeline:
                 await self._write(self.media.retry())
         slog.log(log, logging.INFO, "spool writes again: the backlog is written, media goes on", **self.fields)
 
-    async def _after(self, batch: Batch) -> None:
-        """A batch landed: wake readers of the playlists it published; the store and the master follow."""
+    # --- the media thread's share (daemons/ingest/media_thread.py) -------------------------------
+
+    @property
+    def leasable(self) -> bool:
+        """Whether a publish of this generation may run in the media thread: live, the spool
+        writing on the loop (not after a slow batch, not in an outage)."""
+        return self.live and not self.media.outage and not self.spool.threaded
+
+    def fragment_now(self, name: str, fragment: Fragment, now: float) -> Callable[[], Awaitable[None]] | None:
+        """(The media thread, while the publish is leased) `on_output` of one fragment, as far as
+        it goes without trio: package it, write the batch, wake the readers. Returns what trio
+        must finish (the lease then ends), or None."""
+        batch = self.media.on_fragment(name, fragment, utc_now())
+        if batch is None:
+            return None
+        if not self.spool.write_now(batch.actions, batch.published, now):
+            return functools.partial(self._refused_later, batch)
+        self.media.written(batch)
+        self._announce(batch, now)
+        if self._after_needed():
+            return functools.partial(self._after, batch)
+        if self.spool.threaded_at(now):
+            return _nothing  # a slow disk: the publish goes back to trio, which writes from a worker thread
+        return None
+
+    async def _refused_later(self, batch: Batch) -> None:
+        self._refused(batch, retry=False)
+
+    def _after_needed(self) -> bool:
+        """Whether `_after` has something to do besides the readers' wake-ups (done already)."""
+        if not self.live:
+            return self.media.playable
+        return self._master_key(final=False) != self._master_inputs or self.media.discontinuities != self._discontinuities
+
+    # --- after a batch -------------------------------------------------------------------------
+
+    def _announce(self, batch: Batch, now: float) -> None:
+        """Wake the readers of the playlists a batch published (spool events)."""
         if self.events is not None:
             for name, p in self.packagers.items():
                 last = p.last_part()
                 if last is not None and batch.playlist_of(name) is not None:
-                    self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last))
+                    self.events.send(spool_events.encode(f"{self.stream['id']}/{self.generation_id}/{name}", *last), now)
+
+    async def _after(self, batch: Batch) -> None:
+        """A batch landed (and its readers were woken): the store and the master follow."""
         if not self.live and self.media.playable:
             self.live = True
             if self.before_live is not None:
@@ -306,10 +350,7 @@ class GenerationPipeline:
     async def _publish_master(self, *, final: bool = False) -> None:
         # What the masters are made of changes once per segment, not once per part: skip the
         # rest (variants, renders, compares) while it is the same as the last written.
-        inputs = (final, self.frame_rate, tuple(
-            (id(self.inits.get(name)), p.bandwidth_peak, p.average_bandwidth, p.ended,
-             p.recording.segments if p.recording is not None else None)
-            for name, p in self.packagers.items()))
+        inputs = self._master_key(final)
         if inputs == self._master_inputs:
             return
         variants = []
@@ -348,6 +389,12 @@ class GenerationPipeline:
         await self._record_bandwidth(variants, final=final)
         if written:
             self._master_inputs = inputs
+
+    def _master_key(self, final: bool) -> tuple:
+        return (final, self.frame_rate, tuple(
+            (id(self.inits.get(name)), p.bandwidth_peak, p.average_bandwidth, p.ended,
+             p.recording.segments if p.recording is not None else None)
+            for name, p in self.packagers.items()))
 
     def _replay_masters_due(self, final: bool) -> list[tuple[str, str]]:
         """A recording's masters, (file, the variants' playlist): the DVR one once every rendition
@@ -413,6 +460,10 @@ def last_write_time(directory: Path) -> str:
             continue
     when = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else datetime.now(timezone.utc)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def _nothing() -> None:
+    pass
 
 
 def _listed_open_parts(directory: Path) -> tuple[hls.MediaPlaylist, list[bytes]] | None:

@@ -336,9 +336,7 @@ class RestreamSink:
 
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
         header = media.header
-        if self.unsupported is None and (header.enhanced or getattr(header, "codec_id", 0) == flv.CODEC_HEVC):
-            # ffmpeg 5.1's FLV demuxer reads legacy FLV only (the native backend takes more).
-            self.unsupported = f"codec {header.fourcc or 'hvc1'} cannot be pushed: ffmpeg reads legacy FLV codecs only"
+        self._note_codec(header)
         if isinstance(media, rtmp.VideoData):
             if header.packet_type is None or header.packet_type is flv.VideoPacketType.METADATA:
                 return  # a command or HDR metadata: not media to pass on
@@ -357,6 +355,21 @@ class RestreamSink:
             tag = flv.encode_tag(media.tag_type, media.timestamp, media.payload)
             for push in self.pushes.values():
                 push.offer(tag, start_point)
+
+    def _note_codec(self, header) -> None:
+        if self.unsupported is None and (header.enhanced or getattr(header, "codec_id", 0) == flv.CODEC_HEVC):
+            # ffmpeg 5.1's FLV demuxer reads legacy FLV only (the native backend takes more).
+            self.unsupported = f"codec {header.fourcc or 'hvc1'} cannot be pushed: ffmpeg reads legacy FLV codecs only"
+
+    @property
+    def leasable(self) -> bool:
+        """Whether the media thread may take this publish's coded frames: nothing to push, and
+        the start point seen (what `write` then does with a coded frame is `take`). The control
+        loop takes a leased publish back before it gives it targets (server.py)."""
+        return not self.pushes and self.started.is_set() and not self.closed
+
+    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float = 0.0) -> None:
+        self._note_codec(media.header)
 
     def prelude(self) -> bytes:
         """What a fresh ffmpeg needs before media: the FLV header, metadata, sequence headers."""

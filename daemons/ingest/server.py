@@ -11,6 +11,11 @@ restream targets) within half a second; a stats loop writes per-publisher stats
 (`daemons/ingest/stats.py`) for the other daemons; a retention loop removes ended generations
 from the spool.
 
+Once a publish is steady (live, its sinks able to take frames without trio), its connection is
+leased to the media thread (daemons/ingest/media_thread.py), which reads, packages and writes its
+coded frames outside the event loop; the first thing the thread cannot do itself (an event other
+than a frame, a follow-up that needs the store, a kick) brings the connection back here.
+
 Names: a *connection* is one RTMP connection (`ConnectionHandler`, around `rtmp.ServerConnection`);
 a *publish* is an accepted publish on it, from `accept_publish` to unpublish (a `Publisher`, and
 one `BackendSink` in the generation's pipeline); a *timeline* is what one media backend process
@@ -47,6 +52,8 @@ from daemons.ingest.sink import (
     UnsupportedMedia,
     generation_dir,
 )
+from daemons.ingest.media_thread import Lease, MediaThread
+from daemons.ingest.native import refusal
 from daemons.ingest.restream import Restreamer
 from daemons.ingest.stats import PublisherStats
 from daemons.ingest.thumbnails import Thumbnailer
@@ -77,6 +84,8 @@ class Publisher:
     scope: trio.CancelScope
     done: trio.Event = field(default_factory=trio.Event)
     kick_reason: str | None = None
+    lease: Lease | None = None  # while its connection is in the media thread
+    held: bool = False  # kept in trio (the control loop is changing its sinks)
 
     def kick(self, reason: str) -> None:
         self.kick_reason = reason
@@ -123,6 +132,8 @@ class IngestDaemon:
         self.events = SpoolEventSender(install.state_dir)
         self.restream = Restreamer(self.config)  # pushes to other platforms (daemons/ingest/restream.py)
         self.thumbnails = Thumbnailer(self.config)  # a JPEG per live stream (daemons/ingest/thumbnails.py)
+        # Steady publishes' frames, outside trio's loop (daemons/ingest/media_thread.py).
+        self.media = MediaThread() if self.config["rtmp.media_thread"] else None
         self._reserved: set[str] = set()  # stream ids between their admission and accept
         self._deciding = trio.Lock()  # publish decisions one at a time: each sees the last one's slot
         self.connections = 0
@@ -132,6 +143,8 @@ class IngestDaemon:
     # --- serving ---------------------------------------------------------------------------
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if self.media is not None:
+            self.media.start()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = self.restream.nursery = self.thumbnails.nursery = nursery
@@ -161,6 +174,8 @@ class IngestDaemon:
                     slog.log(log, logging.INFO, "listening", url=f"{scheme}://{h}:{p}/{APP}")
                 task_status.started(self.addresses)
         finally:
+            if self.media is not None:
+                self.media.stop()  # every connection has ended: no lease is left
             self.events.close()
 
     async def _resume_generations(self) -> None:
@@ -348,7 +363,14 @@ class IngestDaemon:
                 if reason and p.kick_reason is None:
                     slog.log(log, logging.INFO, "disconnecting publisher", reason=reason, stream=p.stream["slug"], generation=p.generation_id)
                     p.kick(reason)
+            # A publish in the media thread comes back to trio before its sinks change (and stays).
+            held = [p for p in pubs if p.lease is not None and targets.get(p.stream["id"])]
+            for p in held:
+                p.held = True
+                await self.media.reclaim(p.lease)
             self.restream.apply(targets)  # restream targets added, removed, enabled, disabled
+            for p in held:
+                p.held = False
             for gid, status in statuses.items():
                 pipeline = self.pipelines.get(gid)
                 if pipeline is not None and not domain.generations.is_active(status) and pipeline.sink is None:
@@ -410,6 +432,7 @@ class IngestDaemon:
             ],
             "restream": self.restream.stats(now),
             "thumbnails": {"made": self.thumbnails.made, "failed": self.thumbnails.failed},
+            "media_thread": self.media.stats() if self.media is not None else None,
             "publishers": [
                 {"stream_id": p.stream["id"], "stream": p.stream["slug"], "generation_id": p.generation_id, **p.stats.to_json(now)}
                 for p in self.publishers.values()
@@ -502,6 +525,30 @@ class Receiver:
             return data
 
 
+class LeasedPublish:
+    """A leased publish's `Work` (daemons/ingest/media_thread.py): what `ConnectionHandler._on_event`
+    does with a coded frame, without trio: the stats, then every sink's `take`."""
+
+    def __init__(self, conn: rtmp.ServerConnection, stats: PublisherStats, sinks: list):
+        self.conn = conn
+        self.stats = stats
+        self.native = sinks[0]  # the pipeline's session sink comes first; only a NativeSink leases
+        self.others = sinks[1:]
+
+    def take(self, event: rtmp.AudioData | rtmp.VideoData, now: float) -> list | None:
+        header = event.header
+        if not header.is_coded_frame or header.track_id or refusal(event) is not None:
+            return None  # sequence headers, commands, other tracks, a codec to refuse: trio's
+        self.stats.sample(now, self.conn.bytes_received)
+        if isinstance(event, rtmp.VideoData):
+            self.stats.on_video(event)
+        else:
+            self.stats.on_audio(event)
+        for sink in self.others:
+            sink.take(event, now)
+        return self.native.take(event, now)
+
+
 class ConnectionHandler:
     """One RTMP connection, from accept to close: the trio task around its `rtmp.ServerConnection`.
     It may publish (one publish at a time, again after an unpublish)."""
@@ -559,13 +606,23 @@ class ConnectionHandler:
         idle = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
         with idle:
             while True:
-                data = await receiver.receive()
+                events: list = []
+                lease = self._lease(receiver, idle_timeout)
+                if lease is None:
+                    data = await receiver.receive()
+                else:
+                    idle.deadline = math.inf  # the media thread keeps the idle timeout meanwhile
+                    events, data = await self._leased(lease)
+                    if lease.idle:
+                        break
+                    idle.deadline = trio.current_time() + idle_timeout + slack
                 now = trio.current_time()
                 if idle.deadline < now + idle_timeout:
                     idle.deadline = now + idle_timeout + slack
-                self.conn.receive_data(data)
+                if data is not None:
+                    self.conn.receive_data(data)
                 while True:
-                    event = self.conn.next_event()
+                    event = events.pop(0) if events else self.conn.next_event()
                     if event is rtmp.NEED_DATA:
                         break
                     if isinstance(event, rtmp.ConnectionClosed):
@@ -577,6 +634,47 @@ class ConnectionHandler:
                     receiver.expect_more()
         self.conn.close("idle timeout")
         return "idle timeout"
+
+    def _lease(self, receiver: Receiver, idle_timeout: float) -> Lease | None:
+        """A lease of this connection to the media thread, if its publish can run there: a
+        plain TCP connection (TLS buffers bytes of its own), every sink able to take frames
+        without trio (`leasable`: the native backend alone on a live generation, no restream
+        push, no FLV recording)."""
+        pub = self.publisher
+        if self.daemon.media is None or pub is None or pub.held or pub.kick_reason or receiver.fd < 0:
+            return None
+        if not self.sinks or not all(getattr(sink, "leasable", False) for sink in self.sinks):
+            return None
+        return Lease(receiver.fd, self.conn, LeasedPublish(self.conn, pub.stats, self.sinks), idle_timeout)
+
+    async def _leased(self, lease: Lease) -> tuple[list, bytes | None]:
+        """Run the connection in the media thread until it comes back, and finish what it left:
+        the events it did not take (returned, with the bytes it read last if the stream ended),
+        the follow-ups of a frame it took, bytes for the peer."""
+        pub = self.publisher
+        pub.lease = lease
+        try:
+            await self.daemon.media.run(lease)
+        except BaseException:
+            # Taken back by a cancellation (a kick, a shutdown): what the thread left still
+            # lands (a batch the spool refused must reach the packager before anything else).
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                await self._follow_up(lease)
+            raise
+        finally:
+            pub.lease = None
+        await self._follow_up(lease)
+        if lease.error is not None:
+            raise lease.error  # the socket failed, a protocol error, or a bug (what trio's path raises)
+        if lease.unsent:
+            with trio.fail_after(self.daemon.limits.idle_timeout_s):
+                await self.transport.send_all(lease.unsent)
+        return lease.events, lease.data
+
+    async def _follow_up(self, lease: Lease) -> None:
+        follow_ups, lease.follow_ups = lease.follow_ups, []
+        for follow_up in follow_ups:
+            await follow_up()
 
     async def _send(self) -> None:
         out = self.conn.data_to_send()

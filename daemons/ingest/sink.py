@@ -37,7 +37,8 @@ def generation_dir(spool_root: Path, stream_id: str, generation_id: str) -> Path
 
 
 class FLVSpoolSink:
-    """Buffers tags and appends them to `<generation>/ingest/<n>.flv` from a worker thread."""
+    """Buffers tags and appends them to `<generation>/ingest/<n>.flv` from a worker thread (or
+    from the media thread, while it holds the publish)."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory) / "ingest"
@@ -65,6 +66,19 @@ class FLVSpoolSink:
         self._buffer += flv.encode_tag(media.tag_type, media.timestamp, media.payload)
         if len(self._buffer) >= FLUSH_BYTES or trio.current_time() - self._last_flush >= FLUSH_INTERVAL_S:
             await self._flush()
+
+    leasable = True  # `take` needs nothing of trio: the media thread may call it
+
+    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float) -> None:
+        """`write` from the media thread (daemons/ingest/media_thread.py), which owns this sink
+        while it holds the publish: the appends are written there, as its spool writes are."""
+        self._buffer += flv.encode_tag(media.tag_type, media.timestamp, media.payload)
+        if len(self._buffer) >= FLUSH_BYTES or now - self._last_flush >= FLUSH_INTERVAL_S:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            self._last_flush = now
+            if self._file is not None:
+                self._file.write(data)
+                self._file.flush()
 
     async def _flush(self) -> None:
         async with self._lock:

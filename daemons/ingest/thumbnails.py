@@ -169,6 +169,11 @@ class KeyframeTap:
         pass
 
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
+        self.take(media)
+
+    leasable = True  # `take` needs nothing of trio: the media thread may call it
+
+    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float = 0.0) -> None:
         if not isinstance(media, rtmp.VideoData) or not can_decode(media.header):
             return
         if media.header.is_sequence_header:

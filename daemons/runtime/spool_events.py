@@ -70,8 +70,9 @@ class SpoolEventSender:
         self._targets: list[str] = []
         self._listed_at = -REFRESH_S
 
-    def send(self, message: bytes) -> None:
-        now = trio.current_time()
+    def send(self, message: bytes, now: float | None = None) -> None:
+        """`now`: trio's clock, given by a caller outside trio (the ingest daemon's media thread)."""
+        now = trio.current_time() if now is None else now
         if now - self._listed_at >= REFRESH_S:
             self._listed_at = now
             try:

@@ -1,0 +1,275 @@
+"""The media thread: steady publishes read, parsed, packaged and written outside trio's loop.
+
+A publisher's socket is read about a hundred times a second, and each read through trio costs a
+wake-up of the scheduler (~100 µs of Python on the reference machine, against ~20 µs for a plain
+`epoll` + `read`; bench/wakeup_cost.py): with the glue around each message, that was most of a
+native stream's CPU (docs/performance.md, "Where a native stream's CPU goes"). So once a publish
+is steady, its connection is *leased* to this thread: one OS thread with an epoll of its own,
+registered once per lease, which reads the socket, feeds the sans-IO `rtmp.ServerConnection`,
+and hands each coded audio/video frame to the publish's `Work` (stats, the native backend, the
+packager, the spool writes, the spool events) synchronously.
+
+The thread does only the steady state. The first thing it cannot do itself ends the lease, and
+the connection goes back to its trio task (`ConnectionHandler` in server.py) with what is left:
+
+* an event other than a coded frame (metadata, a sequence header, an unpublish, a close);
+* a follow-up of a frame it took (`Work.take`): a new init segment, a timeline break or a
+  dropped packet from the native backend, a batch whose aftermath needs the store or the
+  master playlist (the generation going live, a new segment's bandwidth, a discontinuity), a
+  batch the spool refused, a slow disk;
+* the end of the stream, a socket error, a protocol error, the idle timeout, bytes the socket
+  would not take at once.
+
+Trio takes the connection back on its own with `reclaim` (a kick, a shutdown, a change of
+restream targets). One owner at a time: while leased, nothing in trio touches the connection,
+the publish's sinks or its pipeline's packager, so none of them needs a lock.
+
+Times given to `Work.take` are on trio's clock (its offset from `time.perf_counter`, taken when
+the lease begins), so stats and spool deletions compare with what trio measures.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import threading
+import time
+from typing import Protocol
+
+import trio
+
+from daemons.media import rtmp
+from daemons.runtime import logging as slog
+
+log = slog.get("ingest.media")
+
+RECEIVE_SIZE = 65536
+READS_PER_TURN = 16  # reads of one socket before the others get their turn
+IDLE_CHECK_S = 1.0  # the idle timeout fires at most this late
+
+
+class Work(Protocol):
+    """What a leased publish does with its frames (server.py builds it from the publish's sinks)."""
+
+    def take(self, event: rtmp.AudioData | rtmp.VideoData, now: float) -> list | None:
+        """None: not for the thread (nothing done; trio handles the event). Otherwise the frame
+        was taken, and the list holds what trio must finish (empty: nothing)."""
+
+
+class Lease:
+    """One connection in the media thread, from `MediaThread.run` until the thread gives it back.
+
+    What the trio task finds when it ends: `events` (one the thread did not take), `follow_ups`
+    (of a frame it took), `unsent` (bytes for the peer), `data` (b"" at the end of the stream),
+    `error` (trio.BrokenResourceError, rtmp.RTMPProtocolError, or a bug's exception), `idle` (no bytes for the idle timeout)."""
+
+    def __init__(self, fd: int, conn: rtmp.ServerConnection, work: Work, idle_timeout: float):
+        self.fd = fd
+        self.conn = conn
+        self.work = work
+        self.idle_timeout = idle_timeout
+        self.clock_offset = trio.current_time() - time.perf_counter()
+        self.last_data = time.perf_counter()
+        self.events: list = []
+        self.follow_ups: list = []
+        self.unsent = b""
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
+        self.idle = False
+        self.done = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self._returned = False
+
+    def why(self) -> str:
+        """Why the lease ends, in a word (stats)."""
+        if self.error is not None:
+            return "error"
+        if self.idle:
+            return "idle"
+        if self.data is not None:
+            return "end of stream"
+        if self.unsent:
+            return "unsent"
+        if self.follow_ups:
+            return "follow-up"
+        return "event" if self.events else "reclaimed"
+
+    def give_back(self) -> None:
+        """(The media thread) End the lease: wake the trio task."""
+        if not self._returned:
+            self._returned = True
+            self._token.run_sync_soon(self.done.set)
+
+
+class MediaThread:
+    """The thread and its epoll (see the module docstring). `start` before the first lease,
+    `stop` after the last has ended."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._commands: collections.deque = collections.deque()
+        self._leases: dict[int, Lease] = {}
+        self._thread = threading.Thread(target=self._run, name="sender-media", daemon=True)
+        self.leases = 0  # leases begun
+        self.frames = 0  # coded frames taken in the thread
+        self.ended: collections.Counter = collections.Counter()  # why leases ended
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Blocking: end the thread (leases still held are given back) and close the epoll."""
+        if self._thread.is_alive():
+            self._command(("stop", None))
+            self._thread.join()
+        self._epoll.close()
+        os.close(self._wake)
+
+    def stats(self) -> dict:
+        """For the daemon's stats file: leases begun and held, frames taken, why leases ended."""
+        return {"leases": self.leases, "leased": len(self._leases), "frames": self.frames, "ended": dict(self.ended)}
+
+    async def run(self, lease: Lease) -> None:
+        """Lease the connection to the thread until it gives it back. Cancelled (a kick, a
+        shutdown): take it back first, then let the cancellation go on."""
+        self._command(("add", lease))
+        try:
+            await lease.done.wait()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.reclaim(lease)
+            raise
+
+    async def reclaim(self, lease: Lease) -> None:
+        """Take the connection back now (if the thread still has it)."""
+        if not lease.done.is_set():
+            self._command(("reclaim", lease))
+            await lease.done.wait()
+
+    def _command(self, command: tuple) -> None:
+        self._commands.append(command)
+        os.eventfd_write(self._wake, 1)
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                for fd, _ in self._epoll.poll(IDLE_CHECK_S):
+                    if fd == self._wake:
+                        if not self._on_commands():
+                            return
+                        continue
+                    lease = self._leases.get(fd)
+                    if lease is not None:
+                        try:
+                            self._serve(lease)
+                        except Exception as e:  # a bug: the trio task ends the connection with it
+                            log.exception("media thread failed on a connection")
+                            lease.error = e
+                            self._give_back(lease)
+                self._check_idle()
+        finally:
+            for lease in list(self._leases.values()):
+                self._give_back(lease)
+
+    def _on_commands(self) -> bool:
+        try:
+            os.eventfd_read(self._wake)
+        except BlockingIOError:
+            pass
+        while self._commands:
+            what, lease = self._commands.popleft()
+            if what == "stop":
+                return False
+            if what == "add":
+                self._leases[lease.fd] = lease
+                self.leases += 1
+                self._epoll.register(lease.fd, select.EPOLLIN)
+                # Bytes may already wait in the socket (epoll is level-triggered: it says so).
+            elif what == "reclaim" and self._leases.get(lease.fd) is lease:
+                self._give_back(lease)
+        return True
+
+    def _give_back(self, lease: Lease) -> None:
+        self.ended[lease.why()] += 1
+        if self._leases.get(lease.fd) is lease:
+            del self._leases[lease.fd]
+            try:
+                self._epoll.unregister(lease.fd)
+            except OSError:
+                pass
+        lease.give_back()
+
+    def _check_idle(self) -> None:
+        now = time.perf_counter()
+        for lease in [lease for lease in self._leases.values() if now - lease.last_data > lease.idle_timeout]:
+            lease.idle = True
+            self._give_back(lease)
+
+    def _serve(self, lease: Lease) -> None:
+        """Read what the socket has (a few reads at most), and do what it brings."""
+        conn = lease.conn
+        for _ in range(READS_PER_TURN):
+            try:
+                data = os.read(lease.fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                lease.error = trio.BrokenResourceError(f"connection failed: {e}")
+                self._give_back(lease)
+                return
+            now = time.perf_counter()
+            lease.last_data = now
+            if not data:
+                lease.data = b""
+                self._give_back(lease)
+                return
+            conn.receive_data(data)
+            if not self._take_events(lease, now + lease.clock_offset):
+                self._give_back(lease)
+                return
+            out = conn.data_to_send()
+            if out:
+                try:
+                    sent = os.write(lease.fd, out)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as e:
+                    lease.error = trio.BrokenResourceError(f"connection failed: {e}")
+                    self._give_back(lease)
+                    return
+                if sent < len(out):
+                    lease.unsent = out[sent:]
+                    self._give_back(lease)
+                    return
+            # A read that ended inside a message reads again before waiting: the rest is usually
+            # there already (see server.py's `Receiver`); a full buffer may have more behind it.
+            if len(data) < RECEIVE_SIZE and not conn.buffered_bytes:
+                return
+
+    def _take_events(self, lease: Lease, now: float) -> bool:
+        """Every complete event to the work; False (the lease ends) at the first it leaves."""
+        conn = lease.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except rtmp.RTMPProtocolError as e:
+                lease.error = e
+                return False
+            if event is rtmp.NEED_DATA:
+                return True
+            if isinstance(event, (rtmp.AudioData, rtmp.VideoData)):
+                follow_ups = lease.work.take(event, now)
+                if follow_ups is not None:
+                    self.frames += 1
+                    if follow_ups:
+                        lease.follow_ups = follow_ups
+                        return False
+                    continue
+            lease.events.append(event)
+            return False
+

@@ -111,6 +111,7 @@ class SpoolWriter:
             return self._failed(e)
         self.full = False
         self._check_speed(took, len(writes), now)
+        _unlink_all(self._due(now))  # here too: no hand-off to a worker thread each second
         return True
 
     def _plan(self, actions: list | tuple, published: dict[str, bytes], now: float) -> list[tuple[Path, bytes]]:
@@ -146,14 +147,18 @@ class SpoolWriter:
             self._limiter.release()
         self._check_speed(took, len(writes), trio.current_time())
 
+    def _due(self, now: float) -> list[str]:
+        """The paths whose deletion is due, taken off the schedule."""
+        due = []
+        with self._deletions_lock:
+            while self._deletions and self._deletions[0][0] <= now:
+                due.append(heapq.heappop(self._deletions)[1])
+        return due
+
     async def run_deletions(self) -> None:
         while True:
             await trio.sleep(1.0)
-            now = trio.current_time()
-            due = []
-            with self._deletions_lock:
-                while self._deletions and self._deletions[0][0] <= now:
-                    due.append(heapq.heappop(self._deletions)[1])
+            due = self._due(trio.current_time())
             if due:
                 await trio.to_thread.run_sync(_unlink_all, due, limiter=self._limiter)
 

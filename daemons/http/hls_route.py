@@ -46,6 +46,7 @@ TS_TYPE = b"video/mp2t"  # MPEG-TS segments, which edges of external origins kee
 IMMUTABLE = b"max-age=31536000, immutable"
 ENDED_PLAYLIST_MAX_AGE = 3600
 LIVE_PLAYLIST_MAX_AGE = 1
+EDGE_CATCH_UP_S = 2.0  # an edge holds a part just ahead of its playlist this long (or a target duration) for edge-fill
 
 # Every name from daemons/media/names.py: what the packager writes is what this route accepts.
 _MASTERS = "|".join(re.escape(n) for n in (names.MASTER, names.MASTER_DVR, names.MASTER_VOD))
@@ -330,16 +331,42 @@ class HLSHandler:
         return 200, headers, data
 
     async def _pulled(self, req: Request):
-        """An edge's miss: the file from the generation's upstream, if it is final there (else None)."""
+        """An edge's miss: the file from the generation's upstream, if it is final there; a part or
+        segment just ahead of the local playlist once edge-fill has it (else None)."""
         upstream = self.pull.upstream(req.stream_id, req.generation_id)
         if upstream is None:
             return None
-        if not finalized(req.kind, req.filename, self.spool.rendition(req.stream_id, req.generation_id, req.rendition).playlist):
-            return None
+        view = self.spool.rendition(req.stream_id, req.generation_id, req.rendition)
+        if not finalized(req.kind, req.filename, view.playlist):
+            return await self._caught_up(req, view)
         try:
             return await self.pull.media_file(upstream, req.stream_id, req.generation_id, req.rendition, req.filename, req.kind)
         except PullFailed as e:
             raise Refused(e.status, e.message) from None
+
+    async def _caught_up(self, req: Request, view):
+        """An edge is a moment behind its upstream: a viewer who saw the upstream's playlist (a
+        request forwarded before the edge had its own) asks for a part or segment the edge's
+        playlist does not list yet. Held until edge-fill writes it (no second upstream request
+        for it), for at most EDGE_CATCH_UP_S; only in the segment in progress or the next."""
+        playlist = view.playlist
+        if playlist is None or req.kind not in ("part", "segment"):
+            return None
+        msn = int(req.filename.split(".", 1)[0])
+        if not playlist.next_msn <= msn <= playlist.next_msn + 1 or playlist.ended:
+            return None
+        path = f"{self.root}/{req.stream_id}/{req.generation_id}/{req.rendition}/{req.filename}"
+        self.counters.blocked_now += 1
+        try:
+            with trio.move_on_after(min(EDGE_CATCH_UP_S, playlist.target_duration)):
+                while True:
+                    await view.wait_change()
+                    entry = self.files.get(path)
+                    if entry is not None:
+                        return entry
+        finally:
+            self.counters.blocked_now -= 1
+        return None
 
     async def _wait_for_hinted_part(self, req: Request, path: str):
         """A part requested before it exists is held only if the playlist hints it (EXT-X-PRELOAD-HINT)."""

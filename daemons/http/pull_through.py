@@ -12,7 +12,10 @@ HLS handler asks `PullThrough` instead of answering 404:
   a Sender source accepts in place of a playback token for private streams.
 * **Only finalized objects** (`finalized`): init files; segments before the local playlist's next
   msn; parts the local playlist lists; anything while the rendition has no local playlist yet.
-  Everything else is the usual 404 without asking upstream (a future part is not an edge's to guess).
+  Everything else is never asked upstream (a future part is not an edge's to guess): a part or
+  segment in the local playlist's segment in progress or the next is held until edge-fill writes
+  it (a viewer who saw the upstream's playlist through a forwarded request is that much ahead;
+  `hls_route.EDGE_CATCH_UP_S` at most), anything else is the usual 404.
 * **Media files** (`media_file`): one upstream GET per path at a time; concurrent misses for the
   same path wait on that one fetch (a `Flight`) and get the same answer. The body (at most
   `MAX_BODY_BYTES`) is written into the spool under a temporary name and renamed into place, in a

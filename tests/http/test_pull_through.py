@@ -14,7 +14,7 @@ import trio
 
 from daemons.core import domain
 from daemons.core.domain import distribution, playback
-from daemons.http import pull_through
+from daemons.http import hls_route, pull_through
 from daemons.http.metrics import worker_stats
 from daemons.http.pull_through import MAX_MEDIA_FETCHES, finalized, upstream_of
 from daemons.media.hls import parse_media_playlist
@@ -309,12 +309,40 @@ async def test_a_future_part_or_segment_is_a_404_without_asking_upstream(nodes):
     nodes.follow()
     for name in ("3.m4s", "5.m4s", "3.2.m4s", "2.7.m4s"):
         (nodes.edge_dir() / "source" / name).unlink(missing_ok=True)
+    listed = parse_media_playlist((nodes.edge_dir() / "source" / "index.m3u8").read_text())
+    hold = min(hls_route.EDGE_CATCH_UP_S, listed.target_duration)
     async with nodes.edge.client() as c:
-        for name in ("3.m4s", "5.m4s", "3.2.m4s", "2.7.m4s"):
+        for name in ("5.m4s", "2.7.m4s"):  # far ahead; a part no longer listed: at once
             r = await c.get(nodes.gen.url(name))
             assert r.status_code == 404 and r.headers["cache-control"] == "no-store", name
+        for name in ("3.m4s", "3.2.m4s"):  # just ahead: held for edge-fill a while, then the same 404
+            started = trio.current_time()
+            r = await c.get(nodes.gen.url(name))
+            assert r.status_code == 404 and r.headers["cache-control"] == "no-store", name
+            assert hold - 0.1 <= trio.current_time() - started <= hold + 2
     assert nodes.origin_asked("segment") == nodes.origin_asked("part") == 0
     assert not nodes.pull.pull_fetches
+
+
+async def test_a_part_just_ahead_of_the_edge_is_served_once_edge_fill_writes_it(nursery, nodes):
+    # A viewer saw the origin's playlist (forwarded while the edge had none) and asks the edge for
+    # its newest part, which edge-fill is a moment from writing: held, then served from the edge's
+    # own copy — never a 404, never a second request to the origin for it.
+    edge = nodes.edge_writer(3)
+    nodes.follow()
+    got = {}
+
+    async def viewer():
+        async with nodes.edge.client() as c:
+            got["part"] = await c.get(nodes.gen.url("3.1.m4s"))
+
+    nursery.start_soon(viewer)
+    await until(lambda: nodes.edge.daemon.ctx.counters.blocked_now == 1)
+    edge.add_part()  # 3.0: not yet
+    edge.add_part()  # 3.1, then its playlist (edge-fill's order)
+    await until(lambda: "part" in got)
+    assert got["part"].status_code == 200 and got["part"].content == part_bytes(3, 1)
+    assert nodes.origin_asked("part") == 0 and not nodes.pull.pull_fetches
 
 
 async def test_listed_segments_and_parts_missing_locally_are_pulled(nodes):

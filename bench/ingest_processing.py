@@ -14,6 +14,11 @@ the wake-ups, the sinks' glue, the spool's files and the events to sender-http.
 The result says how much of a native stream's CPU (bench/ingest_load.py measures the whole
 daemon) is media work and how much is the shell around it.
 
+With `--cadence-ms N` the pieces are also processed the way the daemon meets them: each after a
+sleep of N ms (the daemon sleeps in epoll between reads), and the same work is timed again, less
+what the sleeps alone cost. On a VM whose caches go cold while a thread sleeps, the same Python
+costs several times more at the daemon's cadence than in a tight loop.
+
 Run from the checkout:  .venv/bin/python bench/ingest_processing.py [--seconds 20] [--rounds 5] [--json]
 Needs: ffmpeg (Debian's package).
 """
@@ -95,14 +100,17 @@ def capture(tools: dict[str, str], clip: Path, seconds: float, work: Path) -> li
             stop_process(server.proc)
 
 
-def process(pieces: list[bytes]) -> dict:
-    """The pieces through the sans-IO path once; counts of what it made."""
+def process(pieces: list[bytes], gap_s: float = 0.0) -> dict:
+    """The pieces through the sans-IO path once (each after a sleep of `gap_s`, if any); counts
+    of what it made."""
     conn = rtmp.ServerConnection(limits=rtmp.Limits(), fourccs=())
     remux = SourceRemux()
     packager = GenerationPackager.new(PackagerConfig(), ["source"])
     packager.start_timeline()
     messages = fragments = batches = 0
     for data in pieces:
+        if gap_s:
+            time.sleep(gap_s)
         conn.receive_data(data)
         while (event := conn.next_event()) is not rtmp.NEED_DATA:
             if isinstance(event, rtmp.PublishRequest):
@@ -131,6 +139,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of the clip published (default 20)")
     parser.add_argument("--rounds", type=int, default=5, help="times the capture is processed; the best is shown (default 5)")
+    parser.add_argument("--cadence-ms", type=float, default=0.0,
+                        help="also process the pieces with this sleep before each, as the daemon meets them (e.g. 6)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     tools = require_tools(nginx=False)
@@ -155,6 +165,18 @@ def main() -> int:
         "us_per_media_message": round(best / max(counts["media_messages"], 1) * 1e6, 1),
         "pct_of_a_core_per_stream": round(best / args.seconds * 100, 3),
     }
+    if args.cadence_ms:
+        gap = args.cadence_ms / 1000
+        started = time.thread_time()
+        for _ in pieces:
+            time.sleep(gap)
+        sleeps = time.thread_time() - started
+        started = time.thread_time()
+        process(pieces, gap)
+        paced = time.thread_time() - started - sleeps
+        report["cadence"] = {"gap_ms": args.cadence_ms, "sleeps_cpu_s": round(sleeps, 4), "cpu_s": round(paced, 4),
+                             "times_tight_loop": round(paced / best, 2),
+                             "pct_of_a_core_per_stream": round(paced / args.seconds * 100, 3)}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -162,6 +184,11 @@ def main() -> int:
           f"{counts['fragments']} fragments, {counts['batches']} batches (parts, segments, playlists) in {args.seconds:g} s of media")
     print(f"Sans-IO path (RTMP parse + native remux + packager), best of {args.rounds}: {best * 1000:.0f} ms of CPU "
           f"= {report['pct_of_a_core_per_stream']:.2f} % of a core per stream, {report['us_per_media_message']:.1f} µs per media message")
+    if args.cadence_ms:
+        c = report["cadence"]
+        print(f"The same with {c['gap_ms']:g} ms of sleep before each read (the daemon's cadence): {c['cpu_s'] * 1000:.0f} ms "
+              f"= {c['pct_of_a_core_per_stream']:.2f} % of a core, {c['times_tight_loop']:.1f}x the tight loop "
+              f"(the sleeps alone: {c['sleeps_cpu_s'] * 1000:.0f} ms, not counted)")
     print("Compare with the whole daemon's CPU per stream: bench/ingest_load.py")
     return 0
 

@@ -9,6 +9,16 @@ registered once per lease, which reads the socket, feeds the sans-IO `rtmp.Serve
 and hands each coded audio/video frame to the publish's `Work` (stats, the native backend, the
 packager, the spool writes, the spool events) synchronously.
 
+Between a part's frames nothing can be published (a part is written when its last frame is in),
+so the thread does not read a real-time publisher while a part is far from its end: it asks the
+work how long until the open part's last frame is due (`Work.quiet_s`), stops watching that
+socket until shortly before, then reads what came meanwhile in one go. The bytes wait in the
+kernel's buffer; a wake-up is paid once for several frames instead of once per message — on a
+VM, where a thread's caches go cold while it sleeps, the same Python costs several times more
+one message at a time (bench/ingest_processing.py --cadence-ms). The part is still written
+before its last frame's real time comes (a publisher ahead of real time only has its frames
+waiting longer), and a socket a turn could not drain is read on at once.
+
 The thread does only the steady state. The first thing it cannot do itself ends the lease, and
 the connection goes back to its trio task (`ConnectionHandler` in server.py) with what is left:
 
@@ -31,6 +41,8 @@ the lease begins), so stats and spool deletions compare with what trio measures.
 from __future__ import annotations
 
 import collections
+import heapq
+import math
 import os
 import select
 import threading
@@ -47,6 +59,9 @@ log = slog.get("ingest.media")
 RECEIVE_SIZE = 65536
 READS_PER_TURN = 16  # reads of one socket before the others get their turn
 IDLE_CHECK_S = 1.0  # the idle timeout fires at most this late
+MIN_QUIET_S = 0.02  # a shorter quiet is not worth a timer
+MAX_QUIET_S = 0.15  # at most this much of a publisher waits in the kernel's buffer
+QUIET_GRID_S = 0.01  # quiet spells end on multiples of this (rounded down: never later)
 
 
 class Work(Protocol):
@@ -55,6 +70,9 @@ class Work(Protocol):
     def take(self, event: rtmp.AudioData | rtmp.VideoData, now: float) -> list | None:
         """None: not for the thread (nothing done; trio handles the event). Otherwise the frame
         was taken, and the list holds what trio must finish (empty: nothing)."""
+
+    def quiet_s(self) -> float:
+        """Seconds the socket may go unread without holding back a part (0: read as bytes come)."""
 
 
 class Lease:
@@ -78,6 +96,7 @@ class Lease:
         self.error: BaseException | None = None
         self.idle = False
         self.done = trio.Event()
+        self.quiet_until: float | None = None  # (perf_counter) not watched until then
         self._token = trio.lowlevel.current_trio_token()
         self._returned = False
 
@@ -112,6 +131,8 @@ class MediaThread:
         self._epoll.register(self._wake, select.EPOLLIN)
         self._commands: collections.deque = collections.deque()
         self._leases: dict[int, Lease] = {}
+        self._quiet: list[tuple[float, int, Lease]] = []  # (until, tie-break, lease) heap
+        self._quiet_count = 0
         self._thread = threading.Thread(target=self._run, name="sender-media", daemon=True)
         self.leases = 0  # leases begun
         self.frames = 0  # coded frames taken in the thread
@@ -129,8 +150,10 @@ class MediaThread:
         os.close(self._wake)
 
     def stats(self) -> dict:
-        """For the daemon's stats file: leases begun and held, frames taken, why leases ended."""
-        return {"leases": self.leases, "leased": len(self._leases), "frames": self.frames, "ended": dict(self.ended)}
+        """For the daemon's stats file: leases begun and held, frames taken, quiet spells (a socket
+        not watched until its part's end neared), why leases ended."""
+        return {"leases": self.leases, "leased": len(self._leases), "frames": self.frames, "quiets": self._quiet_count,
+                "ended": dict(self.ended)}
 
     async def run(self, lease: Lease) -> None:
         """Lease the connection to the thread until it gives it back. Cancelled (a kick, a
@@ -158,19 +181,18 @@ class MediaThread:
     def _run(self) -> None:
         try:
             while True:
-                for fd, _ in self._epoll.poll(IDLE_CHECK_S):
+                timeout = IDLE_CHECK_S
+                if self._quiet:
+                    timeout = min(timeout, max(0.0, self._quiet[0][0] - time.perf_counter()))
+                for fd, _ in self._epoll.poll(timeout):
                     if fd == self._wake:
                         if not self._on_commands():
                             return
                         continue
                     lease = self._leases.get(fd)
                     if lease is not None:
-                        try:
-                            self._serve(lease)
-                        except Exception as e:  # a bug: the trio task ends the connection with it
-                            log.exception("media thread failed on a connection")
-                            lease.error = e
-                            self._give_back(lease)
+                        self._turn(lease)
+                self._wake_quiet()
                 self._check_idle()
         finally:
             for lease in list(self._leases.values()):
@@ -206,32 +228,64 @@ class MediaThread:
 
     def _check_idle(self) -> None:
         now = time.perf_counter()
-        for lease in [lease for lease in self._leases.values() if now - lease.last_data > lease.idle_timeout]:
+        for lease in [lease for lease in self._leases.values()
+                      if lease.quiet_until is None and now - lease.last_data > lease.idle_timeout]:
             lease.idle = True
             self._give_back(lease)
 
-    def _serve(self, lease: Lease) -> None:
-        """Read what the socket has (a few reads at most), and do what it brings."""
+    def _turn(self, lease: Lease) -> None:
+        """Serve the lease; then, if its part is far from done, stop watching it for a while."""
+        heard = lease.last_data
+        try:
+            drained = self._serve(lease)
+            if not drained or self._leases.get(lease.fd) is not lease or lease.last_data == heard:
+                return  # more waiting, given back, or nothing came (a silent publisher meets the idle timeout)
+            quiet = min(lease.work.quiet_s(), MAX_QUIET_S, lease.idle_timeout / 4)
+        except Exception as e:  # a bug: the trio task ends the connection with it
+            log.exception("media thread failed on a connection")
+            lease.error = e
+            self._give_back(lease)
+            return
+        if quiet >= MIN_QUIET_S:
+            # On a grid: the quiet spells of several publishers end in one wake-up.
+            lease.quiet_until = math.floor((time.perf_counter() + quiet) / QUIET_GRID_S) * QUIET_GRID_S
+            self._epoll.modify(lease.fd, 0)
+            self._quiet_count += 1
+            heapq.heappush(self._quiet, (lease.quiet_until, self._quiet_count, lease))
+
+    def _wake_quiet(self) -> None:
+        """Watch (and read at once) the leases whose quiet is over."""
+        now = time.perf_counter()
+        while self._quiet and self._quiet[0][0] <= now:
+            _, _, lease = heapq.heappop(self._quiet)
+            if self._leases.get(lease.fd) is lease and lease.quiet_until is not None:
+                lease.quiet_until = None
+                self._epoll.modify(lease.fd, select.EPOLLIN)
+                self._turn(lease)
+
+    def _serve(self, lease: Lease) -> bool:
+        """Read what the socket has (a few reads at most), and do what it brings. True if the
+        socket is drained (as far as the last read tells)."""
         conn = lease.conn
         for _ in range(READS_PER_TURN):
             try:
                 data = os.read(lease.fd, RECEIVE_SIZE)
             except BlockingIOError:
-                return
+                return True
             except OSError as e:
                 lease.error = trio.BrokenResourceError(f"connection failed: {e}")
                 self._give_back(lease)
-                return
+                return True
             now = time.perf_counter()
             lease.last_data = now
             if not data:
                 lease.data = b""
                 self._give_back(lease)
-                return
+                return True
             conn.receive_data(data)
             if not self._take_events(lease, now + lease.clock_offset):
                 self._give_back(lease)
-                return
+                return True
             out = conn.data_to_send()
             if out:
                 try:
@@ -241,15 +295,16 @@ class MediaThread:
                 except OSError as e:
                     lease.error = trio.BrokenResourceError(f"connection failed: {e}")
                     self._give_back(lease)
-                    return
+                    return True
                 if sent < len(out):
                     lease.unsent = out[sent:]
                     self._give_back(lease)
-                    return
+                    return True
             # A read that ended inside a message reads again before waiting: the rest is usually
             # there already (see server.py's `Receiver`); a full buffer may have more behind it.
             if len(data) < RECEIVE_SIZE and not conn.buffered_bytes:
-                return
+                return True
+        return False
 
     def _take_events(self, lease: Lease, now: float) -> bool:
         """Every complete event to the work; False (the lease ends) at the first it leaves."""

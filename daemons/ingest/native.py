@@ -69,6 +69,8 @@ class Pipeline(Protocol):
     @property
     def leasable(self) -> bool: ...
     def fragment_now(self, name: str, fragment: Fragment, now: float): ...
+    @property
+    def packagers(self) -> dict: ...
 
 log = slog.get("ingest.native")
 
@@ -285,6 +287,10 @@ class NativeSink:
         """Whether this publish's frames may go through the media thread: the only sink of its
         generation's pipeline (not a ladder's), once the pipeline is live."""
         return self.pipeline.sink is self and self.remux.remuxer is not None and self.pipeline.leasable
+
+    def part_due_s(self) -> float:
+        """(The media thread) Media seconds until the open part's last frame (its packager's)."""
+        return self.pipeline.packagers[self.rendition].part_due_s()
 
     def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float) -> list:
         """(The media thread) `write` for a coded frame the backend takes (`refusal` is None):

@@ -71,6 +71,7 @@ RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
 IDLE_SLACK_S = 1.0  # the idle timeout fires at most this much (or half the timeout) late
 RETENTION_INTERVAL_S = 60.0
+QUIET_MARGIN_S = 0.04  # the media thread watches a socket again this long before a part's last frame is due
 
 
 @dataclass
@@ -547,6 +548,10 @@ class LeasedPublish:
         for sink in self.others:
             sink.take(event, now)
         return self.native.take(event, now)
+
+    def quiet_s(self) -> float:
+        """Until shortly before the open part's last frame is due (in real time)."""
+        return self.native.part_due_s() - QUIET_MARGIN_S
 
 
 class ConnectionHandler:

@@ -417,6 +417,14 @@ class RenditionPackager:
             actions += self._close_part()
         return actions
 
+    def part_due_s(self) -> float:
+        """Media seconds until the open part's last frame (the one after which the next would not
+        fit): nothing can be published before it arrives. 0 when no part is open."""
+        o, cut = self._open, self._cutter
+        if o is None or cut is None or o.part_fragments == 0:
+            return 0.0
+        return max(0, cut.part_target - o.part_ticks - self._last_frame) / cut.timescale
+
     def _close_part(self) -> list[Action]:
         o = self._open
         if o is None or o.part_fragments == 0:

@@ -4,7 +4,7 @@ to the thread, which reads, packages and writes it outside trio's loop.
 
 What must hold: the output is what trio's path makes (every playlist version passes the strict
 checks, the FLV recording and the HLS read back in ffprobe with every frame), whether the thread
-is on or off; and everything that needs trio takes the connection back: a kick (an admin stop),
+is on or off, and while it leaves a socket unread between a part's frames; and everything that needs trio takes the connection back: a kick (an admin stop),
 a publisher gone silent (the idle timeout), a restream target added while it runs, the end of
 the stream.
 """
@@ -79,6 +79,9 @@ async def test_a_steady_publish_gives_the_same_output_through_either_path(nurser
         # follow-ups (a new segment's bandwidth for the master, about once a segment).
         assert stats["frames"] > 0.8 * (8 * RATE + 8 * 44100 / 1024)
         assert stats["ended"].get("end of stream", 0) + stats["ended"].get("event", 0) >= 1
+        # Between a part's frames the socket is left unread (one wake-up for several frames):
+        # about once a part (5 a second) while leased.
+        assert stats["quiets"] >= 2 * 6
         assert "error" not in stats["ended"]
     else:
         assert running.daemon.media is None

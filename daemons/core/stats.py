@@ -7,6 +7,7 @@ readers judge staleness by that stamp. No trio here: the CLI reads these too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from datetime import datetime, timezone
@@ -19,10 +20,13 @@ def stats_path(state_dir: Path, daemon: str) -> Path:
     return Path(state_dir) / "stats" / f"{daemon}.json"
 
 
+_tmp_names = itertools.count()
+
+
 def write_stats(state_dir: Path, daemon: str, payload: dict) -> None:
     path = stats_path(state_dir, daemon)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_names)}.tmp")  # writers in two threads at once
     tmp.write_text(json.dumps({"daemon": daemon, "pid": os.getpid(), "updated_at": now_iso(), **payload}))
     os.replace(tmp, path)
 

@@ -241,17 +241,17 @@ class MediaThread:
             if not drained or self._leases.get(lease.fd) is not lease or lease.last_data == heard:
                 return  # more waiting, given back, or nothing came (a silent publisher meets the idle timeout)
             quiet = min(lease.work.quiet_s(), MAX_QUIET_S, lease.idle_timeout / 4)
+            if quiet >= MIN_QUIET_S:
+                # On a grid: the quiet spells of several publishers end in one wake-up.
+                until = math.floor((time.perf_counter() + quiet) / QUIET_GRID_S) * QUIET_GRID_S
+                self._epoll.modify(lease.fd, 0)
+                lease.quiet_until = until
+                self._quiet_count += 1
+                heapq.heappush(self._quiet, (until, self._quiet_count, lease))
         except Exception as e:  # a bug: the trio task ends the connection with it
             log.exception("media thread failed on a connection")
             lease.error = e
             self._give_back(lease)
-            return
-        if quiet >= MIN_QUIET_S:
-            # On a grid: the quiet spells of several publishers end in one wake-up.
-            lease.quiet_until = math.floor((time.perf_counter() + quiet) / QUIET_GRID_S) * QUIET_GRID_S
-            self._epoll.modify(lease.fd, 0)
-            self._quiet_count += 1
-            heapq.heappush(self._quiet, (lease.quiet_until, self._quiet_count, lease))
 
     def _wake_quiet(self) -> None:
         """Watch (and read at once) the leases whose quiet is over."""
@@ -260,7 +260,12 @@ class MediaThread:
             _, _, lease = heapq.heappop(self._quiet)
             if self._leases.get(lease.fd) is lease and lease.quiet_until is not None:
                 lease.quiet_until = None
-                self._epoll.modify(lease.fd, select.EPOLLIN)
+                try:
+                    self._epoll.modify(lease.fd, select.EPOLLIN)
+                except OSError as e:  # cannot happen while the lease holds the socket open
+                    lease.error = e
+                    self._give_back(lease)
+                    continue
                 self._turn(lease)
 
     def _serve(self, lease: Lease) -> bool:

@@ -647,7 +647,9 @@ def parse_sps(nal: bytes) -> SPSInfo:
         if chroma_format_idc == 3:
             separate_colour_plane = bits.u(1)
         bit_depth_luma = 8 + bits.ue()
-        bits.ue()  # bit_depth_chroma_minus8
+        bit_depth_chroma = 8 + bits.ue()
+        if bit_depth_luma > 14 or bit_depth_chroma > 14:  # H.264 7.4.2.1.1: bit_depth_*_minus8 in 0..6
+            raise FLVError(f"SPS bit depth {bit_depth_luma}/{bit_depth_chroma} out of range (8..14)")
         bits.u(1)  # qpprime_y_zero_transform_bypass_flag
         if bits.u(1):  # seq_scaling_matrix_present_flag
             for i in range(12 if chroma_format_idc == 3 else 8):

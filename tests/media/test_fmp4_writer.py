@@ -921,3 +921,10 @@ def test_chromium_takes_the_avc_and_av1_codec_strings_and_plays_the_files(avc, a
                 assert result["played"] >= SECONDS - 0.2, (media.name, result)
         finally:
             browser.close()
+
+
+def test_an_sps_with_a_bit_depth_h264_does_not_allow_is_refused():
+    # Found by the fuzz test above: bit_depth_luma_minus8 = 9 (17 bits) was taken as a config.
+    record = b"\x01\x00\x00\x00\x00\x01\x00\x08\x07d\x00\x00qY?\x00\x00"
+    with pytest.raises(CodecConfigError, match="bit depth 17"):
+        parse_video_config("avc1", record)

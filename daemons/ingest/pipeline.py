@@ -125,6 +125,7 @@ class GenerationPipeline:
         self.media = GenerationPackager.new(self.packager_config, [r["name"] for r in renditions])
         self.inits: dict[str, InitSegment] = {}
         self.live = False
+        self._going_live = False
         self.restarts = 0
         self.frame_rate: float | None = None
         self.sink: MediaSink | None = None  # the media sink of the publish being fed, if any
@@ -331,8 +332,8 @@ class GenerationPipeline:
 
     async def _after(self, batch: Batch) -> None:
         """A batch landed (and its readers were woken): the store and the master follow."""
-        if not self.live and self.media.playable:
-            self.live = True
+        if not self.live and not self._going_live and self.media.playable:
+            self._going_live = True  # once, though a ladder's backends land batches side by side
             if self.before_live is not None:
                 await self.before_live()
             try:
@@ -340,6 +341,7 @@ class GenerationPipeline:
                 slog.log(log, logging.INFO, "generation is live", **self.fields)
             except SenderError as e:  # stopped by an admin meanwhile: the playlists still close properly
                 slog.log(log, logging.INFO, "generation not marked live", reason=e.message, **self.fields)
+            self.live = True  # after the store: whoever sees `live` finds the store saying so
         if self.live:
             await self._publish_master()
         if self.media.discontinuities != self._discontinuities:

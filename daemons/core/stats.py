@@ -24,11 +24,31 @@ _tmp_names = itertools.count()
 
 
 def write_stats(state_dir: Path, daemon: str, payload: dict) -> None:
-    path = stats_path(state_dir, daemon)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_names)}.tmp")  # writers in two threads at once
-    tmp.write_text(json.dumps({"daemon": daemon, "pid": os.getpid(), "updated_at": now_iso(), **payload}))
-    os.replace(tmp, path)
+    """Atomically (temp + rename). Plain os calls, the directory made only when missing: a daemon
+    writes this every second, idle or not."""
+    path = os.fspath(stats_path(state_dir, daemon))
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{next(_tmp_names)}.tmp")  # writers in two threads at once
+    data = json.dumps({"daemon": daemon, "pid": os.getpid(), "updated_at": now_iso(), **payload}).encode()
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_stats(state_dir: Path, daemon: str) -> dict | None:

@@ -49,6 +49,7 @@ from daemons.edge_fill.mirror import OriginRestarted, RenditionMirror, Step, lis
 from daemons.media import hls
 from daemons.media.hls.parse import parse_media_playlist
 from daemons.media.packager import Delete
+from daemons.runtime.small_io import SmallIO
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
 from daemons.runtime.spool import SpoolWriter, atomic_write
@@ -116,6 +117,7 @@ class EdgeState:
 
 class EdgeFillDaemon:
     def __init__(self, install: Install, store: StoreWorker):
+        self.small_io = SmallIO()  # the stats file, written on the loop while the disk is quick
         self.install = install
         self.store = store
         self.cfg = install.config
@@ -288,7 +290,7 @@ class EdgeFillDaemon:
             "counters": dict(self.counters),
         }
         try:
-            await trio.to_thread.run_sync(write_stats, self.install.state_dir, "edge-fill", payload)
+            await self.small_io.run(write_stats, self.install.state_dir, "edge-fill", payload)
         except OSError as e:
             slog.log(log, logging.WARNING, "cannot write stats", error=e)
 

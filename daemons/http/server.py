@@ -21,6 +21,7 @@ from daemons.core import front_nginx
 from daemons.http import asgi_server, front_stats, metrics
 from daemons.http.app import HTTPContext, SenderApp
 from daemons.http.connections import ConnectionTable
+from daemons.runtime.small_io import SmallIO
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 
@@ -33,6 +34,7 @@ BACKLOG = 4096
 
 class HTTPDaemon:
     def __init__(self, install: Install, store: StoreWorker, *, worker: int = 0, port: int | None = None):
+        self.small_io = SmallIO()  # the stats file, written on the loop while the disk is quick
         self.install = install
         self.ctx = HTTPContext(install, store, worker)
         self.port = port  # a pool's workers share the port the first one bound
@@ -84,7 +86,7 @@ class HTTPDaemon:
         while True:
             payload = metrics.worker_stats(self.ctx)
             try:
-                await trio.to_thread.run_sync(write_stats, state_dir, self.ctx.stats_name, payload)
+                await self.small_io.run(write_stats, state_dir, self.ctx.stats_name, payload)
             except OSError as e:
                 slog.log(log, logging.WARNING, "cannot write stats", error=e)
             await trio.sleep(STATS_INTERVAL_S)

@@ -181,9 +181,10 @@ class MediaThread:
     def _run(self) -> None:
         try:
             while True:
-                timeout = IDLE_CHECK_S
+                timeout = IDLE_CHECK_S if self._leases else None  # no lease: nothing to check
                 if self._quiet:
-                    timeout = min(timeout, max(0.0, self._quiet[0][0] - time.perf_counter()))
+                    wait = max(0.0, self._quiet[0][0] - time.perf_counter())
+                    timeout = wait if timeout is None else min(timeout, wait)
                 for fd, _ in self._epoll.poll(timeout):
                     if fd == self._wake:
                         if not self._on_commands():

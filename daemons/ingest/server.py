@@ -40,7 +40,9 @@ from daemons.core.domain.common import now_iso
 from daemons.core.domain.publish import APP
 from daemons.core.install import Install
 from daemons.core.stats import write_stats
+from daemons.ingest import control
 from daemons.ingest.admission import Admission, Refused
+from daemons.ingest.control import ControlGate
 from daemons.ingest.pipeline import (
     ENHANCED_FOURCCS,
     GenerationPipeline,
@@ -61,11 +63,11 @@ from daemons.media import rtmp
 from daemons.runtime import logging as slog
 from daemons.runtime.ratelimit import WindowLimiter
 from daemons.runtime.spool_events import SpoolEventSender
-from daemons.runtime.store import StoreWorker
+from daemons.runtime.small_io import SmallIO
+from daemons.runtime.store import StoreChanges, StoreWorker
 
 log = slog.get("ingest")
 
-CONTROL_INTERVAL_S = 0.5
 STATS_INTERVAL_S = 1.0
 RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
@@ -140,6 +142,7 @@ class IngestDaemon:
         self.connections = 0
         self.addresses: list[tuple[str, str, int]] = []  # (scheme, host, port) actually bound
         self.recordings: dict | None = None  # recordings in the spool, {count, bytes}: the retention loop's last look
+        self.small_io = SmallIO()  # the stats file, written on the loop while the disk is quick
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -347,16 +350,20 @@ class IngestDaemon:
 
     async def _control_loop(self) -> None:
         """Apply the reconnect grace, and admin changes made in the store: ended generations,
-        deleted streams, revoked keys."""
+        deleted streams, revoked keys, restream targets — asking the store only when it may
+        have something new (daemons/ingest/control.py)."""
         default_grace = self.config["rtmp.reconnect_grace"]
+        changes = StoreChanges(self.store.store.path)
+        gate = ControlGate()
         while True:
-            await trio.sleep(CONTROL_INTERVAL_S)
+            await trio.sleep(control.INTERVAL_S)
             pubs = list(self.publishers.values())
-            # One trip to the store's thread per step, not one per question: this loop runs twice
-            # a second whatever the load, and each trip is a thread hand-off.
-            ended, reasons, targets, statuses = await self.store.run(
-                _control_reads, default_grace, [(p.generation_id, p.key_id) for p in pubs],
-                self.restream.stream_ids(), list(self.pipelines))
+            questions = ([(p.generation_id, p.key_id) for p in pubs], self.restream.stream_ids(), list(self.pipelines))
+            if not gate.due(trio.current_time(), questions, changes.look()):
+                continue
+            ended, reasons, targets, statuses, deadline = await self.store.run(control.control_reads, default_grace, *questions)
+            gate.answered(trio.current_time(), questions,
+                          None if deadline is None else (deadline - datetime.now(timezone.utc)).total_seconds())
             for g in ended:
                 slog.log(log, logging.INFO, "generation ended: its publisher did not come back within the reconnect grace",
                          stream=g["stream"], generation=g["id"], publisher_left_at=g["publisher_left_at"])
@@ -440,7 +447,7 @@ class IngestDaemon:
             ],
         }
         try:
-            await trio.to_thread.run_sync(write_stats, self.install.state_dir, "ingest", payload)
+            await self.small_io.run(write_stats, self.install.state_dir, "ingest", payload)
         except OSError as e:
             log.warning("cannot write stats: %s", e)
 
@@ -800,15 +807,4 @@ def _address(remote: str) -> str:
 def _bound(listener: trio.SocketListener) -> tuple[str, int]:
     host, port = listener.socket.getsockname()[:2]
     return host, port
-
-
-def _control_reads(store, default_grace, publishers: list[tuple[str, str]], restreaming: list[str],
-                   pipelines: list[str]) -> tuple[list[dict], list, dict, dict]:
-    """The control loop's store work in one call: generations whose reconnect grace ran out
-    (ended here), why each publisher must go (if it must), the restream targets of publishing
-    streams, and the status of each generation with a pipeline."""
-    return (domain.generations.end_abandoned(store, default_grace),
-            domain.publish.disconnect_reasons(store, publishers) if publishers else [],
-            domain.restream.active_targets(store, restreaming) if restreaming else {},
-            domain.generations.statuses(store, pipelines) if pipelines else {})
 

@@ -164,6 +164,7 @@ class KeyframeTap:
 
     async def open(self) -> None:
         self.thumbnailer.taps[self.stream["id"]] = self
+        self.thumbnailer.tapped.set()
 
     async def metadata(self, data: dict) -> None:
         pass
@@ -255,6 +256,7 @@ class Thumbnailer:
         self.taps: dict[str, KeyframeTap] = {}  # stream id → its publish's tap
         self.made = 0
         self.failed = 0
+        self.tapped = trio.Event()  # set when a tap opens: with none, the task does not tick
 
     def tap(self, stream: dict, generation_id: str, directory: Path) -> KeyframeTap:
         return KeyframeTap(self, stream, generation_id, directory)
@@ -262,6 +264,9 @@ class Thumbnailer:
     async def run(self) -> None:
         """Supervised: a bug in one round is logged and the next round goes on."""
         while True:
+            if not self.taps:
+                self.tapped = trio.Event()
+                await self.tapped.wait()
             await trio.sleep(min(TICK_S, self.interval_s))
             try:
                 await self.round()

@@ -28,6 +28,7 @@ from daemons.core.domain.common import iso, now_iso, parse_time
 from daemons.core.errors import Conflict, NotFound
 from daemons.core.install import Install
 from daemons.core.stats import read_stats, write_stats
+from daemons.runtime.small_io import SmallIO
 from daemons.runtime import logging as slog
 from daemons.runtime.store import StoreWorker
 from daemons.snapshot.build import Built, EgressMeter, SpoolFacts, Thresholds, build, edge_fill_as_producer
@@ -84,6 +85,7 @@ def spool_free_bytes(spool_root: Path) -> int | None:
 
 class SnapshotDaemon:
     def __init__(self, install: Install, store: StoreWorker, *, wall_clock=time.time):
+        self.small_io = SmallIO()  # the stats file, written on the loop while the disk is quick
         self.install = install
         self.cfg = install.config
         self.store = store
@@ -188,7 +190,7 @@ class SnapshotDaemon:
             "report": self.reporter.stats() if self.reporter else None,
         }
         try:
-            await trio.to_thread.run_sync(write_stats, state_dir, "snapshot", payload)
+            await self.small_io.run(write_stats, state_dir, "snapshot", payload)
         except OSError as e:
             log.warning("cannot write stats: %s", e)
         return built

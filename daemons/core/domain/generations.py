@@ -320,18 +320,29 @@ def reconnect_deadline(generation: dict, stream_grace: str | None, default_grace
     return _parse_time(left) + timedelta(seconds=grace)
 
 
-def end_abandoned(store: Store, default_grace, *, now: datetime | None = None) -> list[dict]:
-    """End every active generation of this node's ingest whose publisher left longer than its
-    reconnect grace ago; the generations ended, with `stream` (the slug) added."""
-    now = now or datetime.now(timezone.utc)
-    candidates = store.query(
+def _abandon_candidates(store: Store) -> list[dict]:
+    """Active generations of this node's ingest whose publisher is away."""
+    return store.query(
         f"SELECT g.*, s.slug AS stream, s.reconnect_grace AS stream_grace FROM stream_generations g "
         f"JOIN streams s ON s.id = g.stream_id "
         f"WHERE g.{ACTIVE_SQL} AND g.mode = ? AND g.publisher_left_at IS NOT NULL",
         (ORIGIN_MODE,),
     )
+
+
+def next_abandon_deadline(store: Store, default_grace) -> datetime | None:
+    """The earliest reconnect deadline of a generation whose publisher is away (None: none
+    pending): until then, `end_abandoned` has nothing to end unless the store changes."""
+    deadlines = [d for g in _abandon_candidates(store) if (d := reconnect_deadline(g, g["stream_grace"], default_grace))]
+    return min(deadlines, default=None)
+
+
+def end_abandoned(store: Store, default_grace, *, now: datetime | None = None) -> list[dict]:
+    """End every active generation of this node's ingest whose publisher left longer than its
+    reconnect grace ago; the generations ended, with `stream` (the slug) added."""
+    now = now or datetime.now(timezone.utc)
     ended = []
-    for g in candidates:
+    for g in _abandon_candidates(store):
         deadline = reconnect_deadline(g, g["stream_grace"], default_grace)
         if deadline is None or deadline > now:
             continue

@@ -45,6 +45,8 @@ import heapq
 import math
 import os
 import select
+import socket
+import struct
 import threading
 import time
 from typing import Protocol
@@ -57,11 +59,14 @@ from daemons.runtime import logging as slog
 log = slog.get("ingest.media")
 
 RECEIVE_SIZE = 65536
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux (asm-generic); also the cmsg type
+ANCILLARY_SIZE = socket.CMSG_SPACE(16)  # a struct timespec
 READS_PER_TURN = 16  # reads of one socket before the others get their turn
 IDLE_CHECK_S = 1.0  # the idle timeout fires at most this late
-MIN_QUIET_S = 0.02  # a shorter quiet is not worth a timer
-MAX_QUIET_S = 0.15  # at most this much of a publisher waits in the kernel's buffer
-QUIET_GRID_S = 0.01  # quiet spells end on multiples of this (rounded down: never later)
+MIN_QUIET_S = 0.005  # a shorter quiet is not worth a timer
+MAX_QUIET_S = 0.25  # at most this much of a publisher waits in the kernel's buffer
+ARRIVAL_SLACK_S = 0.002  # a spell ends this long after the awaited frame's earliest arrival
+COALESCE_S = 0.002  # spells ending this soon after a wake-up end with it
 
 
 class Work(Protocol):
@@ -71,8 +76,42 @@ class Work(Protocol):
         """None: not for the thread (nothing done; trio handles the event). Otherwise the frame
         was taken, and the list holds what trio must finish (empty: nothing)."""
 
-    def quiet_s(self) -> float:
-        """Seconds the socket may go unread without holding back a part (0: read as bytes come)."""
+    def publish_at_s(self) -> float | None:
+        """The media time (seconds, the publisher's timestamps) of the first frame whose arrival
+        may publish something; None if not known."""
+
+
+class ArrivalClock:
+    """When a publisher's frames arrive against their timestamps: the least lag (arrival minus
+    media time) over the last `WINDOW_S` to `2 * WINDOW_S` (trio's clock). A real-time
+    publisher's frame does not come before its media time plus that lag (one whose clock runs
+    fast lowers the lag as it goes; one that runs slow raises it a window later). Audio and
+    video alike: where an encoder's video lags its audio, video frames are awaited a little early.
+
+    Arrival is the kernel's receive time of a read's last bytes (SO_TIMESTAMPNS), sampled for
+    the last frame the read completes: a read after a quiet spell happens well after its bytes
+    came, and read times would feed the lag its own lateness. One clock per connection, across
+    its leases."""
+
+    WINDOW_S = 5.0
+    READY = 10  # samples before the clock is trusted
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self._lag = math.inf
+        self._older = math.inf
+        self._rotate_at = -math.inf
+
+    def sample(self, media_s: float, arrival: float) -> None:
+        if arrival >= self._rotate_at:
+            self._older, self._lag, self._rotate_at = self._lag, math.inf, arrival + self.WINDOW_S
+        self._lag = min(self._lag, arrival - media_s)
+        self.samples += 1
+
+    def arrival(self, media_s: float) -> float | None:
+        """The earliest the frame of that media time arrives; None until the clock is trusted."""
+        lag = min(self._lag, self._older)
+        return None if self.samples < self.READY or lag == math.inf else media_s + lag
 
 
 class Lease:
@@ -82,8 +121,17 @@ class Lease:
     (of a frame it took), `unsent` (bytes for the peer), `data` (b"" at the end of the stream),
     `error` (trio.BrokenResourceError, rtmp.RTMPProtocolError, or a bug's exception), `idle` (no bytes for the idle timeout)."""
 
-    def __init__(self, fd: int, conn: rtmp.ServerConnection, work: Work, idle_timeout: float):
+    def __init__(self, fd: int, conn: rtmp.ServerConnection, work: Work, idle_timeout: float, arrivals: ArrivalClock):
         self.fd = fd
+        self.arrivals = arrivals
+        # A second descriptor of the same socket, for recvmsg (the kernel's receive times); the
+        # connection's own stays with its trio stream.
+        self.sock = socket.socket(fileno=os.dup(fd))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # no receive times: read times stand in (arrivals then look later than they were)
+        self.wall_offset = trio.current_time() - time.time()  # receive times are wall-clock
         self.conn = conn
         self.work = work
         self.idle_timeout = idle_timeout
@@ -118,6 +166,7 @@ class Lease:
         """(The media thread) End the lease: wake the trio task."""
         if not self._returned:
             self._returned = True
+            self.sock.close()
             self._token.run_sync_soon(self.done.set)
 
 
@@ -241,10 +290,9 @@ class MediaThread:
             drained = self._serve(lease)
             if not drained or self._leases.get(lease.fd) is not lease or lease.last_data == heard:
                 return  # more waiting, given back, or nothing came (a silent publisher meets the idle timeout)
-            quiet = min(lease.work.quiet_s(), MAX_QUIET_S, lease.idle_timeout / 4)
-            if quiet >= MIN_QUIET_S:
-                # On a grid: the quiet spells of several publishers end in one wake-up.
-                until = math.floor((time.perf_counter() + quiet) / QUIET_GRID_S) * QUIET_GRID_S
+            now = time.perf_counter()
+            until = min(self._quiet_until(lease, now), now + MAX_QUIET_S, now + lease.idle_timeout / 4)
+            if until - now >= MIN_QUIET_S:
                 self._epoll.modify(lease.fd, 0)
                 lease.quiet_until = until
                 self._quiet_count += 1
@@ -254,9 +302,20 @@ class MediaThread:
             lease.error = e
             self._give_back(lease)
 
+    @staticmethod
+    def _quiet_until(lease: Lease, now: float) -> float:
+        """When to read the lease's socket next (perf_counter): just after the frame that may
+        publish something can first have arrived."""
+        at = lease.work.publish_at_s()
+        arrival = None if at is None else lease.arrivals.arrival(at)
+        if arrival is None:
+            return now  # not known yet: read as bytes come
+        return arrival + ARRIVAL_SLACK_S - lease.clock_offset
+
     def _wake_quiet(self) -> None:
-        """Watch (and read at once) the leases whose quiet is over."""
-        now = time.perf_counter()
+        """Watch (and read at once) the leases whose quiet is over (or nearly: one wake-up for
+        several publishers' spells)."""
+        now = time.perf_counter() + COALESCE_S
         while self._quiet and self._quiet[0][0] <= now:
             _, _, lease = heapq.heappop(self._quiet)
             if self._leases.get(lease.fd) is lease and lease.quiet_until is not None:
@@ -275,7 +334,7 @@ class MediaThread:
         conn = lease.conn
         for _ in range(READS_PER_TURN):
             try:
-                data = os.read(lease.fd, RECEIVE_SIZE)
+                data, ancillary, _, _ = lease.sock.recvmsg(RECEIVE_SIZE, ANCILLARY_SIZE)
             except BlockingIOError:
                 return True
             except OSError as e:
@@ -289,7 +348,9 @@ class MediaThread:
                 self._give_back(lease)
                 return True
             conn.receive_data(data)
-            if not self._take_events(lease, now + lease.clock_offset):
+            arrival = _receive_time(ancillary)
+            arrival = now + lease.clock_offset if arrival is None else arrival + lease.wall_offset
+            if not self._take_events(lease, now + lease.clock_offset, arrival):
                 self._give_back(lease)
                 return True
             out = conn.data_to_send()
@@ -312,25 +373,40 @@ class MediaThread:
                 return True
         return False
 
-    def _take_events(self, lease: Lease, now: float) -> bool:
-        """Every complete event to the work; False (the lease ends) at the first it leaves."""
+    def _take_events(self, lease: Lease, now: float, arrival: float) -> bool:
+        """Every complete event to the work; False (the lease ends) at the first it leaves.
+        `arrival`: when the read's last bytes came (trio's clock), a sample for the last frame."""
         conn = lease.conn
-        while True:
-            try:
-                event = conn.next_event()
-            except rtmp.RTMPProtocolError as e:
-                lease.error = e
+        last = None
+        try:
+            while True:
+                try:
+                    event = conn.next_event()
+                except rtmp.RTMPProtocolError as e:
+                    lease.error = e
+                    return False
+                if event is rtmp.NEED_DATA:
+                    return True
+                if isinstance(event, (rtmp.AudioData, rtmp.VideoData)):
+                    follow_ups = lease.work.take(event, now)
+                    if follow_ups is not None:
+                        self.frames += 1
+                        last = event
+                        if follow_ups:
+                            lease.follow_ups = follow_ups
+                            return False
+                        continue
+                lease.events.append(event)
                 return False
-            if event is rtmp.NEED_DATA:
-                return True
-            if isinstance(event, (rtmp.AudioData, rtmp.VideoData)):
-                follow_ups = lease.work.take(event, now)
-                if follow_ups is not None:
-                    self.frames += 1
-                    if follow_ups:
-                        lease.follow_ups = follow_ups
-                        return False
-                    continue
-            lease.events.append(event)
-            return False
+        finally:
+            if last is not None:
+                lease.arrivals.sample(last.timestamp / 1000, arrival)
 
+
+def _receive_time(ancillary: list) -> float | None:
+    """The kernel's receive time of a read's last bytes (wall clock), if it gave one."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("@qq", data)
+            return seconds + nanoseconds * 1e-9
+    return None

@@ -288,9 +288,10 @@ class NativeSink:
         generation's pipeline (not a ladder's), once the pipeline is live."""
         return self.pipeline.sink is self and self.remux.remuxer is not None and self.pipeline.leasable
 
-    def part_due_s(self) -> float:
-        """(The media thread) Media seconds until the open part's last frame (its packager's)."""
-        return self.pipeline.packagers[self.rendition].part_due_s()
+    def publish_due_s(self) -> float:
+        """(The media thread) Media seconds from the newest frame to the next that may publish
+        something (its packager's `publish_due_s`)."""
+        return self.pipeline.packagers[self.rendition].publish_due_s()
 
     def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float) -> list:
         """(The media thread) `write` for a coded frame the backend takes (`refusal` is None):

@@ -54,7 +54,7 @@ from daemons.ingest.sink import (
     UnsupportedMedia,
     generation_dir,
 )
-from daemons.ingest.media_thread import Lease, MediaThread
+from daemons.ingest.media_thread import ArrivalClock, Lease, MediaThread
 from daemons.ingest.native import refusal
 from daemons.ingest.restream import Restreamer
 from daemons.ingest.stats import PublisherStats
@@ -73,7 +73,6 @@ RECEIVE_SIZE = 65536
 CLOSE_GRACE_S = 1.0
 IDLE_SLACK_S = 1.0  # the idle timeout fires at most this much (or half the timeout) late
 RETENTION_INTERVAL_S = 60.0
-QUIET_MARGIN_S = 0.04  # the media thread watches a socket again this long before a part's last frame is due
 
 
 @dataclass
@@ -542,6 +541,8 @@ class LeasedPublish:
         self.stats = stats
         self.native = sinks[0]  # the pipeline's session sink comes first; only a NativeSink leases
         self.others = sinks[1:]
+        self._newest_video: float | None = None  # media time of the newest frame taken
+        self._newest_audio: float | None = None
 
     def take(self, event: rtmp.AudioData | rtmp.VideoData, now: float) -> list | None:
         header = event.header
@@ -550,15 +551,17 @@ class LeasedPublish:
         self.stats.sample(now, self.conn.bytes_received)
         if isinstance(event, rtmp.VideoData):
             self.stats.on_video(event)
+            self._newest_video = event.timestamp / 1000
         else:
             self.stats.on_audio(event)
+            self._newest_audio = event.timestamp / 1000
         for sink in self.others:
             sink.take(event, now)
         return self.native.take(event, now)
 
-    def quiet_s(self) -> float:
-        """Until shortly before the open part's last frame is due (in real time)."""
-        return self.native.part_due_s() - QUIET_MARGIN_S
+    def publish_at_s(self) -> float | None:
+        newest = self._newest_video if self.native.remux.video is not None else self._newest_audio
+        return None if newest is None else newest + self.native.publish_due_s()
 
 
 class ConnectionHandler:
@@ -573,6 +576,7 @@ class ConnectionHandler:
         self.publisher: Publisher | None = None
         self.sinks: list[MediaSink] = []
         self.metadata: dict | None = None
+        self.arrivals = ArrivalClock()  # when this publisher's frames come (the media thread's quiet spells)
         # The pending deadline (set by the daemon at accept) until a publish is accepted; kicks and
         # evictions cancel it too.
         self.scope = trio.CancelScope()
@@ -657,7 +661,7 @@ class ConnectionHandler:
             return None
         if not self.sinks or not all(getattr(sink, "leasable", False) for sink in self.sinks):
             return None
-        return Lease(receiver.fd, self.conn, LeasedPublish(self.conn, pub.stats, self.sinks), idle_timeout)
+        return Lease(receiver.fd, self.conn, LeasedPublish(self.conn, pub.stats, self.sinks), idle_timeout, self.arrivals)
 
     async def _leased(self, lease: Lease) -> tuple[list, bytes | None]:
         """Run the connection in the media thread until it comes back, and finish what it left:

@@ -273,6 +273,7 @@ class RenditionPackager:
         self._timeline: Track | None = None
         self._cutter: Cutter | None = None
         self._last_frame = 0  # ticks of the newest timeline frame
+        self._newest_dts = 0  # its decode time
         self._init_data: bytes | None = None
         self.keyframe_interval_s: float | None = None
         self._last_keyframe: int | None = None
@@ -411,19 +412,52 @@ class RenditionPackager:
         o.part_ticks += ticks
         o.part_fragments += 1
         self._last_frame = ticks
+        self._newest_dts = track.base_decode_time
         # Close now if the next frame of the same length would not fit: the part is published
         # without waiting for that frame.
         if cut.overflows(o.part_ticks, ticks):
             actions += self._close_part()
         return actions
 
-    def part_due_s(self) -> float:
-        """Media seconds until the open part's last frame (the one after which the next would not
-        fit): nothing can be published before it arrives. 0 when no part is open."""
-        o, cut = self._open, self._cutter
-        if o is None or cut is None or o.part_fragments == 0:
+    def publish_due_s(self) -> float:
+        """Media seconds from the newest timeline frame's start to the start of the first frame
+        whose arrival may publish something (0 when nothing is open): nothing can be published
+        before it comes, so the media thread need not read the publisher until then.
+
+        That frame is the open part's last one (after which a frame of the newest one's length
+        would not fit; the part just closed: the next part's), or, where the segment may end,
+        the keyframe expected to end it (every frame there if keyframes are not yet regular).
+        Frame lengths jitter by a tick (millisecond timestamps), so a part may end a frame
+        earlier than the newest length says: the count assumes so."""
+        o, cut, d = self._open, self._cutter, self._last_frame
+        if o is None or cut is None or d <= 0:
             return 0.0
-        return max(0, cut.part_target - o.part_ticks - self._last_frame) / cut.timescale
+        slack = d // 4
+        due = max(1, (cut.part_target - o.part_ticks - slack) // d)  # in frames from the newest
+        # The first frame at which a keyframe would end the segment (`Cutter.closes_segment`).
+        short = 2 * cut.segment_target - max(d, 2 * cut.segment_early) - 2 * o.ticks - 2 * slack
+        closing = 1 + max(0, -(-short // (2 * d)))
+        if closing < due:
+            key = self._expected_keyframe(d)
+            if key is None:
+                due = closing
+            else:
+                interval = max(1, round(self.keyframe_interval_s * cut.timescale / d))
+                while key < closing:
+                    key += interval
+                due = min(due, key)
+        return due * d / cut.timescale
+
+    def _expected_keyframe(self, d: int) -> int | None:
+        """The next keyframe, in frames from the newest, if keyframes have come at an interval
+        and the next is not overdue; None otherwise (and for audio timelines, where every frame
+        may end a segment). An encoder's keyframe off its interval (a scene cut) that ends a
+        segment is then read when the part's last frame is."""
+        if self.init is None or self.init.video is None or self.keyframe_interval_s is None or self._last_keyframe is None:
+            return None
+        expected = self._last_keyframe + round(self.keyframe_interval_s * self._cutter.timescale)
+        ahead = (expected - self._newest_dts + d // 2) // d
+        return ahead if ahead >= 1 else None
 
     def _close_part(self) -> list[Action]:
         o = self._open

@@ -71,6 +71,7 @@ RESTART_BACKOFF_START_S = 0.25
 STOP_GRACE_S = 5.0
 MAX_FAILED_STARTS = 5
 BANDWIDTH_RECORD_INTERVAL_S = 10.0  # measured bandwidth into the store, at most this often
+AVERAGE_BANDWIDTH_STEP = 0.05  # the masters follow the average bandwidth in steps of 5 %
 SPOOL_RETRY_S = 0.5  # while the spool refuses writes, the backlog is tried again this often
 
 # What connect's fourCcList answers (among the peer's list), by backend.kind: the Enhanced RTMP
@@ -315,9 +316,8 @@ class GenerationPipeline:
         self._refused(batch, retry=False)
 
     def _after_needed(self) -> bool:
-        """Whether `_after` has something to do besides the readers' wake-ups (done already)."""
-        if not self.live:
-            return self.media.playable
+        """Whether `_after` has something to do besides the readers' wake-ups (done already).
+        Only while leased, so the generation is live already."""
         return self._master_key(final=False) != self._master_inputs or self.media.discontinuities != self._discontinuities
 
     # --- after a batch -------------------------------------------------------------------------
@@ -393,8 +393,12 @@ class GenerationPipeline:
             self._master_inputs = inputs
 
     def _master_key(self, final: bool) -> tuple:
+        """What the masters are made of. The average bandwidth counts in steps of
+        `AVERAGE_BANDWIDTH_STEP`: it moves a little with every segment, and rewriting the masters
+        (and ending a media-thread lease for it) each time would serve no player; the peak, which
+        BANDWIDTH must cover, counts exactly."""
         return (final, self.frame_rate, tuple(
-            (id(self.inits.get(name)), p.bandwidth_peak, p.average_bandwidth, p.ended,
+            (id(self.inits.get(name)), p.bandwidth_peak, _step(p.average_bandwidth), p.ended,
              p.recording.segments if p.recording is not None else None)
             for name, p in self.packagers.items()))
 
@@ -722,3 +726,8 @@ class BackendSink:
             await self.pipeline.end_timeline(self.names)
             if self.pipeline.sink is self:
                 self.pipeline.sink = None
+
+
+def _step(bandwidth: int) -> int:
+    """The step of `AVERAGE_BANDWIDTH_STEP` a bandwidth is in (0 for none)."""
+    return round(math.log(bandwidth) / math.log1p(AVERAGE_BANDWIDTH_STEP)) if bandwidth > 0 else 0

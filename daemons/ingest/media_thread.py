@@ -9,15 +9,19 @@ registered once per lease, which reads the socket, feeds the sans-IO `rtmp.Serve
 and hands each coded audio/video frame to the publish's `Work` (stats, the native backend, the
 packager, the spool writes, the spool events) synchronously.
 
-Between a part's frames nothing can be published (a part is written when its last frame is in),
-so the thread does not read a real-time publisher while a part is far from its end: it asks the
-work how long until the open part's last frame is due (`Work.quiet_s`), stops watching that
-socket until shortly before, then reads what came meanwhile in one go. The bytes wait in the
-kernel's buffer; a wake-up is paid once for several frames instead of once per message — on a
-VM, where a thread's caches go cold while it sleeps, the same Python costs several times more
-one message at a time (bench/ingest_processing.py --cadence-ms). The part is still written
-before its last frame's real time comes (a publisher ahead of real time only has its frames
-waiting longer), and a socket a turn could not drain is read on at once.
+Between the frames that complete something nothing can be published, so the thread does not
+read a real-time publisher in between: after a read it asks the work for the media time of the
+next frame whose arrival may publish something (`Work.publish_at_s`: the open part's last frame,
+or the keyframe expected to end the segment — the packager counts it), learns from the
+connection's `ArrivalClock` when that frame can first arrive (the publisher's least lag behind
+its timestamps, from the kernel's receive times), and stops watching the socket until just
+after. Then it reads what came meanwhile in one go: usually the whole part, its last frame
+included, in one wake-up instead of one per message — on a VM, where a thread's caches go cold
+while it sleeps, the same Python costs several times more one message at a time
+(bench/ingest_processing.py --cadence-ms). A frame later than that is read as it comes (the
+socket is watched again); one earlier than the clock allows waits at most until then. Until the
+clock has samples, the thread reads as bytes come; a socket a turn could not drain is read on at
+once; spells of several publishers that end within `COALESCE_S` end in one wake-up.
 
 The thread does only the steady state. The first thing it cannot do itself ends the lease, and
 the connection goes back to its trio task (`ConnectionHandler` in server.py) with what is left:

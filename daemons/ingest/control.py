@@ -6,9 +6,10 @@ restream targets — and ends generations whose publisher did not come back with
 grace. It steps twice a second so that an admin's change takes effect at once; but asking the
 store each time (a trip to the store's thread and four queries, with cold caches on an idle
 machine) was most of an idle daemon's CPU. `ControlGate` decides when a step must ask: the
-store's files changed (`StoreChanges`, a stat on the loop), what is asked about changed (the
-publishers, the restreaming streams, the pipelines), the next reconnect deadline came, or
-`REFRESH_S` went by since the last answer. Sans-IO: times are given.
+store's files changed (`StoreChanges`, a stat on the loop), the situation changed (what is
+asked about — the publishers, the restreaming streams, the pipelines — and what a step does with
+the answers, such as which pipelines have lost their publisher), the next reconnect deadline
+came, or `REFRESH_S` went by since the last answer. Sans-IO: times are given.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ REFRESH_S = 30.0  # the store is asked at least this often, changed or not
 class ControlGate:
     def __init__(self, refresh_s: float = REFRESH_S):
         self.refresh_s = refresh_s
-        self.asked: tuple | None = None  # the questions of the last answer
+        self.asked: tuple | None = None  # the situation of the last answer
         self.deadline = math.inf  # the next reconnect deadline (on the caller's clock)
         self.refresh_at = -math.inf
 
-    def due(self, now: float, questions: tuple, store_changed: bool) -> bool:
+    def due(self, now: float, situation: tuple, store_changed: bool) -> bool:
         """Whether this step must ask the store."""
-        return store_changed or questions != self.asked or now >= self.deadline or now >= self.refresh_at
+        return store_changed or situation != self.asked or now >= self.deadline or now >= self.refresh_at
 
-    def answered(self, now: float, questions: tuple, deadline_in_s: float | None) -> None:
-        """The store answered `questions` at `now`; the next reconnect deadline is that far off."""
-        self.asked = questions
+    def answered(self, now: float, situation: tuple, deadline_in_s: float | None) -> None:
+        """The store answered in `situation` at `now`; the next reconnect deadline is that far off."""
+        self.asked = situation
         self.refresh_at = now + self.refresh_s
         self.deadline = math.inf if deadline_in_s is None else now + max(0.0, deadline_in_s)
 

@@ -396,10 +396,11 @@ class GenerationPipeline:
         """What the masters are made of. The average bandwidth counts in steps of
         `AVERAGE_BANDWIDTH_STEP`: it moves a little with every segment, and rewriting the masters
         (and ending a media-thread lease for it) each time would serve no player; the peak, which
-        BANDWIDTH must cover, counts exactly."""
+        BANDWIDTH must cover, counts exactly. A recording counts once it has a segment: the DVR
+        master is due from then on (`_replay_masters_due`)."""
         return (final, self.frame_rate, tuple(
             (id(self.inits.get(name)), p.bandwidth_peak, _step(p.average_bandwidth), p.ended,
-             p.recording.segments if p.recording is not None else None)
+             bool(p.recording.segments) if p.recording is not None else None)
             for name, p in self.packagers.items()))
 
     def _replay_masters_due(self, final: bool) -> list[tuple[str, str]]:

@@ -358,10 +358,13 @@ class IngestDaemon:
             await trio.sleep(control.INTERVAL_S)
             pubs = list(self.publishers.values())
             questions = ([(p.generation_id, p.key_id) for p in pubs], self.restream.stream_ids(), list(self.pipelines))
-            if not gate.due(trio.current_time(), questions, changes.look()):
+            # What a step does with the answers depends on these too: a pipeline whose publisher
+            # has gone is finished once its generation is no longer active.
+            situation = (questions, [gid for gid, pl in self.pipelines.items() if pl.sink is None])
+            if not gate.due(trio.current_time(), situation, changes.look()):
                 continue
             ended, reasons, targets, statuses, deadline = await self.store.run(control.control_reads, default_grace, *questions)
-            gate.answered(trio.current_time(), questions,
+            gate.answered(trio.current_time(), situation,
                           None if deadline is None else (deadline - datetime.now(timezone.utc)).total_seconds())
             for g in ended:
                 slog.log(log, logging.INFO, "generation ended: its publisher did not come back within the reconnect grace",

@@ -243,6 +243,12 @@ async def test_in_the_browser_a_streams_card_charts_its_last_hour_from_snapshot_
                 players.start_soon(player, n)
             row = lambda: next((r for r in (snap.last.rows if snap.last else ()) if r["generation_id"] == live), None)  # noqa: E731
             await wait_for(lambda: (r := row()) and r["viewers"] == 2 and r["ingress_bps"] > 0, timeout=20)
+            # The card lists the live recording once it has a replay (its DVR master, written once
+            # the first recorded segment closed): the page is rendered once, so wait for that first.
+            def replayable():
+                with inst.open_store() as store:
+                    return domain.recordings.replays(store, inst.spool_root, s.stream["id"])
+            await wait_for(replayable, timeout=15)
             await trio.to_thread.run_sync(browse)
             players.cancel_scope.cancel()
     record_property("admin_charts_screenshot", str(shot))

@@ -6,6 +6,10 @@ emitted it (`rtmp.AudioData`/`rtmp.VideoData`: the tag body and its decoded head
 cannot take a codec raises `UnsupportedMedia`, and the publish is refused. `FLVSpoolSink` writes
 what it receives as an FLV file in the generation's spool directory (one file per publish,
 numbered) when `rtmp.record` is on; `daemons.ingest.pipeline.BackendSink` feeds the media backend.
+
+A sink whose publish may run in the media thread (daemons/ingest/media_thread.py) also has
+`leasable` (whether it can take frames there now) and `take(media, now)`: `write` without trio,
+called from that thread while the connection is leased.
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ from daemons.runtime.spool import atomic_write
 
 log = slog.get("ingest.thumbnails")
 
-TICK_S = 1.0  # how often the task looks for a stream whose thumbnail is due
+TICK_S = 1.0  # the task looks at its streams at least this often
+MIN_TICK_S = 0.1  # and at most this often (a due stream whose next keyframe is late)
+KEYFRAME_SLACK_S = 0.05  # a due stream's expected keyframe is looked for this long after it is due
 DECODE_TIMEOUT_S = 5.0
 MAX_JPEG_BYTES = 8 * 1024 * 1024
 # An AVC NALU tag holding one end-of-sequence NAL unit (type 10): ffmpeg's H.264 decoder outputs a
@@ -155,6 +157,8 @@ class KeyframeTap:
         self.keyframes = 0  # counts keyframes seen: a new one since the last thumbnail?
         self.thumbnailed = 0  # `keyframes` at the last thumbnail
         self.due_at = -float("inf")
+        self.keyframe_at: float | None = None  # trio time the newest keyframe came
+        self.keyframe_gap: float | None = None  # and the one before it, that much earlier
         self.decoder: JPEGDecoder | None = None
         self.closed = False
 
@@ -170,11 +174,11 @@ class KeyframeTap:
         pass
 
     async def write(self, media: rtmp.AudioData | rtmp.VideoData) -> None:
-        self.take(media)
+        self.take(media, trio.current_time())
 
     leasable = True  # `take` needs nothing of trio: the media thread may call it
 
-    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float = 0.0) -> None:
+    def take(self, media: rtmp.AudioData | rtmp.VideoData, now: float) -> None:
         if not isinstance(media, rtmp.VideoData) or not can_decode(media.header):
             return
         if media.header.is_sequence_header:
@@ -182,6 +186,20 @@ class KeyframeTap:
         elif media.header.is_random_access and self.sequence_header is not None:
             self.keyframe = media
             self.keyframes += 1
+            if self.keyframe_at is not None:
+                self.keyframe_gap = now - self.keyframe_at
+            self.keyframe_at = now
+
+    def next_look(self, now: float) -> float | None:
+        """When the thumbnailer should look at this tap next (None: nothing to decode): when its
+        thumbnail is due if a keyframe waits, else when its next keyframe is expected."""
+        if self.sequence_header is None or self.closed:
+            return None  # audio only, or a codec the decoder cannot read
+        if self.keyframes != self.thumbnailed:
+            return self.due_at
+        if self.keyframe_at is None or not self.keyframe_gap:
+            return max(self.due_at, now + TICK_S)
+        return max(self.due_at, self.keyframe_at + self.keyframe_gap + KEYFRAME_SLACK_S)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -267,11 +285,20 @@ class Thumbnailer:
             if not self.taps:
                 self.tapped = trio.Event()
                 await self.tapped.wait()
-            await trio.sleep(min(TICK_S, self.interval_s))
+            await trio.sleep_until(self._next_round())
             try:
                 await self.round()
             except Exception:
                 log.exception("thumbnail round failed")
+
+    def _next_round(self) -> float:
+        """The next time a tap may have a thumbnail to make: a round then, not on a fixed tick
+        (a keyframe that came just after a tick would wait a whole one, and with keyframes as
+        frequent as thumbnails every other thumbnail would be skipped); a late keyframe is looked
+        for every MIN_TICK_S, and every tap at least every TICK_S."""
+        now = trio.current_time()
+        looks = [at for tap in self.taps.values() if (at := tap.next_look(now)) is not None]
+        return max(min([*looks, now + TICK_S]), now + MIN_TICK_S)
 
     async def round(self) -> None:
         now = trio.current_time()

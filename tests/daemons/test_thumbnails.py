@@ -227,6 +227,23 @@ async def test_a_thumbnail_is_due_once_per_interval_and_only_for_a_new_keyframe(
     mock_clock.jump(60)
     await thumbnailer.round()  # due, but no new keyframe since: nothing to decode
     assert thumbnailer.made == 2 and thumbnailer.failed == 0
+    # When the task looks next: a due tap waiting for a keyframe, when the next is expected
+    # (one keyframe gap after the newest, seen on the clock) — not a fixed tick, which a keyframe
+    # arriving just after it would miss by a whole tick.
+    now = trio.current_time()
+    tap.take(keyframes[0], now - 1.5)
+    tap.thumbnailed = tap.keyframes  # its thumbnail made
+    tap.take(keyframes[1], now - 0.5)
+    tap.thumbnailed = tap.keyframes
+    assert tap.next_look(now) == pytest.approx(now + 0.5 + thumbnails.KEYFRAME_SLACK_S)
+    assert thumbnailer._next_round() == pytest.approx(now + 0.5 + thumbnails.KEYFRAME_SLACK_S)
+    tap.take(keyframes[2], now)  # it came: the thumbnail when due
+    tap.due_at = now + 0.3
+    assert thumbnailer._next_round() == pytest.approx(now + 0.3)
+    tap.due_at = now + 60  # far off: still looked at within a tick (a new tap may open meanwhile)
+    assert thumbnailer._next_round() == pytest.approx(now + thumbnails.TICK_S)
+    tap.due_at = now - 5  # overdue with a keyframe waiting: soon, not in a busy loop
+    assert thumbnailer._next_round() == pytest.approx(now + thumbnails.MIN_TICK_S)
     await tap.aclose()
     assert thumbnailer.taps == {} and tap.decoder is None
 

@@ -65,7 +65,10 @@ async def start_up(nursery: trio.Nursery, env: dict, state_dir: Path, *args: str
     up = RunningUp(proc, state_dir)
     nursery.start_soon(up.drain)
     try:
-        await wait_for(lambda: all(read_fresh_stats(state_dir, n) for n in DAEMON_STATS) and up.stats, timeout=40)
+        # Every daemon writing its stats, and `sender up`'s own (written each second) naming each
+        # one's pid: a daemon may write its first stats before `sender up` writes its next.
+        await wait_for(lambda: all(read_fresh_stats(state_dir, n) for n in DAEMON_STATS)
+                       and all(up.pid_of(n) for n in ("ingest", "http", "edge-fill", "snapshot")), timeout=40)
     except BaseException:
         await up.interrupt()
         raise

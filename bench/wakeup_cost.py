@@ -10,7 +10,7 @@ the per-stream figure of `bench/ingest_load.py` can be taken apart:
   a peer thread sends 500 bytes every millisecond, the reader's own thread CPU is counted;
 * `trio.to_thread.run_sync` of a no-op (the spool writer and the store worker hand work to a
   thread this way): the whole process's CPU per call;
-* writing a spool file as `daemons.runtime.spool.atomic_write` does (temporary name, write,
+* writing a spool file as `daemons.core.files.atomic_write` does (temporary name, write,
   rename), new names and over an existing file, 3 kB (a playlist) and 90 kB (a part).
 
 Run from the checkout:  .venv/bin/python bench/wakeup_cost.py [--reads 2000]
@@ -32,7 +32,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daemons.runtime.spool import atomic_write  # noqa: E402
+from daemons.core.files import atomic_write  # noqa: E402
 
 CHUNK = b"x" * 500
 

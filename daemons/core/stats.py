@@ -7,48 +7,24 @@ readers judge staleness by that stamp. No trio here: the CLI reads these too.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from daemons.core.domain.common import now_iso
+from daemons.core.files import atomic_write
 
 
 def stats_path(state_dir: Path, daemon: str) -> Path:
     return Path(state_dir) / "stats" / f"{daemon}.json"
 
 
-_tmp_names = itertools.count()
-
-
 def write_stats(state_dir: Path, daemon: str, payload: dict) -> None:
-    """Atomically (temp + rename). Plain os calls, the directory made only when missing: a daemon
-    writes this every second, idle or not."""
-    path = os.fspath(stats_path(state_dir, daemon))
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{next(_tmp_names)}.tmp")  # writers in two threads at once
+    """Atomically (temp + rename; the directory made when missing): a daemon writes this every
+    second, idle or not."""
     data = json.dumps({"daemon": daemon, "pid": os.getpid(), "updated_at": now_iso(), **payload}).encode()
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(stats_path(state_dir, daemon), data, make_dirs=True)
 
 
 def read_stats(state_dir: Path, daemon: str) -> dict | None:

@@ -52,7 +52,8 @@ from daemons.media.packager import Delete
 from daemons.runtime.small_io import SmallIO
 from daemons.runtime import logging as slog
 from daemons.runtime import spool_events
-from daemons.runtime.spool import SpoolWriter, atomic_write
+from daemons.core.files import atomic_write
+from daemons.runtime.spool import SpoolWriter
 from daemons.runtime.spool_events import SpoolEventSender
 from daemons.runtime.store import StoreWorker
 

@@ -53,7 +53,7 @@ from daemons.http.spool_view import CachedFile, FileCache, file_key
 from daemons.http.state import Counters
 from daemons.media.hls import MediaPlaylist
 from daemons.runtime import logging as slog
-from daemons.runtime.spool import atomic_write
+from daemons.core.files import atomic_write
 
 log = slog.get("http.pull_through")
 

@@ -29,7 +29,7 @@ from daemons.media import flv, rtmp
 from daemons.media.names import THUMBNAIL
 from daemons.runtime import children
 from daemons.runtime import logging as slog
-from daemons.runtime.spool import atomic_write
+from daemons.core.files import atomic_write
 
 log = slog.get("ingest.thumbnails")
 

@@ -15,7 +15,6 @@ of a leased publish with `write_now` (daemons/ingest/media_thread.py): the same,
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import trio
 
+from daemons.core.files import atomic_write
 from daemons.media.packager import Delete, Write
 from daemons.runtime import logging as slog
 
@@ -32,35 +32,6 @@ log = slog.get("spool")
 
 SLOW_WRITE_S = 0.02  # a batch written on the loop slower than this sends the next ones to a thread
 SLOW_COOLDOWN_S = 60.0
-
-
-def atomic_write(path: Path | str, data: bytes, *, make_dirs: bool = False) -> None:
-    """Write under a temporary name of this writer's own, then rename into place. The name is
-    unique (this process's id and a counter), so two writers of the same file (sender-edge-fill
-    and a pull-through in sender-http) never write into one temporary file; a failed write leaves
-    nothing behind. Plain os calls: a buffered file object costs three more system calls a file."""
-    directory, name = os.path.split(os.fspath(path))
-    if make_dirs:
-        os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{next(_tmp_names)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-_tmp_names = itertools.count()
 
 
 class SpoolWriter:

@@ -76,8 +76,13 @@ async def test_a_steady_publish_gives_the_same_output_through_either_path(nurser
         stats = running.daemon.media.stats()
         assert stats["leased"] == 0 and stats["leases"] >= 1
         # Most frames went through the thread: trio saw the start, sequence headers and the
-        # follow-ups (a new segment's bandwidth for the master, about once a segment).
-        assert stats["frames"] > 0.8 * (8 * RATE + 8 * 44100 / 1024)
+        # follow-ups (a new bandwidth step for the master, going live). Unless the disk was slow
+        # (a batch over SLOW_WRITE_S, as on a loaded machine): then the writes go to a worker
+        # thread for a while, and the publish to trio with them — the fallback, not a failure.
+        if not pipeline.spool.threaded:
+            assert stats["frames"] > 0.8 * (8 * RATE + 8 * 44100 / 1024)
+        else:
+            assert stats["frames"] > 0 and stats["ended"].get("follow-up", 0) >= 1
         assert stats["ended"].get("end of stream", 0) + stats["ended"].get("event", 0) >= 1
         # Between a part's frames the socket is left unread (one wake-up for several frames):
         # about once a part (5 a second) while leased.

@@ -29,8 +29,8 @@ the connection goes back to its trio task (`ConnectionHandler` in server.py) wit
 * an event other than a coded frame (metadata, a sequence header, an unpublish, a close);
 * a follow-up of a frame it took (`Work.take`): a new init segment, a timeline break or a
   dropped packet from the native backend, a batch whose aftermath needs the store or the
-  master playlist (the generation going live, a new segment's bandwidth, a discontinuity), a
-  batch the spool refused, a slow disk;
+  master playlist (the generation going live, a new bandwidth peak or 5 % step of the average,
+  a discontinuity), a batch the spool refused, a slow disk;
 * the end of the stream, a socket error, a protocol error, the idle timeout, bytes the socket
   would not take at once.
 
